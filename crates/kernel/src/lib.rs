@@ -1,0 +1,10 @@
+//! The highpte kernel VM core.
+//!
+//! `no_std` + `alloc`. Generic over the paging mode (`highpte_arch::PagingMode`) and over the
+//! [`Platform`] that provides the hardware: the kernel never names the simulated machine.
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod page_alloc;

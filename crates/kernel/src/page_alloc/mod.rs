@@ -1,0 +1,1 @@
+//! Physical page allocation: mem_map, zones and the buddy allocator.
