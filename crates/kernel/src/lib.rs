@@ -8,3 +8,8 @@
 extern crate alloc;
 
 pub mod page_alloc;
+pub mod platform;
+pub mod sync;
+
+pub use platform::{BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey};
+pub use sync::{Mutex, MutexGuard, SpinGuard, SpinLock};

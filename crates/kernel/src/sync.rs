@@ -1,0 +1,263 @@
+//! Simulated kernel locks: spinlocks and sleeping mutexes.
+//!
+//! The simulation runs every task on one host thread, switching between them only inside
+//! [`Platform`] calls. A lock's state is therefore a plain `Cell`, and mutual exclusion between
+//! simulated tasks is what makes handing out `&mut T` sound: a task reaches the data only while
+//! it owns the simulated lock, and any other task that wants it spins (or sleeps) inside a
+//! platform call until the owner releases it.
+//!
+//! As in Linux, a spinlock disables preemption while held; on a UP machine it *is* just
+//! `preempt_disable` (plus a debug check that nobody holds it, which would mean a holder slept).
+
+use crate::platform::{BugReport, Platform, TaskId, WaitOn, WaitQueueKey};
+use alloc::format;
+use core::cell::{Cell, UnsafeCell};
+use core::ops::{Deref, DerefMut};
+
+/// Counters of one lock, for contention reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockStats {
+    /// Times the lock was taken.
+    pub acquisitions: u64,
+    /// Times it was found held.
+    pub contended: u64,
+    /// Spin-loop iterations (or sleeps, for a mutex) while waiting.
+    pub spins: u64,
+}
+
+/// A spinlock protecting a `T`.
+pub struct SpinLock<T: ?Sized> {
+    name: &'static str,
+    /// 0 when free, else holder task id + 1.
+    owner: Cell<u32>,
+    stats: Cell<LockStats>,
+    data: UnsafeCell<T>,
+}
+
+impl<T> SpinLock<T> {
+    /// A free lock with a name used in reports.
+    pub const fn new(name: &'static str, value: T) -> Self {
+        Self { name, owner: Cell::new(0), stats: Cell::new(LockStats { acquisitions: 0, contended: 0, spins: 0 }), data: UnsafeCell::new(value) }
+    }
+    /// Consume the lock, returning the data.
+    pub fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+}
+
+impl<T: ?Sized> SpinLock<T> {
+    fn id(&self) -> u64 {
+        self as *const Self as *const u8 as usize as u64
+    }
+    /// The lock's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The holder, if held.
+    pub fn holder(&self) -> Option<TaskId> {
+        match self.owner.get() {
+            0 => None,
+            n => Some(TaskId(n - 1)),
+        }
+    }
+    /// True if held by anyone.
+    pub fn is_locked(&self) -> bool {
+        self.owner.get() != 0
+    }
+    /// Contention counters.
+    pub fn stats(&self) -> LockStats {
+        self.stats.get()
+    }
+
+    /// `spin_lock`: disable preemption, then spin until the lock is free and take it.
+    pub fn lock<'a, P: Platform>(&'a self, p: &'a P) -> SpinGuard<'a, T, P> {
+        p.preempt_disable();
+        let mut st = self.stats.get();
+        st.acquisitions += 1;
+        let me = p.task().0 + 1;
+        if self.owner.get() != 0 {
+            if self.owner.get() == me {
+                p.bug(BugReport {
+                    kind: "spinlock recursion",
+                    message: format!("task {} takes spinlock '{}' that it already holds", me - 1, self.name),
+                });
+            }
+            if p.nr_cpus() == 1 {
+                p.bug(BugReport {
+                    kind: "spinlock held on UP",
+                    message: format!(
+                        "task {} finds spinlock '{}' held by task {} on a UP kernel: the holder slept or was preempted while holding it",
+                        me - 1,
+                        self.name,
+                        self.owner.get() - 1
+                    ),
+                });
+            }
+            st.contended += 1;
+            while self.owner.get() != 0 {
+                st.spins += 1;
+                p.cpu_relax(WaitOn::SpinLock { name: self.name, id: self.id(), holder: self.holder() });
+            }
+        }
+        self.owner.set(me);
+        self.stats.set(st);
+        p.note_lock(self.name, self.id(), true);
+        SpinGuard { lock: self, p }
+    }
+
+    /// `spin_trylock`: take the lock if free.
+    pub fn try_lock<'a, P: Platform>(&'a self, p: &'a P) -> Option<SpinGuard<'a, T, P>> {
+        if self.owner.get() != 0 {
+            return None;
+        }
+        p.preempt_disable();
+        self.owner.set(p.task().0 + 1);
+        let mut st = self.stats.get();
+        st.acquisitions += 1;
+        self.stats.set(st);
+        p.note_lock(self.name, self.id(), true);
+        Some(SpinGuard { lock: self, p })
+    }
+
+    /// Access without locking, for code that owns the only reference (boot, teardown).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+/// A held spinlock; unlocks (and re-enables preemption) when dropped.
+#[must_use = "a spinlock is released when its guard is dropped"]
+pub struct SpinGuard<'a, T: ?Sized, P: Platform> {
+    lock: &'a SpinLock<T>,
+    p: &'a P,
+}
+
+impl<T: ?Sized, P: Platform> SpinGuard<'_, T, P> {
+    /// Run `f` with the lock released, then retake it (as code that must sleep while holding
+    /// a spinlock does: `spin_unlock; ...; spin_lock`). Whatever the lock protects may have
+    /// changed when `f` returns: re-check it.
+    pub fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.release();
+        let r = f();
+        let g = self.lock.lock(self.p);
+        core::mem::forget(g);
+        r
+    }
+
+    fn release(&self) {
+        self.lock.owner.set(0);
+        self.p.note_lock(self.lock.name, self.lock.id(), false);
+        self.p.preempt_enable();
+    }
+}
+
+impl<T: ?Sized, P: Platform> Deref for SpinGuard<'_, T, P> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the simulated lock is held by this task (set in `lock`), and every other
+        // task that wants the data spins in `lock` until `owner` is cleared, so no other
+        // reference to the data exists while the guard lives. All tasks run on one host thread.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> DerefMut for SpinGuard<'_, T, P> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; the guard is borrowed mutably, so this is the only access.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> Drop for SpinGuard<'_, T, P> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A sleeping lock (a semaphore used as a mutex, like `mmap_sem` taken for writing).
+pub struct Mutex<T: ?Sized> {
+    name: &'static str,
+    owner: Cell<u32>,
+    stats: Cell<LockStats>,
+    data: UnsafeCell<T>,
+}
+
+impl<T> Mutex<T> {
+    /// A free mutex.
+    pub const fn new(name: &'static str, value: T) -> Self {
+        Self { name, owner: Cell::new(0), stats: Cell::new(LockStats { acquisitions: 0, contended: 0, spins: 0 }), data: UnsafeCell::new(value) }
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    fn key(&self) -> WaitQueueKey {
+        WaitQueueKey(self as *const Self as *const u8 as usize as u64)
+    }
+    /// The holder, if held.
+    pub fn holder(&self) -> Option<TaskId> {
+        match self.owner.get() {
+            0 => None,
+            n => Some(TaskId(n - 1)),
+        }
+    }
+    /// Contention counters.
+    pub fn stats(&self) -> LockStats {
+        self.stats.get()
+    }
+    /// `down()`: take the mutex, sleeping while someone else holds it. May sleep, so the
+    /// caller must prove it may: see [`crate::ctx::SleepCtx`].
+    pub fn lock<'a, P: Platform>(&'a self, p: &'a P, place: &'static str) -> MutexGuard<'a, T, P> {
+        p.might_sleep(place);
+        let mut st = self.stats.get();
+        st.acquisitions += 1;
+        if self.owner.get() == p.task().0 + 1 {
+            p.bug(BugReport { kind: "mutex recursion", message: format!("task {} takes mutex '{}' it already holds at {}", p.task(), self.name, place) });
+        }
+        if self.owner.get() != 0 {
+            st.contended += 1;
+        }
+        while self.owner.get() != 0 {
+            st.spins += 1;
+            p.sleep(self.key(), self.name, place);
+        }
+        self.owner.set(p.task().0 + 1);
+        self.stats.set(st);
+        p.note_lock(self.name, self.key().0, true);
+        MutexGuard { lock: self, p }
+    }
+    /// Access without locking, for code that owns the only reference.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+/// A held mutex; released on drop, waking the waiters.
+#[must_use = "a mutex is released when its guard is dropped"]
+pub struct MutexGuard<'a, T: ?Sized, P: Platform> {
+    lock: &'a Mutex<T>,
+    p: &'a P,
+}
+
+impl<T: ?Sized, P: Platform> Deref for MutexGuard<'_, T, P> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the simulated mutex is owned by this task; others sleep in `lock` until it
+        // is released. One host thread.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> DerefMut for MutexGuard<'_, T, P> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and the guard is borrowed mutably.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> Drop for MutexGuard<'_, T, P> {
+    fn drop(&mut self) {
+        self.lock.owner.set(0);
+        self.p.note_lock(self.lock.name, self.lock.key().0, false);
+        self.p.wake_up_all(self.lock.key());
+    }
+}
