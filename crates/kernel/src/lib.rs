@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod ctx;
 pub mod page_alloc;
 pub mod platform;
 pub mod sync;

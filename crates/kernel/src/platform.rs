@@ -179,9 +179,15 @@ pub trait Platform {
     fn cpu_relax(&self, on: WaitOn);
     /// Tell the machine a lock was taken (true) or released (false), for deadlock reports.
     fn note_lock(&self, name: &'static str, id: u64, acquired: bool);
-    /// Sleep until `wake_up` on `key`. The caller must hold no spinlock and have
-    /// preempt_count 0 (checked: sleeping in atomic context is a bug report).
-    fn sleep(&self, key: WaitQueueKey, what: &'static str, place: &'static str);
+    /// `prepare_to_wait`: returns the wake-up count of `key` now, to pass to
+    /// [`Platform::sleep`]. Taking the token *before* dropping a lock and re-checking the
+    /// condition is what prevents lost wake-ups: any `wake_up_all(key)` after this call makes
+    /// the later `sleep` return at once.
+    fn prepare_to_wait(&self, key: WaitQueueKey) -> u64;
+    /// Sleep until `wake_up_all(key)` happens after the `prepare_to_wait` that returned
+    /// `token` (returns at once if it already has). The caller must hold no spinlock and
+    /// have preempt_count 0 (checked: sleeping in atomic context is a bug report).
+    fn sleep(&self, key: WaitQueueKey, token: u64, what: &'static str, place: &'static str);
     /// Wake every task sleeping on `key`; returns how many were woken.
     fn wake_up_all(&self, key: WaitQueueKey) -> u32;
     /// `might_sleep()`: report a bug if called in atomic context.

@@ -218,7 +218,11 @@ impl<T: ?Sized> Mutex<T> {
         }
         while self.owner.get() != 0 {
             st.spins += 1;
-            p.sleep(self.key(), self.name, place);
+            let token = p.prepare_to_wait(self.key());
+            if self.owner.get() == 0 {
+                break;
+            }
+            p.sleep(self.key(), token, self.name, place);
         }
         self.owner.set(p.task().0 + 1);
         self.stats.set(st);
