@@ -5,6 +5,7 @@
 //! implements the kernel's [`highpte_kernel::Platform`].
 #![deny(missing_docs)]
 
+pub mod cost;
 pub mod mmu;
 pub mod phys;
 pub mod tlb;
