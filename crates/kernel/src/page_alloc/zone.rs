@@ -420,8 +420,8 @@ pub fn alloc_from_zonelist(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
     use crate::page_alloc::gfp::{GFP_ATOMIC, GFP_DMA, GFP_HIGHUSER, GFP_KERNEL};
+    use alloc::string::ToString;
     use highpte_arch::size::{GB, MB};
     use highpte_arch::MemoryVariant;
 
