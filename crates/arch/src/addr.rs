@@ -163,7 +163,10 @@ mod tests {
         assert!(PhysAddr::new(1 << 36).is_none());
         assert_eq!(PhysAddr::new(0x1_2345_6789).unwrap().pfn(), Pfn(0x123456));
         assert_eq!(Pfn(0xfffff).addr().as_u64(), 0xffff_f000);
-        assert!(PhysAddr::new(0xf_ffff_f000).unwrap().checked_add(0x1000).is_none());
+        assert!(PhysAddr::new(0xf_ffff_f000)
+            .unwrap()
+            .checked_add(0x1000)
+            .is_none());
     }
 
     #[test]

@@ -49,7 +49,10 @@ impl MemoryVariant {
     }
     /// True if PAE paging is used (HIGHMEM64G).
     pub const fn pae(self) -> bool {
-        matches!(self, MemoryVariant::Highmem64g | MemoryVariant::Highmem64gHighpte)
+        matches!(
+            self,
+            MemoryVariant::Highmem64g | MemoryVariant::Highmem64gHighpte
+        )
     }
     /// True if RAM above low memory becomes the HighMem zone.
     pub const fn highmem(self) -> bool {
@@ -57,7 +60,10 @@ impl MemoryVariant {
     }
     /// True if user pte pages may come from highmem (`CONFIG_HIGHPTE`).
     pub const fn highpte(self) -> bool {
-        matches!(self, MemoryVariant::Highmem4gHighpte | MemoryVariant::Highmem64gHighpte)
+        matches!(
+            self,
+            MemoryVariant::Highmem4gHighpte | MemoryVariant::Highmem64gHighpte
+        )
     }
     /// The most RAM this configuration can use: 896 MB, 4 GB or 64 GB.
     pub const fn max_usable_ram(self) -> u64 {
@@ -116,7 +122,10 @@ impl fmt::Display for ConfigError {
                 DisplaySize(*r)
             ),
             ConfigError::Cpus(c) => {
-                write!(f, "{c} CPUs is out of range: a machine has 1 (UP) to {MAX_CPUS} CPUs")
+                write!(
+                    f,
+                    "{c} CPUs is out of range: a machine has 1 (UP) to {MAX_CPUS} CPUs"
+                )
             }
             ConfigError::RamAlignment(r) => {
                 write!(f, "RAM of {r} bytes is not a whole number of 4K pages")
@@ -142,17 +151,28 @@ pub struct Config {
 
 impl Config {
     /// A checked configuration.
-    pub fn new(variant: MemoryVariant, ram_bytes: u64, cpus: u32, preempt: bool) -> Result<Self, ConfigError> {
+    pub fn new(
+        variant: MemoryVariant,
+        ram_bytes: u64,
+        cpus: u32,
+        preempt: bool,
+    ) -> Result<Self, ConfigError> {
         if !(MIN_RAM..=MAX_RAM).contains(&ram_bytes) {
             return Err(ConfigError::Ram(ram_bytes));
         }
-        if ram_bytes % 4096 != 0 {
+        if !ram_bytes.is_multiple_of(4096) {
             return Err(ConfigError::RamAlignment(ram_bytes));
         }
         if cpus == 0 || cpus > MAX_CPUS {
             return Err(ConfigError::Cpus(cpus));
         }
-        Ok(Self { variant, ram_bytes, cpus, preempt, highmem_limit: None })
+        Ok(Self {
+            variant,
+            ram_bytes,
+            cpus,
+            preempt,
+            highmem_limit: None,
+        })
     }
     /// True for an SMP kernel (more than one CPU).
     pub const fn smp(&self) -> bool {
@@ -207,7 +227,10 @@ mod tests {
         for v in MemoryVariant::ALL {
             assert_eq!(v.name().parse::<MemoryVariant>(), Ok(v));
         }
-        assert_eq!("64G-HIGHPTE".parse::<MemoryVariant>(), Ok(MemoryVariant::Highmem64gHighpte));
+        assert_eq!(
+            "64G-HIGHPTE".parse::<MemoryVariant>(),
+            Ok(MemoryVariant::Highmem64gHighpte)
+        );
         assert!("8g".parse::<MemoryVariant>().is_err());
     }
 
@@ -227,10 +250,22 @@ mod tests {
 
     #[test]
     fn bad_configs() {
-        assert_eq!(Config::new(MemoryVariant::Highmem4g, 8 * MB, 1, false), Err(ConfigError::Ram(8 * MB)));
-        assert_eq!(Config::new(MemoryVariant::Highmem4g, 65 * GB, 1, false), Err(ConfigError::Ram(65 * GB)));
-        assert_eq!(Config::new(MemoryVariant::Highmem4g, GB, 0, false), Err(ConfigError::Cpus(0)));
-        assert_eq!(Config::new(MemoryVariant::Highmem4g, GB, 33, false), Err(ConfigError::Cpus(33)));
+        assert_eq!(
+            Config::new(MemoryVariant::Highmem4g, 8 * MB, 1, false),
+            Err(ConfigError::Ram(8 * MB))
+        );
+        assert_eq!(
+            Config::new(MemoryVariant::Highmem4g, 65 * GB, 1, false),
+            Err(ConfigError::Ram(65 * GB))
+        );
+        assert_eq!(
+            Config::new(MemoryVariant::Highmem4g, GB, 0, false),
+            Err(ConfigError::Cpus(0))
+        );
+        assert_eq!(
+            Config::new(MemoryVariant::Highmem4g, GB, 33, false),
+            Err(ConfigError::Cpus(33))
+        );
         assert!(Config::new(MemoryVariant::Highmem4g, GB + 1, 1, false).is_err());
     }
 }

@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(EntryFlags::PS.bits(), 0x080);
         assert_eq!(EntryFlags::PAT.bits(), 0x080);
         assert_eq!(EntryFlags::GLOBAL.bits(), 0x100);
-        assert_eq!(EntryFlags::AVL0.bits() | EntryFlags::AVL1.bits() | EntryFlags::AVL2.bits(), 0xe00);
+        assert_eq!(
+            EntryFlags::AVL0.bits() | EntryFlags::AVL1.bits() | EntryFlags::AVL2.bits(),
+            0xe00
+        );
         assert_eq!(EntryFlags::NX.bits(), 0x8000_0000_0000_0000);
         assert_eq!(EntryFlags::PAGE_TABLE.bits(), 0x067);
         assert_eq!(EntryFlags::KERNPG_TABLE.bits(), 0x063);
@@ -159,7 +162,10 @@ mod tests {
 
     #[test]
     fn entry_round_trip() {
-        let e = Entry::new(Pfn(0xff_ffff), EntryFlags::PRESENT | EntryFlags::RW | EntryFlags::NX);
+        let e = Entry::new(
+            Pfn(0xff_ffff),
+            EntryFlags::PRESENT | EntryFlags::RW | EntryFlags::NX,
+        );
         assert_eq!(e.bits(), 0x8000_000f_ffff_f003);
         assert_eq!(e.pfn(), Pfn(0xff_ffff));
         assert_eq!(e.addr().as_u64(), 0xf_ffff_f000);
@@ -169,7 +175,10 @@ mod tests {
         assert_eq!(e.high(), 0x8000_000f);
         let w = e.without(EntryFlags::RW);
         assert_eq!(w.bits(), 0x8000_000f_ffff_f001);
-        assert_eq!(w.with_flags(EntryFlags::PRESENT).bits(), 0x0000_000f_ffff_f001);
+        assert_eq!(
+            w.with_flags(EntryFlags::PRESENT).bits(),
+            0x0000_000f_ffff_f001
+        );
         assert!(Entry::NONE.is_none());
         assert!(!Entry(0x400).is_present() && !Entry(0x400).is_none());
     }

@@ -54,8 +54,17 @@ pub struct KernelLayout {
 impl KernelLayout {
     /// The layout for `lowmem_bytes` of low memory, `cpus` CPUs and `last_pkmap` pkmap entries.
     pub const fn new(lowmem_bytes: u64, cpus: u32, last_pkmap: u32, guard_slots: bool) -> Self {
-        let lowmem_bytes = if lowmem_bytes > MAXMEM { MAXMEM } else { lowmem_bytes };
-        Self { lowmem_bytes, cpus, guard_slots, last_pkmap }
+        let lowmem_bytes = if lowmem_bytes > MAXMEM {
+            MAXMEM
+        } else {
+            lowmem_bytes
+        };
+        Self {
+            lowmem_bytes,
+            cpus,
+            guard_slots,
+            last_pkmap,
+        }
     }
     /// `PAGE_OFFSET`.
     pub const fn page_offset(&self) -> VirtAddr {
@@ -138,7 +147,7 @@ impl KernelLayout {
         }
         let rel = idx - FIX_KMAP_BEGIN;
         let slot = if self.guard_slots {
-            if rel % 2 == 0 {
+            if rel.is_multiple_of(2) {
                 return Some(Err(idx));
             }
             rel / 2
@@ -185,7 +194,10 @@ mod tests {
         assert_eq!(l.vmalloc_start().as_u32(), 0xf880_0000);
         assert_eq!(l.vmalloc_end().as_u32(), 0xfdff_e000);
         assert_eq!(l.pkmap_end().as_u32(), 0xfe20_0000);
-        assert_eq!(l.kmap_atomic_addr(0, KmType::BounceRead).as_u32(), FIXADDR_TOP - 3 * 4096);
+        assert_eq!(
+            l.kmap_atomic_addr(0, KmType::BounceRead).as_u32(),
+            FIXADDR_TOP - 3 * 4096
+        );
         assert_eq!(
             l.kmap_atomic_addr(1, KmType::Pte0).as_u32(),
             FIXADDR_TOP - (3 + 6 + 13) * 4096
@@ -231,7 +243,10 @@ mod tests {
         let l = KernelLayout::new(896 << 20, 1, 1024, false);
         assert_eq!(l.phys_to_virt(0x1000).unwrap().as_u32(), 0xc000_1000);
         assert_eq!(l.phys_to_virt(896 << 20), None);
-        assert_eq!(l.virt_to_phys(VirtAddr::new(0xf7ff_ffff)), Some((896 << 20) - 1));
+        assert_eq!(
+            l.virt_to_phys(VirtAddr::new(0xf7ff_ffff)),
+            Some((896 << 20) - 1)
+        );
         assert_eq!(l.virt_to_phys(VirtAddr::new(0xf800_0000)), None);
     }
 

@@ -16,7 +16,7 @@ pub mod mode;
 
 pub mod size;
 
-pub use addr::{PhysAddr, Pfn, VirtAddr, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
+pub use addr::{Pfn, PhysAddr, VirtAddr, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
 pub use config::{Config, ConfigError, MemoryVariant, MAX_CPUS};
 pub use entry::{Entry, EntryFlags};
 pub use fault::PageFaultErrorCode;

@@ -26,7 +26,9 @@ pub enum Level {
 }
 
 /// A paging mode: sizes, shifts and the rules of its entries. Sealed: only the two real modes.
-pub trait PagingMode: sealed::Sealed + Copy + Default + Send + Sync + core::fmt::Debug + 'static {
+pub trait PagingMode:
+    sealed::Sealed + Copy + Default + Send + Sync + core::fmt::Debug + 'static
+{
     /// "2-level" or "PAE".
     const NAME: &'static str;
     /// True for PAE.
@@ -184,7 +186,7 @@ mod tests {
 
     #[test]
     fn two_level_indices() {
-        let va = VirtAddr::new(0xc0_40_3_123 | 0x0040_0000);
+        let va = VirtAddr::new(0xc040_3123 | 0x0040_0000);
         assert_eq!(TwoLevel::pgd_index(VirtAddr::new(0xc040_3123)), 0x301);
         assert_eq!(TwoLevel::pmd_index(va), 0);
         assert_eq!(TwoLevel::pte_index(VirtAddr::new(0xc040_3123)), 3);
@@ -215,10 +217,16 @@ mod tests {
         // NX is reserved without NXE
         assert_ne!(Pae::reserved_mask(Level::Pte, false, false) & (1 << 63), 0);
         assert_eq!(Pae::reserved_mask(Level::Pte, false, true) & (1 << 63), 0);
-        assert_eq!(Pae::reserved_mask(Level::Pde, true, true) & 0x1f_e000, 0x1f_e000);
+        assert_eq!(
+            Pae::reserved_mask(Level::Pde, true, true) & 0x1f_e000,
+            0x1f_e000
+        );
         assert_eq!(TwoLevel::reserved_mask(Level::Pte, false, false), 0);
         assert_eq!(TwoLevel::reserved_mask(Level::Pde, true, false), 0x3f_e000);
         assert_eq!(TwoLevel::large_page_base(Entry(0x1234_5683)), 0x1200_0000);
-        assert_eq!(Pae::large_page_base(Entry(0x8000_0008_1234_5683)), 0x8_1220_0000);
+        assert_eq!(
+            Pae::large_page_base(Entry(0x8000_0008_1234_5683)),
+            0x8_1220_0000
+        );
     }
 }

@@ -39,9 +39,7 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     if s.is_empty() {
         return Err(SizeError::Empty);
     }
-    let lower_end = s
-        .trim_end_matches(['b', 'B'])
-        .trim_end_matches(['i', 'I']);
+    let lower_end = s.trim_end_matches(['b', 'B']).trim_end_matches(['i', 'I']);
     let (digits, mult) = match lower_end.as_bytes().last() {
         Some(b'k' | b'K') => (&lower_end[..lower_end.len() - 1], KB),
         Some(b'm' | b'M') => (&lower_end[..lower_end.len() - 1], MB),
@@ -55,7 +53,7 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
         if bare.len() + 1 != s.len() || bare.is_empty() {
             return Err(SizeError::NotASize);
         }
-        return parse_digits(bare).map(|n| n as u64);
+        return parse_digits(bare);
     }
     let n = parse_digits(digits)?;
     n.checked_mul(mult).ok_or(SizeError::Overflow)
@@ -74,11 +72,11 @@ pub struct DisplaySize(pub u64);
 impl fmt::Display for DisplaySize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b != 0 && b % GB == 0 {
+        if b != 0 && b.is_multiple_of(GB) {
             write!(f, "{}G", b / GB)
-        } else if b != 0 && b % MB == 0 {
+        } else if b != 0 && b.is_multiple_of(MB) {
             write!(f, "{}M", b / MB)
-        } else if b != 0 && b % KB == 0 {
+        } else if b != 0 && b.is_multiple_of(KB) {
             write!(f, "{}K", b / KB)
         } else {
             write!(f, "{}", b)

@@ -40,11 +40,19 @@ impl<'p, P: Platform> SleepCtx<'p, P> {
     /// preempt_count zero, no pte or kmap_atomic mapping live. Creating a `SleepCtx` anywhere
     /// else would let code sleep inside an atomic section.
     pub unsafe fn enter(p: &'p P) -> Self {
-        Self { cx: Ctx { p, _private: () } }
+        Self {
+            cx: Ctx { p, _private: () },
+        }
     }
 
     /// Sleep until someone wakes `key` (`sleep_on`). Checks that the task is not atomic.
-    pub fn sleep_on(&mut self, key: crate::WaitQueueKey, token: u64, what: &'static str, place: &'static str) {
+    pub fn sleep_on(
+        &mut self,
+        key: crate::WaitQueueKey,
+        token: u64,
+        what: &'static str,
+        place: &'static str,
+    ) {
         self.cx.p.sleep(key, token, what, place);
     }
 

@@ -7,10 +7,22 @@
 
 extern crate alloc;
 
+pub mod boot;
+pub mod counters;
 pub mod ctx;
+pub mod highmem;
+pub mod kernel;
+pub mod meminfo;
 pub mod page_alloc;
+pub mod pages;
+pub mod pgtable;
 pub mod platform;
 pub mod sync;
 
+pub use boot::BootError;
+pub use counters::{Counter, Counters};
+pub use ctx::{Ctx, SleepCtx};
+pub use kernel::{Kernel, KernelOptions, PtAllocKind, PteStrategy};
+pub use meminfo::Meminfo;
 pub use platform::{BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey};
 pub use sync::{Mutex, MutexGuard, SpinGuard, SpinLock};

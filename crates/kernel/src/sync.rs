@@ -37,7 +37,16 @@ pub struct SpinLock<T: ?Sized> {
 impl<T> SpinLock<T> {
     /// A free lock with a name used in reports.
     pub const fn new(name: &'static str, value: T) -> Self {
-        Self { name, owner: Cell::new(0), stats: Cell::new(LockStats { acquisitions: 0, contended: 0, spins: 0 }), data: UnsafeCell::new(value) }
+        Self {
+            name,
+            owner: Cell::new(0),
+            stats: Cell::new(LockStats {
+                acquisitions: 0,
+                contended: 0,
+                spins: 0,
+            }),
+            data: UnsafeCell::new(value),
+        }
     }
     /// Consume the lock, returning the data.
     pub fn into_inner(self) -> T {
@@ -79,7 +88,11 @@ impl<T: ?Sized> SpinLock<T> {
             if self.owner.get() == me {
                 p.bug(BugReport {
                     kind: "spinlock recursion",
-                    message: format!("task {} takes spinlock '{}' that it already holds", me - 1, self.name),
+                    message: format!(
+                        "task {} takes spinlock '{}' that it already holds",
+                        me - 1,
+                        self.name
+                    ),
                 });
             }
             if p.nr_cpus() == 1 {
@@ -96,7 +109,11 @@ impl<T: ?Sized> SpinLock<T> {
             st.contended += 1;
             while self.owner.get() != 0 {
                 st.spins += 1;
-                p.cpu_relax(WaitOn::SpinLock { name: self.name, id: self.id(), holder: self.holder() });
+                p.cpu_relax(WaitOn::SpinLock {
+                    name: self.name,
+                    id: self.id(),
+                    holder: self.holder(),
+                });
             }
         }
         self.owner.set(me);
@@ -123,6 +140,19 @@ impl<T: ?Sized> SpinLock<T> {
     pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
+
+    /// Release a lock this task holds through a guard that stays alive (the guard's owner
+    /// promises to call [`SpinLock::relock`] before the guard is used or dropped).
+    pub(crate) fn force_unlock<P: Platform>(&self, p: &P) {
+        self.owner.set(0);
+        p.note_lock(self.name, self.id(), false);
+        p.preempt_enable();
+    }
+
+    /// Retake a lock released by [`SpinLock::force_unlock`].
+    pub(crate) fn relock<P: Platform>(&self, p: &P) {
+        core::mem::forget(self.lock(p));
+    }
 }
 
 /// A held spinlock; unlocks (and re-enables preemption) when dropped.
@@ -132,7 +162,12 @@ pub struct SpinGuard<'a, T: ?Sized, P: Platform> {
     p: &'a P,
 }
 
-impl<T: ?Sized, P: Platform> SpinGuard<'_, T, P> {
+impl<'a, T: ?Sized, P: Platform> SpinGuard<'a, T, P> {
+    /// The lock this guard holds.
+    pub(crate) fn lock_ref(&self) -> &'a SpinLock<T> {
+        self.lock
+    }
+
     /// Run `f` with the lock released, then retake it (as code that must sleep while holding
     /// a spinlock does: `spin_unlock; ...; spin_lock`). Whatever the lock protects may have
     /// changed when `f` returns: re-check it.
@@ -185,7 +220,16 @@ pub struct Mutex<T: ?Sized> {
 impl<T> Mutex<T> {
     /// A free mutex.
     pub const fn new(name: &'static str, value: T) -> Self {
-        Self { name, owner: Cell::new(0), stats: Cell::new(LockStats { acquisitions: 0, contended: 0, spins: 0 }), data: UnsafeCell::new(value) }
+        Self {
+            name,
+            owner: Cell::new(0),
+            stats: Cell::new(LockStats {
+                acquisitions: 0,
+                contended: 0,
+                spins: 0,
+            }),
+            data: UnsafeCell::new(value),
+        }
     }
 }
 
@@ -211,7 +255,15 @@ impl<T: ?Sized> Mutex<T> {
         let mut st = self.stats.get();
         st.acquisitions += 1;
         if self.owner.get() == p.task().0 + 1 {
-            p.bug(BugReport { kind: "mutex recursion", message: format!("task {} takes mutex '{}' it already holds at {}", p.task(), self.name, place) });
+            p.bug(BugReport {
+                kind: "mutex recursion",
+                message: format!(
+                    "task {} takes mutex '{}' it already holds at {}",
+                    p.task(),
+                    self.name,
+                    place
+                ),
+            });
         }
         if self.owner.get() != 0 {
             st.contended += 1;

@@ -1,0 +1,232 @@
+//! `kmap_atomic` / `kunmap_atomic`: one fixmap slot per (CPU, [`KmType`]), no lock, no sleep.
+//!
+//! Mapping disables preemption (so the task cannot migrate away from its CPU's slot), writes
+//! the slot's pte in the fixmap page table (a kernel table, in low memory, reached through the
+//! direct map) and invalidates that one address on this CPU only. A low page needs no slot: its
+//! direct-map address is returned.
+//!
+//! With the debug helpers on (`CONFIG_DEBUG_HIGHMEM`, but reporting the culprit instead of a
+//! bare BUG) mapping checks the slot is empty, unmapping checks the address is this CPU's slot
+//! for that type, then clears the pte and invalidates it so a stale pointer faults, and the
+//! fault report names the mapping that was released.
+
+use crate::counters::Counter;
+use crate::ctx::Ctx;
+use crate::kernel::Kernel;
+use crate::platform::{BugReport, KernelEvent, Platform, TaskId};
+use alloc::format;
+use alloc::string::String;
+use highpte_arch::layout::fix_to_virt;
+use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr};
+
+/// Who holds (or last held) a kmap_atomic slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotUse {
+    /// The task that mapped it.
+    pub task: TaskId,
+    /// The page mapped.
+    pub pfn: Pfn,
+    /// Where in the kernel it was mapped.
+    pub place: &'static str,
+}
+
+impl<M: PagingMode> Kernel<M> {
+    fn slot_index(&self, cpu: u32, ty: KmType) -> usize {
+        (cpu * KmType::NR + ty.index()) as usize
+    }
+
+    /// The flags of a kernel mapping of a data page (`PAGE_KERNEL`, global with PGE).
+    pub(crate) fn kernel_page_flags() -> EntryFlags {
+        EntryFlags::KERNEL | EntryFlags::GLOBAL
+    }
+
+    /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` and return its
+    /// kernel address (the direct-map address for a low page). Disables preemption until the
+    /// matching [`Kernel::kunmap_atomic`].
+    pub fn kmap_atomic<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> VirtAddr {
+        let p = cx.p();
+        p.preempt_disable();
+        if let Some(va) = self.layout.phys_to_virt(pfn.addr().as_u64()) {
+            self.counters.inc(Counter::KmapAtomicLow);
+            return va;
+        }
+        let cpu = p.cpu();
+        let slot = self.slot_index(cpu, ty);
+        let va = self.layout.kmap_atomic_addr(cpu, ty);
+        let pte_va = self.fixmap_pte_va(va);
+        if self.opts.debug {
+            let old = M::entry_from_raw(self.read_entry(p, pte_va));
+            if !old.is_none() {
+                let who = match self.atomic_slots[slot].get() {
+                    Some(u) => format!(
+                        "pfn {:#x} mapped by task {} at {}",
+                        u.pfn.0, u.task, u.place
+                    ),
+                    None => format!("pte {:#x}", old.bits()),
+                };
+                p.bug(BugReport {
+                    kind: "kmap_atomic",
+                    message: format!(
+                        "kmap_atomic: {} slot of CPU {} is already in use ({}); task {} maps pfn {:#x} at {}: the same type used twice",
+                        ty.name(),
+                        cpu,
+                        who,
+                        p.task(),
+                        pfn.0,
+                        place
+                    ),
+                });
+            }
+        }
+        self.write_entry(p, pte_va, Entry::new(pfn, Self::kernel_page_flags()));
+        p.charge(KernelEvent::KmapAtomicPteWrite);
+        p.invlpg(va);
+        self.counters.inc(Counter::KmapAtomic);
+        self.counters.inc(Counter::Invlpg);
+        self.atomic_slots[slot].set(Some(SlotUse {
+            task: p.task(),
+            pfn,
+            place,
+        }));
+        va
+    }
+
+    /// `kunmap_atomic(addr, type)`: release the slot and re-enable preemption.
+    pub fn kunmap_atomic<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        va: VirtAddr,
+        ty: KmType,
+        place: &'static str,
+    ) {
+        let p = cx.p();
+        if va.as_u32() < self.layout.fixaddr_start().as_u32() {
+            // a low page: nothing was mapped
+            p.preempt_enable();
+            return;
+        }
+        let cpu = p.cpu();
+        let slot = self.slot_index(cpu, ty);
+        let expected = self.layout.kmap_atomic_addr(cpu, ty);
+        if self.opts.debug {
+            if va.page_base() != expected {
+                let what: String = match self.layout.kmap_atomic_slot_of(va) {
+                    Some(Ok((c, t))) => format!("CPU {}'s {} slot", c, t.name()),
+                    Some(Err(idx)) => format!("guard slot (fixmap index {idx})"),
+                    None => String::from("not a kmap_atomic address"),
+                };
+                p.bug(BugReport {
+                    kind: "kunmap_atomic",
+                    message: format!(
+                        "kunmap_atomic: task {} on CPU {} unmaps {} as {} at {}, but that address is {}; CPU {}'s {} slot is {}",
+                        p.task(),
+                        cpu,
+                        va,
+                        ty.name(),
+                        place,
+                        what,
+                        cpu,
+                        ty.name(),
+                        expected
+                    ),
+                });
+            }
+            if self.atomic_slots[slot].get().is_none() {
+                p.bug(BugReport {
+                    kind: "kunmap_atomic",
+                    message: format!(
+                        "kunmap_atomic: task {} on CPU {} unmaps {} slot at {} that is not mapped (unbalanced unmap)",
+                        p.task(),
+                        cpu,
+                        ty.name(),
+                        place
+                    ),
+                });
+            }
+            // Clear the pte and flush it so a stale pointer faults instead of reading
+            // whatever the slot maps next.
+            let pte_va = self.fixmap_pte_va(expected);
+            self.write_entry(p, pte_va, Entry::NONE);
+            p.invlpg(expected);
+            self.counters.inc(Counter::Invlpg);
+            self.atomic_last_use[slot].set(
+                self.atomic_slots[slot]
+                    .get()
+                    .map(|u| SlotUse { place, ..u }),
+            );
+        }
+        self.atomic_slots[slot].set(None);
+        p.preempt_enable();
+    }
+
+    /// The kernel address of the fixmap pte that maps `va` (a fixmap address).
+    pub(crate) fn fixmap_pte_va(&self, va: VirtAddr) -> VirtAddr {
+        let idx = highpte_arch::layout::virt_to_fix(va);
+        self.fixmap_ptes[idx as usize]
+    }
+
+    /// The slots held by `task` (for "scheduling with KM_TYPE held" and reports).
+    pub fn atomic_slots_held_by(&self, task: TaskId) -> alloc::vec::Vec<(u32, KmType, SlotUse)> {
+        let mut v = alloc::vec::Vec::new();
+        for (i, s) in self.atomic_slots.iter().enumerate() {
+            if let Some(u) = s.get() {
+                if u.task == task {
+                    let cpu = i as u32 / KmType::NR;
+                    if let Some(t) = KmType::from_index(i as u32 % KmType::NR) {
+                        v.push((cpu, t, u));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Describe a kernel address for an oops report: which kmap_atomic slot (or guard) it is
+    /// and who mapped or last released it.
+    pub fn describe_kernel_address(&self, va: VirtAddr) -> Option<String> {
+        match self.layout.kmap_atomic_slot_of(va)? {
+            Err(idx) => Some(format!("{va} is a kmap_atomic guard slot (fixmap index {idx}): never mapped; an access ran off the end of a neighbouring slot")),
+            Ok((cpu, ty)) => {
+                let slot = self.slot_index(cpu, ty);
+                if let Some(u) = self.atomic_slots[slot].get() {
+                    Some(format!("{va} is CPU {cpu}'s {} slot, mapping pfn {:#x} for task {} since {}", ty.name(), u.pfn.0, u.task, u.place))
+                } else if let Some(u) = self.atomic_last_use[slot].get() {
+                    Some(format!(
+                        "{va} is CPU {cpu}'s {} slot, released: it mapped pfn {:#x} for task {} until kunmap_atomic at {} (a use after unmap)",
+                        ty.name(),
+                        u.pfn.0,
+                        u.task,
+                        u.place
+                    ))
+                } else {
+                    Some(format!("{va} is CPU {cpu}'s {} slot, never mapped", ty.name()))
+                }
+            }
+        }
+    }
+
+    /// Check that `task` holds no kmap_atomic slot (called when the scheduler switches it
+    /// out: "scheduling with KM_TYPE held").
+    pub fn check_no_atomic_slots<P: Platform>(&self, p: &P, task: TaskId, place: &'static str) {
+        if let Some((cpu, ty, u)) = self.atomic_slots_held_by(task).first().copied() {
+            p.bug(BugReport {
+                kind: "scheduling with KM_TYPE held",
+                message: format!(
+                    "task {} scheduled away at {} while holding CPU {}'s {} slot (pfn {:#x}, mapped at {})",
+                    task, place, cpu, ty.name(), u.pfn.0, u.place
+                ),
+            });
+        }
+    }
+
+    /// The first fixmap address (for `kmap_atomic_slot_of` lookups by callers).
+    pub fn fixmap_top(&self) -> VirtAddr {
+        fix_to_virt(0)
+    }
+}

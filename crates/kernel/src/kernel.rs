@@ -1,0 +1,281 @@
+//! The kernel: everything booted, shared by every task.
+
+use crate::counters::Counters;
+use crate::highmem::{Pkmap, SlotUse};
+use crate::page_alloc::{MemMap, PageOwner, Zone, ZoneType};
+use crate::pgtable::alloc::PtAllocState;
+use crate::platform::Platform;
+use crate::sync::SpinLock;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use core::marker::PhantomData;
+use highpte_arch::{Config, Entry, KernelLayout, PagingMode, Pfn, VirtAddr};
+
+/// How user pte pages are placed and reached: the three designs the seed compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PteStrategy {
+    /// pte pages in low memory, reached through the direct map (2.4, and 2.5 without HIGHPTE).
+    Lowmem,
+    /// pte pages in high memory, mapped with `kmap_atomic` per CPU (the seed's design).
+    Atomic,
+    /// pte pages in high memory, mapped with persistent `kmap()` under the global kmap lock,
+    /// dropping the page-table lock around a blocking kmap (Andrea Arcangeli's pte-highmem).
+    Persistent,
+}
+
+impl PteStrategy {
+    /// All three.
+    pub const ALL: [PteStrategy; 3] = [
+        PteStrategy::Lowmem,
+        PteStrategy::Atomic,
+        PteStrategy::Persistent,
+    ];
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PteStrategy::Lowmem => "lowmem",
+            PteStrategy::Atomic => "atomic",
+            PteStrategy::Persistent => "persistent",
+        }
+    }
+    /// Parse a command-line name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+    /// True if user pte pages go to high memory.
+    pub const fn highmem_ptes(self) -> bool {
+        !matches!(self, PteStrategy::Lowmem)
+    }
+    /// The default for a memory configuration: `-highpte` configs use the seed's atomic
+    /// mappings, the others keep pte pages in low memory.
+    pub fn default_for(cfg: &Config) -> Self {
+        if cfg.variant.highpte() {
+            PteStrategy::Atomic
+        } else {
+            PteStrategy::Lowmem
+        }
+    }
+}
+
+impl fmt::Display for PteStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where page-table pages come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PtAllocKind {
+    /// The seed's proposal: a bounded per-CPU pool of page-table pages, refilled and drained
+    /// in batches from the buddy allocator.
+    Pool,
+    /// 2.4's per-CPU quicklists of pgd, pmd and pte pages (unbounded).
+    Quicklist,
+    /// Straight from the buddy allocator every time.
+    Buddy,
+}
+
+impl PtAllocKind {
+    /// All three.
+    pub const ALL: [PtAllocKind; 3] = [
+        PtAllocKind::Pool,
+        PtAllocKind::Quicklist,
+        PtAllocKind::Buddy,
+    ];
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PtAllocKind::Pool => "pool",
+            PtAllocKind::Quicklist => "quicklist",
+            PtAllocKind::Buddy => "buddy",
+        }
+    }
+    /// Parse a command-line name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+impl fmt::Display for PtAllocKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Boot-time choices beyond the machine configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// How user pte pages are placed and mapped.
+    pub strategy: PteStrategy,
+    /// Where page-table pages come from.
+    pub pt_alloc: PtAllocKind,
+    /// The debugging helpers (`CONFIG_DEBUG_HIGHMEM` and more): slot checks, cleared slots,
+    /// guard slots, exit checks.
+    pub debug: bool,
+    /// Simulated size of one page descriptor (`struct page`), charged to low memory.
+    pub struct_page_bytes: u64,
+    /// Simulated size of the kernel image (text, data, bss), reserved at 1 MB.
+    pub kernel_image_bytes: u64,
+    /// Per-CPU page-table pool: pages moved per refill or drain.
+    pub pool_batch: u32,
+    /// Per-CPU page-table pool: most pages kept per CPU and per zone class.
+    pub pool_high: u32,
+}
+
+impl KernelOptions {
+    /// The defaults for a configuration: strategy from the variant, the seed's pool,
+    /// debug helpers off, 48-byte `struct page`, a 4 MB kernel image.
+    pub fn defaults_for(cfg: &Config) -> Self {
+        Self {
+            strategy: PteStrategy::default_for(cfg),
+            pt_alloc: PtAllocKind::Pool,
+            debug: false,
+            struct_page_bytes: crate::page_alloc::DEFAULT_STRUCT_PAGE_BYTES,
+            kernel_image_bytes: DEFAULT_KERNEL_IMAGE_BYTES,
+            pool_batch: 16,
+            pool_high: 64,
+        }
+    }
+}
+
+/// Simulated size of the kernel image: a 2.5-era i386 kernel's text, data and bss, rounded.
+pub const DEFAULT_KERNEL_IMAGE_BYTES: u64 = 4 << 20;
+/// Physical address where the kernel image is loaded (below it: BIOS data, the ISA hole).
+pub const KERNEL_LOAD_ADDR: u64 = 1 << 20;
+
+/// The booted kernel. One per simulated machine; every task reaches it by shared reference.
+pub struct Kernel<M: PagingMode> {
+    pub(crate) cfg: Config,
+    pub(crate) opts: KernelOptions,
+    pub(crate) layout: KernelLayout,
+    pub(crate) mem_map: MemMap,
+    pub(crate) zones: [SpinLock<Zone>; 3],
+    /// First pfn above low memory (`max_low_pfn`).
+    pub(crate) max_low_pfn: u64,
+    /// All usable pfns are below this (`max_pfn`).
+    pub(crate) max_pfn: u64,
+    /// swapper_pg_dir: the page directory (2-level) or PDPT page (PAE).
+    pub(crate) swapper_pgd: Pfn,
+    /// With PAE: the kernel pmd (the 4th GB), shared by every process's pgd.
+    pub(crate) kernel_pmd: Option<Pfn>,
+    /// Kernel address of the pte of every fixmap index (`kmap_pte - idx`), in low memory.
+    pub(crate) fixmap_ptes: Vec<VirtAddr>,
+    /// Kernel address of the pkmap pte page (`pkmap_page_table`).
+    pub(crate) pkmap_pte_base: VirtAddr,
+    pub(crate) pkmap: SpinLock<Pkmap>,
+    /// Holder of each (cpu, type) kmap_atomic slot.
+    pub(crate) atomic_slots: Vec<Cell<Option<SlotUse>>>,
+    /// Last holder of each slot, remembered after unmap to explain stale accesses.
+    pub(crate) atomic_last_use: Vec<Cell<Option<SlotUse>>>,
+    /// Pages by (zone, owner), for "where did low memory go".
+    pub(crate) owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3],
+    pub(crate) pt_alloc: PtAllocState,
+    pub(crate) counters: Counters,
+    /// `init_mm.page_table_lock`: protects the kernel page tables.
+    pub(crate) init_mm_ptl: crate::pgtable::PageTableLock,
+    pub(crate) boot_log: RefCell<Vec<String>>,
+    pub(crate) _mode: PhantomData<M>,
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// The machine configuration booted.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// The boot options.
+    pub fn options(&self) -> &KernelOptions {
+        &self.opts
+    }
+    /// The kernel virtual layout.
+    pub fn layout(&self) -> &KernelLayout {
+        &self.layout
+    }
+    /// The page descriptors.
+    pub fn mem_map(&self) -> &MemMap {
+        &self.mem_map
+    }
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// The boot log (dmesg at boot).
+    pub fn boot_log(&self) -> Vec<String> {
+        self.boot_log.borrow().clone()
+    }
+    /// `max_low_pfn`.
+    pub fn max_low_pfn(&self) -> u64 {
+        self.max_low_pfn
+    }
+    /// `max_pfn`.
+    pub fn max_pfn(&self) -> u64 {
+        self.max_pfn
+    }
+    /// Physical address of swapper_pg_dir.
+    pub fn swapper_pg_dir(&self) -> Pfn {
+        self.swapper_pgd
+    }
+    /// True if the page is in high memory (has no permanent kernel address).
+    #[inline(always)]
+    pub fn is_highmem(&self, pfn: Pfn) -> bool {
+        pfn.0 >= self.max_low_pfn
+    }
+    /// The zone a page belongs to.
+    pub fn page_zone(&self, pfn: Pfn) -> ZoneType {
+        if pfn.0 >= self.max_low_pfn {
+            ZoneType::HighMem
+        } else if pfn.0 < crate::page_alloc::zone::DMA_ZONE_BYTES >> 12 {
+            ZoneType::Dma
+        } else {
+            ZoneType::Normal
+        }
+    }
+    /// The direct-map address of a low page.
+    #[inline(always)]
+    pub fn page_address(&self, pfn: Pfn) -> Option<VirtAddr> {
+        self.layout.phys_to_virt(pfn.addr().as_u64())
+    }
+    /// Pages of `owner` in `zone`.
+    pub fn owner_pages(&self, zone: ZoneType, owner: PageOwner) -> u64 {
+        self.owner_pages[zone as usize][owner as usize].get()
+    }
+    pub(crate) fn account(&self, pfn: Pfn, owner: PageOwner, pages: u64, add: bool) {
+        let z = self.page_zone(pfn) as usize;
+        let c = &self.owner_pages[z][owner as usize];
+        if add {
+            c.set(c.get() + pages);
+        } else {
+            c.set(c.get() - pages);
+        }
+    }
+
+    /// Read a paging-structure entry of this mode at a kernel address.
+    #[inline(always)]
+    pub(crate) fn read_entry<P: Platform>(&self, p: &P, va: VirtAddr) -> u64 {
+        if M::PAE {
+            p.read_u64(va)
+        } else {
+            p.read_u32(va) as u64
+        }
+    }
+
+    /// Write a paging-structure entry of this mode at a kernel address. With PAE the high
+    /// half is written first when the entry becomes present, the low half (with P) first
+    /// when it is cleared, so the hardware never sees a half-written present entry.
+    #[inline(always)]
+    pub(crate) fn write_entry<P: Platform>(&self, p: &P, va: VirtAddr, e: Entry) {
+        if M::PAE {
+            let hi = VirtAddr::new(va.as_u32() + 4);
+            if e.is_present() {
+                p.write_u32(hi, e.high());
+                p.write_u32(va, e.low());
+            } else {
+                p.write_u32(va, e.low());
+                p.write_u32(hi, e.high());
+            }
+        } else {
+            p.write_u32(va, e.low());
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `/proc/meminfo`-style figures and where low memory went.
+
+use crate::kernel::Kernel;
+use crate::page_alloc::{PageOwner, ZoneType};
+use crate::platform::Platform;
+use alloc::vec::Vec;
+use highpte_arch::PagingMode;
+
+/// Memory figures in kB, with /proc/meminfo's meanings: totals count the pages the allocator
+/// manages (mem_map and boot reservations are not in them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meminfo {
+    /// `MemTotal`.
+    pub mem_total: u64,
+    /// `MemFree`.
+    pub mem_free: u64,
+    /// `LowTotal`: DMA + Normal managed.
+    pub low_total: u64,
+    /// `LowFree`.
+    pub low_free: u64,
+    /// `HighTotal`.
+    pub high_total: u64,
+    /// `HighFree`.
+    pub high_free: u64,
+    /// `PageTables`: user page-table pages (pgd, pmd, pte) in any zone.
+    pub page_tables: u64,
+    /// Of `PageTables`, in low memory.
+    pub page_tables_low: u64,
+    /// Of `PageTables`, in high memory.
+    pub page_tables_high: u64,
+    /// Pages held by page-table pools and quicklists.
+    pub pt_pools: u64,
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// The current meminfo.
+    pub fn meminfo<P: Platform>(&self, p: &P) -> Meminfo {
+        let mut m = Meminfo::default();
+        for z in ZoneType::ALL {
+            let (managed, free) = {
+                let g = self.zones[z as usize].lock(p);
+                (g.managed_pages(), g.free_pages())
+            };
+            if z == ZoneType::HighMem {
+                m.high_total += managed * 4;
+                m.high_free += free * 4;
+            } else {
+                m.low_total += managed * 4;
+                m.low_free += free * 4;
+            }
+        }
+        m.mem_total = m.low_total + m.high_total;
+        m.mem_free = m.low_free + m.high_free;
+        let pt_low = self.owner_pages(ZoneType::Dma, PageOwner::PageTable)
+            + self.owner_pages(ZoneType::Normal, PageOwner::PageTable);
+        let pt_high = self.owner_pages(ZoneType::HighMem, PageOwner::PageTable);
+        m.page_tables_low = pt_low * 4;
+        m.page_tables_high = pt_high * 4;
+        m.page_tables = m.page_tables_low + m.page_tables_high;
+        let pool: u64 = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::PagePool))
+            .sum();
+        m.pt_pools = pool * 4;
+        m
+    }
+
+    /// Low-memory pages by owner (free included), for "where did low memory go".
+    pub fn lowmem_by_owner(&self) -> Vec<(PageOwner, u64)> {
+        PageOwner::ALL
+            .iter()
+            .filter(|o| **o != PageOwner::Free)
+            .map(|o| {
+                (
+                    *o,
+                    self.owner_pages(ZoneType::Dma, *o) + self.owner_pages(ZoneType::Normal, *o),
+                )
+            })
+            .collect()
+    }
+
+    /// The zones: (type, start pfn, end pfn, present pages, managed pages, free pages).
+    pub fn zone_report<P: Platform>(&self, p: &P) -> Vec<(ZoneType, u64, u64, u64, u64, u64)> {
+        ZoneType::ALL
+            .iter()
+            .map(|t| {
+                let z = self.zones[*t as usize].lock(p);
+                (
+                    *t,
+                    z.start_pfn().0,
+                    z.end_pfn().0,
+                    z.present_pages(),
+                    z.managed_pages(),
+                    z.free_pages(),
+                )
+            })
+            .collect()
+    }
+}

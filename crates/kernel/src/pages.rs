@@ -1,0 +1,157 @@
+//! The kernel's page allocator entry points: `alloc_pages` / `__free_pages` over the zones,
+//! with owner accounting and fault injection hooks.
+
+use crate::counters::Counter;
+use crate::ctx::{Ctx, SleepCtx};
+use crate::kernel::Kernel;
+use crate::page_alloc::{zonelist, GfpFlags, PageFlags, PageOwner, Watermark, ZoneType};
+use crate::platform::{BugReport, KernelEvent, Platform};
+use alloc::format;
+use highpte_arch::{PagingMode, Pfn};
+
+impl<M: PagingMode> Kernel<M> {
+    /// `alloc_pages(gfp, order)` for a caller that may sleep (`__GFP_WAIT` allowed).
+    pub fn alloc_pages<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        gfp: GfpFlags,
+        order: u32,
+        owner: PageOwner,
+        site: &'static str,
+    ) -> Option<Pfn> {
+        if gfp.can_sleep() {
+            cx.p().might_sleep(site);
+        }
+        self.alloc_pages_inner(cx, gfp, order, owner, site)
+    }
+
+    /// `alloc_pages(GFP_ATOMIC-like gfp, order)` for a caller that must not sleep. Asking for a
+    /// sleeping allocation here is a bug report.
+    pub fn alloc_pages_atomic<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        gfp: GfpFlags,
+        order: u32,
+        owner: PageOwner,
+        site: &'static str,
+    ) -> Option<Pfn> {
+        if gfp.can_sleep() {
+            cx.p().bug(BugReport {
+                kind: "sleeping allocation in atomic context",
+                message: format!(
+                    "alloc_pages with a sleeping gfp {:?} from atomic context at {}",
+                    gfp, site
+                ),
+            });
+        }
+        self.alloc_pages_inner(cx, gfp, order, owner, site)
+    }
+
+    fn alloc_pages_inner<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        gfp: GfpFlags,
+        order: u32,
+        owner: PageOwner,
+        _site: &'static str,
+    ) -> Option<Pfn> {
+        let p = cx.p();
+        // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
+        // (a quarter of it for requests that cannot sleep).
+        let min = if gfp.can_sleep() {
+            Watermark::Min
+        } else {
+            Watermark::AtomicMin
+        };
+        for wm in [Watermark::Low, min] {
+            for &zt in zonelist(gfp) {
+                let got = {
+                    let mut z = self.zones[zt as usize].lock(p);
+                    z.alloc(&self.mem_map, order, wm)
+                };
+                if let Ok(pfn) = got {
+                    self.prep_new_page(pfn, order, owner, zt);
+                    return Some(pfn);
+                }
+            }
+        }
+        self.counters.inc(Counter::AllocFailures);
+        None
+    }
+
+    fn prep_new_page(&self, pfn: Pfn, order: u32, owner: PageOwner, zt: ZoneType) {
+        let n = 1u64 << order;
+        for i in 0..n {
+            let d = self.mem_map.desc(Pfn(pfn.0 + i));
+            d.set_owner(owner);
+            d.set_count(if i == 0 { 1 } else { 0 });
+            if zt == ZoneType::HighMem {
+                d.set_flag(PageFlags::HIGHMEM);
+            }
+        }
+        self.account(pfn, owner, n, true);
+    }
+
+    /// `__free_pages(page, order)`: return a block to its zone. Freeing a page twice or a page
+    /// the allocator does not own is a bug report.
+    pub fn free_pages<P: Platform>(&self, cx: &Ctx<'_, P>, pfn: Pfn, order: u32) {
+        let p = cx.p();
+        let n = 1u64 << order;
+        let owner = self.mem_map.desc(pfn).owner();
+        for i in 0..n {
+            let d = self.mem_map.desc(Pfn(pfn.0 + i));
+            d.set_owner(PageOwner::Free);
+            d.clear_flag(
+                PageFlags::HIGHMEM
+                    | PageFlags::PAGETABLE
+                    | PageFlags::ANON
+                    | PageFlags::SHARED
+                    | PageFlags::DIRTY
+                    | PageFlags::REFERENCED,
+            );
+            d.set_mapcount(0);
+            d.set_count(0);
+        }
+        self.account(pfn, owner, n, false);
+        let zt = self.page_zone(pfn);
+        let r = {
+            let mut z = self.zones[zt as usize].lock(p);
+            z.free(&self.mem_map, pfn, order)
+        };
+        if let Err(e) = r {
+            p.bug(BugReport {
+                kind: "bad page free",
+                message: format!("freeing pfn {:#x} order {}: {:?}", pfn.0, order, e),
+            });
+        }
+    }
+
+    /// Zero a page through a temporary mapping (`clear_highpage`: KM_USER0 for a high page).
+    pub fn clear_highpage<P: Platform>(&self, cx: &Ctx<'_, P>, pfn: Pfn) {
+        let va = self.kmap_atomic(cx, pfn, highpte_arch::KmType::User0, "clear_highpage");
+        cx.p().clear_page(va);
+        self.kunmap_atomic(cx, va, highpte_arch::KmType::User0, "clear_highpage");
+        self.counters.inc(Counter::PagesZeroed);
+        let _ = KernelEvent::AtomicOp;
+    }
+
+    /// Copy a page through two temporary mappings (`copy_user_highpage`: KM_USER0/KM_USER1).
+    pub fn copy_highpage<P: Platform>(&self, cx: &Ctx<'_, P>, dst: Pfn, src: Pfn) {
+        let s = self.kmap_atomic(cx, src, highpte_arch::KmType::User0, "copy_user_highpage");
+        let d = self.kmap_atomic(cx, dst, highpte_arch::KmType::User1, "copy_user_highpage");
+        cx.p().copy_page(d, s);
+        self.kunmap_atomic(cx, d, highpte_arch::KmType::User1, "copy_user_highpage");
+        self.kunmap_atomic(cx, s, highpte_arch::KmType::User0, "copy_user_highpage");
+        self.counters.inc(Counter::PagesCopied);
+    }
+
+    /// Free pages in `zone`.
+    pub fn zone_free_pages<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
+        self.zones[zone as usize].lock(p).free_pages()
+    }
+
+    /// Pages `zone` manages (handed to its buddy allocator).
+    pub fn zone_managed_pages<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
+        self.zones[zone as usize].lock(p).managed_pages()
+    }
+}

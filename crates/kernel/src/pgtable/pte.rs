@@ -1,0 +1,445 @@
+//! The pte access API: `pte_offset_map`, `pte_offset_map_nested`, `pte_unmap` (on drop),
+//! `pte_offset_kernel`, `pte_alloc_map`, `pte_alloc_kernel`.
+
+use crate::counters::Counter;
+use crate::ctx::{Ctx, SleepCtx};
+use crate::highmem::pkmap::{TryKmap, PKMAP_WAIT};
+use crate::kernel::{Kernel, PteStrategy};
+use crate::pgtable::alloc::PtKind;
+use crate::pgtable::tables::{KernelTables, PmdEntry, TableKind, UserTables};
+use crate::pgtable::{OutOfMemory, PageTableLock};
+use crate::platform::{BugReport, Platform};
+use crate::sync::SpinGuard;
+use alloc::format;
+use core::cell::Cell;
+use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr};
+
+/// How a pte page is reached while mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MapKind {
+    /// Low page, lowmem strategy: the direct map, nothing to undo.
+    Direct,
+    /// kmap_atomic slot of this type (or the direct map of a low page with preemption off).
+    Atomic(KmType),
+    /// Persistent kmap.
+    Persistent,
+}
+
+/// One mapped pte page: read and write its entries. Has no way to map another page, so the
+/// nested view of a first mapping cannot be used to take a third.
+pub struct PtePage<'k, 'p, P: Platform, M: PagingMode> {
+    k: &'k Kernel<M>,
+    p: &'p P,
+    /// Kernel address of the pte page while mapped.
+    base: VirtAddr,
+    /// The pte page.
+    page: Pfn,
+    /// First user address the page maps.
+    span_start: u32,
+    kind: MapKind,
+}
+
+impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
+    #[inline(always)]
+    fn entry_va(&self, addr: VirtAddr) -> VirtAddr {
+        debug_assert_eq!(
+            M::pmd_base(addr).as_u32(),
+            self.span_start,
+            "address outside the mapped pte page"
+        );
+        VirtAddr::new(self.base.as_u32() + M::pte_index(addr) * M::ENTRY_BYTES)
+    }
+    /// The pte for `addr` (a copy).
+    #[inline(always)]
+    pub fn get(&self, addr: VirtAddr) -> Entry {
+        M::entry_from_raw(self.k.read_entry(self.p, self.entry_va(addr)))
+    }
+    /// `set_pte`: store the pte for `addr`.
+    #[inline(always)]
+    pub fn set(&mut self, addr: VirtAddr, pte: Entry) {
+        self.k.write_entry(self.p, self.entry_va(addr), pte);
+    }
+    /// `ptep_get_and_clear`: clear the pte for `addr`, returning what it held.
+    #[inline(always)]
+    pub fn clear(&mut self, addr: VirtAddr) -> Entry {
+        let va = self.entry_va(addr);
+        let old = M::entry_from_raw(self.k.read_entry(self.p, va));
+        if !old.is_none() {
+            self.k.write_entry(self.p, va, Entry::NONE);
+        }
+        old
+    }
+    /// A reference to the pte for `addr`; it cannot outlive this mapping.
+    pub fn slot(&mut self, addr: VirtAddr) -> PteSlot<'_, P, M> {
+        let va = self.entry_va(addr);
+        PteSlot {
+            k: self.k,
+            p: self.p,
+            va,
+        }
+    }
+    /// The pte page's frame.
+    pub fn page(&self) -> Pfn {
+        self.page
+    }
+    /// The user address range this pte page maps: `[start, end)` (end may be 4 GB).
+    pub fn span(&self) -> (VirtAddr, u64) {
+        (
+            VirtAddr::new(self.span_start),
+            self.span_start as u64 + M::PTE_PAGE_SPAN as u64,
+        )
+    }
+    /// True if every entry of the page is empty (`pte_none`), i.e. the page can be freed.
+    pub fn is_empty(&self) -> bool {
+        (0..M::PTRS_PER_PTE).all(|i| {
+            self.k.read_entry(
+                self.p,
+                VirtAddr::new(self.base.as_u32() + i * M::ENTRY_BYTES),
+            ) == 0
+        })
+    }
+    /// Visit every entry for addresses in `[start, end)` (clamped to this page), in order,
+    /// on this one mapping: `f(addr, pte)` returns a new value to store, or `None` to leave
+    /// the entry as it is.
+    pub fn for_each(
+        &mut self,
+        start: VirtAddr,
+        end: u64,
+        mut f: impl FnMut(VirtAddr, Entry) -> Option<Entry>,
+    ) {
+        let (lo, hi) = self.span();
+        let s = start.as_u32().max(lo.as_u32());
+        let e = end.min(hi);
+        let mut a = s as u64;
+        while a < e {
+            let addr = VirtAddr::new(a as u32);
+            let va = self.entry_va(addr);
+            let old = M::entry_from_raw(self.k.read_entry(self.p, va));
+            if let Some(new) = f(addr, old) {
+                if new != old {
+                    self.k.write_entry(self.p, va, new);
+                }
+            }
+            a += highpte_arch::PAGE_SIZE;
+        }
+    }
+    /// The kernel address the page is mapped at. Test-only: this is exactly the raw pointer
+    /// the API exists to hide (the conversion-bug tests store it to show what happens).
+    #[doc(hidden)]
+    pub fn kernel_address_for_tests(&self) -> VirtAddr {
+        self.base
+    }
+}
+
+/// A reference to one pte inside a mapping. Borrowing the mapping, it cannot outlive it.
+pub struct PteSlot<'m, P: Platform, M: PagingMode> {
+    k: &'m Kernel<M>,
+    p: &'m P,
+    va: VirtAddr,
+}
+
+impl<P: Platform, M: PagingMode> PteSlot<'_, P, M> {
+    /// Read the pte.
+    pub fn get(&self) -> Entry {
+        M::entry_from_raw(self.k.read_entry(self.p, self.va))
+    }
+    /// Write the pte.
+    pub fn set(&mut self, pte: Entry) {
+        self.k.write_entry(self.p, self.va, pte);
+    }
+}
+
+/// A mapped pte page (`pte_offset_map`): unmapped when dropped (`pte_unmap`). Borrows the
+/// task's context mutably (no sleeping while it lives) and the page-table lock guard (the
+/// lock cannot be dropped while a pte is mapped).
+pub struct PteMap<'a, 'p, P: Platform, M: PagingMode> {
+    page: PtePage<'a, 'p, P, M>,
+    cx: &'a mut Ctx<'p, P>,
+    ptl: &'a PageTableLock,
+}
+
+/// The second pte page mapped inside a first (`pte_offset_map_nested`, KM_PTE1): fork's source
+/// table, mremap's old location. Gives access to both pages; has no way to map a third.
+pub struct PteMapNested<'b, 'a, 'p, P: Platform, M: PagingMode> {
+    outer: &'b mut PtePage<'a, 'p, P, M>,
+    inner: PtePage<'a, 'p, P, M>,
+    cx: &'b Ctx<'p, P>,
+}
+
+impl<'a, 'p, P: Platform, M: PagingMode> core::ops::Deref for PteMap<'a, 'p, P, M> {
+    type Target = PtePage<'a, 'p, P, M>;
+    fn deref(&self) -> &Self::Target {
+        &self.page
+    }
+}
+impl<P: Platform, M: PagingMode> core::ops::DerefMut for PteMap<'_, '_, P, M> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.page
+    }
+}
+impl<'a, 'p, P: Platform, M: PagingMode> core::ops::Deref for PteMapNested<'_, 'a, 'p, P, M> {
+    type Target = PtePage<'a, 'p, P, M>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+impl<P: Platform, M: PagingMode> core::ops::DerefMut for PteMapNested<'_, '_, '_, P, M> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl<'a, 'p, P: Platform, M: PagingMode> PteMap<'a, 'p, P, M> {
+    /// The atomic context, for work allowed while a pte is mapped (no sleeping).
+    pub fn cx(&self) -> &Ctx<'p, P> {
+        self.cx
+    }
+
+    /// `pte_offset_map_nested(pmd, addr)`: map a second pte page (KM_PTE1) while this one
+    /// stays mapped.
+    pub fn map_nested<'b, K: TableKind>(
+        &'b mut self,
+        pmd: &PmdEntry<K>,
+        addr: VirtAddr,
+    ) -> PteMapNested<'b, 'a, 'p, P, M> {
+        let inner = map_page(
+            self.page.k,
+            self.cx,
+            self.ptl,
+            pmd,
+            addr,
+            KmType::Pte1,
+            "pte_offset_map_nested",
+        );
+        PteMapNested {
+            outer: &mut self.page,
+            inner,
+            cx: self.cx,
+        }
+    }
+}
+
+impl<'a, 'p, P: Platform, M: PagingMode> PteMapNested<'_, 'a, 'p, P, M> {
+    /// The first mapping (fork's destination, mremap's new location).
+    pub fn outer(&mut self) -> &mut PtePage<'a, 'p, P, M> {
+        self.outer
+    }
+    /// Both pages at once: `(outer, nested)`.
+    pub fn both(&mut self) -> (&mut PtePage<'a, 'p, P, M>, &mut PtePage<'a, 'p, P, M>) {
+        (self.outer, &mut self.inner)
+    }
+    /// The atomic context.
+    pub fn cx(&self) -> &Ctx<'p, P> {
+        self.cx
+    }
+}
+
+impl<P: Platform, M: PagingMode> Drop for PteMap<'_, '_, P, M> {
+    fn drop(&mut self) {
+        unmap_page(&self.page, self.cx, "pte_unmap");
+    }
+}
+
+impl<P: Platform, M: PagingMode> Drop for PteMapNested<'_, '_, '_, P, M> {
+    fn drop(&mut self) {
+        unmap_page(&self.inner, self.cx, "pte_unmap_nested");
+    }
+}
+
+fn map_page<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
+    k: &'a Kernel<M>,
+    cx: &Ctx<'p, P>,
+    ptl: &PageTableLock,
+    pmd: &PmdEntry<K>,
+    addr: VirtAddr,
+    ty: KmType,
+    place: &'static str,
+) -> PtePage<'a, 'p, P, M> {
+    let p = cx.p();
+    k.counters.inc(Counter::PteMaps);
+    let mut page = pmd.val.pfn();
+    if !pmd.val.is_present() {
+        p.bug(BugReport {
+            kind: "pte_offset_map",
+            message: format!("{place}: task {} maps the pte page of {addr} but its pmd entry {:#x} is not present", p.task(), pmd.val.bits()),
+        });
+    }
+    let (base, kind) = match (k.opts.strategy, k.page_address(page)) {
+        (PteStrategy::Lowmem, Some(va)) => (va, MapKind::Direct),
+        (PteStrategy::Lowmem, None) => p.bug(BugReport {
+            kind: "pte_offset_map",
+            message: format!(
+                "{place}: pte page {:#x} is in high memory but the strategy is lowmem",
+                page.0
+            ),
+        }),
+        (PteStrategy::Atomic, _) => (k.kmap_atomic(cx, page, ty, place), MapKind::Atomic(ty)),
+        (PteStrategy::Persistent, Some(va)) => (va, MapKind::Direct),
+        (PteStrategy::Persistent, None) => {
+            loop {
+                let token = p.prepare_to_wait(PKMAP_WAIT);
+                match k.kmap_try(cx, page, place) {
+                    TryKmap::Mapped(va) => break (va, MapKind::Persistent),
+                    TryKmap::Full => {
+                        // Andrea's pmd_page_under_lock: drop the page-table lock around the
+                        // blocking kmap, retake it, and re-validate the pmd.
+                        k.counters.inc(Counter::KmapSleeps);
+                        let held = ptl.holder() == Some(p.task());
+                        if held {
+                            ptl.force_unlock(p);
+                        }
+                        p.sleep(PKMAP_WAIT, token, "pkmap free entry", place);
+                        if held {
+                            ptl.relock(p);
+                        }
+                        let again = M::entry_from_raw(k.read_entry(p, pmd.va));
+                        if again.pfn() != page || !again.is_present() {
+                            p.bug(BugReport {
+                            kind: "pte_offset_map",
+                            message: format!("{place}: the pmd of {addr} changed while task {} slept for a kmap", p.task()),
+                        });
+                        }
+                        page = again.pfn();
+                    }
+                }
+            }
+        }
+    };
+    PtePage {
+        k,
+        p,
+        base,
+        page,
+        span_start: M::pmd_base(addr).as_u32(),
+        kind,
+    }
+}
+
+fn unmap_page<P: Platform, M: PagingMode>(
+    page: &PtePage<'_, '_, P, M>,
+    cx: &Ctx<'_, P>,
+    place: &'static str,
+) {
+    match page.kind {
+        MapKind::Direct => {}
+        MapKind::Atomic(ty) => page.k.kunmap_atomic(cx, page.base, ty, place),
+        MapKind::Persistent => page.k.kunmap(cx, page.page, place),
+    }
+}
+
+/// `pte_offset_map(pmd, addr)`: map the pte page covering `addr` (KM_PTE0 under the seed's
+/// strategy) and return the mapping. The caller holds the page-table lock; the lock guard
+/// stays borrowed until the mapping is dropped.
+pub fn pte_offset_map<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
+    k: &'a Kernel<M>,
+    cx: &'a mut Ctx<'p, P>,
+    ptl: &'a mut SpinGuard<'_, (), P>,
+    pmd: &PmdEntry<K>,
+    addr: VirtAddr,
+) -> PteMap<'a, 'p, P, M> {
+    let lock = ptl.lock_ref();
+    let page = map_page(k, cx, lock, pmd, addr, KmType::Pte0, "pte_offset_map");
+    PteMap {
+        page,
+        cx,
+        ptl: lock,
+    }
+}
+
+/// `pte_alloc_map(mm, pmd, addr)`: if the pmd is empty, drop the page-table lock, allocate a
+/// pte page (may sleep), retake the lock and re-check that nobody populated the pmd
+/// meanwhile (if someone did, the new page is freed); then map the pte as `pte_offset_map`.
+/// `nr_ptes` is the mm's VmPTE counter, incremented when this call populates the pmd.
+pub fn pte_alloc_map<'a, 'p, P: Platform, M: PagingMode>(
+    k: &'a Kernel<M>,
+    cx: &'a mut SleepCtx<'p, P>,
+    ptl: &'a mut SpinGuard<'_, (), P>,
+    pmd: &PmdEntry<UserTables>,
+    addr: VirtAddr,
+    nr_ptes: &Cell<u64>,
+) -> Result<PteMap<'a, 'p, P, M>, OutOfMemory> {
+    let mut pmd = *pmd;
+    if pmd.is_none() {
+        let new = ptl.unlocked(|| {
+            cx.p().might_sleep("pte_alloc_map");
+            k.pt_alloc_page(cx, PtKind::Pte)
+        });
+        let new = new.ok_or(OutOfMemory)?;
+        pmd = k.pmd_reread(cx.p(), &pmd);
+        if pmd.is_none() {
+            k.pmd_populate(cx.p(), &pmd, new);
+            nr_ptes.set(nr_ptes.get() + 1);
+            pmd = k.pmd_reread(cx.p(), &pmd);
+        } else {
+            // raced with another thread of the mm: use its page, give ours back
+            k.pt_free_page(cx, new, PtKind::Pte);
+        }
+    }
+    Ok(pte_offset_map(k, &mut **cx, ptl, &pmd, addr))
+}
+
+/// A kernel pte (`pte_offset_kernel`): kernel tables live in low memory, so no mapping is
+/// needed; this handle is a direct-map address.
+pub struct KernelPte<'k, M: PagingMode> {
+    k: &'k Kernel<M>,
+    va: VirtAddr,
+}
+
+impl<M: PagingMode> KernelPte<'_, M> {
+    /// Read it.
+    pub fn get<P: Platform>(&self, p: &P) -> Entry {
+        M::entry_from_raw(self.k.read_entry(p, self.va))
+    }
+    /// Write it.
+    pub fn set<P: Platform>(&self, p: &P, pte: Entry) {
+        self.k.write_entry(p, self.va, pte);
+    }
+}
+
+/// `pte_offset_kernel(pmd, addr)`: the kernel pte covering `addr`. Accepts only kernel
+/// tables: a user pte must be mapped.
+pub fn pte_offset_kernel<'k, P: Platform, M: PagingMode>(
+    k: &'k Kernel<M>,
+    p: &P,
+    pmd: &PmdEntry<KernelTables>,
+    addr: VirtAddr,
+) -> KernelPte<'k, M> {
+    let page = pmd.val.pfn();
+    let Some(base) = k.page_address(page) else {
+        p.bug(BugReport {
+            kind: "pte_offset_kernel",
+            message: format!(
+                "pte_offset_kernel: kernel pte page {:#x} for {addr} is not in low memory",
+                page.0
+            ),
+        });
+    };
+    KernelPte {
+        k,
+        va: VirtAddr::new(base.as_u32() + M::pte_index(addr) * M::ENTRY_BYTES),
+    }
+}
+
+/// `pte_alloc_kernel(pmd, addr)`: allocate a kernel pte page (always low) if the pmd is
+/// empty, then return the kernel pte.
+pub fn pte_alloc_kernel<'k, P: Platform, M: PagingMode>(
+    k: &'k Kernel<M>,
+    cx: &mut SleepCtx<'_, P>,
+    addr: VirtAddr,
+) -> Result<KernelPte<'k, M>, OutOfMemory> {
+    let p = cx.p();
+    let pmd = k.pmd_offset_k(p, addr);
+    if pmd.is_none() {
+        let new = k.pt_alloc_page(cx, PtKind::KernelPte).ok_or(OutOfMemory)?;
+        let g = k.init_mm_ptl.lock(p);
+        let again = k.pmd_reread(p, &pmd);
+        if again.is_none() {
+            k.write_entry(p, pmd.va, Entry::new(new, EntryFlags::KERNPG_TABLE));
+        } else {
+            drop(g);
+            k.pt_free_page(cx, new, PtKind::KernelPte);
+        }
+    }
+    let pmd = k.pmd_offset_k(p, addr);
+    Ok(pte_offset_kernel(k, p, &pmd, addr))
+}

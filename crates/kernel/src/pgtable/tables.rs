@@ -1,0 +1,236 @@
+//! Page-table roots and pmd entries, typed by whose tables they are.
+
+use crate::ctx::{Ctx, SleepCtx};
+use crate::kernel::Kernel;
+use crate::pgtable::alloc::PtKind;
+use crate::pgtable::OutOfMemory;
+use crate::platform::Platform;
+use core::marker::PhantomData;
+use highpte_arch::layout::PAGE_OFFSET;
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::UserTables {}
+    impl Sealed for super::KernelTables {}
+}
+
+/// Whose page tables: [`UserTables`] (a process's, whose pte pages may live in high memory)
+/// or [`KernelTables`] (swapper_pg_dir's, always in low memory).
+pub trait TableKind: sealed::Sealed + 'static {
+    /// For reports.
+    const NAME: &'static str;
+}
+
+/// Marker for a process's page tables.
+pub enum UserTables {}
+/// Marker for the kernel's page tables.
+pub enum KernelTables {}
+
+impl TableKind for UserTables {
+    const NAME: &'static str = "user";
+}
+impl TableKind for KernelTables {
+    const NAME: &'static str = "kernel";
+}
+
+/// A pmd entry (a pgd entry in 2-level mode, where the pmd is folded) of a table of kind `K`,
+/// as read from memory, with where it lives.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PmdEntry<K: TableKind> {
+    /// Kernel (direct-map) address of the entry: pgd and pmd pages are always low.
+    pub(crate) va: VirtAddr,
+    pub(crate) val: Entry,
+    _k: PhantomData<K>,
+}
+
+impl<K: TableKind> Clone for PmdEntry<K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K: TableKind> Copy for PmdEntry<K> {}
+
+impl<K: TableKind> PmdEntry<K> {
+    /// `pmd_none`.
+    pub fn is_none(&self) -> bool {
+        self.val.is_none()
+    }
+    /// `pmd_present`.
+    pub fn is_present(&self) -> bool {
+        self.val.is_present()
+    }
+    /// The raw entry (flags and the pte page's frame number: a number, not an address).
+    pub fn entry(&self) -> Entry {
+        self.val
+    }
+}
+
+/// A process's page-table root: the pgd page (the page directory, or with PAE the PDPT page)
+/// and, with PAE, the three user pmd pages allocated with it as 2.5 did. Not `Clone`: one
+/// owner, the mm.
+#[derive(Debug)]
+pub struct UserPgd {
+    pub(crate) pgd: Pfn,
+    pub(crate) pmds: [Pfn; 3],
+}
+
+impl UserPgd {
+    /// The value to load into CR3 for this address space.
+    pub fn cr3(&self) -> highpte_arch::PhysAddr {
+        self.pgd.addr()
+    }
+    /// The pgd page.
+    pub fn pgd_pfn(&self) -> Pfn {
+        self.pgd
+    }
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// Kernel (direct-map) address of a low page; page-table roots are always low.
+    pub(crate) fn low_va(&self, pfn: Pfn) -> VirtAddr {
+        match self.page_address(pfn) {
+            Some(va) => va,
+            None => VirtAddr::new(0),
+        }
+    }
+
+    /// `pgd_alloc`: a new page-table root with the kernel's part shared (2-level: kernel
+    /// entries copied; PAE: the kernel pmd page referenced) and, with PAE, its three user pmd
+    /// pages. May sleep.
+    pub fn pgd_alloc<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<UserPgd, OutOfMemory> {
+        cx.p().might_sleep("pgd_alloc");
+        let pgd = self.pt_alloc_page(cx, PtKind::Pgd).ok_or(OutOfMemory)?;
+        let p = cx.p();
+        let pgd_va = self.low_va(pgd);
+        let mut pmds = [Pfn(0); 3];
+        if M::PAE {
+            for i in 0..3 {
+                match self.pt_alloc_page(cx, PtKind::Pmd) {
+                    Some(pmd) => pmds[i] = pmd,
+                    None => {
+                        for pmd in pmds.iter().take(i) {
+                            self.pt_free_page(cx, *pmd, PtKind::Pmd);
+                        }
+                        self.pt_free_page(cx, pgd, PtKind::Pgd);
+                        return Err(OutOfMemory);
+                    }
+                }
+                self.write_entry(
+                    p,
+                    VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
+                    Entry::new(pmds[i], EntryFlags::PRESENT),
+                );
+            }
+            let kpmd = self.kernel_pmd.unwrap_or(Pfn(0));
+            self.write_entry(
+                p,
+                VirtAddr::new(pgd_va.as_u32() + 24),
+                Entry::new(kpmd, EntryFlags::PRESENT),
+            );
+        } else {
+            // copy the kernel part of swapper_pg_dir (entries 768..1024)
+            let src = self.low_va(self.swapper_pgd);
+            let first = M::pgd_index(VirtAddr::new(PAGE_OFFSET));
+            for i in first..M::PTRS_PER_PGD {
+                let e = p.read_u32(VirtAddr::new(src.as_u32() + i * 4));
+                if e != 0 {
+                    p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), e);
+                }
+            }
+        }
+        Ok(UserPgd { pgd, pmds })
+    }
+
+    /// `pgd_free`: free a root whose user part is empty (all pte pages already freed).
+    pub fn pgd_free<P: Platform>(&self, cx: &Ctx<'_, P>, pgd: UserPgd) {
+        let p = cx.p();
+        let pgd_va = self.low_va(pgd.pgd);
+        if M::PAE {
+            for (i, pmd) in pgd.pmds.iter().enumerate() {
+                self.write_entry(
+                    p,
+                    VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
+                    Entry::NONE,
+                );
+                self.pt_free_page(cx, *pmd, PtKind::Pmd);
+            }
+            self.write_entry(p, VirtAddr::new(pgd_va.as_u32() + 24), Entry::NONE);
+        } else {
+            let first = M::pgd_index(VirtAddr::new(PAGE_OFFSET));
+            for i in first..M::PTRS_PER_PGD {
+                p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), 0);
+            }
+        }
+        self.pt_free_page(cx, pgd.pgd, PtKind::Pgd);
+    }
+
+    /// `pmd_offset(pgd_offset(mm, addr), addr)` for a user address: the pmd entry covering
+    /// `addr`, read from memory. `addr` must be below `PAGE_OFFSET`.
+    pub fn pmd_offset<P: Platform>(
+        &self,
+        p: &P,
+        pgd: &UserPgd,
+        addr: VirtAddr,
+    ) -> PmdEntry<UserTables> {
+        let pgd_va = self.low_va(pgd.pgd);
+        let gi = M::pgd_index(addr);
+        let va = if M::PAE {
+            let pgde = M::entry_from_raw(p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)));
+            let pmd_va = self.low_va(pgde.pfn());
+            VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
+        } else {
+            VirtAddr::new(pgd_va.as_u32() + gi * 4)
+        };
+        PmdEntry {
+            va,
+            val: M::entry_from_raw(self.read_entry(p, va)),
+            _k: PhantomData,
+        }
+    }
+
+    /// `pmd_offset_k`: the kernel pmd entry covering a kernel address.
+    pub fn pmd_offset_k<P: Platform>(&self, p: &P, addr: VirtAddr) -> PmdEntry<KernelTables> {
+        let pgd_va = self.low_va(self.swapper_pgd);
+        let gi = M::pgd_index(addr);
+        let va = if M::PAE {
+            let pgde = M::entry_from_raw(p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)));
+            let pmd_va = self.low_va(pgde.pfn());
+            VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
+        } else {
+            VirtAddr::new(pgd_va.as_u32() + gi * 4)
+        };
+        PmdEntry {
+            va,
+            val: M::entry_from_raw(self.read_entry(p, va)),
+            _k: PhantomData,
+        }
+    }
+
+    /// Re-read a pmd entry (after a lock was dropped).
+    pub fn pmd_reread<P: Platform, K: TableKind>(&self, p: &P, pmd: &PmdEntry<K>) -> PmdEntry<K> {
+        PmdEntry {
+            va: pmd.va,
+            val: M::entry_from_raw(self.read_entry(p, pmd.va)),
+            _k: PhantomData,
+        }
+    }
+
+    /// `pmd_populate`: point a user pmd entry at a pte page.
+    pub(crate) fn pmd_populate<P: Platform>(
+        &self,
+        p: &P,
+        pmd: &PmdEntry<UserTables>,
+        pte_page: Pfn,
+    ) {
+        self.write_entry(p, pmd.va, Entry::new(pte_page, EntryFlags::PAGE_TABLE));
+    }
+
+    /// `pmd_clear`: empty a user pmd entry; returns the pte page it pointed at.
+    #[allow(dead_code)] // used by free_pgtables (munmap, exit)
+    pub(crate) fn pmd_clear<P: Platform>(&self, p: &P, pmd: &PmdEntry<UserTables>) -> Pfn {
+        let old = M::entry_from_raw(self.read_entry(p, pmd.va));
+        self.write_entry(p, pmd.va, Entry::NONE);
+        old.pfn()
+    }
+}
