@@ -1,0 +1,571 @@
+//! Simulated physical memory: one sparse host mapping of the whole RAM.
+//!
+//! The whole simulated RAM (up to 64 GB, the PAE limit of 36 physical address bits) is one
+//! private anonymous host mapping made with `MAP_NORESERVE`, so the host commits memory only for
+//! frames that are written; a frame never written reads as zero. Page tables live here in their
+//! real x86 format, little-endian, and user data too.
+//!
+//! Every checked accessor refuses an access that reaches past the end of RAM with
+//! [`PhysMemError::OutOfRange`]; none of them can touch host memory outside the mapping.
+//!
+//! # Threading
+//!
+//! [`PhysMem`] hands out no references into the simulated RAM: every access copies bytes in or
+//! out through a raw pointer, which is what lets all methods take `&self` (the simulated machine
+//! writes page tables while the MMU reads them, as real hardware does). That interior mutability
+//! is sound only while one host thread at a time uses the value, so `PhysMem` is `Send` but not
+//! `Sync` (the raw pointer field makes it `!Sync`; `Send` is asserted below).
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr;
+use std::cell::Cell;
+
+use highpte_arch::{PAGE_SHIFT, PAGE_SIZE};
+use memmap2::{MmapMut, MmapOptions};
+
+/// Largest simulated RAM: 64 GB, all that 36 physical address bits can reach (SDM 4.4).
+pub const MAX_PHYS_MEM: u64 = 64 << 30;
+
+/// Why a physical-memory operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhysMemError {
+    /// The requested RAM size is zero, not a multiple of 4096 or larger than 64 GB.
+    BadSize {
+        /// The size asked for, in bytes.
+        size: u64,
+    },
+    /// The host refused the mapping (address space or overcommit limits).
+    Map {
+        /// The size asked for, in bytes.
+        size: u64,
+        /// The host's error, as text.
+        reason: String,
+    },
+    /// An access of `len` bytes at `addr` reaches past the end of RAM.
+    OutOfRange {
+        /// First physical byte of the access.
+        addr: u64,
+        /// Length of the access in bytes.
+        len: u64,
+    },
+}
+
+impl fmt::Display for PhysMemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PhysMemError::BadSize { size } => write!(
+                f,
+                "physical memory size {size:#x} is invalid: it must be a non-zero multiple of \
+                 4096 bytes and at most 64 GiB"
+            ),
+            PhysMemError::Map { size, reason } => {
+                write!(
+                    f,
+                    "cannot map {size:#x} bytes of simulated RAM on the host: {reason}"
+                )
+            }
+            PhysMemError::OutOfRange { addr, len } => write!(
+                f,
+                "physical access of {len} bytes at {addr:#x} reaches beyond the end of RAM"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PhysMemError {}
+
+/// The simulated machine's physical memory (RAM), sparse on the host.
+///
+/// All accessors take `&self` and copy through a raw pointer (see the module docs); the type is
+/// `Send` but not `Sync`.
+pub struct PhysMem {
+    /// Owns the host mapping (RAM plus a guard page on each side); only used again by `Drop`
+    /// (munmap).
+    _map: MmapMut,
+    /// Start of the mapping, taken once from `map`; every access goes through it.
+    base: *mut u8,
+    /// Bytes of simulated RAM (the mapping's length).
+    size: u64,
+    /// Interior mutability through `base` must stay on one thread at a time.
+    _not_sync: PhantomData<Cell<u8>>,
+}
+
+// SAFETY: `PhysMem` exclusively owns its mapping and never shares the pointer; moving the whole
+// value to another thread moves all access with it. It stays `!Sync` (raw pointer + `Cell`), so
+// no two threads can hold `&PhysMem` at once.
+unsafe impl Send for PhysMem {}
+
+impl fmt::Debug for PhysMem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PhysMem")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PhysMem {
+    /// Map `size_bytes` of simulated RAM (a non-zero multiple of 4096, at most 64 GiB).
+    ///
+    /// The mapping is made with `MAP_NORESERVE` and `MADV_NOHUGEPAGE`, so the host commits one
+    /// 4 KB page per written frame; see [`PhysMem::set_huge_pages`] to trade that precision for
+    /// fewer host TLB misses.
+    pub fn new(size_bytes: u64) -> Result<PhysMem, PhysMemError> {
+        if size_bytes == 0 || !size_bytes.is_multiple_of(PAGE_SIZE) || size_bytes > MAX_PHYS_MEM {
+            return Err(PhysMemError::BadSize { size: size_bytes });
+        }
+        let len =
+            usize::try_from(size_bytes).map_err(|_| PhysMemError::BadSize { size: size_bytes })?;
+        let map_err = |e: std::io::Error| PhysMemError::Map {
+            size: size_bytes,
+            reason: e.to_string(),
+        };
+        // RAM plus one inaccessible guard page on each side: the guards keep the host from
+        // merging RAM with a neighbouring anonymous mapping (so `resident_bytes` can find it in
+        // /proc/self/smaps) and turn any stray host access just past RAM into a crash.
+        let guard = PAGE_SIZE as usize;
+        let mut map = MmapOptions::new()
+            .len(len + 2 * guard)
+            .no_reserve_swap()
+            .map_anon()
+            .map_err(map_err)?;
+        let outer = map.as_mut_ptr();
+        // SAFETY: `outer + guard` is inside the mapping of `len + 2 * guard` bytes.
+        let base = unsafe { outer.add(guard) };
+        for g in [outer, base.wrapping_add(len)] {
+            // SAFETY: each guard is one page of our own fresh mapping, page aligned, and never
+            // accessed through any pointer we hand out.
+            if unsafe { libc::mprotect(g.cast(), guard, libc::PROT_NONE) } != 0 {
+                return Err(map_err(std::io::Error::last_os_error()));
+            }
+        }
+        let mem = PhysMem {
+            _map: map,
+            base,
+            size: size_bytes,
+            _not_sync: PhantomData,
+        };
+        // Best effort: without it the host may back a 2 MB range on first touch, which only
+        // costs memory, never correctness.
+        let _ = mem.set_huge_pages(false);
+        Ok(mem)
+    }
+
+    /// Ask the host to back RAM with transparent huge pages (`MADV_HUGEPAGE`) or not
+    /// (`MADV_NOHUGEPAGE`, the default). Huge pages cut host TLB misses when page tables are
+    /// spread over gigabytes, but one touched frame then commits up to 2 MB.
+    pub fn set_huge_pages(&self, enable: bool) -> std::io::Result<()> {
+        let advice = if enable {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: the range is exactly our own live mapping; these advices change only how the
+        // host backs it, never its contents.
+        let rc = unsafe { libc::madvise(self.base.cast(), self.size as usize, advice) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Bytes of simulated RAM.
+    #[inline]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Number of 4 KB frames of simulated RAM.
+    #[inline]
+    pub fn nr_pages(&self) -> u64 {
+        self.size >> PAGE_SHIFT
+    }
+
+    /// Check that `[pa, pa + len)` lies inside RAM.
+    #[inline(always)]
+    fn check(&self, pa: u64, len: u64) -> Result<(), PhysMemError> {
+        match pa.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(PhysMemError::OutOfRange { addr: pa, len }),
+        }
+    }
+
+    /// Check that frames `[pfn, pfn + npages)` lie inside RAM; returns the first byte.
+    #[inline]
+    fn check_pages(&self, pfn: u64, npages: u64) -> Result<u64, PhysMemError> {
+        let out = || PhysMemError::OutOfRange {
+            addr: pfn.saturating_mul(PAGE_SIZE),
+            len: npages.saturating_mul(PAGE_SIZE),
+        };
+        if pfn > self.nr_pages() || npages > self.nr_pages() - pfn {
+            return Err(out());
+        }
+        Ok(pfn << PAGE_SHIFT)
+    }
+
+    /// Read a little-endian u32 at `pa` (any alignment).
+    #[inline]
+    pub fn read_u32(&self, pa: u64) -> Result<u32, PhysMemError> {
+        self.check(pa, 4)?;
+        // SAFETY: checked above that all 4 bytes lie inside RAM.
+        Ok(unsafe { self.read_u32_unchecked(pa) })
+    }
+
+    /// Read a little-endian u64 at `pa` (any alignment).
+    #[inline]
+    pub fn read_u64(&self, pa: u64) -> Result<u64, PhysMemError> {
+        self.check(pa, 8)?;
+        // SAFETY: checked above that all 8 bytes lie inside RAM.
+        Ok(unsafe { self.read_u64_unchecked(pa) })
+    }
+
+    /// Write a little-endian u32 at `pa` (any alignment).
+    #[inline]
+    pub fn write_u32(&self, pa: u64, value: u32) -> Result<(), PhysMemError> {
+        self.check(pa, 4)?;
+        // SAFETY: checked above that all 4 bytes lie inside RAM.
+        unsafe { self.write_u32_unchecked(pa, value) };
+        Ok(())
+    }
+
+    /// Write a little-endian u64 at `pa` (any alignment).
+    #[inline]
+    pub fn write_u64(&self, pa: u64, value: u64) -> Result<(), PhysMemError> {
+        self.check(pa, 8)?;
+        // SAFETY: checked above that all 8 bytes lie inside RAM.
+        unsafe { self.write_u64_unchecked(pa, value) };
+        Ok(())
+    }
+
+    /// Read a little-endian u32 at `pa` without a bounds check.
+    ///
+    /// # Safety
+    /// `pa + 4 <= self.size()` must hold.
+    #[inline(always)]
+    pub unsafe fn read_u32_unchecked(&self, pa: u64) -> u32 {
+        debug_assert!(pa + 4 <= self.size);
+        // SAFETY: the caller guarantees the 4 bytes are inside the live mapping; unaligned reads
+        // are allowed by `read_unaligned`; no reference into RAM exists that could alias.
+        u32::from_le(unsafe { ptr::read_unaligned(self.base.add(pa as usize).cast::<u32>()) })
+    }
+
+    /// Read a little-endian u64 at `pa` without a bounds check.
+    ///
+    /// # Safety
+    /// `pa + 8 <= self.size()` must hold.
+    #[inline(always)]
+    pub unsafe fn read_u64_unchecked(&self, pa: u64) -> u64 {
+        debug_assert!(pa + 8 <= self.size);
+        // SAFETY: as in `read_u32_unchecked`, for 8 bytes.
+        u64::from_le(unsafe { ptr::read_unaligned(self.base.add(pa as usize).cast::<u64>()) })
+    }
+
+    /// Write a little-endian u32 at `pa` without a bounds check.
+    ///
+    /// # Safety
+    /// `pa + 4 <= self.size()` must hold.
+    #[inline(always)]
+    pub unsafe fn write_u32_unchecked(&self, pa: u64, value: u32) {
+        debug_assert!(pa + 4 <= self.size);
+        // SAFETY: the caller guarantees the bytes are inside the live, writable mapping; the
+        // type is !Sync and hands out no references, so nothing else reads or writes them now.
+        unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u32>(), value.to_le()) }
+    }
+
+    /// Write a little-endian u64 at `pa` without a bounds check.
+    ///
+    /// # Safety
+    /// `pa + 8 <= self.size()` must hold.
+    #[inline(always)]
+    pub unsafe fn write_u64_unchecked(&self, pa: u64, value: u64) {
+        debug_assert!(pa + 8 <= self.size);
+        // SAFETY: as in `write_u32_unchecked`, for 8 bytes.
+        unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u64>(), value.to_le()) }
+    }
+
+    /// Copy `buf.len()` bytes of RAM starting at `pa` into `buf`.
+    pub fn read_bytes(&self, pa: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
+        self.check(pa, buf.len() as u64)?;
+        // SAFETY: the source range is inside the mapping (checked); `buf` is a distinct host
+        // allocation (no reference into RAM is ever handed out), so the ranges do not overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(self.base.add(pa as usize), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// Copy `buf` into RAM starting at `pa`.
+    pub fn write_bytes(&self, pa: u64, buf: &[u8]) -> Result<(), PhysMemError> {
+        self.check(pa, buf.len() as u64)?;
+        // SAFETY: the destination range is inside the mapping (checked) and cannot overlap
+        // `buf`, as in `read_bytes`.
+        unsafe { ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(pa as usize), buf.len()) };
+        Ok(())
+    }
+
+    /// The 4 KB frame `pfn` as a raw pointer, after checking it is inside RAM.
+    #[inline]
+    fn page_ptr(&self, pfn: u64) -> Result<*mut u8, PhysMemError> {
+        let pa = self.check_pages(pfn, 1)?;
+        // SAFETY: `pa + 4096 <= size` (checked), so the offset stays inside the mapping.
+        Ok(unsafe { self.base.add(pa as usize) })
+    }
+
+    /// True if every byte of frame `pfn` is zero. Reading a never-written frame commits no host
+    /// memory (the host maps its shared zero page).
+    pub fn page_is_zero(&self, pfn: u64) -> Result<bool, PhysMemError> {
+        let p = self.page_ptr(pfn)?;
+        // SAFETY: `p` points at 4096 readable bytes of our mapping, 8-byte aligned (the mapping
+        // is page aligned); no `&mut` into RAM exists while this shared slice lives, and this
+        // thread writes nothing until it is dropped at the end of this function.
+        let words =
+            unsafe { core::slice::from_raw_parts(p.cast::<u64>(), (PAGE_SIZE / 8) as usize) };
+        Ok(words.iter().all(|&w| w == 0))
+    }
+
+    /// Fill frame `pfn` with zeros. A frame that already reads as zero is left untouched, so
+    /// zeroing a never-written frame commits no host memory.
+    pub fn zero_page(&self, pfn: u64) -> Result<(), PhysMemError> {
+        if self.page_is_zero(pfn)? {
+            return Ok(());
+        }
+        let p = self.page_ptr(pfn)?;
+        // SAFETY: `p` points at 4096 writable bytes of our mapping; nothing aliases them.
+        unsafe { ptr::write_bytes(p, 0, PAGE_SIZE as usize) };
+        Ok(())
+    }
+
+    /// Copy frame `src_pfn` to frame `dst_pfn` (copying a frame onto itself does nothing).
+    pub fn copy_page(&self, dst_pfn: u64, src_pfn: u64) -> Result<(), PhysMemError> {
+        let dst = self.page_ptr(dst_pfn)?;
+        let src = self.page_ptr(src_pfn)?;
+        if dst_pfn == src_pfn {
+            return Ok(());
+        }
+        // SAFETY: two distinct page-aligned frames inside the mapping never overlap.
+        unsafe { ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
+        Ok(())
+    }
+
+    /// Give the host memory behind frames `[pfn_start, pfn_start + npages)` back
+    /// (`MADV_DONTNEED`); they read as zero afterwards. Cheaper than zeroing for large ranges.
+    pub fn release_range(&self, pfn_start: u64, npages: u64) -> Result<(), PhysMemError> {
+        let pa = self.check_pages(pfn_start, npages)?;
+        if npages == 0 {
+            return Ok(());
+        }
+        // SAFETY: the range is page aligned and inside our private anonymous mapping (checked);
+        // MADV_DONTNEED on such a mapping only replaces its contents with zero-fill pages, and
+        // no reference into RAM exists that could observe the change.
+        let rc = unsafe {
+            libc::madvise(
+                self.base.add(pa as usize).cast(),
+                (npages << PAGE_SHIFT) as usize,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            // Cannot happen for a valid range of our own mapping; fall back to zeroing so the
+            // documented "reads back as zero" still holds.
+            for pfn in pfn_start..pfn_start + npages {
+                self.zero_page(pfn)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Host memory actually committed for simulated RAM, in bytes.
+    ///
+    /// Sums the `Rss:` lines of `/proc/self/smaps` over the host mappings inside our range: that
+    /// counts only pages the host allocated for us (the shared zero page, mapped by reads of
+    /// never-written frames, is not counted). If `/proc` is unavailable it falls back to
+    /// `mincore(2)`, which also counts zero-page mappings. Cost: proportional to the mapped
+    /// part; meant for reports and tests, not hot paths.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_bytes_smaps()
+            .unwrap_or_else(|| self.resident_bytes_mincore())
+    }
+
+    fn resident_bytes_smaps(&self) -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let start = self.base as u64;
+        let end = start + self.size;
+        let mut inside = false;
+        let mut found = false;
+        let mut total_kb = 0u64;
+        for line in text.lines() {
+            if let Some(range) = line.split_whitespace().next().filter(|w| w.contains('-')) {
+                // A mapping header: "start-end perms offset dev inode [path]".
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+                    {
+                        inside = a >= start && b <= end;
+                        if !inside && a < end && b > start {
+                            // Merged with something else: cannot attribute its Rss.
+                            return None;
+                        }
+                        found |= inside;
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(rest) = line.strip_prefix("Rss:") {
+                    let kb = rest
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()?;
+                    total_kb += kb;
+                }
+            }
+        }
+        found.then_some(total_kb * 1024)
+    }
+
+    fn resident_bytes_mincore(&self) -> u64 {
+        const CHUNK_PAGES: usize = 1 << 16;
+        let mut vec = vec![0u8; CHUNK_PAGES];
+        let mut resident = 0u64;
+        let total_pages = self.nr_pages() as usize;
+        let mut page = 0usize;
+        while page < total_pages {
+            let n = CHUNK_PAGES.min(total_pages - page);
+            // SAFETY: the address range is inside our mapping and page aligned; `vec` has room
+            // for one byte per page of the range.
+            let rc = unsafe {
+                libc::mincore(
+                    self.base.add(page << PAGE_SHIFT).cast(),
+                    n << PAGE_SHIFT,
+                    vec.as_mut_ptr(),
+                )
+            };
+            if rc == 0 {
+                resident += vec[..n].iter().filter(|&&b| b & 1 != 0).count() as u64;
+            }
+            page += n;
+        }
+        resident << PAGE_SHIFT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked() {
+        assert_eq!(
+            PhysMem::new(0).unwrap_err(),
+            PhysMemError::BadSize { size: 0 }
+        );
+        assert_eq!(
+            PhysMem::new(4097).unwrap_err(),
+            PhysMemError::BadSize { size: 4097 }
+        );
+        assert_eq!(
+            PhysMem::new(MAX_PHYS_MEM + 4096).unwrap_err(),
+            PhysMemError::BadSize {
+                size: MAX_PHYS_MEM + 4096
+            }
+        );
+        let m = PhysMem::new(16 * 4096).unwrap();
+        assert_eq!(m.size(), 65536);
+        assert_eq!(m.nr_pages(), 16);
+    }
+
+    #[test]
+    fn little_endian_and_out_of_range() {
+        let m = PhysMem::new(2 * 4096).unwrap();
+        m.write_u64(0x10, 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.read_u32(0x10).unwrap(), 0x5566_7788);
+        assert_eq!(m.read_u32(0x14).unwrap(), 0x1122_3344);
+        let mut b = [0u8; 3];
+        m.read_bytes(0x10, &mut b).unwrap();
+        assert_eq!(b, [0x88, 0x77, 0x66]);
+        // unaligned, straddling the page boundary
+        m.write_u32(0xffe, 0xdead_beef).unwrap();
+        assert_eq!(m.read_u32(0xffe).unwrap(), 0xdead_beef);
+        // last bytes are fine, one more is not
+        m.write_u64(8192 - 8, 7).unwrap();
+        assert_eq!(m.read_u64(8192 - 8).unwrap(), 7);
+        assert_eq!(
+            m.read_u64(8192 - 7),
+            Err(PhysMemError::OutOfRange { addr: 8185, len: 8 })
+        );
+        assert_eq!(
+            m.write_u32(8192 - 3, 1),
+            Err(PhysMemError::OutOfRange { addr: 8189, len: 4 })
+        );
+        assert_eq!(
+            m.read_u32(u64::MAX - 1),
+            Err(PhysMemError::OutOfRange {
+                addr: u64::MAX - 1,
+                len: 4
+            })
+        );
+        assert!(m.write_bytes(8190, &[1, 2, 3]).is_err());
+        assert!(m.read_bytes(8191, &mut [0u8; 1]).is_ok());
+        assert!(m.zero_page(2).is_err());
+        assert!(m.copy_page(0, 2).is_err());
+        assert!(m.copy_page(2, 0).is_err());
+        assert!(m.page_is_zero(u64::MAX).is_err());
+        assert!(m.release_range(1, 2).is_err());
+        assert!(m.release_range(u64::MAX, 2).is_err());
+        assert!(m.release_range(2, 0).is_ok());
+    }
+
+    #[test]
+    fn zero_copy_release() {
+        let m = PhysMem::new(8 * 4096).unwrap();
+        assert!(m.page_is_zero(3).unwrap());
+        m.write_bytes(3 * 4096 + 100, &[9; 50]).unwrap();
+        assert!(!m.page_is_zero(3).unwrap());
+        m.copy_page(5, 3).unwrap();
+        assert_eq!(m.read_u32(5 * 4096 + 100).unwrap(), 0x0909_0909);
+        assert_eq!(m.read_u32(5 * 4096 + 96).unwrap(), 0);
+        m.zero_page(3).unwrap();
+        assert!(m.page_is_zero(3).unwrap());
+        assert!(!m.page_is_zero(5).unwrap());
+        m.write_u64(6 * 4096, u64::MAX).unwrap();
+        m.release_range(5, 2).unwrap();
+        assert!(m.page_is_zero(5).unwrap());
+        assert!(m.page_is_zero(6).unwrap());
+        assert_eq!(m.read_u64(6 * 4096).unwrap(), 0);
+    }
+
+    #[test]
+    fn sixty_four_gigabytes_last_byte() {
+        let m = PhysMem::new(MAX_PHYS_MEM).unwrap();
+        assert_eq!(m.nr_pages(), 16 << 20);
+        m.write_bytes(MAX_PHYS_MEM - 1, &[0xab]).unwrap();
+        let mut b = [0u8];
+        m.read_bytes(MAX_PHYS_MEM - 1, &mut b).unwrap();
+        assert_eq!(b, [0xab]);
+        assert!(m.write_bytes(MAX_PHYS_MEM, &[0]).is_err());
+        // one page touched: far less than a megabyte committed
+        assert!(m.resident_bytes() <= 64 * 1024, "{}", m.resident_bytes());
+    }
+
+    #[test]
+    fn resident_bytes_follow_touched_pages() {
+        let m = PhysMem::new(1 << 30).unwrap();
+        assert_eq!(m.resident_bytes(), 0);
+        // reads and zeroing of never-written frames commit nothing
+        for pfn in 0..64 {
+            assert!(m.page_is_zero(pfn * 1000).unwrap());
+            m.zero_page(pfn * 1000 + 1).unwrap();
+        }
+        assert_eq!(m.resident_bytes(), 0);
+        for pfn in 0..10 {
+            m.write_u32(pfn * 4096 * 1000, 1).unwrap();
+        }
+        assert_eq!(m.resident_bytes(), 10 * 4096);
+        m.release_range(0, 5000).unwrap();
+        assert_eq!(m.resident_bytes(), 5 * 4096);
+        assert_eq!(m.read_u32(0).unwrap(), 0);
+        assert_eq!(m.read_u32(5000 * 4096).unwrap(), 1);
+    }
+}
