@@ -282,6 +282,30 @@ impl<M: PagingMode> Kernel<M> {
                 let _ = z.free_range_at_boot(&mem_map, Pfn(start), Pfn(end));
             }
         }
+        // the zero page: a low page nobody writes
+        let zero_zone = if zones[ZoneType::Normal as usize].managed_pages() > 0 {
+            ZoneType::Normal
+        } else {
+            ZoneType::Dma
+        };
+        let zero_page = match zones[zero_zone as usize].alloc(
+            &mem_map,
+            0,
+            crate::page_alloc::Watermark::Ignore,
+        ) {
+            Ok(pfn) => pfn,
+            Err(_) => {
+                return Err(BootError::LowMemoryTooSmall {
+                    needed: (reserved_end + 1024) * PAGE_SIZE,
+                    lowmem,
+                })
+            }
+        };
+        mem_map.desc(zero_page).set_owner(PageOwner::BootReserved);
+        {
+            let c = &owner_pages[zero_zone as usize][PageOwner::BootReserved as usize];
+            c.set(c.get() + 1);
+        }
         log.push(format!("On node 0 totalpages: {}", max_pfn));
         for z in zones.iter() {
             log.push(format!(
@@ -374,6 +398,10 @@ impl<M: PagingMode> Kernel<M> {
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
             init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
+            procs: RefCell::new(alloc::collections::BTreeMap::new()),
+            shm_ids: crate::sync::Mutex::new("shm_ids.sem", crate::mm::shm::ShmIds::default()),
+            zero_page,
+            kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
             _mode: PhantomData,
         };

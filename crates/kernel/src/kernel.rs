@@ -173,6 +173,16 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3],
     pub(crate) pt_alloc: PtAllocState,
     pub(crate) counters: Counters,
+    /// The processes, by task id.
+    pub(crate) procs: RefCell<
+        alloc::collections::BTreeMap<crate::platform::TaskId, alloc::rc::Rc<crate::mm::Process>>,
+    >,
+    /// SysV shm ids (`shm_ids`, protected by its semaphore).
+    pub(crate) shm_ids: crate::sync::Mutex<crate::mm::shm::ShmIds>,
+    /// The shared zero page mapped by read faults on private anonymous memory.
+    pub(crate) zero_page: Pfn,
+    /// Kernel objects charged to low memory.
+    pub(crate) kobj: crate::kobj::KobjState,
     /// `init_mm.page_table_lock`: protects the kernel page tables.
     pub(crate) init_mm_ptl: crate::pgtable::PageTableLock,
     pub(crate) boot_log: RefCell<Vec<String>>,

@@ -317,3 +317,127 @@ impl<T: ?Sized, P: Platform> Drop for MutexGuard<'_, T, P> {
         self.p.wake_up_all(self.lock.key());
     }
 }
+
+/// A read-write semaphore (`mmap_sem`): many readers or one writer, sleeping while blocked.
+pub struct RwSem<T: ?Sized> {
+    name: &'static str,
+    /// Number of readers, or `u32::MAX` for a writer.
+    state: Cell<u32>,
+    writer: Cell<u32>,
+    data: UnsafeCell<T>,
+}
+
+impl<T> RwSem<T> {
+    /// A free semaphore.
+    pub const fn new(name: &'static str, value: T) -> Self {
+        Self {
+            name,
+            state: Cell::new(0),
+            writer: Cell::new(0),
+            data: UnsafeCell::new(value),
+        }
+    }
+}
+
+impl<T: ?Sized> RwSem<T> {
+    fn key(&self) -> WaitQueueKey {
+        WaitQueueKey(self as *const Self as *const u8 as usize as u64)
+    }
+    /// `down_read`: shared access; sleeps while a writer holds it.
+    pub fn read<'a, P: Platform>(
+        &'a self,
+        p: &'a P,
+        place: &'static str,
+    ) -> RwSemReadGuard<'a, T, P> {
+        p.might_sleep(place);
+        loop {
+            let token = p.prepare_to_wait(self.key());
+            if self.state.get() != u32::MAX {
+                break;
+            }
+            p.sleep(self.key(), token, self.name, place);
+        }
+        self.state.set(self.state.get() + 1);
+        RwSemReadGuard { sem: self, p }
+    }
+    /// `down_write`: exclusive access; sleeps while anyone holds it.
+    pub fn write<'a, P: Platform>(
+        &'a self,
+        p: &'a P,
+        place: &'static str,
+    ) -> RwSemWriteGuard<'a, T, P> {
+        p.might_sleep(place);
+        loop {
+            let token = p.prepare_to_wait(self.key());
+            if self.state.get() == 0 {
+                break;
+            }
+            p.sleep(self.key(), token, self.name, place);
+        }
+        self.state.set(u32::MAX);
+        self.writer.set(p.task().0 + 1);
+        p.note_lock(self.name, self.key().0, true);
+        RwSemWriteGuard { sem: self, p }
+    }
+    /// Access without locking, for code that owns the only reference.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+/// Shared access to an [`RwSem`].
+#[must_use = "the semaphore is released when the guard is dropped"]
+pub struct RwSemReadGuard<'a, T: ?Sized, P: Platform> {
+    sem: &'a RwSem<T>,
+    p: &'a P,
+}
+
+/// Exclusive access to an [`RwSem`].
+#[must_use = "the semaphore is released when the guard is dropped"]
+pub struct RwSemWriteGuard<'a, T: ?Sized, P: Platform> {
+    sem: &'a RwSem<T>,
+    p: &'a P,
+}
+
+impl<T: ?Sized, P: Platform> Deref for RwSemReadGuard<'_, T, P> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: readers share; no writer exists while `state` counts readers, and a writer
+        // waits in `write` until every reader has left. One host thread.
+        unsafe { &*self.sem.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> Drop for RwSemReadGuard<'_, T, P> {
+    fn drop(&mut self) {
+        let n = self.sem.state.get() - 1;
+        self.sem.state.set(n);
+        if n == 0 {
+            self.p.wake_up_all(self.sem.key());
+        }
+    }
+}
+
+impl<T: ?Sized, P: Platform> Deref for RwSemWriteGuard<'_, T, P> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the writer is alone: `state` is u32::MAX until this guard is dropped.
+        unsafe { &*self.sem.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> DerefMut for RwSemWriteGuard<'_, T, P> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and the guard is borrowed mutably.
+        unsafe { &mut *self.sem.data.get() }
+    }
+}
+
+impl<T: ?Sized, P: Platform> Drop for RwSemWriteGuard<'_, T, P> {
+    fn drop(&mut self) {
+        self.sem.state.set(0);
+        self.sem.writer.set(0);
+        self.p.note_lock(self.sem.name, self.sem.key().0, false);
+        self.p.wake_up_all(self.sem.key());
+    }
+}

@@ -143,7 +143,7 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `pgd_free`: free a root whose user part is empty (all pte pages already freed).
-    pub fn pgd_free<P: Platform>(&self, cx: &Ctx<'_, P>, pgd: UserPgd) {
+    pub fn pgd_free<P: Platform>(&self, cx: &Ctx<'_, P>, pgd: &UserPgd) {
         let p = cx.p();
         let pgd_va = self.low_va(pgd.pgd);
         if M::PAE {

@@ -1,0 +1,98 @@
+//! Kernel objects charged to low memory at documented sizes.
+//!
+//! The simulator keeps kernel objects (mm, VMAs, task structs, shm index vectors) as host Rust
+//! values, but a real kernel would keep them in slab pages of low memory. Each object type has
+//! a documented size; the bytes in use are packed into low pages allocated from the buddy
+//! (owner "kernel objects"), so low memory runs out when it would on the real machine. Kernel
+//! stacks are real order-1 page allocations (8 KB, `THREAD_SIZE` on i386).
+
+use crate::ctx::{Ctx, SleepCtx};
+use crate::kernel::Kernel;
+use crate::page_alloc::{PageOwner, GFP_KERNEL};
+use crate::pgtable::OutOfMemory;
+use crate::platform::Platform;
+use highpte_arch::{PagingMode, Pfn};
+
+/// A kind of kernel object and its simulated size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KObj {
+    /// `task_struct` (about 1.6 KB on 2.5 i386), plus `bytes`.
+    TaskStruct,
+    /// `mm_struct` (about 400 bytes).
+    MmStruct,
+    /// `vm_area_struct` (about 88 bytes).
+    Vma,
+    /// A shm segment: `shmid_kernel` plus its page index of `bytes`.
+    ShmSeg,
+}
+
+impl KObj {
+    /// Bytes per object.
+    pub const fn size(self) -> u64 {
+        match self {
+            KObj::TaskStruct => 1664,
+            KObj::MmStruct => 416,
+            KObj::Vma => 88,
+            KObj::ShmSeg => 192,
+        }
+    }
+}
+
+/// Bytes of kernel objects in use and the low pages holding them.
+#[derive(Default)]
+pub struct KobjState {
+    pub(crate) bytes: core::cell::Cell<u64>,
+    pub(crate) pages: core::cell::RefCell<alloc::vec::Vec<Pfn>>,
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// Charge one object of `kind` (plus `extra` bytes) to low memory. May sleep.
+    pub(crate) fn kobj_charge<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        kind: KObj,
+        extra: u64,
+    ) -> Result<(), OutOfMemory> {
+        let want = self.kobj.bytes.get() + kind.size() + extra;
+        while (self.kobj.pages.borrow().len() as u64) * 4096 < want {
+            let pfn = self
+                .alloc_pages(
+                    cx,
+                    GFP_KERNEL,
+                    0,
+                    PageOwner::KernelObject,
+                    "kmem_cache_alloc",
+                )
+                .ok_or(OutOfMemory)?;
+            self.kobj.pages.borrow_mut().push(pfn);
+        }
+        self.kobj.bytes.set(want);
+        Ok(())
+    }
+
+    /// Return one object of `kind` (plus `extra` bytes); frees pages no longer needed.
+    pub(crate) fn kobj_uncharge<P: Platform>(&self, cx: &Ctx<'_, P>, kind: KObj, extra: u64) {
+        let left = self.kobj.bytes.get().saturating_sub(kind.size() + extra);
+        self.kobj.bytes.set(left);
+        loop {
+            let spare = {
+                let mut pages = self.kobj.pages.borrow_mut();
+                // keep one page of slack, as slab keeps partially used pages
+                if (pages.len() as u64).saturating_sub(1) * 4096 >= left + 4096 {
+                    pages.pop()
+                } else {
+                    None
+                }
+            };
+            match spare {
+                Some(pfn) => self.free_pages(cx, pfn, 0),
+                None => break,
+            }
+        }
+    }
+
+    /// Bytes of kernel objects in use.
+    pub fn kobj_bytes(&self) -> u64 {
+        self.kobj.bytes.get()
+    }
+}

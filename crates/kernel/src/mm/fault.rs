@@ -1,0 +1,311 @@
+//! The page-fault handler (`do_page_fault`, `handle_mm_fault`, `do_anonymous_page`,
+//! `do_wp_page`, the shared-page fault).
+//!
+//! Every handler that must allocate drops its pte mapping and the page-table lock first (the
+//! allocation may sleep), then retakes the lock, remaps the pte and re-checks that it did not
+//! change meanwhile (`pte_same`); if it did, someone else handled the fault and the new page
+//! is given back.
+
+use crate::counters::Counter;
+use crate::ctx::SleepCtx;
+use crate::errno::Signal;
+use crate::kernel::Kernel;
+use crate::mm::vma::{Backing, Vma};
+use crate::mm::{Mm, PROT_WRITE};
+use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
+use crate::pgtable::{pte_alloc_map, pte_offset_map};
+use crate::platform::{KernelEvent, Platform, TaskId};
+use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, VirtAddr};
+
+/// How a page fault ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultOutcome {
+    /// The page is there now: retry the access.
+    Handled,
+    /// Deliver a signal to the task.
+    Signal(Signal),
+}
+
+enum Step {
+    Done,
+    /// The handler needs a new page (it dropped its locks): allocate and retry.
+    NeedPage,
+    Oom,
+    Sigbus,
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// `do_page_fault`: the machine calls this for a user-mode page fault of task `pid` at
+    /// `addr` with the hardware error code.
+    pub fn do_page_fault<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: VirtAddr,
+        code: PageFaultErrorCode,
+    ) -> FaultOutcome {
+        // SAFETY: a kernel entry point (exception entry): nothing held, nothing mapped.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        p.charge(KernelEvent::Fault);
+        self.counters.inc(Counter::Faults);
+        p.set_where("do_page_fault");
+        let Some(mm) = self.mm_of(pid) else {
+            return FaultOutcome::Signal(Signal::Sigsegv);
+        };
+        let write = code.contains(PageFaultErrorCode::WRITE);
+        let fetch = code.contains(PageFaultErrorCode::INSTR);
+        let vmas = mm.mmap_sem.read(p, "do_page_fault");
+        let Some(vma) = vmas.containing(addr.as_u32()).cloned() else {
+            self.counters.inc(Counter::FaultsSigsegv);
+            return FaultOutcome::Signal(Signal::Sigsegv);
+        };
+        let allowed = if write {
+            vma.writable()
+        } else if fetch {
+            vma.prot & crate::mm::PROT_EXEC != 0
+        } else {
+            vma.readable()
+        };
+        if !allowed || code.contains(PageFaultErrorCode::RSVD) {
+            self.counters.inc(Counter::FaultsSigsegv);
+            return FaultOutcome::Signal(Signal::Sigsegv);
+        }
+        let mut new_page: Option<Pfn> = None;
+        loop {
+            match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page) {
+                Step::Done => break,
+                Step::NeedPage => {
+                    // may sleep: no pte mapped, no spinlock held
+                    match self.alloc_pages(
+                        &mut cx,
+                        GFP_HIGHUSER,
+                        0,
+                        PageOwner::User,
+                        "do_anonymous_page",
+                    ) {
+                        Some(pfn) => {
+                            self.clear_highpage(&cx, pfn);
+                            new_page = Some(pfn);
+                        }
+                        None => {
+                            drop(vmas);
+                            self.counters.inc(Counter::FaultsSigbus);
+                            return self.fault_oom(p, pid);
+                        }
+                    }
+                }
+                Step::Oom => {
+                    drop(vmas);
+                    if let Some(pfn) = new_page.take() {
+                        self.free_pages(&cx, pfn, 0);
+                    }
+                    return self.fault_oom(p, pid);
+                }
+                Step::Sigbus => {
+                    if let Some(pfn) = new_page.take() {
+                        self.free_pages(&cx, pfn, 0);
+                    }
+                    self.counters.inc(Counter::FaultsSigbus);
+                    return FaultOutcome::Signal(Signal::Sigbus);
+                }
+            }
+        }
+        if let Some(pfn) = new_page.take() {
+            // raced: someone else populated the pte
+            self.free_pages(&cx, pfn, 0);
+        }
+        FaultOutcome::Handled
+    }
+
+    fn fault_oom<P: Platform>(&self, p: &P, pid: TaskId) -> FaultOutcome {
+        match self.out_of_memory(p, pid) {
+            Some(v) if v == pid => FaultOutcome::Signal(Signal::Sigkill),
+            // another task will die; this one is killed too if nothing can be freed at once
+            // (the victim has to run to exit), which keeps the fault path from looping.
+            _ => FaultOutcome::Signal(Signal::Sigkill),
+        }
+    }
+
+    /// `handle_mm_fault` for one attempt. `new_page` is a page allocated by a previous attempt
+    /// (consumed if used).
+    fn handle_mm_fault<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        vma: &Vma,
+        addr: VirtAddr,
+        write: bool,
+        new_page: &mut Option<Pfn>,
+    ) -> Step {
+        let p = cx.p();
+        let pmd = self.pmd_offset(p, &mm.pgd, addr);
+        let mut g = mm.page_table_lock.lock(p);
+        let Ok(mut map) = pte_alloc_map(self, cx, &mut g, &pmd, addr, &mm.nr_ptes) else {
+            return Step::Oom;
+        };
+        let pte = map.get(addr);
+        if pte.is_present() {
+            if write && !pte.has(EntryFlags::RW) {
+                // do_wp_page
+                let old = pte.pfn();
+                let desc = self.mem_map.desc(old);
+                let shared_vma = vma.backing.is_shared();
+                if !shared_vma && old != self.zero_page && desc.mapcount() == 1 && desc.count() == 1
+                {
+                    // only we map it: reuse
+                    map.set(
+                        addr,
+                        pte.with(EntryFlags::RW | EntryFlags::DIRTY | EntryFlags::ACCESSED),
+                    );
+                    drop(map);
+                    drop(g);
+                    self.flush_one(cx, mm, addr);
+                    self.counters.inc(Counter::FaultsCow);
+                    return Step::Done;
+                }
+                if shared_vma {
+                    // a shared writable vma always maps writable; a read-only shm attach
+                    // cannot get here (the vma check refused the write)
+                    map.set(
+                        addr,
+                        pte.with(EntryFlags::RW | EntryFlags::DIRTY | EntryFlags::ACCESSED),
+                    );
+                    drop(map);
+                    drop(g);
+                    self.flush_one(cx, mm, addr);
+                    return Step::Done;
+                }
+                let Some(new) = new_page.take() else {
+                    return Step::NeedPage;
+                };
+                // copy while the old page cannot go away: we hold the ptl and its pte
+                drop(map);
+                self.copy_highpage(cx, new, old);
+                let mut map = pte_offset_map(self, cx, &mut g, &pmd_again(self, p, mm, addr), addr);
+                if map.get(addr) != pte {
+                    *new_page = Some(new);
+                    return Step::Done;
+                }
+                self.mem_map.desc(new).set_flag(PageFlags::ANON);
+                self.mem_map.desc(new).inc_mapcount();
+                map.set(
+                    addr,
+                    Entry::new(
+                        new,
+                        EntryFlags::PRESENT
+                            | EntryFlags::USER
+                            | EntryFlags::RW
+                            | EntryFlags::ACCESSED
+                            | EntryFlags::DIRTY,
+                    ),
+                );
+                drop(map);
+                drop(g);
+                self.flush_one(cx, mm, addr);
+                if old != self.zero_page {
+                    desc.dec_mapcount();
+                    if desc.put_page() == 0 {
+                        self.free_pages(cx, old, 0);
+                    }
+                }
+                self.counters.inc(Counter::FaultsCow);
+                return Step::Done;
+            }
+            // spurious: a stale TLB entry or a racing fault already fixed it
+            drop(map);
+            drop(g);
+            self.flush_one(cx, mm, addr);
+            return Step::Done;
+        }
+        if !pte.is_none() {
+            // PROT_NONE pte under an accessible vma cannot happen (mprotect rewrites them)
+            return Step::Sigbus;
+        }
+        match &vma.backing {
+            Backing::Anon => {
+                if !write {
+                    // read of a never-written private page: map the zero page read-only
+                    map.set(
+                        addr,
+                        Entry::new(
+                            self.zero_page,
+                            EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
+                        ),
+                    );
+                    mm.rss.set(mm.rss.get() + 1);
+                    self.counters.inc(Counter::FaultsAnon);
+                    return Step::Done;
+                }
+                let Some(new) = new_page.take() else {
+                    return Step::NeedPage;
+                };
+                self.mem_map.desc(new).set_flag(PageFlags::ANON);
+                self.mem_map.desc(new).inc_mapcount();
+                map.set(
+                    addr,
+                    Entry::new(
+                        new,
+                        EntryFlags::PRESENT
+                            | EntryFlags::USER
+                            | EntryFlags::RW
+                            | EntryFlags::ACCESSED
+                            | EntryFlags::DIRTY,
+                    ),
+                );
+                mm.rss.set(mm.rss.get() + 1);
+                self.counters.inc(Counter::FaultsAnon);
+                Step::Done
+            }
+            Backing::Shared { obj, pgoff, .. } => {
+                let idx = pgoff + ((addr.as_u32() - vma.start) >> 12);
+                if idx >= obj.nr_pages() {
+                    return Step::Sigbus;
+                }
+                let page = match obj.page(idx) {
+                    Some(pg) => pg,
+                    None => {
+                        let Some(new) = new_page.take() else {
+                            return Step::NeedPage;
+                        };
+                        self.mem_map.desc(new).set_flag(PageFlags::SHARED);
+                        obj.set_page(idx, new);
+                        new
+                    }
+                };
+                let desc = self.mem_map.desc(page);
+                desc.get_page();
+                desc.inc_mapcount();
+                let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
+                if vma.prot & PROT_WRITE != 0 {
+                    f |= EntryFlags::RW;
+                    if write {
+                        f |= EntryFlags::DIRTY;
+                    }
+                }
+                map.set(addr, Entry::new(page, f));
+                mm.rss.set(mm.rss.get() + 1);
+                self.counters.inc(Counter::FaultsShared);
+                Step::Done
+            }
+        }
+    }
+
+    /// Invalidate one user address on every CPU that may cache `mm`.
+    fn flush_one<P: Platform>(&self, cx: &SleepCtx<'_, P>, mm: &Mm, addr: VirtAddr) {
+        self.flush_tlb_range(
+            cx,
+            mm,
+            addr.page_base().as_u32(),
+            addr.page_base().as_u64() + 4096,
+        );
+    }
+}
+
+fn pmd_again<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    p: &P,
+    mm: &Mm,
+    addr: VirtAddr,
+) -> crate::pgtable::PmdEntry<crate::pgtable::UserTables> {
+    k.pmd_offset(p, &mm.pgd, addr)
+}

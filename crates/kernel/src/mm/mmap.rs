@@ -1,0 +1,342 @@
+//! `mmap`, `munmap`, `mprotect`, `brk` with Linux's semantics and error numbers.
+
+use crate::counters::Counter;
+use crate::ctx::SleepCtx;
+use crate::errno::Errno;
+use crate::kernel::Kernel;
+use crate::kobj::KObj;
+use crate::mm::fault::FaultOutcome;
+use crate::mm::shm::ShmObject;
+use crate::mm::vma::{Backing, Vma};
+use crate::mm::*;
+use crate::platform::{KernelEvent, Platform, TaskId};
+use alloc::rc::Rc;
+use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr};
+
+const PAGE: u64 = 4096;
+
+fn page_align(len: u64) -> u64 {
+    len.div_ceil(PAGE) * PAGE
+}
+
+impl<M: PagingMode> Kernel<M> {
+    pub(crate) fn syscall_enter<P: Platform>(&self, p: &P, name: &'static str) {
+        p.charge(KernelEvent::Syscall);
+        p.set_where(name);
+        self.counters.inc(Counter::Syscalls);
+    }
+
+    /// Charge kernel memory for up to `n` more VMAs before changing the set, so a change that
+    /// splits VMAs can fail cleanly with ENOMEM.
+    pub(crate) fn vma_precharge_n<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        n: usize,
+    ) -> Result<(), Errno> {
+        for _ in 0..n {
+            self.kobj_charge(cx, KObj::Vma, 0)
+                .map_err(|_| Errno::ENOMEM)?;
+            mm.charged_vmas.set(mm.charged_vmas.get() + 1);
+        }
+        Ok(())
+    }
+
+    /// [`Kernel::vma_precharge_n`] for the worst case of one change (two splits).
+    pub(crate) fn vma_precharge<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+    ) -> Result<(), Errno> {
+        let have = mm.charged_vmas.get();
+        let len = mm.mmap_sem.read(cx.p(), "vma_precharge").len();
+        let want = len + 2;
+        if want > have {
+            self.vma_precharge_n(cx, mm, want - have)?;
+        }
+        Ok(())
+    }
+
+    /// Bring the VMA charge to the actual count.
+    pub(crate) fn vma_settle<P: Platform>(&self, cx: &SleepCtx<'_, P>, mm: &Mm, count: usize) {
+        while mm.charged_vmas.get() > count {
+            self.kobj_uncharge(cx, KObj::Vma, 0);
+            mm.charged_vmas.set(mm.charged_vmas.get() - 1);
+        }
+    }
+
+    /// `mmap(addr, len, prot, flags, -1, 0)` for anonymous memory.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sys_mmap<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+        prot: u32,
+        flags: u32,
+        fd: i32,
+        offset: u64,
+    ) -> Result<u32, Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_mmap");
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let kind = flags & (MAP_SHARED | MAP_PRIVATE);
+        if kind != MAP_SHARED && kind != MAP_PRIVATE {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MAP_ANONYMOUS == 0 {
+            // no file systems yet: every fd is bad
+            return Err(Errno::EBADF);
+        }
+        let _ = fd;
+        if offset & (PAGE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align(len);
+        if len > TASK_SIZE as u64 {
+            return Err(Errno::ENOMEM);
+        }
+        let fixed = flags & MAP_FIXED != 0;
+        if fixed && (addr as u64 & (PAGE - 1) != 0) {
+            return Err(Errno::EINVAL);
+        }
+        if fixed && addr as u64 + len > TASK_SIZE as u64 {
+            return Err(Errno::ENOMEM);
+        }
+        let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
+        self.vma_precharge(&mut cx, &mm)?;
+        let backing = if kind == MAP_SHARED {
+            self.kobj_charge(&mut cx, KObj::ShmSeg, len / PAGE * 8)
+                .map_err(|_| Errno::ENOMEM)?;
+            Backing::Shared {
+                obj: Rc::new(ShmObject::new(0, len)),
+                pgoff: 0,
+                shmid: None,
+            }
+        } else {
+            Backing::Anon
+        };
+        let mut vmas = mm.mmap_sem.write(p, "sys_mmap");
+        if vmas.len() >= MAX_MAP_COUNT {
+            drop(vmas);
+            self.release_backing(&cx, backing);
+            return Err(Errno::ENOMEM);
+        }
+        let start = if fixed {
+            // MAP_FIXED replaces whatever was there
+            let old = vmas.remove_range(addr, (addr as u64 + len) as u32);
+            if !old.is_empty() {
+                self.unmap_region(&mut cx, &mm, &vmas, addr, addr as u64 + len);
+                for v in old {
+                    if let Backing::Shared { obj, .. } = v.backing {
+                        self.shm_release(&cx, obj);
+                    }
+                }
+            }
+            addr
+        } else {
+            let hint = (addr as u64).div_ceil(PAGE) * PAGE;
+            if hint != 0
+                && hint + len <= TASK_SIZE as u64
+                && !vmas.any_overlap(hint as u32, hint + len)
+            {
+                hint as u32
+            } else {
+                match vmas.free_area(TASK_UNMAPPED_BASE, len as u32, TASK_SIZE) {
+                    Some(a) => a,
+                    None => {
+                        drop(vmas);
+                        self.release_backing(&cx, backing);
+                        return Err(Errno::ENOMEM);
+                    }
+                }
+            }
+        };
+        vmas.insert(Vma {
+            start,
+            end: (start as u64 + len) as u32,
+            prot,
+            backing,
+            heap: false,
+        });
+        let n = vmas.len();
+        drop(vmas);
+        self.vma_settle(&cx, &mm, n);
+        drop(cx);
+        if flags & MAP_POPULATE != 0 {
+            self.populate(p, pid, start, len, prot & PROT_WRITE != 0);
+        }
+        Ok(start)
+    }
+
+    fn release_backing<P: Platform>(&self, cx: &SleepCtx<'_, P>, b: Backing) {
+        if let Backing::Shared { obj, .. } = b {
+            self.shm_release(cx, obj);
+        }
+    }
+
+    /// `MAP_POPULATE` / `make_pages_present`: fault in every page (stops at the first failure,
+    /// as Linux does: the mapping stays).
+    pub fn populate<P: Platform>(&self, p: &P, pid: TaskId, start: u32, len: u64, write: bool) {
+        let code = PageFaultErrorCode::USER
+            | if write {
+                PageFaultErrorCode::WRITE
+            } else {
+                PageFaultErrorCode::empty()
+            };
+        let mut a = start as u64;
+        while a < start as u64 + len {
+            if self.do_page_fault(p, pid, VirtAddr::new(a as u32), code) != FaultOutcome::Handled {
+                break;
+            }
+            a += PAGE;
+        }
+    }
+
+    /// `munmap(addr, len)`.
+    pub fn sys_munmap<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+    ) -> Result<(), Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_munmap");
+        if addr as u64 & (PAGE - 1) != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align(len);
+        if len > TASK_SIZE as u64 || addr as u64 + len > TASK_SIZE as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
+        self.vma_precharge(&mut cx, &mm)?;
+        self.do_munmap(&mut cx, &mm, addr, (addr as u64 + len) as u32);
+        Ok(())
+    }
+
+    /// `do_munmap`: remove `[start, end)` (which may hold holes) from an mm.
+    pub(crate) fn do_munmap<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        start: u32,
+        end: u32,
+    ) {
+        let p = cx.p();
+        let mut vmas = mm.mmap_sem.write(p, "do_munmap");
+        let removed = vmas.remove_range(start, end);
+        if !removed.is_empty() {
+            self.unmap_region(cx, mm, &vmas, start, end as u64);
+        }
+        let n = vmas.len();
+        drop(vmas);
+        for v in removed {
+            if let Backing::Shared { obj, .. } = v.backing {
+                self.shm_release(cx, obj);
+            }
+        }
+        self.vma_settle(cx, mm, n);
+    }
+
+    /// `mprotect(addr, len, prot)`.
+    pub fn sys_mprotect<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+        prot: u32,
+    ) -> Result<(), Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_mprotect");
+        if addr as u64 & (PAGE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = page_align(len);
+        let end = addr as u64 + len;
+        if end > TASK_SIZE as u64 {
+            return Err(Errno::ENOMEM);
+        }
+        let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
+        self.vma_precharge(&mut cx, &mm)?;
+        let mut vmas = mm.mmap_sem.write(p, "sys_mprotect");
+        // the range must be fully mapped
+        let mut cur = addr as u64;
+        for v in vmas.overlapping(addr, end) {
+            if (v.start as u64) > cur {
+                return Err(Errno::ENOMEM);
+            }
+            cur = v.end as u64;
+        }
+        if cur < end {
+            return Err(Errno::ENOMEM);
+        }
+        let pieces = vmas.remove_range(addr, end as u32);
+        for mut v in pieces {
+            v.prot = prot;
+            self.change_protection(&mut cx, &mm, v.start, v.end, &v);
+            vmas.insert(v);
+        }
+        let n = vmas.len();
+        drop(vmas);
+        self.vma_settle(&cx, &mm, n);
+        Ok(())
+    }
+
+    /// `brk(addr)`: returns the new break, or the current one if the request fails or is 0.
+    pub fn sys_brk<P: Platform>(&self, p: &P, pid: TaskId, addr: u32) -> u32 {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_brk");
+        let Some(mm) = self.mm_of(pid) else { return 0 };
+        if self.vma_precharge(&mut cx, &mm).is_err() {
+            return mm.mmap_sem.read(p, "sys_brk").brk;
+        }
+        let mut vmas = mm.mmap_sem.write(p, "sys_brk");
+        let cur = vmas.brk;
+        if addr < vmas.start_brk || addr as u64 > TASK_SIZE as u64 {
+            return cur;
+        }
+        let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
+        let old_end = (cur as u64).div_ceil(PAGE) * PAGE;
+        if new_end < old_end {
+            let removed = vmas.remove_range(new_end as u32, old_end as u32);
+            if !removed.is_empty() {
+                self.unmap_region(&mut cx, &mm, &vmas, new_end as u32, old_end);
+            }
+        } else if new_end > old_end {
+            if vmas.any_overlap(old_end as u32, new_end) {
+                return cur;
+            }
+            vmas.insert(Vma {
+                start: old_end as u32,
+                end: new_end as u32,
+                prot: PROT_READ | PROT_WRITE,
+                backing: Backing::Anon,
+                heap: true,
+            });
+        }
+        vmas.brk = addr;
+        let n = vmas.len();
+        drop(vmas);
+        self.vma_settle(&cx, &mm, n);
+        addr
+    }
+}

@@ -1,0 +1,188 @@
+//! `mremap`: grow or shrink in place, or move the page tables (`move_page_tables`, with two
+//! ptes mapped at once) when `MREMAP_MAYMOVE` allows it.
+
+use crate::ctx::SleepCtx;
+use crate::errno::Errno;
+use crate::kernel::Kernel;
+use crate::mm::vma::Backing;
+use crate::mm::*;
+use crate::platform::{Platform, TaskId};
+use highpte_arch::PagingMode;
+
+impl<M: PagingMode> Kernel<M> {
+    /// `mremap(old, old_len, new_len, flags, new_addr)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sys_mremap<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        old: u32,
+        old_len: u64,
+        new_len: u64,
+        flags: u32,
+        new_addr: u32,
+    ) -> Result<u32, Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_mremap");
+        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || old & 0xfff != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = old_len.div_ceil(4096) * 4096;
+        let new_len = new_len.div_ceil(4096) * 4096;
+        if new_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if old as u64 + old_len > TASK_SIZE as u64 || new_len > TASK_SIZE as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
+        self.vma_precharge(&mut cx, &mm)?;
+        let mut vmas = mm.mmap_sem.write(p, "sys_mremap");
+        let vma = vmas.containing(old).cloned().ok_or(Errno::EFAULT)?;
+        if old as u64 + old_len > vma.end as u64 {
+            return Err(Errno::EFAULT);
+        }
+        if flags & MREMAP_FIXED != 0 {
+            if new_addr & 0xfff != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if new_addr as u64 + new_len > TASK_SIZE as u64 {
+                return Err(Errno::EINVAL);
+            }
+            let (a, b) = (new_addr as u64, new_addr as u64 + new_len);
+            if a < old as u64 + old_len && (old as u64) < b {
+                return Err(Errno::EINVAL);
+            }
+            // the target is unmapped first
+            let removed = vmas.remove_range(new_addr, b as u32);
+            if !removed.is_empty() {
+                self.unmap_region(&mut cx, &mm, &vmas, new_addr, b);
+            }
+            drop(vmas);
+            for v in removed {
+                if let Backing::Shared { obj, .. } = v.backing {
+                    self.shm_release(&cx, obj);
+                }
+            }
+            let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, new_addr);
+            return self.mremap_done(&cx, &mm, r);
+        }
+        if new_len <= old_len {
+            // shrink in place
+            if new_len < old_len {
+                let s = (old as u64 + new_len) as u32;
+                let removed = vmas.remove_range(s, (old as u64 + old_len) as u32);
+                self.unmap_region(&mut cx, &mm, &vmas, s, old as u64 + old_len);
+                drop(vmas);
+                for v in removed {
+                    if let Backing::Shared { obj, .. } = v.backing {
+                        self.shm_release(&cx, obj);
+                    }
+                }
+            } else {
+                drop(vmas);
+            }
+            return self.mremap_done(&cx, &mm, Ok(old));
+        }
+        // grow: in place if the range is the end of its vma and the space after it is free
+        let grow_end = old as u64 + new_len;
+        if old as u64 + old_len == vma.end as u64
+            && grow_end <= TASK_SIZE as u64
+            && !vmas.any_overlap(vma.end, grow_end)
+            && !vma.backing.is_shared()
+        {
+            let mut ext = vma.split_off(vma.end);
+            ext.start = vma.end;
+            ext.end = grow_end as u32;
+            vmas.insert(ext);
+            drop(vmas);
+            return self.mremap_done(&cx, &mm, Ok(old));
+        }
+        if flags & MREMAP_MAYMOVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
+        let Some(dest) = vmas.free_area(TASK_UNMAPPED_BASE, new_len as u32, TASK_SIZE) else {
+            return Err(Errno::ENOMEM);
+        };
+        drop(vmas);
+        let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, dest);
+        self.mremap_done(&cx, &mm, r)
+    }
+
+    fn mremap_done<P: Platform>(
+        &self,
+        cx: &SleepCtx<'_, P>,
+        mm: &Mm,
+        r: Result<u32, Errno>,
+    ) -> Result<u32, Errno> {
+        let n = mm.mmap_sem.read(cx.p(), "mremap").len();
+        self.vma_settle(cx, mm, n);
+        r
+    }
+
+    /// `move_vma`: move `[old, old+old_len)` to `dest` with length `new_len`.
+    fn move_vma<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        old: u32,
+        old_len: u64,
+        new_len: u64,
+        dest: u32,
+    ) -> Result<u32, Errno> {
+        let p = cx.p();
+        let mut old_len = old_len;
+        if new_len < old_len {
+            // moving and shrinking: drop the tail first
+            self.do_munmap(
+                cx,
+                mm,
+                (old as u64 + new_len) as u32,
+                (old as u64 + old_len) as u32,
+            );
+            old_len = new_len;
+        }
+        let mut vmas = mm.mmap_sem.write(p, "move_vma");
+        let moved = vmas.remove_range(old, (old as u64 + old_len) as u32);
+        // page tables first, with the VMAs out of the way (nobody can fault: we hold mmap_sem)
+        let len = old_len.min(new_len) as u32;
+        if let Err(_e) = self.move_page_tables(cx, mm, old, dest, len) {
+            // put things back where they were (moved ptes stay valid where they went: move
+            // them back)
+            let _ = self.move_page_tables(cx, mm, dest, old, len);
+            for v in moved {
+                vmas.insert(v);
+            }
+            let empty = vmas.clone();
+            self.free_pgtables(cx, mm, &empty, dest, dest as u64 + new_len);
+            return Err(Errno::ENOMEM);
+        }
+        let mut off = 0u32;
+        let mut tail_end = dest;
+        for mut v in moved {
+            let l = v.end - v.start;
+            let s = dest + off;
+            v.start = s;
+            v.end = s + l;
+            off += l;
+            tail_end = v.end;
+            vmas.insert(v);
+        }
+        if new_len > old_len {
+            // the grown part is like the last piece
+            if let Some(last) = vmas.containing(tail_end - 1).cloned() {
+                let mut ext = last.split_off(last.end);
+                ext.start = tail_end;
+                ext.end = (dest as u64 + new_len) as u32;
+                vmas.insert(ext);
+            }
+        }
+        let empty = vmas.clone();
+        self.free_pgtables(cx, mm, &empty, old, old as u64 + old_len);
+        Ok(dest)
+    }
+}

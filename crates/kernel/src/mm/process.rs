@@ -1,0 +1,337 @@
+//! Processes: creation, fork (with copy_page_range), exit (with exit_mmap), switch_mm, the
+//! OOM killer.
+
+use crate::counters::Counter;
+use crate::ctx::{Ctx, SleepCtx};
+use crate::errno::{Errno, Signal};
+use crate::kernel::Kernel;
+use crate::kobj::KObj;
+use crate::mm::vma::VmaSet;
+use crate::mm::{Mm, START_BRK};
+use crate::page_alloc::{PageOwner, GFP_KERNEL};
+use crate::platform::{Platform, TaskId};
+use crate::sync::{RwSem, SpinLock};
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use highpte_arch::{PagingMode, Pfn, PhysAddr};
+
+/// A process (or a thread sharing its mm): what the kernel keeps per task.
+pub struct Process {
+    /// Its id (the machine's task id).
+    pub pid: TaskId,
+    /// Its address space.
+    pub mm: Rc<Mm>,
+    /// The parent, if forked.
+    pub parent: Option<TaskId>,
+    /// Set when the task must die at its next return to user (OOM kill).
+    pub killed: Cell<Option<Signal>>,
+    /// The 8 KB kernel stack (order-1 pages in low memory).
+    pub kstack: Pfn,
+}
+
+/// Why fork (or process creation) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkError(pub Errno);
+
+/// Most processes the kernel will create (`max_threads`-like limit); fork then fails with
+/// EAGAIN.
+pub const MAX_PROCESSES: usize = 32_000;
+
+impl<M: PagingMode> Kernel<M> {
+    /// The mm of a task.
+    pub fn mm_of(&self, pid: TaskId) -> Option<Rc<Mm>> {
+        self.procs.borrow().get(&pid).map(|p| p.mm.clone())
+    }
+    /// The process record of a task.
+    pub fn process(&self, pid: TaskId) -> Option<Rc<Process>> {
+        self.procs.borrow().get(&pid).cloned()
+    }
+    /// Number of live processes.
+    pub fn nr_processes(&self) -> usize {
+        self.procs.borrow().len()
+    }
+    /// Every live process id.
+    pub fn pids(&self) -> Vec<TaskId> {
+        self.procs.borrow().keys().copied().collect()
+    }
+
+    fn new_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<Mm, Errno> {
+        self.kobj_charge(cx, KObj::MmStruct, 0)
+            .map_err(|_| Errno::ENOMEM)?;
+        let pgd = match self.pgd_alloc(cx) {
+            Ok(pgd) => pgd,
+            Err(_) => {
+                self.kobj_uncharge(cx, KObj::MmStruct, 0);
+                return Err(Errno::ENOMEM);
+            }
+        };
+        Ok(Mm {
+            cr3: pgd.cr3().as_u64(),
+            pgd,
+            dead: Cell::new(false),
+            mmap_sem: RwSem::new("mmap_sem", VmaSet::new(START_BRK)),
+            page_table_lock: SpinLock::new("page_table_lock", ()),
+            rss: Cell::new(0),
+            nr_ptes: Cell::new(0),
+            cpu_vm_mask: Cell::new(crate::platform::CpuMask::EMPTY),
+            users: Cell::new(1),
+            charged_vmas: Cell::new(0),
+        })
+    }
+
+    fn task_alloc<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<Pfn, Errno> {
+        if self.procs.borrow().len() >= MAX_PROCESSES {
+            return Err(Errno::EAGAIN);
+        }
+        self.kobj_charge(cx, KObj::TaskStruct, 0)
+            .map_err(|_| Errno::ENOMEM)?;
+        match self.alloc_pages(
+            cx,
+            GFP_KERNEL,
+            1,
+            PageOwner::KernelObject,
+            "alloc_thread_info",
+        ) {
+            Some(s) => Ok(s),
+            None => {
+                self.kobj_uncharge(cx, KObj::TaskStruct, 0);
+                Err(Errno::ENOMEM)
+            }
+        }
+    }
+
+    /// Create a process with an empty address space for task `pid` (what exec of a fresh
+    /// program gives).
+    pub fn create_process<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(), Errno> {
+        // SAFETY: a kernel entry point of the running task: nothing held, nothing mapped.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        let kstack = self.task_alloc(&mut cx)?;
+        let mm = match self.new_mm(&mut cx) {
+            Ok(mm) => mm,
+            Err(e) => {
+                self.task_free(&cx, kstack);
+                return Err(e);
+            }
+        };
+        self.procs.borrow_mut().insert(
+            pid,
+            Rc::new(Process {
+                pid,
+                mm: Rc::new(mm),
+                parent: None,
+                killed: Cell::new(None),
+                kstack,
+            }),
+        );
+        Ok(())
+    }
+
+    fn task_free<P: Platform>(&self, cx: &Ctx<'_, P>, kstack: Pfn) {
+        self.free_pages(cx, kstack, 1);
+        self.kobj_uncharge(cx, KObj::TaskStruct, 0);
+    }
+
+    /// `do_fork`: make task `child` a copy of `parent` (a new address space with every VMA
+    /// copied, private pages shared copy-on-write), or a thread sharing its mm (`share_vm`).
+    pub fn do_fork<P: Platform>(
+        &self,
+        p: &P,
+        parent: TaskId,
+        child: TaskId,
+        share_vm: bool,
+    ) -> Result<(), Errno> {
+        // SAFETY: a kernel entry point of the running task.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        p.charge(crate::platform::KernelEvent::Syscall);
+        self.counters.inc(Counter::Syscalls);
+        let par = self.process(parent).ok_or(Errno::ESRCH)?;
+        let kstack = self.task_alloc(&mut cx)?;
+        let mm = if share_vm {
+            par.mm.users.set(par.mm.users.get() + 1);
+            par.mm.clone()
+        } else {
+            match self.dup_mm(&mut cx, &par.mm) {
+                Ok(mm) => Rc::new(mm),
+                Err(e) => {
+                    self.task_free(&cx, kstack);
+                    return Err(e);
+                }
+            }
+        };
+        self.procs.borrow_mut().insert(
+            child,
+            Rc::new(Process {
+                pid: child,
+                mm,
+                parent: Some(parent),
+                killed: Cell::new(None),
+                kstack,
+            }),
+        );
+        Ok(())
+    }
+
+    /// `dup_mmap`: copy every VMA and its page tables.
+    fn dup_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, old: &Mm) -> Result<Mm, Errno> {
+        let p = cx.p();
+        let mm = self.new_mm(cx)?;
+        let src = old.mmap_sem.write(p, "dup_mmap");
+        let vmas: Vec<_> = src.iter().cloned().collect();
+        if let Err(e) = self.vma_precharge_n(cx, &mm, vmas.len()) {
+            drop(src);
+            self.destroy_mm(cx, &mm);
+            return Err(e);
+        }
+        {
+            let mut dst = mm.mmap_sem.write(p, "dup_mmap");
+            dst.start_brk = src.start_brk;
+            dst.brk = src.brk;
+            for v in &vmas {
+                dst.insert(v.clone());
+            }
+        }
+        let mut result = Ok(());
+        for v in &vmas {
+            if self.copy_page_range(cx, &mm, old, v).is_err() {
+                result = Err(Errno::ENOMEM);
+                break;
+            }
+        }
+        // the parent's private ptes were write-protected: flush them everywhere
+        self.flush_tlb_mm(cx, old);
+        drop(src);
+        let n = mm.mmap_sem.read(p, "dup_mmap").len();
+        self.vma_settle(cx, &mm, n);
+        match result {
+            Ok(()) => Ok(mm),
+            Err(e) => {
+                self.destroy_mm(cx, &mm);
+                Err(e)
+            }
+        }
+    }
+
+    /// Tear down an mm: unmap everything, free the page tables and the root.
+    fn destroy_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, mm: &Mm) {
+        self.exit_mmap(cx, mm);
+        self.kobj_uncharge(cx, KObj::MmStruct, 0);
+    }
+
+    /// `do_exit`: release the task's resources; the address space goes with its last user.
+    pub fn do_exit<P: Platform>(&self, p: &P, pid: TaskId) {
+        // SAFETY: a kernel entry point of the running task.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        if self.opts.debug {
+            self.check_no_pkmaps(p, pid);
+        }
+        let Some(proc_) = self.procs.borrow_mut().remove(&pid) else {
+            return;
+        };
+        let mm = proc_.mm.clone();
+        let users = mm.users.get() - 1;
+        mm.users.set(users);
+        if users == 0 {
+            self.destroy_mm(&mut cx, &mm);
+        }
+        // this CPU may still have the mm loaded; the machine switches away after exit
+        self.task_free(&cx, proc_.kstack);
+    }
+
+    /// `switch_mm`: the machine switches this CPU from task `prev` to task `next`.
+    pub fn switch_mm<P: Platform>(&self, p: &P, prev: Option<TaskId>, next: TaskId) {
+        let cpu = p.cpu();
+        if let Some(pr) = prev {
+            if self.opts.debug {
+                self.check_no_atomic_slots(p, pr, "schedule");
+            }
+        }
+        let prev_mm = prev.and_then(|t| self.mm_of(t));
+        let next_mm = self.mm_of(next);
+        match (&prev_mm, &next_mm) {
+            (Some(a), Some(b)) if Rc::ptr_eq(a, b) => {
+                let mut m = b.cpu_vm_mask.get();
+                m.insert(cpu);
+                b.cpu_vm_mask.set(m);
+            }
+            _ => {
+                if let Some(a) = &prev_mm {
+                    let mut m = a.cpu_vm_mask.get();
+                    m.remove(cpu);
+                    a.cpu_vm_mask.set(m);
+                }
+                match &next_mm {
+                    Some(b) if !b.dead.get() => {
+                        let mut m = b.cpu_vm_mask.get();
+                        m.insert(cpu);
+                        b.cpu_vm_mask.set(m);
+                        p.load_cr3(PhysAddr::new_checked(b.cr3));
+                    }
+                    _ => p.load_cr3(self.swapper_pgd.addr()),
+                }
+            }
+        }
+    }
+
+    /// The OOM killer: choose the process with the most resident pages (ties: the newest),
+    /// mark it killed and log it. Returns the victim.
+    pub fn out_of_memory<P: Platform>(&self, p: &P, faulting: TaskId) -> Option<TaskId> {
+        let victim = {
+            let procs = self.procs.borrow();
+            procs
+                .values()
+                .filter(|pr| pr.killed.get().is_none())
+                .max_by_key(|pr| (pr.mm.rss.get(), pr.pid.0))
+                .map(|pr| pr.pid)
+        }?;
+        if let Some(v) = self.process(victim) {
+            v.killed.set(Some(Signal::Sigkill));
+            self.counters.inc(Counter::OomKills);
+            let m = self.meminfo(p);
+            p.log(format_args!(
+                "Out of Memory: Killed process {} (rss {} pages); fault by task {}; LowFree {} kB, HighFree {} kB",
+                victim,
+                v.mm.rss.get(),
+                faulting,
+                m.low_free,
+                m.high_free
+            ));
+            p.wake_up_all(crate::platform::WaitQueueKey(
+                PAUSE_KEY_BASE + victim.0 as u64,
+            ));
+        }
+        let _ = format!("");
+        Some(victim)
+    }
+
+    /// The signal pending for a task (it must die at return to user), if any.
+    pub fn pending_kill(&self, pid: TaskId) -> Option<Signal> {
+        self.procs.borrow().get(&pid).and_then(|p| p.killed.get())
+    }
+
+    /// `pause()`: sleep until killed. Returns the signal.
+    pub fn sys_pause<P: Platform>(&self, p: &P, pid: TaskId) -> Signal {
+        // SAFETY: a kernel entry point of the running task.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        let key = crate::platform::WaitQueueKey(PAUSE_KEY_BASE + pid.0 as u64);
+        loop {
+            let token = p.prepare_to_wait(key);
+            if let Some(s) = self.pending_kill(pid) {
+                return s;
+            }
+            cx.sleep_on(key, token, "pause", "sys_pause");
+        }
+    }
+
+    /// Wake a paused task and make it exit (the workload's `kill`).
+    pub fn kill_task<P: Platform>(&self, p: &P, pid: TaskId, sig: Signal) {
+        if let Some(pr) = self.process(pid) {
+            pr.killed.set(Some(sig));
+            p.wake_up_all(crate::platform::WaitQueueKey(PAUSE_KEY_BASE + pid.0 as u64));
+        }
+    }
+}
+
+/// Wait-queue keys of paused tasks: this plus the pid.
+pub const PAUSE_KEY_BASE: u64 = 0x7061_7573_0000_0000;

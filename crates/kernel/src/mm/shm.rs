@@ -1,0 +1,316 @@
+//! Shared memory objects and SysV shm (`shmget`, `shmat`, `shmdt`, `shmctl(IPC_RMID)`).
+//!
+//! A [`ShmObject`] holds the pages of a SysV segment or of a shared anonymous mapping (as
+//! shmem does in Linux): page `i` of the object is allocated on first touch and shared by every
+//! VMA that maps it. The object is freed when its id is removed and the last VMA using it is
+//! gone.
+
+use crate::ctx::{Ctx, SleepCtx};
+use crate::errno::Errno;
+use crate::kernel::Kernel;
+use crate::mm::vma::{Backing, Vma};
+use crate::mm::{PROT_READ, PROT_WRITE, TASK_SIZE, TASK_UNMAPPED_BASE};
+use crate::platform::{Platform, TaskId};
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use highpte_arch::{PagingMode, Pfn};
+
+/// `IPC_PRIVATE`.
+pub const IPC_PRIVATE: i32 = 0;
+/// `IPC_CREAT`.
+pub const IPC_CREAT: u32 = 0o1000;
+/// `IPC_EXCL`.
+pub const IPC_EXCL: u32 = 0o2000;
+/// `IPC_RMID`.
+pub const IPC_RMID: u32 = 0;
+/// `SHM_RDONLY`.
+pub const SHM_RDONLY: u32 = 0o10000;
+/// `SHM_RND`.
+pub const SHM_RND: u32 = 0o20000;
+/// `SHMMIN`.
+pub const SHMMIN: u64 = 1;
+/// `SHMMNI`: most segments.
+pub const SHMMNI: usize = 4096;
+/// `SHMMAX` as a database host sets it (2.5's default was 32 MB; Oracle installs raise it):
+/// here the whole user address space.
+pub const SHMMAX: u64 = TASK_SIZE as u64;
+
+/// The pages of a shared object.
+pub struct ShmObject {
+    /// Identity for reports.
+    pub id: u32,
+    /// Size in bytes (page aligned).
+    pub size: u64,
+    /// Frame of each page (0 = not yet allocated: pfn 0 is never given out).
+    pages: Vec<Cell<u32>>,
+    /// Pages allocated.
+    resident: Cell<u64>,
+}
+
+impl ShmObject {
+    pub(crate) fn new(id: u32, size: u64) -> Self {
+        let n = size.div_ceil(4096) as usize;
+        Self {
+            id,
+            size,
+            pages: (0..n).map(|_| Cell::new(0)).collect(),
+            resident: Cell::new(0),
+        }
+    }
+    /// Number of pages.
+    pub fn nr_pages(&self) -> u32 {
+        self.pages.len() as u32
+    }
+    /// The page at `idx`, if allocated.
+    pub fn page(&self, idx: u32) -> Option<Pfn> {
+        match self.pages.get(idx as usize)?.get() {
+            0 => None,
+            f => Some(Pfn(f as u64)),
+        }
+    }
+    pub(crate) fn set_page(&self, idx: u32, pfn: Pfn) {
+        self.pages[idx as usize].set(pfn.0 as u32);
+        self.resident.set(self.resident.get() + 1);
+    }
+    /// Pages allocated.
+    pub fn resident(&self) -> u64 {
+        self.resident.get()
+    }
+    /// Bytes of kernel memory the object's page index costs (shmem's page vector).
+    pub(crate) fn index_bytes(&self) -> u64 {
+        self.pages.len() as u64 * 8
+    }
+}
+
+/// One SysV segment.
+pub struct ShmSeg {
+    /// The key it was created with.
+    pub key: i32,
+    /// Its pages.
+    pub obj: Rc<ShmObject>,
+    /// Creator.
+    pub creator: TaskId,
+}
+
+/// The SysV shm id table (`shm_ids`).
+#[derive(Default)]
+pub struct ShmIds {
+    segs: BTreeMap<u32, ShmSeg>,
+    next_seq: u32,
+}
+
+impl ShmIds {
+    /// Segments that exist.
+    pub fn len(&self) -> usize {
+        self.segs.len()
+    }
+    /// True if none.
+    pub fn is_empty(&self) -> bool {
+        self.segs.is_empty()
+    }
+    /// Attachments of a segment (`shm_nattch`): VMAs referencing its object.
+    pub fn nattch(&self, id: u32) -> Option<usize> {
+        self.segs.get(&id).map(|s| Rc::strong_count(&s.obj) - 1)
+    }
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// `shmget(key, size, flags)`.
+    pub fn sys_shmget<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        key: i32,
+        size: u64,
+        flags: u32,
+    ) -> Result<u32, Errno> {
+        let p = cx.p();
+        let mut ids = self.shm_ids.lock(p, "shmget");
+        if key != IPC_PRIVATE {
+            if let Some((&id, seg)) = ids.segs.iter().find(|(_, s)| s.key == key) {
+                if flags & IPC_CREAT != 0 && flags & IPC_EXCL != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                if size > seg.obj.size {
+                    return Err(Errno::EINVAL);
+                }
+                return Ok(id);
+            }
+            if flags & IPC_CREAT == 0 {
+                return Err(Errno::ENOENT);
+            }
+        }
+        if !(SHMMIN..=SHMMAX).contains(&size) {
+            return Err(Errno::EINVAL);
+        }
+        if ids.segs.len() >= SHMMNI {
+            return Err(Errno::ENOSPC);
+        }
+        let size = size.div_ceil(4096) * 4096;
+        // the id encodes a sequence number and the slot, as ipc ids do
+        let slot = (0..SHMMNI as u32)
+            .find(|s| !ids.segs.keys().any(|k| k % SHMMNI as u32 == *s))
+            .unwrap_or(0);
+        ids.next_seq += 1;
+        let id = ids.next_seq * SHMMNI as u32 + slot;
+        let obj = ShmObject::new(id, size);
+        self.kobj_charge(cx, crate::kobj::KObj::ShmSeg, obj.index_bytes())
+            .map_err(|_| Errno::ENOMEM)?;
+        ids.segs.insert(
+            id,
+            ShmSeg {
+                key,
+                obj: Rc::new(obj),
+                creator: p.task(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// `shmat(shmid, addr, flags)`: returns the attach address.
+    pub fn sys_shmat<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        shmid: u32,
+        addr: u32,
+        flags: u32,
+    ) -> Result<u32, Errno> {
+        let p = cx.p();
+        let obj = {
+            let ids = self.shm_ids.lock(p, "shmat");
+            ids.segs
+                .get(&shmid)
+                .map(|s| s.obj.clone())
+                .ok_or(Errno::EINVAL)?
+        };
+        let mut addr = addr;
+        if addr & 0xfff != 0 {
+            if flags & SHM_RND != 0 {
+                addr &= !0xfff;
+            } else {
+                return Err(Errno::EINVAL);
+            }
+        }
+        let prot = if flags & SHM_RDONLY != 0 {
+            PROT_READ
+        } else {
+            PROT_READ | PROT_WRITE
+        };
+        let len = obj.size;
+        if len > TASK_SIZE as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let mm = self.mm_of(pid).ok_or(Errno::EINVAL)?;
+        self.vma_precharge(cx, &mm)?;
+        let mut vmas = mm.mmap_sem.write(p, "shmat");
+        let at = if addr != 0 {
+            if addr as u64 + len > TASK_SIZE as u64 || vmas.any_overlap(addr, addr as u64 + len) {
+                return Err(Errno::EINVAL);
+            }
+            addr
+        } else {
+            vmas.free_area(TASK_UNMAPPED_BASE, len as u32, TASK_SIZE)
+                .ok_or(Errno::ENOMEM)?
+        };
+        if vmas.len() >= crate::mm::MAX_MAP_COUNT {
+            return Err(Errno::ENOMEM);
+        }
+        vmas.insert(Vma {
+            start: at,
+            end: at + len as u32,
+            prot,
+            backing: Backing::Shared {
+                obj,
+                pgoff: 0,
+                shmid: Some(shmid),
+            },
+            heap: false,
+        });
+        let n = vmas.len();
+        drop(vmas);
+        self.vma_settle(cx, &mm, n);
+        Ok(at)
+    }
+
+    /// `shmdt(addr)`: detach the segment attached at `addr`.
+    pub fn sys_shmdt<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        addr: u32,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
+        let mm = self.mm_of(pid).ok_or(Errno::EINVAL)?;
+        let range = {
+            let vmas = mm.mmap_sem.read(p, "shmdt");
+            let v = vmas
+                .containing(addr)
+                .filter(|v| v.start == addr)
+                .ok_or(Errno::EINVAL)?;
+            let Backing::Shared {
+                obj,
+                pgoff: 0,
+                shmid: Some(id),
+            } = &v.backing
+            else {
+                return Err(Errno::EINVAL);
+            };
+            // the whole attachment: every VMA of this segment that starts the object at addr
+            let id = *id;
+            let end = addr as u64 + obj.size;
+            let end = vmas
+                .overlapping(addr, end)
+                .filter(
+                    |w| matches!(&w.backing, Backing::Shared { shmid: Some(i), .. } if *i == id),
+                )
+                .map(|w| w.end)
+                .max()
+                .unwrap_or(v.end);
+            (addr, end)
+        };
+        self.do_munmap(cx, &mm, range.0, range.1);
+        Ok(())
+    }
+
+    /// `shmctl(shmid, IPC_RMID)`: remove the id; the pages go when the last attachment does.
+    pub fn sys_shmctl_rmid<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        shmid: u32,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
+        let seg = {
+            let mut ids = self.shm_ids.lock(p, "shmctl");
+            ids.segs.remove(&shmid).ok_or(Errno::EINVAL)?
+        };
+        self.shm_release(cx, seg.obj);
+        Ok(())
+    }
+
+    /// Drop one reference to a shared object; free its pages if it was the last.
+    pub(crate) fn shm_release<P: Platform>(&self, cx: &Ctx<'_, P>, obj: Rc<ShmObject>) {
+        if Rc::strong_count(&obj) != 1 {
+            return;
+        }
+        for i in 0..obj.nr_pages() {
+            if let Some(pfn) = obj.page(i) {
+                let d = self.mem_map.desc(pfn);
+                if d.put_page() == 0 {
+                    self.free_pages(cx, pfn, 0);
+                }
+            }
+        }
+        self.kobj_uncharge(cx, crate::kobj::KObj::ShmSeg, obj.index_bytes());
+    }
+
+    /// Number of SysV segments and their attachments (for reports).
+    pub fn shm_segments<P: Platform>(&self, p: &P) -> Vec<(u32, u64, usize)> {
+        let ids = self.shm_ids.lock(p, "shm report");
+        ids.segs
+            .iter()
+            .map(|(id, s)| (*id, s.obj.size, Rc::strong_count(&s.obj) - 1))
+            .collect()
+    }
+}

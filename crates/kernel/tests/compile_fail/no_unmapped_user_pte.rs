@@ -1,0 +1,38 @@
+//! Rule 1: a user pte can be reached only through a mapping; the old API does not exist.
+//!
+//! Linux mistake it stops: unconverted 2.4 code calling `pte_offset(pmd, addr)` and
+//! dereferencing the result as a direct-map pointer. With HIGHPTE the pte page may be in high
+//! memory, which has no direct-map address, so the pointer is garbage. 2.5.5 removed
+//! `pte_offset()` so such code fails to build; here it never existed, and the kernel-table
+//! shortcut (`pte_offset_kernel`) accepts only a `PmdEntry<KernelTables>`.
+#![allow(dead_code)]
+
+use highpte_arch::{PagingMode, VirtAddr};
+use highpte_kernel::pgtable::{pte_offset_kernel, UserPgd};
+use highpte_kernel::{Kernel, Platform, SleepCtx, SpinLock};
+
+/// The 2.4 walker, unconverted: `pte_offset()` is gone.
+fn old_api<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    cx: &mut SleepCtx<'_, P>,
+    pgd: &UserPgd,
+    _ptl: &SpinLock<()>,
+    addr: VirtAddr,
+) {
+    let pmd = k.pmd_offset(cx.p(), pgd, addr);
+    let _pte = highpte_kernel::pgtable::pte_offset(k, cx.p(), &pmd, addr);
+}
+
+/// The "converted" walker that takes the kernel shortcut on a user table.
+fn kernel_shortcut<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    cx: &mut SleepCtx<'_, P>,
+    pgd: &UserPgd,
+    _ptl: &SpinLock<()>,
+    addr: VirtAddr,
+) {
+    let pmd = k.pmd_offset(cx.p(), pgd, addr);
+    let _pte = pte_offset_kernel(k, cx.p(), &pmd, addr);
+}
+
+fn main() {}
