@@ -12,6 +12,7 @@ pub mod counters;
 pub mod ctx;
 pub mod errno;
 pub mod highmem;
+pub mod invariants;
 pub mod kernel;
 pub mod kobj;
 pub mod meminfo;

@@ -110,6 +110,13 @@ impl ShmIds {
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
     }
+    /// Every segment's object and id.
+    pub(crate) fn objects(&self) -> Vec<(Rc<ShmObject>, u32)> {
+        self.segs
+            .iter()
+            .map(|(id, s)| (s.obj.clone(), *id))
+            .collect()
+    }
     /// Attachments of a segment (`shm_nattch`): VMAs referencing its object.
     pub fn nattch(&self, id: u32) -> Option<usize> {
         self.segs.get(&id).map(|s| Rc::strong_count(&s.obj) - 1)
