@@ -165,7 +165,7 @@ impl<M: PagingMode> Kernel<M> {
             let mut dmap = pte_alloc_map(self, cx, &mut dg, &dst_pmd, a, &dst.nr_ptes)?;
             let sg = src.page_table_lock.lock(p);
             let mut nested = dmap.map_nested(&src_pmd, a);
-            let (d, s) = nested.both();
+            let (mut d, mut s) = nested.both();
             let mut copied = 0;
             let mut x = addr;
             while x < next {
@@ -274,7 +274,7 @@ impl<M: PagingMode> Kernel<M> {
                 // the source pmd may have been re-read after the lock was dropped
                 let src_pmd = self.pmd_reread(p, &src_pmd);
                 let mut nested = dmap.map_nested(&src_pmd, o);
-                let (d, s) = nested.both();
+                let (mut d, mut s) = nested.both();
                 let mut off = 0u64;
                 while off < step {
                     let so = VirtAddr::new((o.as_u64() + off) as u32);

@@ -169,7 +169,6 @@ impl<M: PagingMode> Kernel<M> {
         let n = vmas.len();
         drop(vmas);
         self.vma_settle(&cx, &mm, n);
-        drop(cx);
         if flags & MAP_POPULATE != 0 {
             self.populate(p, pid, start, len, prot & PROT_WRITE != 0);
         }

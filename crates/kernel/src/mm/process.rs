@@ -11,7 +11,6 @@ use crate::mm::{Mm, START_BRK};
 use crate::page_alloc::{PageOwner, GFP_KERNEL};
 use crate::platform::{Platform, TaskId};
 use crate::sync::{RwSem, SpinLock};
-use alloc::format;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::Cell;
@@ -301,7 +300,6 @@ impl<M: PagingMode> Kernel<M> {
                 PAUSE_KEY_BASE + victim.0 as u64,
             ));
         }
-        let _ = format!("");
         Some(victim)
     }
 

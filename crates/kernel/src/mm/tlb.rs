@@ -37,7 +37,7 @@ impl<M: PagingMode> Kernel<M> {
             self.counters
                 .add(Counter::TlbShootdowns, others.iter().count() as u64);
             let e = if end >= 1 << 32 {
-                VirtAddr::new(u32::MAX & !0xfff)
+                VirtAddr::new(!0xfff)
             } else {
                 VirtAddr::new(end as u32)
             };

@@ -219,14 +219,45 @@ impl<'a, 'p, P: Platform, M: PagingMode> PteMap<'a, 'p, P, M> {
     }
 }
 
+/// Access to one page of a nested pair. It wraps the page privately, so the two mappings
+/// of a pair can be read and written but never swapped or moved out (which would make the
+/// nested mapping's drop unmap the wrong slot).
+pub struct PteView<'x, 'a, 'p, P: Platform, M: PagingMode>(&'x mut PtePage<'a, 'p, P, M>);
+
+impl<P: Platform, M: PagingMode> PteView<'_, '_, '_, P, M> {
+    /// The pte for `addr` (a copy).
+    #[inline(always)]
+    pub fn get(&self, addr: VirtAddr) -> Entry {
+        self.0.get(addr)
+    }
+    /// Store the pte for `addr`.
+    #[inline(always)]
+    pub fn set(&mut self, addr: VirtAddr, pte: Entry) {
+        self.0.set(addr, pte)
+    }
+    /// Clear the pte for `addr`, returning what it held.
+    #[inline(always)]
+    pub fn clear(&mut self, addr: VirtAddr) -> Entry {
+        self.0.clear(addr)
+    }
+    /// A reference to one pte; it cannot outlive the view.
+    pub fn slot(&mut self, addr: VirtAddr) -> PteSlot<'_, P, M> {
+        self.0.slot(addr)
+    }
+    /// The pte page's frame.
+    pub fn page(&self) -> Pfn {
+        self.0.page()
+    }
+}
+
 impl<'a, 'p, P: Platform, M: PagingMode> PteMapNested<'_, 'a, 'p, P, M> {
     /// The first mapping (fork's destination, mremap's new location).
-    pub fn outer(&mut self) -> &mut PtePage<'a, 'p, P, M> {
-        self.outer
+    pub fn outer(&mut self) -> PteView<'_, 'a, 'p, P, M> {
+        PteView(self.outer)
     }
     /// Both pages at once: `(outer, nested)`.
-    pub fn both(&mut self) -> (&mut PtePage<'a, 'p, P, M>, &mut PtePage<'a, 'p, P, M>) {
-        (self.outer, &mut self.inner)
+    pub fn both(&mut self) -> (PteView<'_, 'a, 'p, P, M>, PteView<'_, 'a, 'p, P, M>) {
+        (PteView(self.outer), PteView(&mut self.inner))
     }
     /// The atomic context.
     pub fn cx(&self) -> &Ctx<'p, P> {

@@ -71,7 +71,7 @@ fn nested_both<P: Platform, M: PagingMode>(
     let mut dst = pte_offset_map(k, cx, &mut guard, &pmd, addr);
     {
         let mut src = dst.map_nested(&pmd, addr);
-        let (outer, nested) = src.both();
+        let (mut outer, nested) = src.both();
         outer.set(addr, nested.get(addr));
         let _ = src.outer().get(addr);
         let _ = src.get(addr);
