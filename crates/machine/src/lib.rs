@@ -6,6 +6,19 @@
 #![deny(missing_docs)]
 
 pub mod cost;
+pub mod cpu;
+pub mod deadlock;
+pub mod events;
+pub mod machine;
 pub mod mmu;
 pub mod phys;
+mod platform_impl;
+pub mod sched;
+pub mod task;
 pub mod tlb;
+
+pub use cpu::CpuStats;
+pub use deadlock::{DeadlockKind, DeadlockReport, TaskActivity, TaskReport};
+pub use events::Event;
+pub use machine::{BugInfo, Machine, MachineError, MachineOptions, MachineStats, NoOs, Os, RunOutcome};
+pub use task::{HeldLock, SpawnError, TaskHandle, TaskState};
