@@ -1,6 +1,9 @@
 //! The event log: a running hash over every scheduling decision and kernel-visible event, and
 //! an optional bounded trace of the same events.
 //!
+//! Host addresses (lock identities, most wait-queue keys) differ from run to run with the host
+//! allocator's state, so they stay out of the hash: locks and queues are hashed by name.
+//!
 //! Two runs with the same seed and inputs must produce the same hash: the hash is the cheap
 //! proof of determinism, and a changed hash under a different stress seed is the proof that the
 //! interleaving really changed. The trace (off by default) is for tests and debugging.
@@ -52,7 +55,9 @@ pub enum Event {
     Lock {
         /// The task.
         task: TaskId,
-        /// The lock's identity.
+        /// The lock's name (hashed).
+        name: &'static str,
+        /// The lock's identity (a host address: kept in the trace, left out of the hash).
         id: u64,
         /// True for acquire, false for release.
         acquired: bool,
@@ -63,7 +68,9 @@ pub enum Event {
     Sleep {
         /// The task.
         task: TaskId,
-        /// The wait queue key.
+        /// What the queue is for (hashed).
+        what: &'static str,
+        /// The wait queue key (often a host address: kept in the trace, left out of the hash).
         key: u64,
         /// The CPU clock.
         at: u64,
@@ -123,17 +130,29 @@ impl Event {
             Event::Migrate { task, from, to } => [4, t(task), u64::from(from), u64::from(to), 0],
             Event::Lock {
                 task,
-                id,
+                name,
                 acquired,
                 at,
-            } => [5, t(task), id, u64::from(acquired), at],
-            Event::Sleep { task, key, at } => [6, t(task), key, at, 0],
+                ..
+            } => [5, t(task), str_hash(name), u64::from(acquired), at],
+            Event::Sleep { task, what, at, .. } => [6, t(task), str_hash(what), at, 0],
             Event::Wake { task, waker, cpu } => [7, t(task), t(waker), u64::from(cpu), 0],
             Event::Spawn { task, cpu } => [8, t(task), u64::from(cpu), 0, 0],
             Event::Exit { task, code, at } => [9, t(task), code as u32 as u64, at, 0],
             Event::User { task, value } => [10, t(task), value, 0, 0],
         }
     }
+}
+
+/// FNV-1a over the bytes of `s`, 8 at a time (lock and queue names are short).
+fn str_hash(s: &str) -> u64 {
+    let mut h = FNV_OFFSET;
+    for chunk in s.as_bytes().chunks(8) {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(FNV_PRIME);
+    }
+    h
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -414,6 +414,7 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         };
         st.events.record(Event::Lock {
             task: me,
+            name,
             id,
             acquired,
             at,
@@ -443,6 +444,7 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         st.stats.sleeps += 1;
         st.events.record(Event::Sleep {
             task: self.id(),
+            what,
             key: key.0,
             at,
         });

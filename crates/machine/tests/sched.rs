@@ -89,7 +89,11 @@ fn same_seed_same_run_and_stress_seeds_differ() {
         ..opts(4, seed)
     };
     let (h1, o1, t1, c1) = mixed_scenario(stress(7));
+    // Shift the host allocator so the locks of the second run live at other addresses: the
+    // run must not depend on them.
+    let junk: Vec<Box<[u64; 5]>> = (0..1000).map(|i| Box::new([i; 5])).collect();
     let (h2, o2, t2, c2) = mixed_scenario(stress(7));
+    drop(junk);
     assert_eq!(o1, RunOutcome::Completed, "{o1}");
     assert_eq!(o2, RunOutcome::Completed);
     assert_eq!((h1, t1, &c1), (h2, t2, &c2));
@@ -497,4 +501,152 @@ fn ten_thousand_sleeping_tasks() {
         "{N} tasks: RSS {before} kB before, {after} kB after, peak {peak} kB ({} B per task at peak)",
         (peak.saturating_sub(before)) * 1024 / N as u64
     );
+}
+
+/// Boot-style setup of a page directory at 0x1000 mapping 0xc0000000..+4 MB to physical 0
+/// with one PSE page, then paging on.
+fn boot_one_large_page(p: &H) {
+    use highpte_arch::PhysAddr;
+    p.boot_phys_clear_page(PhysAddr::new_checked(0x1000));
+    p.boot_phys_write_u32(PhysAddr::new_checked(0x1000 + 0x300 * 4), 0x83);
+    p.enable_paging(false, PhysAddr::new_checked(0x1000));
+}
+
+#[test]
+fn kernel_accesses_go_through_the_mmu() {
+    let mut m = machine(opts(2, 0));
+    m.spawn("boot", Some(0), |p: &H| {
+        boot_one_large_page(p);
+        let before = p.now();
+        p.write_u32(VirtAddr::new(0xc000_2000), 0xfeed);
+        let first = p.now() - before;
+        let before = p.now();
+        let v = p.read_u32(VirtAddr::new(0xc000_2000));
+        let second = p.now() - before;
+        assert_eq!(v, 0xfeed);
+        assert!(
+            first > second,
+            "the first access walks the tables ({first} vs {second} cycles)"
+        );
+        0
+    })
+    .expect("spawn");
+    assert_eq!(m.run(), RunOutcome::Completed);
+    assert_eq!(m.phys().read_u32(0x2000).ok(), Some(0xfeed));
+    assert!(m.mmu_regs(1).is_some_and(|r| r.paging && r.cr3 == 0x1000));
+}
+
+#[test]
+fn kernel_page_fault_is_an_oops_naming_address_and_task() {
+    let mut m = machine(opts(1, 0));
+    m.spawn("faulter", None, |p: &H| {
+        boot_one_large_page(p);
+        p.set_where("test:oops-site");
+        p.read_u32(VirtAddr::new(0xd000_0010));
+        0
+    })
+    .expect("spawn");
+    let RunOutcome::Bug(b) = m.run() else {
+        panic!("expected an oops")
+    };
+    assert_eq!(b.report.kind, "kernel page fault");
+    let msg = &b.report.message;
+    assert!(
+        msg.contains("0xd0000010") && msg.contains("faulter") && msg.contains("test:oops-site"),
+        "{msg}"
+    );
+    assert!(msg.contains("error code 0x0"), "{msg}");
+}
+
+#[test]
+fn preempt_count_underflow_is_a_bug() {
+    let mut m = machine(opts(1, 0));
+    m.spawn("unbalanced", None, |p: &H| {
+        p.preempt_enable();
+        0
+    })
+    .expect("spawn");
+    let RunOutcome::Bug(b) = m.run() else {
+        panic!("expected a bug")
+    };
+    assert_eq!(b.report.kind, "preempt_count underflow");
+}
+
+#[test]
+fn return_to_user_with_a_lock_held_is_a_bug_and_preempts_otherwise() {
+    let mut m = machine(MachineOptions {
+        tick_period: 5_000,
+        ..opts(1, 0)
+    });
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    m.spawn("user", None, move |p: &H| {
+        p.charge(KernelEvent::Cycles(20_000));
+        o.borrow_mut().push("user before return");
+        p.return_to_user();
+        o.borrow_mut().push("user after return");
+        0
+    })
+    .expect("spawn");
+    let o = order.clone();
+    m.spawn("other", None, move |_p: &H| {
+        o.borrow_mut().push("other");
+        0
+    })
+    .expect("spawn");
+    assert_eq!(m.run(), RunOutcome::Completed);
+    assert_eq!(
+        *order.borrow(),
+        ["user before return", "other", "user after return"]
+    );
+    assert_eq!(m.stats().user_preemptions, 1);
+
+    let mut m = machine(opts(1, 0));
+    let lock = Rc::new(SpinLock::new("leaked", ()));
+    m.spawn("leaker", None, move |p: &H| {
+        let g = lock.lock(p);
+        std::mem::forget(g);
+        p.return_to_user();
+        0
+    })
+    .expect("spawn");
+    let RunOutcome::Bug(b) = m.run() else {
+        panic!("expected a bug")
+    };
+    assert!(
+        b.report.message.contains("preempt_count 1") && b.report.message.contains("leaked"),
+        "{}",
+        b.report.message
+    );
+}
+
+#[test]
+fn stress_mode_migrates_tasks_between_cpus() {
+    let mut m = machine(MachineOptions {
+        stress: true,
+        preempt: true,
+        tick_period: 10_000,
+        ..opts(4, 11)
+    });
+    let cpus_seen = Rc::new(RefCell::new(std::collections::BTreeSet::new()));
+    for i in 0..8 {
+        let seen = cpus_seen.clone();
+        m.spawn(format!("w{i}"), Some(0), move |p: &H| {
+            for _ in 0..200 {
+                p.preempt_disable();
+                p.charge(KernelEvent::Cycles(500));
+                p.preempt_enable();
+                seen.borrow_mut().insert((p.task().0, p.cpu()));
+            }
+            0
+        })
+        .expect("spawn");
+    }
+    assert_eq!(m.run(), RunOutcome::Completed);
+    let s = m.stats();
+    assert!(s.migrations > 0 && s.preemptions > 0, "{s:?}");
+    let tasks_on_many = (0..8u32)
+        .filter(|t| cpus_seen.borrow().iter().filter(|(x, _)| x == t).count() > 1)
+        .count();
+    assert!(tasks_on_many > 0);
 }
