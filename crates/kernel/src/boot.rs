@@ -399,6 +399,7 @@ impl<M: PagingMode> Kernel<M> {
             counters: Counters::default(),
             init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
             procs: RefCell::new(alloc::collections::BTreeMap::new()),
+            zombies: RefCell::new(alloc::collections::BTreeMap::new()),
             shm_ids: crate::sync::Mutex::new("shm_ids.sem", crate::mm::shm::ShmIds::default()),
             zero_page,
             kobj: crate::kobj::KobjState::default(),

@@ -177,6 +177,10 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) procs: RefCell<
         alloc::collections::BTreeMap<crate::platform::TaskId, alloc::rc::Rc<crate::mm::Process>>,
     >,
+    /// Exited children not yet waited for, by parent.
+    pub(crate) zombies: RefCell<
+        alloc::collections::BTreeMap<crate::platform::TaskId, Vec<(crate::platform::TaskId, i32)>>,
+    >,
     /// SysV shm ids (`shm_ids`, protected by its semaphore).
     pub(crate) shm_ids: crate::sync::Mutex<crate::mm::shm::ShmIds>,
     /// The shared zero page mapped by read faults on private anonymous memory.

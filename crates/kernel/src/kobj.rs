@@ -77,8 +77,10 @@ impl<M: PagingMode> Kernel<M> {
         loop {
             let spare = {
                 let mut pages = self.kobj.pages.borrow_mut();
-                // keep one page of slack, as slab keeps partially used pages
-                if (pages.len() as u64).saturating_sub(1) * 4096 >= left + 4096 {
+                // keep what the bytes need plus one page of slack while anything is in use,
+                // as slab keeps a partially used page; nothing once the last object is gone
+                let needed = left.div_ceil(4096) + u64::from(left > 0);
+                if pages.len() as u64 > needed {
                     pages.pop()
                 } else {
                     None

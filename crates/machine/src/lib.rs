@@ -14,11 +14,15 @@ pub mod mmu;
 pub mod phys;
 mod platform_impl;
 pub mod sched;
+pub mod system;
 pub mod task;
 pub mod tlb;
 
 pub use cpu::CpuStats;
 pub use deadlock::{DeadlockKind, DeadlockReport, TaskActivity, TaskReport};
 pub use events::Event;
-pub use machine::{BugInfo, Machine, MachineError, MachineOptions, MachineStats, NoOs, Os, RunOutcome};
+pub use machine::{
+    BugInfo, Machine, MachineError, MachineOptions, MachineStats, NoOs, Os, RunOutcome,
+};
+pub use system::{System, SystemError, User};
 pub use task::{HeldLock, SpawnError, TaskHandle, TaskState};

@@ -285,9 +285,14 @@ impl<M: PagingMode> TaskHandle<M> {
         }
     }
 
-    /// Translate a user (CPL 3) access through this CPU's MMU, charging the access and any
-    /// page walk. A fault is returned for the caller's page-fault path to handle.
-    pub fn user_translate(&self, va: VirtAddr, access: Access) -> Result<u64, PageFault> {
+    /// Translate a user (CPL 3) access through this CPU's MMU without charging it: returns
+    /// the translation and its cost in cycles.
+    #[inline(always)]
+    fn user_translate_uncharged(
+        &self,
+        va: VirtAddr,
+        access: Access,
+    ) -> (Result<u64, PageFault>, u64) {
         let st = self.st();
         let c = st.cur_cpu;
         let cpu = &mut st.cpus[c];
@@ -302,38 +307,64 @@ impl<M: PagingMode> TaskHandle<M> {
         };
         let walk = tr.map_or(0, |t| u64::from(t.levels_walked));
         let cost = st.cost.mem_access + st.cost.tlb_miss_per_level * walk;
-        self.advance(cost);
-        tr.map(|t| t.pa)
+        (tr.map(|t| t.pa), cost)
     }
 
-    /// A user-mode 4-byte read.
+    /// Translate a user (CPL 3) access through this CPU's MMU, charging the access and any
+    /// page walk. A fault is returned for the caller's page-fault path to handle.
+    pub fn user_translate(&self, va: VirtAddr, access: Access) -> Result<u64, PageFault> {
+        let (tr, cost) = self.user_translate_uncharged(va, access);
+        self.advance(cost);
+        tr
+    }
+
+    /// A user-mode 4-byte read. The access completes before its cycles are charged (charging
+    /// may let other CPUs run; the access must use the translation it was checked with).
+    #[inline]
     pub fn user_read_u32(&self, va: VirtAddr) -> Result<u32, PageFault> {
-        let pa = self.user_translate(va, Access::Read)?;
-        let r = self.st().phys.read_u32(pa);
-        Ok(self.phys_ok(r, pa))
+        let (tr, cost) = self.user_translate_uncharged(va, Access::Read);
+        let r = tr.map(|pa| {
+            let r = self.st().phys.read_u32(pa);
+            self.phys_ok(r, pa)
+        });
+        self.advance(cost);
+        r
     }
 
     /// A user-mode 8-byte read.
+    #[inline]
     pub fn user_read_u64(&self, va: VirtAddr) -> Result<u64, PageFault> {
-        let pa = self.user_translate(va, Access::Read)?;
-        let r = self.st().phys.read_u64(pa);
-        Ok(self.phys_ok(r, pa))
+        let (tr, cost) = self.user_translate_uncharged(va, Access::Read);
+        let r = tr.map(|pa| {
+            let r = self.st().phys.read_u64(pa);
+            self.phys_ok(r, pa)
+        });
+        self.advance(cost);
+        r
     }
 
     /// A user-mode 4-byte write.
+    #[inline]
     pub fn user_write_u32(&self, va: VirtAddr, v: u32) -> Result<(), PageFault> {
-        let pa = self.user_translate(va, Access::Write)?;
-        let r = self.st().phys.write_u32(pa, v);
-        self.phys_ok(r, pa);
-        Ok(())
+        let (tr, cost) = self.user_translate_uncharged(va, Access::Write);
+        let r = tr.map(|pa| {
+            let r = self.st().phys.write_u32(pa, v);
+            self.phys_ok(r, pa)
+        });
+        self.advance(cost);
+        r
     }
 
     /// A user-mode 8-byte write.
+    #[inline]
     pub fn user_write_u64(&self, va: VirtAddr, v: u64) -> Result<(), PageFault> {
-        let pa = self.user_translate(va, Access::Write)?;
-        let r = self.st().phys.write_u64(pa, v);
-        self.phys_ok(r, pa);
-        Ok(())
+        let (tr, cost) = self.user_translate_uncharged(va, Access::Write);
+        let r = tr.map(|pa| {
+            let r = self.st().phys.write_u64(pa, v);
+            self.phys_ok(r, pa)
+        });
+        self.advance(cost);
+        r
     }
 
     /// Unwrap a physical-memory result; an access beyond RAM through valid page tables is a

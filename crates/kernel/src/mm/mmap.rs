@@ -20,6 +20,11 @@ fn page_align(len: u64) -> u64 {
 }
 
 impl<M: PagingMode> Kernel<M> {
+    /// Account a system call entered from outside the kernel crate's own entry points.
+    pub fn syscall_stats_enter<P: Platform>(&self, p: &P, name: &'static str) {
+        self.syscall_enter(p, name);
+    }
+
     pub(crate) fn syscall_enter<P: Platform>(&self, p: &P, name: &'static str) {
         p.charge(KernelEvent::Syscall);
         p.set_where(name);

@@ -219,7 +219,8 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `do_exit`: release the task's resources; the address space goes with its last user.
-    pub fn do_exit<P: Platform>(&self, p: &P, pid: TaskId) {
+    /// The exit code is kept for the parent's `wait`.
+    pub fn do_exit<P: Platform>(&self, p: &P, pid: TaskId, code: i32) {
         // SAFETY: a kernel entry point of the running task.
         let mut cx = unsafe { SleepCtx::enter(p) };
         if self.opts.debug {
@@ -236,6 +237,49 @@ impl<M: PagingMode> Kernel<M> {
         }
         // this CPU may still have the mm loaded; the machine switches away after exit
         self.task_free(&cx, proc_.kstack);
+        if let Some(parent) = proc_.parent {
+            if self.procs.borrow().contains_key(&parent) {
+                self.zombies
+                    .borrow_mut()
+                    .entry(parent)
+                    .or_default()
+                    .push((pid, code));
+                p.wake_up_all(crate::platform::WaitQueueKey(
+                    WAIT_KEY_BASE + parent.0 as u64,
+                ));
+            }
+        }
+        // orphans are reaped by nobody: forget their zombies
+        self.zombies.borrow_mut().remove(&pid);
+    }
+
+    /// `wait()`: sleep until a child of `pid` exits; returns its id and exit code, or ECHILD
+    /// when there is no child.
+    pub fn sys_wait<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(TaskId, i32), Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "sys_wait4");
+        let key = crate::platform::WaitQueueKey(WAIT_KEY_BASE + pid.0 as u64);
+        loop {
+            let token = p.prepare_to_wait(key);
+            if let Some(z) = self.zombies.borrow_mut().get_mut(&pid).and_then(|v| {
+                if v.is_empty() {
+                    None
+                } else {
+                    Some(v.remove(0))
+                }
+            }) {
+                return Ok(z);
+            }
+            let alive = self.procs.borrow().values().any(|c| c.parent == Some(pid));
+            if !alive {
+                return Err(Errno(10)); // ECHILD
+            }
+            if self.pending_kill(pid).is_some() {
+                return Err(Errno(4)); // EINTR
+            }
+            cx.sleep_on(key, token, "wait for child", "sys_wait4");
+        }
     }
 
     /// `switch_mm`: the machine switches this CPU from task `prev` to task `next`.
@@ -327,9 +371,13 @@ impl<M: PagingMode> Kernel<M> {
         if let Some(pr) = self.process(pid) {
             pr.killed.set(Some(sig));
             p.wake_up_all(crate::platform::WaitQueueKey(PAUSE_KEY_BASE + pid.0 as u64));
+            p.wake_up_all(crate::platform::WaitQueueKey(WAIT_KEY_BASE + pid.0 as u64));
         }
     }
 }
+
+/// Wait-queue keys of tasks waiting for a child: this plus the pid.
+pub const WAIT_KEY_BASE: u64 = 0x7761_6974_0000_0000;
 
 /// Wait-queue keys of paused tasks: this plus the pid.
 pub const PAUSE_KEY_BASE: u64 = 0x7061_7573_0000_0000;

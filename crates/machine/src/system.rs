@@ -1,0 +1,440 @@
+//! A booted system: the machine with the highpte kernel running on it, and the user-mode
+//! side of processes ([`User`]): system calls and memory accesses through the MMU with the
+//! page-fault path.
+
+use crate::machine::{Machine, MachineError, MachineOptions, Os, RunOutcome};
+use crate::task::{SpawnError, TaskHandle};
+use highpte_arch::{Config, PagingMode, VirtAddr};
+use highpte_kernel::{
+    BootError, Errno, FaultOutcome, Kernel, KernelOptions, Platform, Signal, TaskId, WaitQueueKey,
+};
+use std::cell::{Cell, OnceCell};
+use std::fmt;
+use std::rc::Rc;
+
+/// Why a system could not be brought up.
+#[derive(Debug)]
+pub enum SystemError {
+    /// The machine could not be built.
+    Machine(MachineError),
+    /// The kernel refused to boot.
+    Boot(BootError),
+    /// The boot task did not complete (a bug during boot).
+    BootRun(String),
+    /// A task could not be created.
+    Spawn(SpawnError),
+}
+
+impl fmt::Display for SystemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SystemError::Machine(e) => write!(f, "machine: {e}"),
+            SystemError::Boot(e) => write!(f, "boot: {e}"),
+            SystemError::BootRun(e) => write!(f, "boot failed: {e}"),
+            SystemError::Spawn(e) => write!(f, "spawn: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SystemError {}
+
+/// The kernel as the tasks see it: set once by the boot task.
+pub type KernelCell<M> = Rc<OnceCell<Kernel<M>>>;
+
+struct KernelOs<M: PagingMode> {
+    k: KernelCell<M>,
+}
+
+impl<M: PagingMode> Os<M> for KernelOs<M> {
+    fn switch_mm(&self, p: &TaskHandle<M>, prev: Option<TaskId>, next: TaskId) {
+        if let Some(k) = self.k.get() {
+            k.switch_mm(p, prev, next);
+        }
+    }
+    fn task_exit(&self, p: &TaskHandle<M>, task: TaskId, code: i32) {
+        if let Some(k) = self.k.get() {
+            if k.process(task).is_some() {
+                k.do_exit(p, task, code);
+            }
+        }
+    }
+}
+
+/// The machine with the kernel booted on it.
+pub struct System<M: PagingMode> {
+    /// The machine.
+    pub machine: Machine<M>,
+    kernel: KernelCell<M>,
+}
+
+impl<M: PagingMode> System<M> {
+    /// Build the machine for `cfg` and boot the kernel on it (a boot task on CPU 0).
+    pub fn boot(
+        cfg: Config,
+        kopts: KernelOptions,
+        mut mopts: MachineOptions,
+    ) -> Result<Self, SystemError> {
+        mopts.cpus = cfg.cpus;
+        mopts.ram_bytes = cfg.ram_bytes;
+        mopts.preempt = cfg.preempt;
+        let mut machine = Machine::<M>::new(mopts).map_err(SystemError::Machine)?;
+        let kernel: KernelCell<M> = Rc::new(OnceCell::new());
+        machine.set_os(Rc::new(KernelOs { k: kernel.clone() }));
+        let result: Rc<Cell<Option<BootError>>> = Rc::new(Cell::new(None));
+        {
+            let kernel = kernel.clone();
+            let result = result.clone();
+            machine
+                .spawn("swapper", Some(0), move |h| {
+                    match Kernel::<M>::boot(h, cfg, kopts) {
+                        Ok(k) => {
+                            let _ = kernel.set(k);
+                            0
+                        }
+                        Err(e) => {
+                            result.set(Some(e));
+                            1
+                        }
+                    }
+                })
+                .map_err(SystemError::Spawn)?;
+        }
+        match machine.run() {
+            RunOutcome::Completed => {}
+            other => return Err(SystemError::BootRun(other.to_string())),
+        }
+        if let Some(e) = result.take() {
+            return Err(SystemError::Boot(e));
+        }
+        if kernel.get().is_none() {
+            return Err(SystemError::BootRun(
+                "the boot task ended without a kernel".into(),
+            ));
+        }
+        Ok(Self { machine, kernel })
+    }
+
+    /// The booted kernel.
+    pub fn kernel(&self) -> &Kernel<M> {
+        match self.kernel.get() {
+            Some(k) => k,
+            None => unreachable!("System exists only with a booted kernel"),
+        }
+    }
+
+    /// A shared handle to the kernel, for task bodies.
+    pub fn kernel_cell(&self) -> KernelCell<M> {
+        self.kernel.clone()
+    }
+
+    /// Start a process with an empty address space running `body` in user mode. If the
+    /// kernel cannot create it (no memory), the task exits at once with code 127 and
+    /// `on_fail` records the error.
+    pub fn spawn_process(
+        &mut self,
+        name: impl Into<String>,
+        cpu_hint: Option<u32>,
+        body: impl FnOnce(&mut User<'_, M>) -> i32 + 'static,
+    ) -> Result<TaskId, SystemError> {
+        let kc = self.kernel.clone();
+        self.machine
+            .spawn(name, cpu_hint, move |h| run_new_process(h, kc, body))
+            .map_err(SystemError::Spawn)
+    }
+
+    /// Run the machine until every task exits, or a bug, a deadlock or the time limit.
+    pub fn run(&mut self) -> RunOutcome {
+        self.machine.run()
+    }
+}
+
+/// The body of a task that creates its own process and runs `body` as its user program.
+pub fn run_new_process<M: PagingMode>(
+    h: &TaskHandle<M>,
+    kc: KernelCell<M>,
+    body: impl FnOnce(&mut User<'_, M>) -> i32,
+) -> i32 {
+    let Some(k) = kc.get() else { return 127 };
+    let pid = h.id();
+    if k.create_process(h, pid).is_err() {
+        return 127;
+    }
+    activate(k, h, pid);
+    let mut u = User {
+        h,
+        k,
+        kc: kc.clone(),
+        pid,
+    };
+    body(&mut u)
+}
+
+fn activate<M: PagingMode>(k: &Kernel<M>, h: &TaskHandle<M>, pid: TaskId) {
+    h.preempt_disable();
+    k.switch_mm(h, None, pid);
+    h.preempt_enable();
+}
+
+/// Wait-queue keys for a forked child waiting for its parent to finish `do_fork`.
+const FORK_KEY_BASE: u64 = 0x666f_726b_0000_0000;
+
+/// The user-mode side of one process: its system calls and its memory accesses.
+pub struct User<'a, M: PagingMode> {
+    h: &'a TaskHandle<M>,
+    k: &'a Kernel<M>,
+    kc: KernelCell<M>,
+    pid: TaskId,
+}
+
+/// Retries of one access before the fault path is declared stuck.
+const MAX_FAULT_RETRIES: u32 = 16;
+
+impl<'a, M: PagingMode> User<'a, M> {
+    /// This process's id.
+    pub fn pid(&self) -> TaskId {
+        self.pid
+    }
+    /// The kernel (for inspection by workloads and tests).
+    pub fn kernel(&self) -> &'a Kernel<M> {
+        self.k
+    }
+    /// The task handle (the machine side).
+    pub fn handle(&self) -> &'a TaskHandle<M> {
+        self.h
+    }
+
+    #[inline]
+    fn ret(&self) {
+        self.h.return_to_user();
+    }
+
+    /// The signal that killed this process, if one did (the OOM killer, `kill`).
+    pub fn killed(&self) -> Option<Signal> {
+        self.k.pending_kill(self.pid)
+    }
+
+    fn check_killed(&self) -> Result<(), Errno> {
+        match self.killed() {
+            Some(_) => Err(Errno(4)), // EINTR: the caller should exit
+            None => Ok(()),
+        }
+    }
+
+    /// `mmap` of anonymous memory.
+    pub fn mmap(&mut self, addr: u32, len: u64, prot: u32, flags: u32) -> Result<u32, Errno> {
+        self.check_killed()?;
+        let r = self
+            .k
+            .sys_mmap(self.h, self.pid, addr, len, prot, flags, -1, 0);
+        self.ret();
+        r
+    }
+    /// `munmap`.
+    pub fn munmap(&mut self, addr: u32, len: u64) -> Result<(), Errno> {
+        self.check_killed()?;
+        let r = self.k.sys_munmap(self.h, self.pid, addr, len);
+        self.ret();
+        r
+    }
+    /// `mprotect`.
+    pub fn mprotect(&mut self, addr: u32, len: u64, prot: u32) -> Result<(), Errno> {
+        self.check_killed()?;
+        let r = self.k.sys_mprotect(self.h, self.pid, addr, len, prot);
+        self.ret();
+        r
+    }
+    /// `mremap`.
+    pub fn mremap(
+        &mut self,
+        old: u32,
+        old_len: u64,
+        new_len: u64,
+        flags: u32,
+        new_addr: u32,
+    ) -> Result<u32, Errno> {
+        self.check_killed()?;
+        let r = self
+            .k
+            .sys_mremap(self.h, self.pid, old, old_len, new_len, flags, new_addr);
+        self.ret();
+        r
+    }
+    /// `brk`.
+    pub fn brk(&mut self, addr: u32) -> u32 {
+        let r = self.k.sys_brk(self.h, self.pid, addr);
+        self.ret();
+        r
+    }
+    /// `shmget`.
+    pub fn shmget(&mut self, key: i32, size: u64, flags: u32) -> Result<u32, Errno> {
+        self.check_killed()?;
+        // SAFETY: a system-call entry point of this task.
+        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
+        self.k.syscall_stats_enter(self.h, "sys_shmget");
+        let r = self.k.sys_shmget(&mut cx, key, size, flags);
+        self.ret();
+        r
+    }
+    /// `shmat`.
+    pub fn shmat(&mut self, shmid: u32, addr: u32, flags: u32) -> Result<u32, Errno> {
+        self.check_killed()?;
+        // SAFETY: a system-call entry point of this task.
+        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
+        self.k.syscall_stats_enter(self.h, "sys_shmat");
+        let r = self.k.sys_shmat(&mut cx, self.pid, shmid, addr, flags);
+        self.ret();
+        r
+    }
+    /// `shmdt`.
+    pub fn shmdt(&mut self, addr: u32) -> Result<(), Errno> {
+        self.check_killed()?;
+        // SAFETY: a system-call entry point of this task.
+        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
+        self.k.syscall_stats_enter(self.h, "sys_shmdt");
+        let r = self.k.sys_shmdt(&mut cx, self.pid, addr);
+        self.ret();
+        r
+    }
+    /// `shmctl(IPC_RMID)`.
+    pub fn shm_rmid(&mut self, shmid: u32) -> Result<(), Errno> {
+        self.check_killed()?;
+        // SAFETY: a system-call entry point of this task.
+        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
+        self.k.syscall_stats_enter(self.h, "sys_shmctl");
+        let r = self.k.sys_shmctl_rmid(&mut cx, shmid);
+        self.ret();
+        r
+    }
+
+    /// `fork()`: a child process running `child` (it exits when `child` returns). With
+    /// `share_vm` the child is a thread sharing this address space (`clone(CLONE_VM)`).
+    pub fn fork(
+        &mut self,
+        name: impl Into<String>,
+        share_vm: bool,
+        child: impl FnOnce(&mut User<'_, M>) -> i32 + 'static,
+    ) -> Result<TaskId, Errno> {
+        self.check_killed()?;
+        let state: Rc<Cell<u8>> = Rc::new(Cell::new(0)); // 0 pending, 1 ready, 2 failed
+        let kc = self.kc.clone();
+        let st = state.clone();
+        let child_id = self
+            .h
+            .spawn(name.into(), None, move |h| {
+                let me = h.id();
+                let key = WaitQueueKey(FORK_KEY_BASE + me.0 as u64);
+                loop {
+                    let token = h.prepare_to_wait(key);
+                    match st.get() {
+                        0 => h.sleep(key, token, "fork: parent in do_fork", "ret_from_fork"),
+                        1 => break,
+                        _ => return 127,
+                    }
+                }
+                let Some(k) = kc.get() else { return 127 };
+                activate(k, h, me);
+                let mut u = User {
+                    h,
+                    k,
+                    kc: kc.clone(),
+                    pid: me,
+                };
+                child(&mut u)
+            })
+            .map_err(|_| Errno::EAGAIN)?;
+        let r = self.k.do_fork(self.h, self.pid, child_id, share_vm);
+        state.set(if r.is_ok() { 1 } else { 2 });
+        self.h
+            .wake_up_all(WaitQueueKey(FORK_KEY_BASE + child_id.0 as u64));
+        self.ret();
+        r.map(|_| child_id)
+    }
+
+    /// `wait()`: the next child to exit and its exit code (ECHILD when none is left).
+    pub fn wait(&mut self) -> Result<(TaskId, i32), Errno> {
+        let r = self.k.sys_wait(self.h, self.pid);
+        self.ret();
+        r
+    }
+
+    /// `pause()`: sleep until killed.
+    pub fn pause(&mut self) -> Signal {
+        let s = self.k.sys_pause(self.h, self.pid);
+        self.ret();
+        s
+    }
+
+    /// Kill another process (it dies at its next return to user).
+    pub fn kill(&mut self, pid: TaskId, sig: Signal) {
+        self.k.kill_task(self.h, pid, sig);
+        self.ret();
+    }
+
+    #[inline]
+    fn fault(&mut self, pf: crate::mmu::PageFault, tries: &mut u32) -> Result<(), Signal> {
+        *tries += 1;
+        if *tries > MAX_FAULT_RETRIES {
+            self.h.bug(highpte_kernel::BugReport {
+                kind: "fault loop",
+                message: format!(
+                    "task {} faults {} times on {} (error code {:?}) without progress",
+                    self.pid, *tries, pf.addr, pf.code
+                ),
+            });
+        }
+        let out = self.k.do_page_fault(self.h, self.pid, pf.addr, pf.code);
+        self.ret();
+        match out {
+            FaultOutcome::Handled => match self.killed() {
+                Some(s) => Err(s),
+                None => Ok(()),
+            },
+            FaultOutcome::Signal(s) => Err(s),
+        }
+    }
+
+    /// Load 4 bytes from a user address (faulting pages in as needed).
+    #[inline]
+    pub fn load_u32(&mut self, va: u32) -> Result<u32, Signal> {
+        let mut tries = 0;
+        loop {
+            match self.h.user_read_u32(VirtAddr::new(va)) {
+                Ok(v) => return Ok(v),
+                Err(pf) => self.fault(pf, &mut tries)?,
+            }
+        }
+    }
+    /// Load 8 bytes from a user address.
+    #[inline]
+    pub fn load_u64(&mut self, va: u32) -> Result<u64, Signal> {
+        let mut tries = 0;
+        loop {
+            match self.h.user_read_u64(VirtAddr::new(va)) {
+                Ok(v) => return Ok(v),
+                Err(pf) => self.fault(pf, &mut tries)?,
+            }
+        }
+    }
+    /// Store 4 bytes at a user address.
+    #[inline]
+    pub fn store_u32(&mut self, va: u32, v: u32) -> Result<(), Signal> {
+        let mut tries = 0;
+        loop {
+            match self.h.user_write_u32(VirtAddr::new(va), v) {
+                Ok(()) => return Ok(()),
+                Err(pf) => self.fault(pf, &mut tries)?,
+            }
+        }
+    }
+    /// Store 8 bytes at a user address.
+    #[inline]
+    pub fn store_u64(&mut self, va: u32, v: u64) -> Result<(), Signal> {
+        let mut tries = 0;
+        loop {
+            match self.h.user_write_u64(VirtAddr::new(va), v) {
+                Ok(()) => return Ok(()),
+                Err(pf) => self.fault(pf, &mut tries)?,
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+use highpte_arch::{Config, MemoryVariant, Pae, PagingMode, TwoLevel};
+use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
+use highpte_kernel::{KernelOptions, Platform};
+use highpte_machine::{MachineOptions, RunOutcome, System};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+fn boot<M: PagingMode>(v: MemoryVariant, ram: u64, cpus: u32) -> System<M> {
+    let cfg = Config::new(v, ram, cpus, true).unwrap();
+    let mut ko = KernelOptions::defaults_for(&cfg);
+    ko.debug = true;
+    System::<M>::boot(
+        cfg,
+        ko,
+        MachineOptions {
+            tick_period: 100_000,
+            quantum: 2_000,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn scenario<M: PagingMode>(v: MemoryVariant) {
+    let mut sys = boot::<M>(v, 2 << 30, 2);
+    let log: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    sys.spawn_process("p", None, move |u| {
+        let a = u
+            .mmap(
+                0,
+                8 << 20,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+            )
+            .unwrap();
+        for i in 0..2048u32 {
+            u.store_u32(a + i * 4096, i).unwrap();
+        }
+        let s = u
+            .mmap(
+                0,
+                1 << 20,
+                PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS,
+            )
+            .unwrap();
+        u.store_u32(s, 7).unwrap();
+        let c = u
+            .fork("child", false, move |c| {
+                assert_eq!(c.load_u32(a + 5 * 4096).unwrap(), 5);
+                c.store_u32(a + 5 * 4096, 99).unwrap();
+                c.store_u32(s, 8).unwrap();
+                0
+            })
+            .unwrap();
+        assert_eq!(u.wait().unwrap(), (c, 0));
+        assert_eq!(u.load_u32(s).unwrap(), 8);
+        assert_eq!(u.load_u32(a + 5 * 4096).unwrap(), 5);
+        u.munmap(a, 4 << 20).unwrap();
+        let bad = u.kernel().check_invariants(u.handle());
+        l.borrow_mut().extend(bad);
+        0
+    })
+    .unwrap();
+    let out = sys.run();
+    assert!(matches!(out, RunOutcome::Completed), "{out}");
+    assert!(log.borrow().is_empty(), "{:?}", log.borrow());
+    // after every process exited: zero leaks
+    let k = sys.kernel_cell();
+    let leaks: Rc<RefCell<Vec<String>>> = Rc::new(RefCell::new(Vec::new()));
+    let l2 = leaks.clone();
+    sys.machine
+        .spawn("check", None, move |h| {
+            let k = k.get().unwrap();
+            l2.borrow_mut().extend(k.check_invariants(h));
+            let m = k.meminfo(h);
+            if m.page_tables != 0 {
+                l2.borrow_mut()
+                    .push(format!("page tables left: {} kB", m.page_tables));
+            }
+            let _ = h.nr_cpus();
+            0
+        })
+        .unwrap();
+    assert!(matches!(sys.run(), RunOutcome::Completed));
+    assert!(leaks.borrow().is_empty(), "{:?}", leaks.borrow());
+}
+
+#[test]
+fn smoke_64g_highpte() {
+    scenario::<Pae>(MemoryVariant::Highmem64gHighpte);
+}
+#[test]
+fn smoke_4g() {
+    scenario::<TwoLevel>(MemoryVariant::Highmem4g);
+}
+#[test]
+fn smoke_4g_highpte() {
+    scenario::<TwoLevel>(MemoryVariant::Highmem4gHighpte);
+}
