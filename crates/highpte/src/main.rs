@@ -1,1 +1,49 @@
-fn main() {}
+//! `highpte`: run workloads on a simulated 32-bit x86 machine running the highpte VM design,
+//! and show where memory goes, what it costs and what breaks.
+
+mod args;
+mod cmd_boot;
+mod report;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit status: the simulation found a failure it was asked to check.
+pub const EXIT_FAILURE_FOUND: u8 = 1;
+/// Exit status: bad usage or input.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "highpte",
+    version,
+    about = "Simulate Linux 2.5's highpte on 32-bit x86: page tables in high memory, mapped per CPU",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a machine and print its boot log, memory layout and meminfo.
+    Boot(args::BootArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return args::usage_error(e),
+    };
+    let r = match cli.command {
+        Command::Boot(a) => cmd_boot::run(&a),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("highpte: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -232,7 +232,13 @@ impl<M: PagingMode> Kernel<M> {
         // mem_map
         let mem_map_bytes = max_pfn * opts.struct_page_bytes;
         let mem_map_pages = mem_map_bytes.div_ceil(PAGE_SIZE);
-        let mem_map_start = bm.next;
+        // like alloc_bootmem, prefer memory above the 16 MB of ISA DMA
+        let dma_end = crate::page_alloc::zone::DMA_ZONE_BYTES / PAGE_SIZE;
+        let mem_map_start = if dma_end + mem_map_pages + 1024 <= max_low_pfn {
+            bm.next.max(dma_end)
+        } else {
+            bm.next
+        };
         let reserved_end = mem_map_start + mem_map_pages;
         // keep at least 4 MB of low memory for the running kernel
         if reserved_end + 1024 > max_low_pfn {
@@ -274,12 +280,17 @@ impl<M: PagingMode> Kernel<M> {
         );
         mark(tables_start, tables_end, PageOwner::BootReserved);
         mark(mem_map_start, reserved_end, PageOwner::MemMap);
+        // free everything not reserved: the gap below mem_map (if it went above DMA) and all
+        // after it
+        let free_ranges = [(tables_end, mem_map_start), (reserved_end, max_pfn)];
         for z in zones.iter_mut() {
-            let start = z.start_pfn().0.max(reserved_end);
-            let end = z.end_pfn().0;
-            if start < end {
-                // The ranges are inside the zone and nothing was freed before: cannot fail.
-                let _ = z.free_range_at_boot(&mem_map, Pfn(start), Pfn(end));
+            for (fs, fe) in free_ranges {
+                let start = z.start_pfn().0.max(fs);
+                let end = z.end_pfn().0.min(fe);
+                if start < end {
+                    // The ranges are inside the zone and disjoint: cannot fail.
+                    let _ = z.free_range_at_boot(&mem_map, Pfn(start), Pfn(end));
+                }
             }
         }
         // the zero page: a low page nobody writes

@@ -142,6 +142,31 @@ impl<M: PagingMode> System<M> {
             .map_err(SystemError::Spawn)
     }
 
+    /// Run `f` as a kernel task (for reports between runs: it can take the kernel's locks)
+    /// and return its result. Every other task must be finished or runnable to completion.
+    pub fn inspect<R: 'static>(
+        &mut self,
+        f: impl FnOnce(&TaskHandle<M>, &Kernel<M>) -> R + 'static,
+    ) -> Result<R, String> {
+        let out: Rc<std::cell::RefCell<Option<R>>> = Rc::new(std::cell::RefCell::new(None));
+        let o = out.clone();
+        let kc = self.kernel.clone();
+        self.machine
+            .spawn("inspect", Some(0), move |h| {
+                if let Some(k) = kc.get() {
+                    *o.borrow_mut() = Some(f(h, k));
+                }
+                0
+            })
+            .map_err(|e| e.to_string())?;
+        match self.machine.run() {
+            RunOutcome::Completed => {}
+            other => return Err(other.to_string()),
+        }
+        let r = out.borrow_mut().take();
+        r.ok_or_else(|| "the inspect task did not run".to_string())
+    }
+
     /// Run the machine until every task exits, or a bug, a deadlock or the time limit.
     pub fn run(&mut self) -> RunOutcome {
         self.machine.run()

@@ -1,0 +1,171 @@
+//! Command-line arguments shared by the commands, with checked parsers that say what is
+//! wrong and what is accepted.
+
+use clap::Args;
+use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
+use highpte_arch::{Config, MemoryVariant, MAX_CPUS};
+use highpte_kernel::{KernelOptions, PtAllocKind, PteStrategy};
+use std::process::ExitCode;
+
+/// Print a usage error as one line (plus clap's help/version output untouched) and exit 2.
+pub fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let extra = text
+                .lines()
+                .find(|l| {
+                    l.trim_start().starts_with("[possible values")
+                        || l.trim_start().starts_with("tip:")
+                })
+                .map(|l| format!(" {}", l.trim()))
+                .unwrap_or_default();
+            eprintln!(
+                "highpte: {}{} (see 'highpte --help')",
+                first.trim_start_matches("error: ").trim(),
+                extra
+            );
+            ExitCode::from(crate::EXIT_USAGE)
+        }
+    }
+}
+
+fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
+    s.parse::<MemoryVariant>().map_err(|_| format!("unknown configuration '{s}': expected one of nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"))
+}
+
+fn parse_ram(s: &str) -> Result<u64, String> {
+    let v = parse_size(s).map_err(|e| format!("RAM '{s}' is not a size ({e})"))?;
+    if !(16 * MB..=64 * GB).contains(&v) {
+        return Err(format!(
+            "RAM of {} is out of range: accepted 16M to 64G",
+            DisplaySize(v)
+        ));
+    }
+    if v % 4096 != 0 {
+        return Err(format!(
+            "RAM of {v} bytes is not a whole number of 4K pages"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_cpus(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of CPUs: accepted 1 (UP) to {MAX_CPUS}"))?;
+    if v == 0 || v > MAX_CPUS {
+        return Err(format!(
+            "{v} CPUs is out of range: accepted 1 (UP) to {MAX_CPUS}"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_strategy(s: &str) -> Result<PteStrategy, String> {
+    PteStrategy::from_name(s)
+        .ok_or_else(|| format!("unknown pte strategy '{s}': expected lowmem, atomic or persistent"))
+}
+
+fn parse_pt_alloc(s: &str) -> Result<PtAllocKind, String> {
+    PtAllocKind::from_name(s).ok_or_else(|| {
+        format!("unknown page-table allocator '{s}': expected pool, quicklist or buddy")
+    })
+}
+
+fn parse_highmem(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| format!("highmem size '{s}' is not a size ({e})"))
+}
+
+/// The machine and kernel: configuration, RAM, CPUs, preemption, strategies, debug.
+#[derive(Args, Clone, Debug)]
+pub struct MachineArgs {
+    /// Memory configuration: nohighmem, 4g, 4g-highpte, 64g, 64g-highpte.
+    #[arg(long, value_parser = parse_variant)]
+    pub config: Option<MemoryVariant>,
+    /// Installed RAM (e.g. 512M, 32G): 16M to 64G.
+    #[arg(long, value_parser = parse_ram)]
+    pub ram: Option<u64>,
+    /// Number of CPUs: 1 (UP) to 32.
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<u32>,
+    /// Kernel preemption on (CONFIG_PREEMPT).
+    #[arg(long, overrides_with = "no_preempt")]
+    pub preempt: bool,
+    /// Kernel preemption off.
+    #[arg(long = "no-preempt")]
+    pub no_preempt: bool,
+    /// pte strategy: lowmem, atomic (the seed's highpte) or persistent (kmap()).
+    #[arg(long, value_parser = parse_strategy)]
+    pub strategy: Option<PteStrategy>,
+    /// Page-table page allocator: pool (the seed's per-CPU pool), quicklist (2.4) or buddy.
+    #[arg(long = "pt-alloc", value_parser = parse_pt_alloc)]
+    pub pt_alloc: Option<PtAllocKind>,
+    /// Limit HighMem to SIZE (the highmem= boot option).
+    #[arg(long, value_parser = parse_highmem)]
+    pub highmem: Option<u64>,
+    /// Turn on the debugging helpers (CONFIG_DEBUG_HIGHMEM and more).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+impl MachineArgs {
+    /// The configuration, with these defaults where a flag is absent.
+    pub fn config(
+        &self,
+        variant: MemoryVariant,
+        ram: u64,
+        cpus: u32,
+        preempt: bool,
+    ) -> anyhow::Result<Config> {
+        let preempt = if self.no_preempt {
+            false
+        } else if self.preempt {
+            true
+        } else {
+            preempt
+        };
+        let mut cfg = Config::new(
+            self.config.unwrap_or(variant),
+            self.ram.unwrap_or(ram),
+            self.cpus.unwrap_or(cpus),
+            preempt,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.highmem_limit = self.highmem;
+        Ok(cfg)
+    }
+    /// Kernel options for `cfg` with these flags applied.
+    pub fn kernel_options(&self, cfg: &Config) -> KernelOptions {
+        let mut k = KernelOptions::defaults_for(cfg);
+        if let Some(s) = self.strategy {
+            k.strategy = s;
+        }
+        if let Some(a) = self.pt_alloc {
+            k.pt_alloc = a;
+        }
+        k.debug = self.debug;
+        k
+    }
+}
+
+/// `highpte boot`.
+#[derive(Args, Clone, Debug)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Print one JSON object instead of the boot log.
+    #[arg(long)]
+    pub json: bool,
+}
