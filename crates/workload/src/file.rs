@@ -379,7 +379,10 @@ fn find_leaf(node: &Spanned<Node>, msg: &str, path: &mut Vec<PathSeg>) -> Option
     };
     // Leaves of this table first (the tag and the fields of an op), then deeper.
     for (seg, v) in &children {
-        if leaf_forms(v.get_ref()).iter().any(|f| msg.contains(f.as_str())) {
+        if leaf_forms(v.get_ref())
+            .iter()
+            .any(|f| msg.contains(f.as_str()))
+        {
             path.push(seg.clone());
             return Some(v.span().start);
         }
@@ -453,8 +456,7 @@ fn refine(tree: &Spanned<Node>, root: &toml::Value, span: &Range<usize>, msg: &s
     }
     // An error somewhere in an array of ops or phases: find the element at fault. Its own error
     // is the more precise one (a `missing field` names the op table, not the array).
-    while let (Node::Array(items), Some((i, m))) = (node.get_ref(), failing_element(root, &path))
-    {
+    while let (Node::Array(items), Some((i, m))) = (node.get_ref(), failing_element(root, &path)) {
         let Some(item) = items.get(i) else { break };
         node = item;
         path.push(PathSeg::Index(i));
@@ -462,8 +464,11 @@ fn refine(tree: &Spanned<Node>, root: &toml::Value, span: &Range<usize>, msg: &s
         if let Node::Table(entries) = item.get_ref() {
             // A phase whose `ops` array is at fault: go on into it.
             if let Some((_, ops)) = entries.iter().find(|(k, _)| k.get_ref() == "ops") {
-                if failing_element(root, &[path.clone(), vec![PathSeg::Key("ops".into())]].concat())
-                    .is_some()
+                if failing_element(
+                    root,
+                    &[path.clone(), vec![PathSeg::Key("ops".into())]].concat(),
+                )
+                .is_some()
                 {
                     node = ops;
                     path.push(PathSeg::Key("ops".into()));
@@ -510,9 +515,10 @@ fn refine(tree: &Spanned<Node>, root: &toml::Value, span: &Range<usize>, msg: &s
 
 /// Replaces Rust type names in serde's "expected ..." with words.
 fn humanize(msg: &str) -> String {
-    let mut m = msg
-        .trim()
-        .replace(", there are no fields", "; this op takes no keys besides `op`");
+    let mut m = msg.trim().replace(
+        ", there are no fields",
+        "; this op takes no keys besides `op`",
+    );
     for (ty, words) in [
         ("u32", "a whole number from 0 to 4294967295"),
         ("u64", "a whole number, 0 or more"),
@@ -532,18 +538,30 @@ fn humanize(msg: &str) -> String {
     m
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance counting an adjacent transposition as one edit (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The names listed after "expected one of" (or "expected"), backticked.
@@ -560,9 +578,12 @@ fn expected_names(msg: &str) -> Vec<String> {
 }
 
 fn did_you_mean(word: &str, msg: &str) -> Option<String> {
+    if word.len() > 64 {
+        return None;
+    }
     expected_names(msg)
         .into_iter()
-        .map(|n| (levenshtein(word, &n), n))
+        .map(|n| (edit_distance(word, &n), n))
         .filter(|(d, n)| *d <= (n.len() / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)
@@ -669,7 +690,8 @@ mod tests {
         let m = "unknown field `procesess`, expected one of `name`, `description`, `machine`, `processes`, `phases`";
         assert_eq!(did_you_mean("procesess", m).as_deref(), Some("processes"));
         assert_eq!(did_you_mean("zzzzzzzzzz", m), None);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("tuoch", "touch"), 1);
     }
 
     #[test]

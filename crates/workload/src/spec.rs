@@ -62,7 +62,8 @@ impl FromStr for Size {
     }
 }
 
-const SIZE_EXPECTED: &str = "a size: a whole number of bytes, or a string with a K, M or G suffix such as \"512M\"";
+const SIZE_EXPECTED: &str =
+    "a size: a whole number of bytes, or a string with a K, M or G suffix such as \"512M\"";
 const SIGNED_SIZE_EXPECTED: &str =
     "a signed size: a whole number of bytes, or a string such as \"1M\" or \"-512K\"";
 
@@ -827,7 +828,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} (hint: {})", display_path(&self.path), self.message, self.hint)
+        write!(
+            f,
+            "{}: {} (hint: {})",
+            display_path(&self.path),
+            self.message,
+            self.hint
+        )
     }
 }
 
@@ -926,12 +933,15 @@ impl WorkloadSpec {
         if m.cpus == 0 || m.cpus > MAX_CPUS {
             c.push(
                 with(&p, "cpus"),
-                format!("cpus = {} is out of range; expected 1 (UP) to {MAX_CPUS}", m.cpus),
+                format!(
+                    "cpus = {} is out of range; expected 1 (UP) to {MAX_CPUS}",
+                    m.cpus
+                ),
                 "use e.g. cpus = 4",
             );
         }
         let ram = m.ram.0;
-        if ram < MIN_RAM || ram > MAX_RAM {
+        if !(MIN_RAM..=MAX_RAM).contains(&ram) {
             c.push(
                 with(&p, "ram"),
                 format!(
@@ -1040,7 +1050,11 @@ impl WorkloadSpec {
         for (i, ph) in self.phases.iter().enumerate() {
             let p = vec![key("phases"), PathSeg::Index(i)];
             if ph.name.trim().is_empty() {
-                c.push(with(&p, "name"), "the phase name is empty", "name every phase, e.g. name = \"setup\"");
+                c.push(
+                    with(&p, "name"),
+                    "the phase name is empty",
+                    "name every phase, e.g. name = \"setup\"",
+                );
             } else if index.insert(ph.name.as_str(), i).is_some() {
                 c.push(
                     with(&p, "name"),
@@ -1049,10 +1063,18 @@ impl WorkloadSpec {
                 );
             }
             if ph.repeat == 0 {
-                c.push(with(&p, "repeat"), "repeat = 0; expected at least 1", "use repeat = 1 (the default) or remove the phase");
+                c.push(
+                    with(&p, "repeat"),
+                    "repeat = 0; expected at least 1",
+                    "use repeat = 1 (the default) or remove the phase",
+                );
             }
             if ph.ops.is_empty() {
-                c.push(with(&p, "ops"), "the phase has no ops; expected at least one", "add ops, e.g. ops = [ { op = \"pause\" } ]");
+                c.push(
+                    with(&p, "ops"),
+                    "the phase has no ops; expected at least one",
+                    "add ops, e.g. ops = [ { op = \"pause\" } ]",
+                );
             }
         }
         if self.phases.iter().all(|p| p.run_by == RunBy::Children) {
@@ -1065,7 +1087,12 @@ impl WorkloadSpec {
         // Static checks of every op, then the name-flow checks along the top-level sequence.
         for (i, ph) in self.phases.iter().enumerate() {
             for (j, op) in ph.ops.iter().enumerate() {
-                let p = vec![key("phases"), PathSeg::Index(i), key("ops"), PathSeg::Index(j)];
+                let p = vec![
+                    key("phases"),
+                    PathSeg::Index(i),
+                    key("ops"),
+                    PathSeg::Index(j),
+                ];
                 check_op_values(op, &p, c);
                 if let Op::Fork { child_phase, .. } = op {
                     match index.get(child_phase.as_str()) {
@@ -1090,12 +1117,42 @@ impl WorkloadSpec {
                 }
             }
         }
+        // Process 0 runs every top-level phase; the other processes all but the `first` ones.
+        // Region names belong to each process; shm keys are global (phases are barriers, so
+        // process 0's segments exist when the others get there).
         let mut scope = Scope::default();
         let mut stack = Vec::new();
         for (i, ph) in self.phases.iter().enumerate() {
             if ph.run_by != RunBy::Children {
                 self.flow_phase(i, &mut scope, &mut stack, &index, c);
             }
+        }
+        if self.processes.count > 1 {
+            let mut others = Scope {
+                regions: BTreeMap::new(),
+                keys: scope.keys.clone(),
+            };
+            let before = c.problems.len();
+            for (i, ph) in self.phases.iter().enumerate() {
+                if matches!(ph.run_by, RunBy::All | RunBy::EachNew) {
+                    self.flow_phase(i, &mut others, &mut stack, &index, c);
+                }
+            }
+            // Keep only what process 0's walk did not already report.
+            let (first, rest) = c.problems.split_at(before);
+            let new: Vec<Problem> = rest
+                .iter()
+                .filter(|p| !first.contains(p))
+                .map(|p| Problem {
+                    message: format!(
+                        "{} (in processes other than process 0, which do not run the run_by = \"first\" phases)",
+                        p.message
+                    ),
+                    ..p.clone()
+                })
+                .collect();
+            c.problems.truncate(before);
+            c.problems.extend(new);
         }
         // Child phases no fork names: check them with what the top-level sequence defined.
         let forked: BTreeSet<&str> = self
@@ -1130,11 +1187,17 @@ impl WorkloadSpec {
         stack.push(i);
         let ph = &self.phases[i];
         for (j, op) in ph.ops.iter().enumerate() {
-            let p = vec![key("phases"), PathSeg::Index(i), key("ops"), PathSeg::Index(j)];
+            let p = vec![
+                key("phases"),
+                PathSeg::Index(i),
+                key("ops"),
+                PathSeg::Index(j),
+            ];
             let use_region = |scope: &Scope, c: &mut Checker, region: &str| -> Option<RegionKind> {
                 let r = scope.regions.get(region).copied();
                 if r.is_none() {
-                    let known: Vec<String> = scope.regions.keys().map(|k| format!("\"{k}\"")).collect();
+                    let known: Vec<String> =
+                        scope.regions.keys().map(|k| format!("\"{k}\"")).collect();
                     c.push(
                         with(&p, "region"),
                         format!("region \"{region}\" is used before it is defined"),
@@ -1158,34 +1221,52 @@ impl WorkloadSpec {
                 Op::Mmap { name, size, .. } => {
                     scope.regions.insert(name.clone(), RegionKind::Mmap(size.0));
                 }
-                Op::Munmap { region, offset, size } | Op::Mprotect { region, offset, size, .. } => {
+                Op::Munmap {
+                    region,
+                    offset,
+                    size,
+                }
+                | Op::Mprotect {
+                    region,
+                    offset,
+                    size,
+                    ..
+                } => {
                     let r = use_region(scope, c, region);
                     check_range(region_len(r), *offset, *size, &p, c);
                 }
                 Op::Touch {
-                    region, offset, size, ..
+                    region,
+                    offset,
+                    size,
+                    ..
                 } => {
                     let r = use_region(scope, c, region);
                     check_range(region_len(r), *offset, *size, &p, c);
                 }
                 Op::Mremap { region, size, .. } => {
                     if let Some(RegionKind::Mmap(_)) = use_region(scope, c, region) {
-                        scope.regions.insert(region.clone(), RegionKind::Mmap(size.0));
+                        scope
+                            .regions
+                            .insert(region.clone(), RegionKind::Mmap(size.0));
                     }
                 }
-                Op::Shmget { key: k, size, create } => {
+                Op::Shmget {
+                    key: k,
+                    size,
+                    create,
+                } => {
                     if *create || !scope.keys.contains_key(k) {
                         scope.keys.insert(*k, Some(size.0));
                     }
                 }
                 Op::Shmat { key: k, name, .. } => {
-                    match scope.keys.get(k) {
-                        None => c.push(
+                    if !scope.keys.contains_key(k) {
+                        c.push(
                             with(&p, "key"),
                             format!("shm key {k} is attached before any shmget creates it"),
                             format!("add {{ op = \"shmget\", key = {k}, size = ... }} in this or an earlier phase"),
-                        ),
-                        Some(_) => {}
+                        );
                     }
                     let len = scope.keys.get(k).copied().flatten();
                     scope.regions.insert(name.clone(), RegionKind::Shm(len));
@@ -1236,14 +1317,21 @@ fn check_range(len: Option<u64>, offset: Size, size: Option<Size>, p: &[PathSeg]
     if !offset.0.is_multiple_of(PAGE_SIZE) {
         c.push(
             with(p, "offset"),
-            format!("offset = {} is not page-aligned; expected a multiple of 4K", offset.0),
+            format!(
+                "offset = {} is not page-aligned; expected a multiple of 4K",
+                offset.0
+            ),
             "use an offset such as \"4K\" or \"1M\"",
         );
         return;
     }
     if let Some(s) = size {
         if s.0 == 0 {
-            c.push(with(p, "size"), "size = 0; expected at least 1 byte", "remove size to cover the rest of the region");
+            c.push(
+                with(p, "size"),
+                "size = 0; expected at least 1 byte",
+                "remove size to cover the rest of the region",
+            );
             return;
         }
     }
@@ -1252,7 +1340,11 @@ fn check_range(len: Option<u64>, offset: Size, size: Option<Size>, p: &[PathSeg]
     if offset.0 >= len {
         c.push(
             with(p, "offset"),
-            format!("offset {} is past the end of the region ({})", offset, DisplaySize(len)),
+            format!(
+                "offset {} is past the end of the region ({})",
+                offset,
+                DisplaySize(len)
+            ),
             "use an offset inside the region",
         );
     } else if let Some(s) = size {
@@ -1292,12 +1384,19 @@ fn check_map_size(size: Size, p: &[PathSeg], what: &str, c: &mut Checker) {
 fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
     let check_name = |name: &str, k: &str, c: &mut Checker| {
         if name.trim().is_empty() {
-            c.push(with(p, k), "empty region name", "name the region, e.g. name = \"heap\"");
+            c.push(
+                with(p, k),
+                "empty region name",
+                "name the region, e.g. name = \"heap\"",
+            );
         }
     };
     match op {
         Op::Mmap {
-            name, size, fixed_at, ..
+            name,
+            size,
+            fixed_at,
+            ..
         } => {
             check_name(name, "name", c);
             check_map_size(*size, p, "mmap", c);
@@ -1334,7 +1433,11 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
         }
         Op::Touch { count, pattern, .. } => {
             if *count == Some(0) {
-                c.push(with(p, "count"), "count = 0; expected at least 1 access", "remove count for one access per page");
+                c.push(
+                    with(p, "count"),
+                    "count = 0; expected at least 1 access",
+                    "remove count for one access per page",
+                );
             }
             match *pattern {
                 Pattern::Strided { stride } if stride.0 == 0 => c.push(
@@ -1366,18 +1469,28 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
         }
         Op::Fork { children, .. } => {
             if *children == 0 {
-                c.push(with(p, "children"), "children = 0; expected at least 1", "use children = 1 or more");
+                c.push(
+                    with(p, "children"),
+                    "children = 0; expected at least 1",
+                    "use children = 1 or more",
+                );
             } else if *children > MAX_PROCESSES {
                 c.push(
                     with(p, "children"),
-                    format!("children = {children} is more than the {MAX_PROCESSES} pids Linux 2.5 has"),
+                    format!(
+                        "children = {children} is more than the {MAX_PROCESSES} pids Linux 2.5 has"
+                    ),
                     "fork fewer children",
                 );
             }
         }
         Op::Random { ops, mix, max_size } => {
             if *ops == 0 {
-                c.push(with(p, "ops"), "ops = 0; expected at least 1 random operation", "use e.g. ops = 2000");
+                c.push(
+                    with(p, "ops"),
+                    "ops = 0; expected at least 1 random operation",
+                    "use e.g. ops = 2000",
+                );
             }
             if mix.total() == 0 {
                 c.push(
@@ -1430,17 +1543,31 @@ mod tests {
         assert_eq!("rr".parse::<Prot>(), Err(()));
         assert_eq!("".parse::<Prot>(), Err(()));
         assert_eq!("q".parse::<Prot>(), Err(()));
-        assert_eq!(Prot { read: true, write: false, exec: true }.to_string(), "rx");
+        assert_eq!(
+            Prot {
+                read: true,
+                write: false,
+                exec: true
+            }
+            .to_string(),
+            "rx"
+        );
     }
 
     #[test]
     fn ramp_steps() {
         let p = ProcessSpec {
             count: 250,
-            ramp: Some(Ramp { start: 100, step: 100 }),
+            ramp: Some(Ramp {
+                start: 100,
+                step: 100,
+            }),
         };
         assert_eq!(p.steps(), vec![100, 200, 250]);
-        let p = ProcessSpec { count: 7, ramp: None };
+        let p = ProcessSpec {
+            count: 7,
+            ramp: None,
+        };
         assert_eq!(p.steps(), vec![7]);
         let p = ProcessSpec {
             count: 7,

@@ -39,15 +39,26 @@ fn err(text: &str) -> WorkloadError {
     }
 }
 
-fn assert_err(text: &str, line: usize, column: usize, kind: ErrorKind, needle: &str) -> WorkloadError {
+fn assert_err(
+    text: &str,
+    line: usize,
+    column: usize,
+    kind: ErrorKind,
+    needle: &str,
+) -> WorkloadError {
     let e = err(text);
     assert_eq!(e.file, "bad.toml");
     assert_eq!((e.line, e.column), (line, column), "position of: {e}");
     assert_eq!(e.kind, kind, "kind of: {e}");
-    assert!(e.message.contains(needle), "message {:?} lacks {needle:?}", e.message);
+    assert!(
+        e.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        e.message
+    );
     assert!(!e.hint.is_empty());
     assert!(
-        e.to_string().starts_with(&format!("bad.toml:{line}:{column}: error: ")),
+        e.to_string()
+            .starts_with(&format!("bad.toml:{line}:{column}: error: ")),
         "display: {e}"
     );
     assert!(e.to_string().contains("\n  hint: "), "display: {e}");
@@ -96,7 +107,10 @@ fn every_builtin_parses_validates_and_is_its_file() {
         let path = workloads_dir().join(format!("{name}.toml"));
         let from_file = load_workload(&path).unwrap();
         assert_eq!(from_file, spec, "{name}: the built-in is the file");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), builtin_text(name).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            builtin_text(name).unwrap()
+        );
     }
     assert_eq!(builtin("nope"), None);
 }
@@ -108,7 +122,13 @@ fn builtin_defaults() {
     assert_eq!(sga.machine.ram, Size(32 * GB));
     assert_eq!(sga.machine.cpus, 4);
     assert_eq!(sga.processes.count, 2000);
-    assert_eq!(sga.processes.ramp, Some(Ramp { start: 100, step: 100 }));
+    assert_eq!(
+        sga.processes.ramp,
+        Some(Ramp {
+            start: 100,
+            step: 100
+        })
+    );
     assert_eq!(sga.processes.steps().len(), 20);
     assert!(sga.phases[0].ops.contains(&Op::Shmget {
         key: 1,
@@ -120,7 +140,11 @@ fn builtin_defaults() {
 
     let wli = builtin("wli").unwrap();
     assert_eq!(
-        (wli.machine.config.as_str(), wli.machine.ram, wli.machine.cpus),
+        (
+            wli.machine.config.as_str(),
+            wli.machine.ram,
+            wli.machine.cpus
+        ),
         ("64g-highpte", Size(12 * GB), 8)
     );
     assert_eq!(wli.processes.count, 1024);
@@ -150,7 +174,11 @@ fn builtin_defaults() {
 
     let churn = builtin("churn").unwrap();
     assert_eq!(
-        (churn.machine.config.as_str(), churn.machine.ram, churn.machine.cpus),
+        (
+            churn.machine.config.as_str(),
+            churn.machine.ram,
+            churn.machine.cpus
+        ),
         ("4g-highpte", Size(4 * GB), 4)
     );
     assert_eq!(churn.processes.count, 16);
@@ -281,21 +309,42 @@ fn unknown_top_level_key() {
 #[test]
 fn unknown_key_in_a_table() {
     let text = BASE.replace("cpus = 2", "cpus = 2\nprocesess = 3");
-    let e = assert_err(&text, 7, 1, ErrorKind::Shape, "machine.procesess: unknown field `procesess`");
+    let e = assert_err(
+        &text,
+        7,
+        1,
+        ErrorKind::Shape,
+        "machine.procesess: unknown field `procesess`",
+    );
     assert!(e.message.contains("`cpus`"));
 }
 
 #[test]
 fn unknown_key_in_an_op() {
     let text = BASE.replace("write = true }", "write = true, strde = 4 }");
-    let e = assert_err(&text, 15, 52, ErrorKind::Shape, "phases[0].ops[1].strde: unknown field `strde`");
-    assert!(e.message.contains("`stride`") || e.message.contains("`stamp`"), "{e}");
+    let e = assert_err(
+        &text,
+        15,
+        52,
+        ErrorKind::Shape,
+        "phases[0].ops[1].strde: unknown field `strde`",
+    );
+    assert!(
+        e.message.contains("`stride`") || e.message.contains("`stamp`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn wrong_type() {
     let text = BASE.replace("cpus = 2", "cpus = \"four\"");
-    let e = assert_err(&text, 6, 8, ErrorKind::Shape, "machine.cpus: invalid type: string \"four\", expected a whole number");
+    let e = assert_err(
+        &text,
+        6,
+        8,
+        ErrorKind::Shape,
+        "machine.cpus: invalid type: string \"four\", expected a whole number",
+    );
     assert_eq!(e.hint, "cpus is a whole number from 1 to 32, e.g. cpus = 4");
     assert_eq!(
         e.to_string(),
@@ -306,15 +355,33 @@ fn wrong_type() {
 #[test]
 fn wrong_type_inside_an_op() {
     let text = BASE.replace("size = \"16M\"", "size = true");
-    assert_err(&text, 14, 39, ErrorKind::Shape, "phases[0].ops[0].size: invalid type: boolean `true`, expected a size");
+    assert_err(
+        &text,
+        14,
+        42,
+        ErrorKind::Shape,
+        "phases[0].ops[0].size: invalid type: boolean `true`, expected a size",
+    );
     let text = BASE.replace("size = \"16M\"", "size = \"lots\"");
-    assert_err(&text, 14, 39, ErrorKind::Shape, "invalid value: string \"lots\", expected a size");
+    assert_err(
+        &text,
+        14,
+        42,
+        ErrorKind::Shape,
+        "invalid value: string \"lots\", expected a size",
+    );
 }
 
 #[test]
 fn missing_key_in_an_op() {
     let text = BASE.replace("region = \"heap\", ", "");
-    assert_err(&text, 15, 5, ErrorKind::Shape, "phases[0].ops[1]: missing field `region`");
+    assert_err(
+        &text,
+        15,
+        5,
+        ErrorKind::Shape,
+        "phases[0].ops[1]: missing field `region`",
+    );
 }
 
 #[test]
@@ -327,23 +394,50 @@ fn unknown_op() {
 #[test]
 fn zero_processes() {
     let text = BASE.replace("count = 3", "count = 0");
-    assert_err(&text, 9, 1, ErrorKind::Invalid, "processes.count: count = 0; expected at least 1 process");
+    assert_err(
+        &text,
+        9,
+        1,
+        ErrorKind::Invalid,
+        "processes.count: count = 0; expected at least 1 process",
+    );
 }
 
 #[test]
 fn ram_beyond_any_config() {
     let text = BASE.replace("ram = \"1G\"", "ram = \"128G\"");
-    let e = assert_err(&text, 5, 1, ErrorKind::Invalid, "ram = \"128G\" is out of range; expected 16M to 64G");
+    let e = assert_err(
+        &text,
+        5,
+        1,
+        ErrorKind::Invalid,
+        "ram = \"128G\" is out of range; expected 16M to 64G",
+    );
     assert!(e.hint.contains("64G"));
 }
 
 #[test]
 fn ram_beyond_the_config() {
     let text = BASE.replace("ram = \"1G\"", "ram = \"8G\"");
-    let e = assert_err(&text, 5, 1, ErrorKind::Invalid, "ram = \"8G\" is more than config \"4g-highpte\" can address (4G at most)");
-    assert_eq!(e.hint, "config \"64g\" or \"64g-highpte\" can address 8G; or lower ram");
+    let e = assert_err(
+        &text,
+        5,
+        1,
+        ErrorKind::Invalid,
+        "ram = \"8G\" is more than config \"4g-highpte\" can address (4G at most)",
+    );
+    assert_eq!(
+        e.hint,
+        "config \"64g\" or \"64g-highpte\" can address 8G; or lower ram"
+    );
     let text = BASE.replace("4g-highpte", "nohighmem");
-    let e = assert_err(&text, 5, 1, ErrorKind::Invalid, "more than config \"nohighmem\" can address (896M at most)");
+    let e = assert_err(
+        &text,
+        5,
+        1,
+        ErrorKind::Invalid,
+        "more than config \"nohighmem\" can address (896M at most)",
+    );
     assert!(e.hint.contains("\"4g\""));
 }
 
@@ -356,16 +450,34 @@ fn unknown_config() {
 #[test]
 fn mapping_larger_than_user_space() {
     let text = BASE.replace("size = \"16M\"", "size = \"4G\"");
-    let e = assert_err(&text, 14, 32, ErrorKind::Invalid, "phases[0].ops[0].size: mmap size = \"4G\" is larger than the 3G user address space");
+    let e = assert_err(
+        &text,
+        14,
+        35,
+        ErrorKind::Invalid,
+        "phases[0].ops[0].size: mmap size = \"4G\" is larger than the 3G user address space",
+    );
     assert!(e.hint.contains("3G"));
     let text = BASE.replace("size = \"16M\"", "size = 0");
-    assert_err(&text, 14, 32, ErrorKind::Invalid, "mmap size = 0; expected 1 byte to 3G");
+    assert_err(
+        &text,
+        14,
+        35,
+        ErrorKind::Invalid,
+        "mmap size = 0; expected 1 byte to 3G",
+    );
 }
 
 #[test]
 fn unknown_region() {
     let text = BASE.replace("region = \"heap\"", "region = \"haep\"");
-    let e = assert_err(&text, 15, 22, ErrorKind::Invalid, "phases[0].ops[1].region: region \"haep\" is used before it is defined");
+    let e = assert_err(
+        &text,
+        15,
+        21,
+        ErrorKind::Invalid,
+        "phases[0].ops[1].region: region \"haep\" is used before it is defined",
+    );
     assert!(e.hint.contains("\"heap\""), "{e}");
 }
 
@@ -375,40 +487,170 @@ fn region_defined_only_later() {
         "ops = [\n",
         "ops = [\n    { op = \"munmap\", region = \"heap\" },\n",
     );
-    assert_err(&text, 14, 22, ErrorKind::Invalid, "region \"heap\" is used before it is defined");
+    assert_err(
+        &text,
+        14,
+        22,
+        ErrorKind::Invalid,
+        "region \"heap\" is used before it is defined",
+    );
 }
 
 #[test]
 fn other_impossible_values() {
     let cases: &[(&str, &str, usize, usize, &str)] = &[
-        ("cpus = 2", "cpus = 0", 6, 1, "cpus = 0 is out of range; expected 1 (UP) to 32"),
+        (
+            "cpus = 2",
+            "cpus = 0",
+            6,
+            1,
+            "cpus = 0 is out of range; expected 1 (UP) to 32",
+        ),
         ("cpus = 2", "cpus = 33", 6, 1, "cpus = 33 is out of range"),
         ("cpus = 2", "cpus = -1", 6, 8, "invalid value: integer `-1`"),
-        ("ram = \"1G\"", "ram = \"8M\"", 5, 1, "ram = \"8M\" is out of range"),
-        ("ram = \"1G\"", "ram = \"lots\"", 5, 7, "invalid value: string \"lots\", expected a size"),
+        (
+            "ram = \"1G\"",
+            "ram = \"8M\"",
+            5,
+            1,
+            "ram = \"8M\" is out of range",
+        ),
+        (
+            "ram = \"1G\"",
+            "ram = \"lots\"",
+            5,
+            7,
+            "invalid value: string \"lots\", expected a size",
+        ),
         ("ram = \"1G\"", "ram = 1000", 5, 1, "out of range"),
-        ("cpus = 2", "cpus = 2\nstrategy = \"fast\"", 7, 1, "unknown strategy \"fast\""),
-        ("cpus = 2", "cpus = 2\npt_alloc = \"slab\"", 7, 1, "unknown page-table allocator \"slab\""),
-        ("count = 3", "count = 3\nramp = { start = 0, step = 1 }", 10, 10, "start = 0"),
-        ("count = 3", "count = 3\nramp = { start = 4, step = 1 }", 10, 10, "start = 4 is more than processes.count = 3"),
-        ("count = 3", "count = 3\nramp = { start = 1, step = 0 }", 10, 21, "step = 0"),
-        ("count = 3", "count = 40000", 9, 1, "more than the 32767 pids"),
-        ("name = \"main\"", "name = \"main\"\nrepeat = 0", 13, 1, "repeat = 0"),
-        ("write = true }", "write = true, count = 0 }", 15, 52, "count = 0"),
-        ("write = true }", "pattern = { kind = \"hot_cold\", hot_fraction = 0.0, hot_weight = 0.5 } }", 15, 40, "hot_fraction = 0 is out of range"),
-        ("write = true }", "pattern = { kind = \"hot_cold\", hot_fraction = 0.5, hot_weight = 1.5 } }", 15, 40, "hot_weight = 1.5 is out of range"),
-        ("write = true }", "pattern = { kind = \"strided\", stride = 0 } }", 15, 40, "stride = 0"),
-        ("write = true }", "offset = \"32M\" }", 15, 40, "offset 32M is past the end of the region (16M)"),
-        ("write = true }", "offset = \"1K\" }", 15, 40, "is not page-aligned"),
-        ("write = true }", "size = \"17M\" }", 15, 40, "runs past the end of the region"),
-        ("size = \"16M\" }", "size = \"16M\", fixed_at = 0xBFFFF000 }", 14, 46, "does not fit in user space"),
-        ("size = \"16M\" }", "size = \"16M\", fixed_at = 123 }", 14, 46, "not page-aligned"),
-        ("size = \"16M\" }", "size = \"16M\", prot = \"rwq\" }", 14, 53, "invalid value: string \"rwq\", expected a protection"),
+        (
+            "cpus = 2",
+            "cpus = 2\nstrategy = \"fast\"",
+            7,
+            1,
+            "unknown strategy \"fast\"",
+        ),
+        (
+            "cpus = 2",
+            "cpus = 2\npt_alloc = \"slab\"",
+            7,
+            1,
+            "unknown page-table allocator \"slab\"",
+        ),
+        (
+            "count = 3",
+            "count = 3\nramp = { start = 0, step = 1 }",
+            10,
+            10,
+            "start = 0",
+        ),
+        (
+            "count = 3",
+            "count = 3\nramp = { start = 4, step = 1 }",
+            10,
+            10,
+            "start = 4 is more than processes.count = 3",
+        ),
+        (
+            "count = 3",
+            "count = 3\nramp = { start = 1, step = 0 }",
+            10,
+            21,
+            "step = 0",
+        ),
+        (
+            "count = 3",
+            "count = 40000",
+            9,
+            1,
+            "more than the 32767 pids",
+        ),
+        (
+            "name = \"main\"",
+            "name = \"main\"\nrepeat = 0",
+            13,
+            1,
+            "repeat = 0",
+        ),
+        (
+            "write = true }",
+            "write = true, count = 0 }",
+            15,
+            52,
+            "count = 0",
+        ),
+        (
+            "write = true }",
+            "pattern = { kind = \"hot_cold\", hot_fraction = 0.0, hot_weight = 0.5 } }",
+            15,
+            38,
+            "hot_fraction = 0 is out of range",
+        ),
+        (
+            "write = true }",
+            "pattern = { kind = \"hot_cold\", hot_fraction = 0.5, hot_weight = 1.5 } }",
+            15,
+            38,
+            "hot_weight = 1.5 is out of range",
+        ),
+        (
+            "write = true }",
+            "pattern = { kind = \"strided\", stride = 0 } }",
+            15,
+            38,
+            "stride = 0",
+        ),
+        (
+            "write = true }",
+            "offset = \"32M\" }",
+            15,
+            38,
+            "offset 32M is past the end of the region (16M)",
+        ),
+        (
+            "write = true }",
+            "offset = \"1K\" }",
+            15,
+            38,
+            "is not page-aligned",
+        ),
+        (
+            "write = true }",
+            "size = \"17M\" }",
+            15,
+            38,
+            "runs past the end of the region",
+        ),
+        (
+            "size = \"16M\" }",
+            "size = \"16M\", fixed_at = 0xBFFFF000 }",
+            14,
+            49,
+            "does not fit in user space",
+        ),
+        (
+            "size = \"16M\" }",
+            "size = \"16M\", fixed_at = 123 }",
+            14,
+            49,
+            "not page-aligned",
+        ),
+        (
+            "size = \"16M\" }",
+            "size = \"16M\", prot = \"rwq\" }",
+            14,
+            56,
+            "invalid value: string \"rwq\", expected a protection",
+        ),
     ];
     for &(from, to, line, col, needle) in cases {
         assert!(BASE.contains(from), "{from}");
         let text = BASE.replacen(from, to, 1);
-        let kind = if needle.starts_with("invalid") { ErrorKind::Shape } else { ErrorKind::Invalid };
+        let kind = if needle.starts_with("invalid") {
+            ErrorKind::Shape
+        } else {
+            ErrorKind::Invalid
+        };
         assert_err(&text, line, col, kind, needle);
     }
 }
@@ -419,10 +661,23 @@ fn phase_and_fork_problems() {
         "write = true },",
         "write = true },\n    { op = \"fork\", child_phase = \"kid\" },",
     );
-    let e = assert_err(&fork, 16, 22, ErrorKind::Invalid, "fork names child_phase \"kid\", but no phase has that name");
+    let e = assert_err(
+        &fork,
+        16,
+        20,
+        ErrorKind::Invalid,
+        "fork names child_phase \"kid\", but no phase has that name",
+    );
     assert!(e.hint.contains("\"main\""));
-    let not_children = format!("{fork}\n[[phases]]\nname = \"kid\"\nops = [ {{ op = \"exit\" }} ]\n");
-    let e = assert_err(&not_children, 16, 22, ErrorKind::Invalid, "a child phase must be run_by = \"children\"");
+    let not_children =
+        format!("{fork}\n[[phases]]\nname = \"kid\"\nops = [ {{ op = \"exit\" }} ]\n");
+    let e = assert_err(
+        &not_children,
+        16,
+        20,
+        ErrorKind::Invalid,
+        "a child phase must be run_by = \"children\"",
+    );
     assert!(e.hint.contains("run_by = \"children\""));
     let ok = format!("{fork}\n[[phases]]\nname = \"kid\"\nrun_by = \"children\"\nops = [ {{ op = \"touch\", region = \"heap\" }}, {{ op = \"exit\" }} ]\n");
     parse_workload(&ok, "ok.toml").unwrap();
@@ -430,21 +685,75 @@ fn phase_and_fork_problems() {
     let late = ok.replace("{ op = \"mmap\", name = \"heap\", size = \"16M\" },\n", "")
         .replace("{ op = \"touch\", region = \"heap\", write = true },", "{ op = \"touch\", region = \"heap\", write = true },\n    { op = \"mmap\", name = \"heap\", size = \"16M\" },");
     let e = err(&late);
-    assert!(e.message.contains("region \"heap\" is used before it is defined"), "{e}");
+    assert!(
+        e.message
+            .contains("region \"heap\" is used before it is defined"),
+        "{e}"
+    );
     let dup = format!("{BASE}\n[[phases]]\nname = \"main\"\nops = [ {{ op = \"pause\" }} ]\n");
-    assert_err(&dup, 19, 1, ErrorKind::Invalid, "a phase named \"main\" already exists");
+    assert_err(
+        &dup,
+        19,
+        1,
+        ErrorKind::Invalid,
+        "a phase named \"main\" already exists",
+    );
     let none = "name = \"t\"\nphases = []\n";
-    assert_err(none, 2, 1, ErrorKind::Invalid, "phases: the workload has no phases");
+    assert_err(
+        none,
+        2,
+        1,
+        ErrorKind::Invalid,
+        "phases: the workload has no phases",
+    );
     let missing = "name = \"t\"\n";
     assert_err(missing, 1, 1, ErrorKind::Shape, "missing field `phases`");
     let no_ops = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = []\n";
-    assert_err(no_ops, 4, 1, ErrorKind::Invalid, "phases[0].ops: the phase has no ops");
+    assert_err(
+        no_ops,
+        4,
+        1,
+        ErrorKind::Invalid,
+        "phases[0].ops: the phase has no ops",
+    );
     let shm = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = [ { op = \"shmat\", key = 5, name = \"s\" } ]\n";
-    assert_err(shm, 4, 26, ErrorKind::Invalid, "shm key 5 is attached before any shmget creates it");
-    let shmdt = BASE.replace("write = true },", "write = true },\n    { op = \"shmdt\", region = \"heap\" },");
-    assert_err(&shmdt, 16, 22, ErrorKind::Invalid, "was made by mmap; shmdt detaches shmat regions");
+    assert_err(
+        shm,
+        4,
+        25,
+        ErrorKind::Invalid,
+        "shm key 5 is attached before any shmget creates it",
+    );
+    let shmdt = BASE.replace(
+        "write = true },",
+        "write = true },\n    { op = \"shmdt\", region = \"heap\" },",
+    );
+    assert_err(
+        &shmdt,
+        16,
+        21,
+        ErrorKind::Invalid,
+        "was made by mmap; shmdt detaches shmat regions",
+    );
+    // Only process 0 runs `first` phases: the others never defined "init".
+    let others = "name = \"t\"\n[processes]\ncount = 2\n[[phases]]\nname = \"a\"\nrun_by = \"first\"\nops = [ { op = \"mmap\", name = \"init\", size = \"4K\" } ]\n[[phases]]\nname = \"b\"\nops = [ { op = \"touch\", region = \"init\" } ]\n";
+    let e = assert_err(
+        others,
+        10,
+        25,
+        ErrorKind::Invalid,
+        "region \"init\" is used before it is defined (in processes other than process 0",
+    );
+    assert!(e.hint.contains("name = \"init\""), "{e}");
+    parse_workload(&others.replace("count = 2", "count = 1"), "one.toml").unwrap();
     let mix = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = [ { op = \"random\", ops = 10, mix = { mmap = 0, munmap = 0, mprotect = 0, mremap = 0, brk = 0, shm = 0, fork = 0, exit = 0, read = 0, write = 0 } } ]\n";
-    assert_err(mix, 4, 42, ErrorKind::Invalid, "every weight of the mix is 0");
+    assert_err(
+        mix,
+        4,
+        36,
+        ErrorKind::Invalid,
+        "every weight of the mix is 0",
+    );
 }
 
 #[test]
@@ -470,7 +779,13 @@ fn io_errors() {
     let e = load_workload(&missing).unwrap_err();
     assert_eq!((e.kind, e.line, e.column), (ErrorKind::Io, 0, 0));
     let shown = e.to_string();
-    assert!(shown.starts_with(&format!("{}: error: cannot read the workload file", missing.display())), "{shown}");
+    assert!(
+        shown.starts_with(&format!(
+            "{}: error: cannot read the workload file",
+            missing.display()
+        )),
+        "{shown}"
+    );
     assert_eq!(e.exit_code(), 2);
 
     let dir = std::env::temp_dir().join(format!("highpte-workload-test-{}", std::process::id()));
@@ -508,11 +823,57 @@ fn check_total(text: &str) {
 }
 
 const TOKENS: &[&str] = &[
-    "name", "machine", "processes", "phases", "ops", "op", "=", "\"", "[", "]", "[[", "]]", "{",
-    "}", ",", "\n", " ", "mmap", "touch", "\"4G\"", "-1", "0", "1e400", "nan", "true", "\"x\"",
-    "region", "size", "count", "ramp", "start", "step", "pattern", "kind", "hot_cold", "#",
-    "'", "\"\"\"", "1979-05-27", "0x7fffffff", "99999999999999999999", "shm_rmid", "fork",
-    "child_phase", "run_by", "children", "random", "mix", ".", "é", "\\u0000",
+    "name",
+    "machine",
+    "processes",
+    "phases",
+    "ops",
+    "op",
+    "=",
+    "\"",
+    "[",
+    "]",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    ",",
+    "\n",
+    " ",
+    "mmap",
+    "touch",
+    "\"4G\"",
+    "-1",
+    "0",
+    "1e400",
+    "nan",
+    "true",
+    "\"x\"",
+    "region",
+    "size",
+    "count",
+    "ramp",
+    "start",
+    "step",
+    "pattern",
+    "kind",
+    "hot_cold",
+    "#",
+    "'",
+    "\"\"\"",
+    "1979-05-27",
+    "0x7fffffff",
+    "99999999999999999999",
+    "shm_rmid",
+    "fork",
+    "child_phase",
+    "run_by",
+    "children",
+    "random",
+    "mix",
+    ".",
+    "é",
+    "\\u0000",
 ];
 
 fn mutate_lines(text: &str, dels: &[usize]) -> String {
@@ -527,11 +888,16 @@ fn mutate_lines(text: &str, dels: &[usize]) -> String {
 
 fn swap_values(text: &str, a: usize, b: usize) -> String {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let with_value: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
+    let with_value: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains(" = "))
+        .collect();
     if with_value.len() < 2 {
         return text.to_string();
     }
-    let (i, j) = (with_value[a % with_value.len()], with_value[b % with_value.len()]);
+    let (i, j) = (
+        with_value[a % with_value.len()],
+        with_value[b % with_value.len()],
+    );
     let split = |l: &str| {
         let p = l.find(" = ").unwrap_or(0);
         (l[..p].to_string(), l[p..].to_string())
