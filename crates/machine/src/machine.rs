@@ -11,7 +11,7 @@ use crate::task::{
 };
 use crate::tlb::Tlb;
 use corosensei::stack::DefaultStack;
-use highpte_arch::{PagingMode, MAX_CPUS};
+use highpte_arch::{PagingMode, VirtAddr, MAX_CPUS};
 use highpte_kernel::{BugReport, TaskId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +31,13 @@ pub trait Os<M: PagingMode>: 'static {
     /// Task `task` is about to exit with `code` (its body returned).
     fn task_exit(&self, p: &TaskHandle<M>, task: TaskId, code: i32) {
         let _ = (p, task, code);
+    }
+    /// What the OS knows about kernel address `va` (e.g. which kmap_atomic slot it is and who
+    /// mapped or released it), appended to a kernel-page-fault oops. Must not call back into
+    /// the machine.
+    fn describe_address(&self, va: VirtAddr) -> Option<String> {
+        let _ = va;
+        None
     }
 }
 

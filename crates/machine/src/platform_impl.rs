@@ -46,7 +46,7 @@ impl<M: PagingMode> TaskHandle<M> {
     /// A kernel-mode page fault: the oops report.
     #[cold]
     fn oops(&self, pf: PageFault, access: Access) -> ! {
-        let msg = format!(
+        let mut msg = format!(
             "BUG: unable to handle kernel paging request at {:#010x}: page fault error code {:#x} ({:?}) on a {:?}; {}",
             pf.addr.as_u32(),
             pf.code.bits(),
@@ -54,6 +54,10 @@ impl<M: PagingMode> TaskHandle<M> {
             access,
             self.who()
         );
+        if let Some(what) = self.os().and_then(|os| os.describe_address(pf.addr)) {
+            msg.push_str("; ");
+            msg.push_str(&what);
+        }
         self.bug(BugReport {
             kind: "kernel page fault",
             message: msg,

@@ -58,6 +58,9 @@ impl<M: PagingMode> Os<M> for KernelOs<M> {
             }
         }
     }
+    fn describe_address(&self, va: VirtAddr) -> Option<String> {
+        self.k.get()?.describe_kernel_address(va)
+    }
 }
 
 /// The machine with the kernel booted on it.

@@ -43,7 +43,61 @@ impl<M: PagingMode> Kernel<M> {
     /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` and return its
     /// kernel address (the direct-map address for a low page). Disables preemption until the
     /// matching [`Kernel::kunmap_atomic`].
+    ///
+    /// The pte slots (`KM_PTE0`, `KM_PTE1`, `KM_PTE2`) belong to the pte API
+    /// (`pte_offset_map`, `PteMap::map_nested`): asking for one here is a bug report, so raw
+    /// code cannot take (or clobber) a slot a live `PteMap` holds.
     pub fn kmap_atomic<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> VirtAddr {
+        self.refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
+        self.kmap_atomic_slot(cx, pfn, ty, place)
+    }
+
+    /// `kunmap_atomic(addr, type)`: release the slot and re-enable preemption. Refuses the pte
+    /// slot types, like [`Kernel::kmap_atomic`].
+    pub fn kunmap_atomic<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        va: VirtAddr,
+        ty: KmType,
+        place: &'static str,
+    ) {
+        self.refuse_pte_type(cx.p(), "kunmap_atomic", ty, place);
+        self.kunmap_atomic_slot(cx, va, ty, place)
+    }
+
+    /// True for the slot types reserved to the pte API.
+    pub const fn is_pte_km_type(ty: KmType) -> bool {
+        matches!(ty, KmType::Pte0 | KmType::Pte1 | KmType::Pte2)
+    }
+
+    fn refuse_pte_type<P: Platform>(
+        &self,
+        p: &P,
+        what: &'static str,
+        ty: KmType,
+        place: &'static str,
+    ) {
+        if Self::is_pte_km_type(ty) {
+            p.bug(BugReport {
+                kind: what,
+                message: format!(
+                    "{what}: task {} asks for {} at {}: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (pte_offset_map, map_nested); raw callers use KM_USER0/KM_USER1",
+                    p.task(),
+                    ty.name(),
+                    place
+                ),
+            });
+        }
+    }
+
+    /// `kmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
+    pub(crate) fn kmap_atomic_slot<P: Platform>(
         &self,
         cx: &Ctx<'_, P>,
         pfn: Pfn,
@@ -97,8 +151,8 @@ impl<M: PagingMode> Kernel<M> {
         va
     }
 
-    /// `kunmap_atomic(addr, type)`: release the slot and re-enable preemption.
-    pub fn kunmap_atomic<P: Platform>(
+    /// `kunmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
+    pub(crate) fn kunmap_atomic_slot<P: Platform>(
         &self,
         cx: &Ctx<'_, P>,
         va: VirtAddr,
@@ -189,7 +243,27 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Describe a kernel address for an oops report: which kmap_atomic slot (or guard) it is
     /// and who mapped or last released it.
+    ///
+    /// Also explains an address past the end of the direct map (`high_memory`) below the
+    /// vmalloc area: the would-be direct-map address of a high page, which has none, and an
+    /// address in the persistent-kmap window. Reads no simulated memory and takes no lock (it
+    /// runs inside the oops path).
     pub fn describe_kernel_address(&self, va: VirtAddr) -> Option<String> {
+        let l = &self.layout;
+        let a = va.as_u32();
+        if a >= l.high_memory().as_u32() && a < l.vmalloc_start().as_u32() {
+            let pfn = (a - l.page_offset().as_u32()) >> highpte_arch::PAGE_SHIFT;
+            return Some(format!(
+                "{va} is past the end of the direct map (high_memory {}): it would be the direct-map address of pfn {pfn:#x}, a high page with no kernel address until kmap/kmap_atomic maps it",
+                l.high_memory()
+            ));
+        }
+        if a >= l.pkmap_base().as_u32() && a < l.pkmap_end().as_u32() {
+            let nr = (a - l.pkmap_base().as_u32()) >> highpte_arch::PAGE_SHIFT;
+            return Some(format!(
+                "{va} is persistent kmap entry {nr}: not mapped (free, or flushed at a wrap-around): a use after kunmap"
+            ));
+        }
         match self.layout.kmap_atomic_slot_of(va)? {
             Err(idx) => Some(format!("{va} is a kmap_atomic guard slot (fixmap index {idx}): never mapped; an access ran off the end of a neighbouring slot")),
             Ok((cpu, ty)) => {

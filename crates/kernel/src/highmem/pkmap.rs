@@ -241,6 +241,13 @@ impl<M: PagingMode> Kernel<M> {
         VirtAddr::new(self.pkmap_pte_base.as_u32() + nr * M::ENTRY_BYTES)
     }
 
+    /// The use count of every pkmap entry (`pkmap_count`: 0 free, 1 unused but maybe cached
+    /// in a TLB, n = n-1 users) and `last_pkmap_nr`, taken under `kmap_lock`.
+    pub fn pkmap_counts<P: Platform>(&self, p: &P) -> (Vec<u32>, u32) {
+        let pk = self.pkmap.lock(p);
+        (pk.count.clone(), pk.last_nr)
+    }
+
     /// Persistent kmaps currently held by each task (for deadlock and exit reports).
     pub fn pkmap_holders<P: Platform>(&self, p: &P) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
         self.pkmap.lock(p).holders.clone()

@@ -304,7 +304,7 @@ fn map_page<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
                 page.0
             ),
         }),
-        (PteStrategy::Atomic, _) => (k.kmap_atomic(cx, page, ty, place), MapKind::Atomic(ty)),
+        (PteStrategy::Atomic, _) => (k.kmap_atomic_slot(cx, page, ty, place), MapKind::Atomic(ty)),
         (PteStrategy::Persistent, Some(va)) => (va, MapKind::Direct),
         (PteStrategy::Persistent, None) => {
             loop {
@@ -353,7 +353,7 @@ fn unmap_page<P: Platform, M: PagingMode>(
 ) {
     match page.kind {
         MapKind::Direct => {}
-        MapKind::Atomic(ty) => page.k.kunmap_atomic(cx, page.base, ty, place),
+        MapKind::Atomic(ty) => page.k.kunmap_atomic_slot(cx, page.base, ty, place),
         MapKind::Persistent => page.k.kunmap(cx, page.page, place),
     }
 }

@@ -207,6 +207,25 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
+    /// The frame of the pte page that maps user address `addr` in `mm`, if its pmd is
+    /// present. A frame number, not an address: reaching the page still needs a mapping.
+    pub fn user_pte_page<P: Platform>(
+        &self,
+        p: &P,
+        mm: &crate::mm::Mm,
+        addr: VirtAddr,
+    ) -> Option<Pfn> {
+        let pmd = self.pmd_offset(p, &mm.pgd, addr);
+        pmd.is_present().then_some(pmd.val.pfn())
+    }
+
+    /// The frame of the kernel pte page that maps kernel address `addr`, if its pmd is
+    /// present (and not a large page).
+    pub fn kernel_pte_page<P: Platform>(&self, p: &P, addr: VirtAddr) -> Option<Pfn> {
+        let pmd = self.pmd_offset_k(p, addr);
+        (pmd.is_present() && !pmd.val.has(EntryFlags::PS)).then_some(pmd.val.pfn())
+    }
+
     /// Re-read a pmd entry (after a lock was dropped).
     pub fn pmd_reread<P: Platform, K: TableKind>(&self, p: &P, pmd: &PmdEntry<K>) -> PmdEntry<K> {
         PmdEntry {
@@ -232,5 +251,18 @@ impl<M: PagingMode> Kernel<M> {
         let old = M::entry_from_raw(self.read_entry(p, pmd.va));
         self.write_entry(p, pmd.va, Entry::NONE);
         old.pfn()
+    }
+}
+
+impl crate::mm::Mm {
+    /// The page-table root (a low page). Walking it still goes through
+    /// [`Kernel::pmd_offset`], which yields a [`PmdEntry<UserTables>`] that only the mapping
+    /// API accepts.
+    pub fn pgd(&self) -> &UserPgd {
+        &self.pgd
+    }
+    /// `mm->page_table_lock`, to hold while mapping the mm's ptes.
+    pub fn page_table_lock(&self) -> &crate::pgtable::PageTableLock {
+        &self.page_table_lock
     }
 }
