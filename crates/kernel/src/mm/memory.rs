@@ -331,6 +331,17 @@ impl<M: PagingMode> Kernel<M> {
         mm.dead.set(true);
         // no CPU may keep using the page tables we free: switch away where it is loaded
         self.flush_tlb_mm(cx, mm);
+        // the exiting task still runs on these tables: move this CPU to swapper_pg_dir
+        // before the root is freed (it may be handed out again at once)
+        p.preempt_disable();
+        let cpu = p.cpu();
+        let mut mask = mm.cpu_vm_mask.get();
+        if mask.contains(cpu) {
+            p.load_cr3(self.swapper_pgd.addr());
+            mask.remove(cpu);
+            mm.cpu_vm_mask.set(mask);
+        }
+        p.preempt_enable();
         self.pgd_free(cx, &mm.pgd);
         let _ = PageOwner::PageTable;
     }

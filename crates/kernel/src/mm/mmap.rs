@@ -204,6 +204,22 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
+    /// The VMAs of a process as `(start, end, prot)`, in order (for reports and tests).
+    pub fn vma_list<P: Platform>(&self, p: &P, pid: TaskId) -> alloc::vec::Vec<(u32, u32, u32)> {
+        let Some(mm) = self.mm_of(pid) else {
+            return alloc::vec::Vec::new();
+        };
+        let vmas = mm.mmap_sem.read(p, "vma_list");
+        vmas.iter().map(|v| (v.start, v.end, v.prot)).collect()
+    }
+
+    /// The current break of a process.
+    pub fn brk_of<P: Platform>(&self, p: &P, pid: TaskId) -> Option<u32> {
+        let mm = self.mm_of(pid)?;
+        let b = mm.mmap_sem.read(p, "brk_of").brk;
+        Some(b)
+    }
+
     /// `munmap(addr, len)`.
     pub fn sys_munmap<P: Platform>(
         &self,

@@ -33,7 +33,8 @@ impl<M: PagingMode> Kernel<M> {
         }
         let old_len = old_len.div_ceil(4096) * 4096;
         let new_len = new_len.div_ceil(4096) * 4096;
-        if new_len == 0 {
+        // old_len 0 (duplicating a shared mapping) is a later Linux extension: refuse it
+        if new_len == 0 || old_len == 0 {
             return Err(Errno::EINVAL);
         }
         if old as u64 + old_len > TASK_SIZE as u64 || new_len > TASK_SIZE as u64 {

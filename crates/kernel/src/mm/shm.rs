@@ -156,9 +156,11 @@ impl<M: PagingMode> Kernel<M> {
         }
         let size = size.div_ceil(4096) * 4096;
         // the id encodes a sequence number and the slot, as ipc ids do
-        let slot = (0..SHMMNI as u32)
-            .find(|s| !ids.segs.keys().any(|k| k % SHMMNI as u32 == *s))
-            .unwrap_or(0);
+        let mut used = alloc::vec![false; SHMMNI];
+        for k in ids.segs.keys() {
+            used[(k % SHMMNI as u32) as usize] = true;
+        }
+        let slot = used.iter().position(|u| !u).unwrap_or(0) as u32;
         ids.next_seq += 1;
         let id = ids.next_seq * SHMMNI as u32 + slot;
         let obj = ShmObject::new(id, size);
@@ -192,6 +194,24 @@ impl<M: PagingMode> Kernel<M> {
                 .map(|s| s.obj.clone())
                 .ok_or(Errno::EINVAL)?
         };
+        let r = self.shmat_obj(cx, pid, shmid, obj.clone(), addr, flags);
+        if r.is_err() {
+            // give back our reference (the id may have been removed meanwhile)
+            self.shm_release(cx, obj);
+        }
+        r
+    }
+
+    fn shmat_obj<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        shmid: u32,
+        obj: Rc<ShmObject>,
+        addr: u32,
+        flags: u32,
+    ) -> Result<u32, Errno> {
+        let p = cx.p();
         let mut addr = addr;
         if addr & 0xfff != 0 {
             if flags & SHM_RND != 0 {
@@ -250,7 +270,7 @@ impl<M: PagingMode> Kernel<M> {
     ) -> Result<(), Errno> {
         let p = cx.p();
         let mm = self.mm_of(pid).ok_or(Errno::EINVAL)?;
-        let range = {
+        let ranges: Vec<(u32, u32)> = {
             let vmas = mm.mmap_sem.read(p, "shmdt");
             let v = vmas
                 .containing(addr)
@@ -264,20 +284,22 @@ impl<M: PagingMode> Kernel<M> {
             else {
                 return Err(Errno::EINVAL);
             };
-            // the whole attachment: every VMA of this segment that starts the object at addr
+            // the whole attachment: every VMA of this segment that maps it at its place
+            // relative to addr (pieces split off by mprotect or partial munmap); other
+            // mappings in between are left alone, as Linux's shmdt does
             let id = *id;
             let end = addr as u64 + obj.size;
-            let end = vmas
-                .overlapping(addr, end)
-                .filter(
-                    |w| matches!(&w.backing, Backing::Shared { shmid: Some(i), .. } if *i == id),
-                )
-                .map(|w| w.end)
-                .max()
-                .unwrap_or(v.end);
-            (addr, end)
+            vmas.overlapping(addr, end)
+                .filter(|w| {
+                    matches!(&w.backing, Backing::Shared { shmid: Some(i), pgoff, .. }
+                        if *i == id && *pgoff == (w.start - addr) >> 12)
+                })
+                .map(|w| (w.start, w.end))
+                .collect()
         };
-        self.do_munmap(cx, &mm, range.0, range.1);
+        for (s, e) in ranges {
+            self.do_munmap(cx, &mm, s, e);
+        }
         Ok(())
     }
 
