@@ -4,7 +4,7 @@
 
 use highpte_arch::{Config, MemoryVariant, PagingMode, Pfn};
 use highpte_kernel::page_alloc::{PageOwner, GFP_HIGHUSER, GFP_KERNEL};
-use highpte_kernel::{Kernel, KernelOptions, PtAllocKind, PteStrategy, SleepCtx};
+use highpte_kernel::{Kernel, KernelOptions, Platform, PtAllocKind, PteStrategy, SleepCtx};
 use highpte_machine::{BugInfo, MachineOptions, RunOutcome, System, TaskHandle, User};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -173,4 +173,46 @@ pub fn who(b: &BugInfo) -> String {
         "task {} '{}' on cpu {} at {}",
         b.task, b.task_name, b.cpu, b.where_label
     )
+}
+
+/// The user address [`with_user_pte`] maps (aligned to every pte page span).
+pub const ADDR: u32 = 0x4000_0000;
+
+/// Run a process that maps two pte-page spans at [`ADDR`] and touches `ADDR`, `ADDR + 4096`
+/// and `ADDR + span` (two pte pages, the first with two entries), then runs `f` in kernel
+/// context on its behalf with its mm. Returns how the run ended.
+pub fn with_user_pte<M: PagingMode>(
+    sys: &mut System<M>,
+    cpu: u32,
+    f: impl FnOnce(&TaskHandle<M>, &Kernel<M>, highpte_kernel::TaskId, &highpte_kernel::mm::Mm)
+        + 'static,
+) -> RunOutcome {
+    use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    run_process(sys, cpu, move |u| {
+        let span = M::PTE_PAGE_SPAN;
+        u.mmap(
+            ADDR,
+            2 * u64::from(span),
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        )
+        .unwrap();
+        u.store_u32(ADDR, 1).unwrap();
+        u.store_u32(ADDR + 4096, 2).unwrap();
+        u.store_u32(ADDR + span, 3).unwrap();
+        let k = u.kernel();
+        let mm = k.mm_of(u.pid()).unwrap();
+        u.handle().set_where("test body");
+        f(u.handle(), k, u.pid(), &mm);
+        0
+    })
+}
+
+/// The locks of a bug report as the machine lists them.
+pub fn locks(b: &BugInfo) -> String {
+    b.held_locks
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
