@@ -3,7 +3,10 @@
 
 mod args;
 mod cmd_boot;
+mod cmd_run;
+mod plot;
 mod report;
+mod workload_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,6 +32,8 @@ struct Cli {
 enum Command {
     /// Boot a machine and print its boot log, memory layout and meminfo.
     Boot(args::BootArgs),
+    /// Run a workload (built-in or file) on one configuration and report.
+    Run(cmd_run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,11 +43,12 @@ fn main() -> ExitCode {
     };
     let r = match cli.command {
         Command::Boot(a) => cmd_boot::run(&a),
+        Command::Run(a) => cmd_run::run(&a),
     };
     match r {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("highpte: error: {e:#}");
+            eprintln!("highpte: {e:#}");
             ExitCode::from(EXIT_USAGE)
         }
     }

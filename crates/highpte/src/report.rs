@@ -39,3 +39,42 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
 pub fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
 }
+
+/// The per-step table of one or more runs (side by side when several).
+pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["processes".to_string()];
+    for r in runs {
+        let tag = if runs.len() > 1 { format!(" ({})", r.config) } else { String::new() };
+        header.push(format!("LowFree{tag}"));
+        header.push(format!("PageTables low{tag}"));
+        header.push(format!("PageTables high{tag}"));
+        header.push(format!("failures{tag}"));
+    }
+    t.set_header(header);
+    let n = runs.iter().map(|r| r.steps.len()).max().unwrap_or(0);
+    for i in 0..n {
+        let procs = runs.iter().filter_map(|r| r.steps.get(i)).map(|s| s.processes).max().unwrap_or(0);
+        let mut row = vec![procs.to_string()];
+        for r in runs {
+            match r.steps.get(i) {
+                Some(s) => {
+                    row.push(mb(s.meminfo.low_free));
+                    row.push(mb(s.meminfo.page_tables_low));
+                    row.push(mb(s.meminfo.page_tables_high));
+                    row.push(if s.failures.is_empty() {
+                        "-".to_string()
+                    } else {
+                        let f = &s.failures[0];
+                        format!("{} x {} {}", s.failures.len(), f.call, f.errno_or_signal)
+                    });
+                }
+                None => row.extend(["".to_string(), "".to_string(), "".to_string(), "(stopped)".to_string()]),
+            }
+        }
+        t.add_row(row);
+    }
+    t.to_string()
+}

@@ -76,6 +76,8 @@ counters! {
     PagesCopied = "pages_copied",
     /// pte_offset_map (and _nested) calls.
     PteMaps = "pte_maps",
+    /// ptes filled by populate_range (pre-faulting).
+    PopulatedPtes = "populated_ptes",
 }
 
 impl Counter {

@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod file;
+pub mod runner;
 pub mod spec;
 
 pub use builtin::{builtin, builtin_names, BUILTINS};

@@ -4,6 +4,7 @@ pub mod fault;
 pub mod memory;
 pub mod mmap;
 pub mod mremap;
+pub mod populate;
 pub mod process;
 pub mod shm;
 pub mod tlb;

@@ -1,0 +1,171 @@
+//! `highpte run`: run one workload on one configuration and report.
+
+use crate::report;
+use crate::workload_args::WorkloadArgs;
+use clap::Args;
+use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport, StepReport};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::rc::Rc;
+
+/// `highpte run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub w: WorkloadArgs,
+    /// Print one JSON object (schema: docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Write a plot of LowFree and page tables per step (SVG, or PNG by extension).
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Check the kernel's invariants after every step and at the end.
+    #[arg(long)]
+    pub check: bool,
+    /// Stress mode: perturb interleavings from the seed.
+    #[arg(long)]
+    pub stress: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
+    let spec = a.w.spec()?;
+    let mut opts = RunOptions { stress: a.stress, invariants: if a.check { InvariantChecks::EachStep } else { InvariantChecks::Never }, ..Default::default() };
+    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
+    if progress {
+        opts.on_step = Some(Rc::new(|s: &StepReport| {
+            eprintln!("  step {:>3}: {:>5} processes, LowFree {:>9}, host {:.1} s", s.step + 1, s.processes, report::mb(s.meminfo.low_free), s.host_seconds);
+        }));
+    }
+    let rep = runner::run(&spec, &opts)?;
+    if let Some(p) = &a.plot {
+        crate::plot::steps_plot(p, &format!("{} on {}", rep.workload, rep.config), &[&rep])?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report_json(&rep))?);
+    } else {
+        print_report(&rep);
+    }
+    Ok(if rep.failed_checks() { crate::EXIT_FAILURE_FOUND } else { 0 })
+}
+
+/// The documented JSON object of one run.
+pub fn report_json(r: &RunReport) -> Value {
+    let ff = r.first_failure.as_ref().map(|f| {
+        json!({"process": f.process, "pid": f.pid, "call": f.call, "errno_or_signal": f.errno_or_signal, "LowFree": f.low_free_kb, "HighFree": f.high_free_kb, "step": f.step})
+    });
+    let steps: Vec<Value> = r
+        .steps
+        .iter()
+        .map(|s| {
+            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len()})
+        })
+        .collect();
+    let counters: serde_json::Map<String, Value> = r.counters.iter().chain(r.machine.iter()).map(|(k, v)| (k.clone(), json!(v))).collect();
+    json!({
+        "workload": r.workload,
+        "config": r.config,
+        "paging": r.paging,
+        "ram_bytes": r.ram_bytes,
+        "cpus": r.cpus,
+        "preempt": r.preempt,
+        "strategy": r.strategy,
+        "pt_alloc": r.pt_alloc,
+        "seed": r.seed,
+        "processes_started": r.processes_started,
+        "processes_failed": r.processes_failed,
+        "first_failure": ff,
+        "steps": steps,
+        "meminfo": report::meminfo_json(&r.meminfo_peak),
+        "meminfo_end": report::meminfo_json(&r.meminfo_end),
+        "pagetables": {"low_pages": r.meminfo_peak.page_tables_low / 4, "high_pages": r.meminfo_peak.page_tables_high / 4},
+        "counters": counters,
+        "operations": r.operations,
+        "cycles": r.cycles,
+        "cycles_all_cpus": r.cycles_all_cpus,
+        "host_seconds": r.host_seconds,
+        "event_hash": format!("{:#018x}", r.event_hash),
+        "check_failures": r.check_failures,
+        "outcome": r.outcome,
+    })
+}
+
+pub fn print_report(r: &RunReport) {
+    println!(
+        "{} on {} ({} paging), {} RAM, {} CPU(s), preempt {}, pte strategy {}, page-table allocator {}, seed {}",
+        r.workload,
+        r.config,
+        r.paging,
+        highpte_arch::size::DisplaySize(r.ram_bytes),
+        r.cpus,
+        if r.preempt { "on" } else { "off" },
+        r.strategy,
+        r.pt_alloc,
+        r.seed
+    );
+    println!("{}", report::steps_table(&[r]));
+    match &r.first_failure {
+        Some(f) => println!(
+            "first failure: process {} (pid {}) in step {}: {} failed with {}, LowFree {}, HighFree {}",
+            f.process,
+            f.pid,
+            f.step + 1,
+            f.call,
+            f.errno_or_signal,
+            report::mb(f.low_free_kb),
+            report::mb(f.high_free_kb)
+        ),
+        None => println!("no failure: all {} processes ran", r.processes_started),
+    }
+    println!();
+    println!("meminfo at the last step:");
+    for l in report::meminfo_lines(&r.meminfo_peak) {
+        println!("  {l}");
+    }
+    println!("  {:<14}{:>12} kB   {:>12} kB in low / high memory", "PageTables:", r.meminfo_peak.page_tables_low, r.meminfo_peak.page_tables_high);
+    println!();
+    println!("counters:");
+    let mut line = String::new();
+    for (k, v) in r.counters.iter().chain(r.machine.iter()) {
+        if *v == 0 {
+            continue;
+        }
+        let item = format!("{k} {v}");
+        if line.len() + item.len() > 96 {
+            println!("  {line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        line.push_str(&item);
+    }
+    if !line.is_empty() {
+        println!("  {line}");
+    }
+    for l in r.kernel_log.iter().take(5) {
+        println!("kernel: {l}");
+    }
+    if r.kernel_log.len() > 5 {
+        println!("kernel: ... {} more lines", r.kernel_log.len() - 5);
+    }
+    println!();
+    println!(
+        "{} operations; {} simulated cycles ({:.3} s at 2 GHz); host {:.2} s; event hash {:#018x}",
+        r.operations,
+        r.cycles,
+        r.cycles as f64 / 2e9,
+        r.host_seconds,
+        r.event_hash
+    );
+    if r.failed_checks() {
+        println!();
+        println!("CHECKS FAILED:");
+        for c in &r.check_failures {
+            println!("  {c}");
+        }
+        println!("replay: highpte run {} --config {} --cpus {} --seed {}", r.workload, r.config, r.cpus, r.seed);
+    }
+}

@@ -1,0 +1,181 @@
+//! `populate_range`: fault in a whole range one pte page at a time (`MAP_POPULATE`,
+//! `make_pages_present`, a database pre-paging its SGA).
+//!
+//! The range helper of the pte API at work: each pte page is mapped once (KM_PTE0) and every
+//! empty entry of it filled. Pages that must be allocated are counted first; then the mapping
+//! and the page-table lock are dropped, the pages are allocated (which may sleep), and the walk
+//! of that pte page starts again and re-checks every entry, as the fault handlers do.
+
+use crate::counters::Counter;
+use crate::ctx::SleepCtx;
+use crate::errno::Errno;
+use crate::kernel::Kernel;
+use crate::mm::vma::Backing;
+use crate::mm::PROT_WRITE;
+use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
+use crate::pgtable::pte_alloc_map;
+use crate::platform::{Platform, TaskId};
+use alloc::vec::Vec;
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+
+impl<M: PagingMode> Kernel<M> {
+    /// Fault in `[start, start + len)` of task `pid` for reading or writing. Returns the number
+    /// of ptes filled; ENOMEM when memory runs out (what was filled stays), EFAULT when part of
+    /// the range is not mapped or does not allow the access.
+    pub fn populate_range<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        start: u32,
+        len: u64,
+        write: bool,
+    ) -> Result<u64, Errno> {
+        // SAFETY: a system-call entry point.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.syscall_enter(p, "populate_range");
+        let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
+        let end = start as u64 + len;
+        let vmas = mm.mmap_sem.read(p, "populate_range");
+        let list: Vec<_> = vmas.overlapping(start, end).cloned().collect();
+        let mut cur = start as u64;
+        let mut filled = 0u64;
+        let mut reserve: Vec<Pfn> = Vec::new();
+        let mut result = Ok(());
+        'vmas: for vma in &list {
+            if (vma.start as u64) > cur || (write && !vma.writable()) || !vma.readable() {
+                result = Err(Errno::EFAULT);
+                break;
+            }
+            let stop = end.min(vma.end as u64);
+            while cur < stop {
+                let a = VirtAddr::new(cur as u32);
+                let next = M::pmd_end(a).min(stop);
+                loop {
+                    let pmd = self.pmd_offset(p, &mm.pgd, a);
+                    let mut g = mm.page_table_lock.lock(p);
+                    let Ok(mut map) = pte_alloc_map(self, &mut cx, &mut g, &pmd, a, &mm.nr_ptes)
+                    else {
+                        result = Err(Errno::ENOMEM);
+                        break 'vmas;
+                    };
+                    // how many new pages does this pte page need?
+                    let mut need = 0usize;
+                    let mut x = cur;
+                    while x < next {
+                        let va = VirtAddr::new(x as u32);
+                        if map.get(va).is_none() {
+                            match &vma.backing {
+                                Backing::Anon => need += usize::from(write),
+                                Backing::Shared { obj, pgoff, .. } => {
+                                    let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
+                                    if idx < obj.nr_pages() && obj.page(idx).is_none() {
+                                        need += 1;
+                                    }
+                                }
+                            }
+                        }
+                        x += 4096;
+                    }
+                    if need > reserve.len() {
+                        drop(map);
+                        drop(g);
+                        while reserve.len() < need {
+                            match self.alloc_pages(
+                                &mut cx,
+                                GFP_HIGHUSER,
+                                0,
+                                PageOwner::User,
+                                "populate_range",
+                            ) {
+                                Some(pfn) => {
+                                    self.clear_highpage(&cx, pfn);
+                                    reserve.push(pfn);
+                                }
+                                None => {
+                                    result = Err(Errno::ENOMEM);
+                                    break 'vmas;
+                                }
+                            }
+                        }
+                        continue; // re-walk: the entries may have changed
+                    }
+                    let mut added = 0u64;
+                    let mut x = cur;
+                    while x < next {
+                        let va = VirtAddr::new(x as u32);
+                        if map.get(va).is_none() {
+                            let pte = match &vma.backing {
+                                Backing::Anon if !write => Some(Entry::new(
+                                    self.zero_page,
+                                    EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
+                                )),
+                                Backing::Anon => reserve.pop().map(|new| {
+                                    let d = self.mem_map.desc(new);
+                                    d.set_flag(PageFlags::ANON);
+                                    d.inc_mapcount();
+                                    Entry::new(
+                                        new,
+                                        EntryFlags::PRESENT
+                                            | EntryFlags::USER
+                                            | EntryFlags::RW
+                                            | EntryFlags::ACCESSED
+                                            | EntryFlags::DIRTY,
+                                    )
+                                }),
+                                Backing::Shared { obj, pgoff, .. } => {
+                                    let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
+                                    if idx >= obj.nr_pages() {
+                                        None
+                                    } else {
+                                        let page = match obj.page(idx) {
+                                            Some(pg) => Some(pg),
+                                            None => reserve.pop().inspect(|new| {
+                                                self.mem_map.desc(*new).set_flag(PageFlags::SHARED);
+                                                obj.set_page(idx, *new);
+                                            }),
+                                        };
+                                        page.map(|pg| {
+                                            let d = self.mem_map.desc(pg);
+                                            d.get_page();
+                                            d.inc_mapcount();
+                                            let mut f = EntryFlags::PRESENT
+                                                | EntryFlags::USER
+                                                | EntryFlags::ACCESSED;
+                                            if vma.prot & PROT_WRITE != 0 {
+                                                f |= EntryFlags::RW;
+                                                if write {
+                                                    f |= EntryFlags::DIRTY;
+                                                }
+                                            }
+                                            Entry::new(pg, f)
+                                        })
+                                    }
+                                }
+                            };
+                            if let Some(pte) = pte {
+                                map.set(va, pte);
+                                added += 1;
+                            }
+                        }
+                        x += 4096;
+                    }
+                    drop(map);
+                    drop(g);
+                    mm.rss.set(mm.rss.get() + added);
+                    filled += added;
+                    break;
+                }
+                cur = next;
+            }
+        }
+        if result.is_ok() && cur < end {
+            result = Err(Errno::EFAULT);
+        }
+        drop(vmas);
+        for pfn in reserve {
+            self.free_pages(&cx, pfn, 0);
+        }
+        self.counters.add(Counter::PopulatedPtes, filled);
+        result.map(|_| filled)
+    }
+}

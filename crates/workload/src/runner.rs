@@ -1,0 +1,948 @@
+//! The workload runner: boots the machine a [`WorkloadSpec`] describes and runs its processes
+//! on it, step by step, phase by phase, reporting after each step.
+//!
+//! A driver (a kernel thread) starts the processes of each ramp step and runs the phases as
+//! barriers: it hands each participating process the phase, and waits until every one of them
+//! has finished it, paused, exited or failed. After each step it takes a report (meminfo, page
+//! tables by zone, low memory by owner). The first failure stops the ramp. At the end the
+//! driver kills the paused processes, waits for every process to exit, and checks that nothing
+//! leaked.
+
+use crate::spec::{Op, Pattern, Phase, Prot, RunBy, WorkloadSpec};
+use highpte_arch::{Config, Pae, PagingMode, TwoLevel};
+use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_EXEC, PROT_READ, PROT_WRITE};
+use highpte_kernel::mm::shm::{IPC_CREAT, SHM_RDONLY};
+use highpte_kernel::{Errno, KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy, Signal, TaskId, WaitQueueKey};
+use highpte_machine::system::{run_new_process, KernelCell};
+use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+mod churn;
+
+/// How thoroughly a run checks itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvariantChecks {
+    /// Never (fastest).
+    Never,
+    /// After every step and at the end.
+    EachStep,
+}
+
+/// Everything a run needs beyond the workload.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stress mode: perturb interleavings from the seed.
+    pub stress: bool,
+    /// Invariant checking.
+    pub invariants: InvariantChecks,
+    /// Stop the simulation after this many cycles on every CPU.
+    pub max_cycles: Option<u64>,
+    /// Machine options (quantum, tick, cost model); CPUs, RAM and preemption come from the
+    /// workload.
+    pub machine: MachineOptions,
+    /// Called after each step with the step report (for progress output).
+    pub on_step: Option<Rc<dyn Fn(&StepReport)>>,
+    /// Kernel options overriding those the workload implies (e.g. persistent-kmap window).
+    pub kernel_tweak: Option<Rc<dyn Fn(&mut KernelOptions)>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            stress: false,
+            invariants: InvariantChecks::Never,
+            max_cycles: None,
+            machine: MachineOptions { tick_period: 1_000_000, quantum: 20_000, ..Default::default() },
+            on_step: None,
+            kernel_tweak: None,
+        }
+    }
+}
+
+/// The first thing that went wrong for a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Index of the top-level process (0-based, in start order).
+    pub process: u32,
+    /// Its task id.
+    pub pid: u32,
+    /// The call or operation that failed (`shmat`, `touch`, ...).
+    pub call: String,
+    /// The errno or signal (`ENOMEM`, `SIGKILL`).
+    pub errno_or_signal: String,
+    /// LowFree (kB) when it failed.
+    pub low_free_kb: u64,
+    /// HighFree (kB) when it failed.
+    pub high_free_kb: u64,
+    /// The ramp step it happened in (0-based).
+    pub step: usize,
+}
+
+/// The state of the system after one ramp step.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// Step number (0-based).
+    pub step: usize,
+    /// Top-level processes started so far.
+    pub processes: u32,
+    /// Processes alive and attached (not failed).
+    pub processes_ok: u32,
+    /// meminfo.
+    pub meminfo: Meminfo,
+    /// Low memory by owner, kB.
+    pub lowmem_by_owner: Vec<(String, u64)>,
+    /// Failures in this step.
+    pub failures: Vec<Failure>,
+    /// Simulated cycles so far (the slowest CPU).
+    pub cycles: u64,
+    /// Host seconds so far.
+    pub host_seconds: f64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Workload name.
+    pub workload: String,
+    /// Memory configuration.
+    pub config: String,
+    /// Paging mode.
+    pub paging: &'static str,
+    /// RAM in bytes.
+    pub ram_bytes: u64,
+    /// CPUs.
+    pub cpus: u32,
+    /// Kernel preemption.
+    pub preempt: bool,
+    /// pte strategy.
+    pub strategy: String,
+    /// Page-table allocator.
+    pub pt_alloc: String,
+    /// Seed.
+    pub seed: u64,
+    /// Top-level processes started.
+    pub processes_started: u32,
+    /// Processes (top-level or children) that failed.
+    pub processes_failed: u32,
+    /// The first failure.
+    pub first_failure: Option<Failure>,
+    /// One report per step.
+    pub steps: Vec<StepReport>,
+    /// meminfo at the last step (the peak).
+    pub meminfo_peak: Meminfo,
+    /// meminfo after every process exited (pools drained).
+    pub meminfo_end: Meminfo,
+    /// MemFree right after boot (kB).
+    pub boot_mem_free_kb: u64,
+    /// Kernel counters.
+    pub counters: Vec<(String, u64)>,
+    /// Machine counters.
+    pub machine: Vec<(String, u64)>,
+    /// Simulated cycles (the slowest CPU).
+    pub cycles: u64,
+    /// Simulated cycles spent in the kernel per CPU are not separated; total over CPUs.
+    pub cycles_all_cpus: u64,
+    /// Host seconds.
+    pub host_seconds: f64,
+    /// The run's fingerprint.
+    pub event_hash: u64,
+    /// Operations run by the processes (system calls and accesses).
+    pub operations: u64,
+    /// Checks that failed (data stamps, invariants, kernel bugs, deadlocks): exit status 1.
+    pub check_failures: Vec<String>,
+    /// How the simulation ended.
+    pub outcome: String,
+    /// The kernel log (OOM kills and the like).
+    pub kernel_log: Vec<String>,
+}
+
+impl RunReport {
+    /// True if a check failed (stamps, invariants, bug, deadlock, leak).
+    pub fn failed_checks(&self) -> bool {
+        !self.check_failures.is_empty()
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for RunError {}
+
+/// The configuration and kernel options a spec asks for.
+pub fn spec_config(spec: &WorkloadSpec) -> Result<(Config, KernelOptions), RunError> {
+    let m = &spec.machine;
+    let variant = m.variant().ok_or_else(|| RunError(format!("unknown memory configuration '{}'", m.config)))?;
+    let cfg = Config::new(variant, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
+    let mut k = KernelOptions::defaults_for(&cfg);
+    if let Some(s) = &m.strategy {
+        k.strategy = PteStrategy::from_name(s).ok_or_else(|| RunError(format!("unknown strategy '{s}'")))?;
+    }
+    if let Some(a) = &m.pt_alloc {
+        k.pt_alloc = PtAllocKind::from_name(a).ok_or_else(|| RunError(format!("unknown page-table allocator '{a}'")))?;
+    }
+    k.debug = m.debug;
+    Ok((cfg, k))
+}
+
+/// Run a workload.
+pub fn run(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let (cfg, _) = spec_config(spec)?;
+    if cfg.variant.pae() {
+        run_in::<Pae>(spec, opts)
+    } else {
+        run_in::<TwoLevel>(spec, opts)
+    }
+}
+
+const DRIVER_KEY: WaitQueueKey = WaitQueueKey(0x6472_6976_6572_0000);
+const PROC_KEY_BASE: u64 = 0x7072_6f63_0000_0000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PState {
+    /// Waiting for a command.
+    Idle,
+    /// Running a phase.
+    Busy,
+    /// Paused (alive, done with its phases).
+    Paused,
+    /// Exited (or failed and exited).
+    Exited,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmd {
+    Phase(usize),
+    Quit,
+}
+
+struct Slot {
+    pid: TaskId,
+    state: PState,
+    cmd: Option<Cmd>,
+    failed: bool,
+}
+
+/// A stamp history per shared page: the last few values written (any of them may be read by
+/// a racing reader).
+type SharedStamps = BTreeMap<(u64, u32), Vec<u32>>;
+
+pub(crate) struct Ctl {
+    slots: Vec<Slot>,
+    failures: Vec<Failure>,
+    checks: Vec<String>,
+    shared_stamps: SharedStamps,
+    next_obj: u64,
+    step: usize,
+    operations: u64,
+    children_failed: u32,
+}
+
+/// A region a process has mapped.
+#[derive(Clone, Debug)]
+pub(crate) struct Region {
+    pub(crate) addr: u32,
+    pub(crate) len: u32,
+    pub(crate) prot: u32,
+    /// Shared object identity (SysV key based or a shared anonymous mapping), if shared.
+    pub(crate) obj: Option<u64>,
+    /// Page index of `addr` in the object.
+    pub(crate) pgoff: u32,
+    pub(crate) shm: bool,
+}
+
+/// One process's user-side state.
+#[derive(Clone)]
+pub(crate) struct PCtx {
+    pub(crate) index: u32,
+    pub(crate) regions: BTreeMap<String, Region>,
+    /// Expected stamps of private pages, by page address.
+    pub(crate) stamps: BTreeMap<u32, u32>,
+    pub(crate) generation: u32,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) seed: u64,
+}
+
+fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
+    let mut x = seed ^ (u64::from(writer) << 40) ^ (u64::from(page) << 8) ^ (u64::from(generation) << 52);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x as u32) | 1
+}
+
+fn prot_bits(p: Prot) -> u32 {
+    (if p.read { PROT_READ } else { 0 }) | (if p.write { PROT_WRITE } else { 0 }) | (if p.exec { PROT_EXEC } else { 0 })
+}
+
+fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let (cfg, mut kopts) = spec_config(spec)?;
+    if let Some(t) = &opts.kernel_tweak {
+        t(&mut kopts);
+    }
+    let t0 = Instant::now();
+    let mut mopts = opts.machine.clone();
+    mopts.seed = spec.machine.seed;
+    mopts.stress = opts.stress;
+    mopts.max_cycles = opts.max_cycles;
+    let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| RunError(e.to_string()))?;
+    let boot_free = sys.inspect(|h, k| k.meminfo(h).mem_free).map_err(RunError)?;
+    let ctl = Rc::new(RefCell::new(Ctl {
+        slots: Vec::new(),
+        failures: Vec::new(),
+        checks: Vec::new(),
+        shared_stamps: BTreeMap::new(),
+        next_obj: 1 << 40,
+        step: 0,
+        operations: 0,
+        children_failed: 0,
+    }));
+    let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
+    let end_out: Rc<RefCell<Option<(Meminfo, Vec<String>)>>> = Rc::new(RefCell::new(None));
+    let spec_rc = Rc::new(spec.clone());
+    {
+        let kc = sys.kernel_cell();
+        let ctl = ctl.clone();
+        let steps_out = steps_out.clone();
+        let end_out = end_out.clone();
+        let spec = spec_rc.clone();
+        let on_step = opts.on_step.clone();
+        let inv = opts.invariants;
+        sys.machine
+            .spawn("driver", Some(0), move |h| {
+                driver(h, kc, spec, ctl, steps_out, end_out, on_step, inv, t0);
+                0
+            })
+            .map_err(|e| RunError(e.to_string()))?;
+    }
+    let outcome = sys.run();
+    let mut checks = ctl.borrow().checks.clone();
+    match &outcome {
+        RunOutcome::Completed => {}
+        RunOutcome::TimeLimit => {}
+        other => checks.push(format!("simulation stopped: {other}")),
+    }
+    let (end_mi, end_inv) = end_out.borrow_mut().take().unwrap_or_default();
+    checks.extend(end_inv);
+    let k = sys.kernel();
+    if matches!(outcome, RunOutcome::Completed) && end_mi.mem_free != boot_free {
+        checks.push(format!(
+            "leak: MemFree after every process exited is {} kB, {} kB at boot ({} pages {})",
+            end_mi.mem_free,
+            boot_free,
+            (boot_free as i64 - end_mi.mem_free as i64).unsigned_abs() / 4,
+            if end_mi.mem_free < boot_free { "lost" } else { "gained" }
+        ));
+    }
+    let steps = steps_out.borrow().clone();
+    let c = ctl.borrow();
+    let first_failure = c.failures.first().cloned();
+    let failed_top = c.slots.iter().filter(|s| s.failed).count() as u32;
+    let ms = sys.machine.stats();
+    let machine = vec![
+        ("context_switches".to_string(), ms.context_switches),
+        ("preemptions".to_string(), ms.preemptions),
+        ("migrations".to_string(), ms.migrations),
+        ("ticks".to_string(), ms.ticks),
+        ("ipis_sent".to_string(), ms.ipis_sent),
+        ("tlb_shootdowns".to_string(), ms.tlb_shootdowns),
+        ("scheduler_events".to_string(), ms.scheduler_events),
+        ("sleeps".to_string(), ms.sleeps),
+        ("spins".to_string(), ms.spins),
+    ];
+    let mut tlb = (0u64, 0u64, 0u64, 0u64);
+    for cpu in 0..cfg.cpus {
+        if let Some(t) = sys.machine.tlb(cpu) {
+            let s = t.stats();
+            tlb.0 += s.hits;
+            tlb.1 += s.misses;
+            tlb.2 += s.invlpgs;
+            tlb.3 += s.flushes_all + s.flushes_nonglobal;
+        }
+    }
+    let mut machine = machine;
+    machine.push(("tlb_hits".into(), tlb.0));
+    machine.push(("tlb_misses".into(), tlb.1));
+    machine.push(("invlpg_executed".into(), tlb.2));
+    machine.push(("tlb_flushes".into(), tlb.3));
+    let clocks = sys.machine.cpu_clocks();
+    Ok(RunReport {
+        workload: spec.name.clone(),
+        config: cfg.variant.name().to_string(),
+        paging: M::NAME,
+        ram_bytes: cfg.ram_bytes,
+        cpus: cfg.cpus,
+        preempt: cfg.preempt,
+        strategy: k.options().strategy.name().to_string(),
+        pt_alloc: k.options().pt_alloc.name().to_string(),
+        seed: spec.machine.seed,
+        processes_started: c.slots.len() as u32,
+        processes_failed: failed_top + c.children_failed,
+        first_failure,
+        meminfo_peak: steps.last().map(|s| s.meminfo).unwrap_or_default(),
+        steps,
+        meminfo_end: end_mi,
+        boot_mem_free_kb: boot_free,
+        counters: k.counters().snapshot().into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        machine,
+        cycles: clocks.iter().copied().max().unwrap_or(0),
+        cycles_all_cpus: clocks.iter().sum(),
+        host_seconds: t0.elapsed().as_secs_f64(),
+        event_hash: sys.machine.event_hash(),
+        operations: c.operations,
+        check_failures: checks,
+        outcome: outcome.to_string(),
+        kernel_log: sys.machine.kernel_log().to_vec(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn driver<M: PagingMode>(
+    h: &TaskHandle<M>,
+    kc: KernelCell<M>,
+    spec: Rc<WorkloadSpec>,
+    ctl: Rc<RefCell<Ctl>>,
+    steps_out: Rc<RefCell<Vec<StepReport>>>,
+    end_out: Rc<RefCell<Option<(Meminfo, Vec<String>)>>>,
+    on_step: Option<Rc<dyn Fn(&StepReport)>>,
+    inv: InvariantChecks,
+    t0: Instant,
+) {
+    let Some(k) = kc.get() else { return };
+    let steps = spec.processes.steps();
+    let mut started = 0u32;
+    for (s, &target) in steps.iter().enumerate() {
+        ctl.borrow_mut().step = s;
+        let first_new = started;
+        while started < target {
+            let index = started;
+            let kc2 = kc.clone();
+            let ctl2 = ctl.clone();
+            let spec2 = spec.clone();
+            let seed = spec.machine.seed;
+            let pid = match h.spawn(format!("p{index}"), None, move |h2| {
+                run_new_process(h2, kc2, move |u| process_main(u, index, seed, spec2, ctl2))
+            }) {
+                Ok(p) => p,
+                Err(e) => {
+                    ctl.borrow_mut().checks.push(format!("could not start process {index}: {e}"));
+                    break;
+                }
+            };
+            ctl.borrow_mut().slots.push(Slot { pid, state: PState::Idle, cmd: None, failed: false });
+            started += 1;
+        }
+        for (pi, phase) in spec.phases.iter().enumerate() {
+            let parts: Vec<usize> = {
+                let c = ctl.borrow();
+                c.slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, sl)| {
+                        sl.state == PState::Idle
+                            && match phase.run_by {
+                                RunBy::First => *i == 0 && s == 0,
+                                RunBy::All => true,
+                                RunBy::EachNew => *i as u32 >= first_new,
+                                RunBy::Children => false,
+                            }
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            for &i in &parts {
+                let pid = {
+                    let mut c = ctl.borrow_mut();
+                    c.slots[i].cmd = Some(Cmd::Phase(pi));
+                    c.slots[i].state = PState::Busy;
+                    c.slots[i].pid
+                };
+                h.wake_up_all(WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0)));
+            }
+            wait_until(h, || parts.iter().all(|&i| ctl.borrow().slots[i].state != PState::Busy));
+        }
+        // the step report
+        let mi = k.meminfo(h);
+        let owners: Vec<(String, u64)> = k.lowmem_by_owner().into_iter().map(|(o, n)| (o.name().to_string(), n * 4)).collect();
+        let mut rep = {
+            let c = ctl.borrow();
+            StepReport {
+                step: s,
+                processes: started,
+                processes_ok: c.slots.iter().filter(|sl| !sl.failed && sl.state != PState::Exited).count() as u32,
+                meminfo: mi,
+                lowmem_by_owner: owners,
+                failures: c.failures.iter().filter(|f| f.step == s).cloned().collect(),
+                cycles: h.now(),
+                host_seconds: t0.elapsed().as_secs_f64(),
+            }
+        };
+        if inv == InvariantChecks::EachStep {
+            let bad = k.check_invariants(h);
+            if !bad.is_empty() {
+                ctl.borrow_mut().checks.push(format!("invariants after step {s}: {}", bad.join("; ")));
+            }
+        }
+        rep.cycles = h.now();
+        if let Some(cb) = &on_step {
+            cb(&rep);
+        }
+        let stop = !rep.failures.is_empty() || !ctl.borrow().checks.is_empty();
+        steps_out.borrow_mut().push(rep);
+        if stop {
+            break;
+        }
+    }
+    // end: every process quits (paused ones are killed)
+    let pids: Vec<(TaskId, PState)> = ctl.borrow().slots.iter().map(|s| (s.pid, s.state)).collect();
+    for (i, (pid, st)) in pids.iter().enumerate() {
+        match st {
+            PState::Paused => k.kill_task(h, *pid, Signal::Sigkill),
+            PState::Idle => {
+                ctl.borrow_mut().slots[i].cmd = Some(Cmd::Quit);
+                h.wake_up_all(WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0)));
+            }
+            _ => {}
+        }
+    }
+    wait_until(h, || ctl.borrow().slots.iter().all(|s| s.state == PState::Exited));
+    // wait for every other process (children) to be gone too
+    wait_until(h, || k.nr_processes() == 0);
+    k.pt_drain_all_pools_entry(h);
+    let mut bad = Vec::new();
+    if inv == InvariantChecks::EachStep {
+        let v = k.check_invariants(h);
+        if !v.is_empty() {
+            bad.push(format!("invariants at the end: {}", v.join("; ")));
+        }
+    }
+    *end_out.borrow_mut() = Some((k.meminfo(h), bad));
+}
+
+/// Sleep on the driver's queue until `cond` holds.
+fn wait_until<M: PagingMode>(h: &TaskHandle<M>, cond: impl Fn() -> bool) {
+    loop {
+        let token = h.prepare_to_wait(DRIVER_KEY);
+        if cond() {
+            return;
+        }
+        if k_poll_needed(h) {
+            h.schedule();
+            continue;
+        }
+        h.sleep(DRIVER_KEY, token, "workload driver", "wait_until");
+    }
+}
+
+fn k_poll_needed<M: PagingMode>(_h: &TaskHandle<M>) -> bool {
+    false
+}
+
+/// The body of a top-level process.
+fn process_main<M: PagingMode>(u: &mut User<'_, M>, index: u32, seed: u64, spec: Rc<WorkloadSpec>, ctl: Rc<RefCell<Ctl>>) -> i32 {
+    let pid = u.pid();
+    let mut pc = PCtx {
+        index,
+        regions: BTreeMap::new(),
+        stamps: BTreeMap::new(),
+        generation: 0,
+        rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(index) << 32) ^ 0x9e37_79b9),
+        seed,
+    };
+    let key = WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0));
+    let h = u.handle();
+    let code = loop {
+        // wait for a command
+        let cmd = loop {
+            let token = h.prepare_to_wait(key);
+            if let Some(c) = ctl.borrow_mut().slots.get_mut(index as usize).and_then(|s| s.cmd.take()) {
+                break c;
+            }
+            h.sleep(key, token, "workload: next phase", "process_main");
+        };
+        let Cmd::Phase(pi) = cmd else { break 0 };
+        let phase = &spec.phases[pi];
+        let end = run_phase(u, &mut pc, &spec, phase, &ctl);
+        match end {
+            PhaseEnd::Done => set_state(&ctl, index, PState::Idle, h),
+            PhaseEnd::Pause => {
+                set_state(&ctl, index, PState::Paused, h);
+                let _ = u.pause();
+                break 0;
+            }
+            PhaseEnd::Exit => break 0,
+            PhaseEnd::Failed => {
+                ctl.borrow_mut().slots[index as usize].failed = true;
+                break 1;
+            }
+        }
+    };
+    set_state(&ctl, index, PState::Exited, h);
+    code
+}
+
+fn set_state<M: PagingMode>(ctl: &Rc<RefCell<Ctl>>, index: u32, st: PState, h: &TaskHandle<M>) {
+    if let Some(s) = ctl.borrow_mut().slots.get_mut(index as usize) {
+        s.state = st;
+    }
+    h.wake_up_all(DRIVER_KEY);
+}
+
+/// How a phase ended for a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PhaseEnd {
+    Done,
+    Pause,
+    Exit,
+    Failed,
+}
+
+pub(crate) fn fail<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, ctl: &Rc<RefCell<Ctl>>, call: &str, what: String) {
+    let mi = u.kernel().meminfo(u.handle());
+    let mut c = ctl.borrow_mut();
+    let step = c.step;
+    c.failures.push(Failure {
+        process: pc.index,
+        pid: u.pid().0,
+        call: call.to_string(),
+        errno_or_signal: what,
+        low_free_kb: mi.low_free,
+        high_free_kb: mi.high_free,
+        step,
+    });
+}
+
+pub(crate) fn check_fail(ctl: &Rc<RefCell<Ctl>>, msg: String) {
+    ctl.borrow_mut().checks.push(msg);
+}
+
+fn run_phase<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadSpec>, phase: &Phase, ctl: &Rc<RefCell<Ctl>>) -> PhaseEnd {
+    for _ in 0..phase.repeat.max(1) {
+        for op in &phase.ops {
+            ctl.borrow_mut().operations += 1;
+            match run_op(u, pc, spec, op, ctl) {
+                PhaseEnd::Done => {}
+                other => return other,
+            }
+            if u.killed().is_some() {
+                fail(u, pc, ctl, op.kind(), "SIGKILL".into());
+                return PhaseEnd::Failed;
+            }
+        }
+    }
+    PhaseEnd::Done
+}
+
+fn range_of(r: &Region, offset: u64, size: Option<u64>) -> (u32, u32) {
+    let off = (offset.min(u64::from(r.len)) as u32) & !0xfff;
+    let len = size.map(|s| s.min(u64::from(r.len - off))).unwrap_or(u64::from(r.len - off)) as u32;
+    (r.addr + off, len.div_ceil(4096) * 4096)
+}
+
+fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadSpec>, op: &Op, ctl: &Rc<RefCell<Ctl>>) -> PhaseEnd {
+    macro_rules! region {
+        ($name:expr) => {
+            match pc.regions.get($name) {
+                Some(r) => r.clone(),
+                None => {
+                    fail(u, pc, ctl, op.kind(), format!("no region named '{}'", $name));
+                    return PhaseEnd::Failed;
+                }
+            }
+        };
+    }
+    macro_rules! sys {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => {
+                    fail(u, pc, ctl, op.kind(), e.name().to_string());
+                    return PhaseEnd::Failed;
+                }
+            }
+        };
+    }
+    match op {
+        Op::Mmap { name, size, prot, shared, fixed_at, populate } => {
+            let mut flags = MAP_ANONYMOUS | if *shared { MAP_SHARED } else { MAP_PRIVATE };
+            if fixed_at.is_some() {
+                flags |= MAP_FIXED;
+            }
+            if *populate {
+                flags |= MAP_POPULATE;
+            }
+            let addr = sys!(u.mmap(fixed_at.unwrap_or(0), size.0, prot_bits(*prot), flags));
+            let obj = if *shared {
+                let mut c = ctl.borrow_mut();
+                c.next_obj += 1;
+                Some(c.next_obj)
+            } else {
+                None
+            };
+            pc.regions.insert(name.clone(), Region { addr, len: (size.0.div_ceil(4096) * 4096) as u32, prot: prot_bits(*prot), obj, pgoff: 0, shm: false });
+        }
+        Op::Munmap { region, offset, size } => {
+            let r = region!(region);
+            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            sys!(u.munmap(a, u64::from(l)));
+            forget_stamps(pc, a, l);
+            if a == r.addr && l >= r.len {
+                pc.regions.remove(region);
+            } else if a == r.addr {
+                let e = pc.regions.get_mut(region).expect("region present");
+                e.addr += l;
+                e.len -= l;
+                e.pgoff += l >> 12;
+            } else {
+                let e = pc.regions.get_mut(region).expect("region present");
+                e.len = a - r.addr;
+            }
+        }
+        Op::Mprotect { region, prot, offset, size } => {
+            let r = region!(region);
+            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            sys!(u.mprotect(a, u64::from(l), prot_bits(*prot)));
+            if a == r.addr && l >= r.len {
+                pc.regions.get_mut(region).expect("region present").prot = prot_bits(*prot);
+            }
+        }
+        Op::Mremap { region, size, may_move } => {
+            let r = region!(region);
+            let new_len = (size.0.div_ceil(4096) * 4096) as u32;
+            let na = sys!(u.mremap(r.addr, u64::from(r.len), u64::from(new_len), if *may_move { MREMAP_MAYMOVE } else { 0 }, 0));
+            move_stamps(pc, r.addr, na, r.len.min(new_len));
+            if new_len < r.len {
+                forget_stamps(pc, r.addr + new_len, r.len - new_len);
+            }
+            let e = pc.regions.get_mut(region).expect("region present");
+            e.addr = na;
+            e.len = new_len;
+        }
+        Op::Brk { grow } => {
+            let cur = u.brk(0);
+            let want = (i64::from(cur) + grow.0).clamp(0, i64::from(u32::MAX)) as u32;
+            let got = u.brk(want);
+            if got != want {
+                fail(u, pc, ctl, "brk", "ENOMEM".into());
+                return PhaseEnd::Failed;
+            }
+            if grow.0 < 0 {
+                forget_stamps(pc, want.div_ceil(4096) * 4096, cur.div_ceil(4096) * 4096 - want.div_ceil(4096) * 4096);
+            }
+        }
+        Op::Shmget { key, size, create } => {
+            sys!(u.shmget(*key, size.0, if *create { IPC_CREAT | 0o600 } else { 0 }));
+        }
+        Op::Shmat { key, name, readonly } => {
+            let id = sys!(u.shmget(*key, 0, 0));
+            let addr = sys!(u.shmat(id, 0, if *readonly { SHM_RDONLY } else { 0 }));
+            let size = u.kernel().shm_segments(u.handle()).into_iter().find(|(i, _, _)| *i == id).map(|s| s.1).unwrap_or(0);
+            pc.regions.insert(
+                name.clone(),
+                Region { addr, len: size as u32, prot: PROT_READ | if *readonly { 0 } else { PROT_WRITE }, obj: Some((1u64 << 32) | (*key as u32 as u64)), pgoff: 0, shm: true },
+            );
+        }
+        Op::Shmdt { region } => {
+            let r = region!(region);
+            sys!(u.shmdt(r.addr));
+            pc.regions.remove(region);
+        }
+        Op::ShmRmid { key } => {
+            let id = sys!(u.shmget(*key, 0, 0));
+            sys!(u.shm_rmid(id));
+        }
+        Op::Touch { region, pattern, write, count, stamp, offset, size, populate } => {
+            let r = region!(region);
+            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            if *populate {
+                let res = u.kernel().populate_range(u.handle(), u.pid(), a, u64::from(l), *write);
+                u.handle().return_to_user();
+                if let Err(e) = res {
+                    let what = match u.killed() {
+                        Some(s) => s.name().to_string(),
+                        None => e.name().to_string(),
+                    };
+                    fail(u, pc, ctl, "touch", what);
+                    return PhaseEnd::Failed;
+                }
+                // one user access per pte page: the MMU must see what populate filled
+                let step = M::PTE_PAGE_SPAN;
+                let mut x = a;
+                while x < a + l {
+                    if let Err(s) = access(u, pc, ctl, &r, x, *write, *stamp) {
+                        fail(u, pc, ctl, "touch", s.name().to_string());
+                        return PhaseEnd::Failed;
+                    }
+                    x = x.saturating_add(step - (x - a) % step);
+                    if x == u32::MAX {
+                        break;
+                    }
+                }
+                return PhaseEnd::Done;
+            }
+            let pages = (l / 4096).max(1);
+            let n = count.unwrap_or(u64::from(pages));
+            let mut next = 0u32;
+            for i in 0..n {
+                let page = match pattern {
+                    Pattern::Sequential => (i % u64::from(pages)) as u32,
+                    Pattern::Random => pc.rng.random_range(0..pages),
+                    Pattern::Strided { stride } => {
+                        let s = (stride.0 / 4096).max(1) as u32;
+                        let p = next % pages;
+                        next = next.wrapping_add(s);
+                        if next >= pages {
+                            next = (next % pages + 1) % pages.max(1);
+                        }
+                        p
+                    }
+                    Pattern::HotCold { hot_fraction, hot_weight } => {
+                        let hot = ((f64::from(pages) * hot_fraction).ceil() as u32).clamp(1, pages);
+                        if pc.rng.random_bool(hot_weight.clamp(0.0, 1.0)) || hot == pages {
+                            pc.rng.random_range(0..hot)
+                        } else {
+                            pc.rng.random_range(hot..pages)
+                        }
+                    }
+                };
+                if let Err(s) = access(u, pc, ctl, &r, a + page * 4096, *write, *stamp) {
+                    fail(u, pc, ctl, "touch", s.name().to_string());
+                    return PhaseEnd::Failed;
+                }
+            }
+        }
+        Op::Fork { children, child_phase } => {
+            let Some(phase) = spec.phases.iter().find(|p| &p.name == child_phase).cloned() else {
+                fail(u, pc, ctl, "fork", format!("no phase '{child_phase}'"));
+                return PhaseEnd::Failed;
+            };
+            for c in 0..*children {
+                let mut child = pc.clone();
+                child.rng = ChaCha8Rng::seed_from_u64(pc.rng.random());
+                let spec2 = spec.clone();
+                let ctl2 = ctl.clone();
+                let phase = phase.clone();
+                let r = u.fork(format!("p{}c{}", pc.index, c), false, move |cu| {
+                    let end = run_phase(cu, &mut child, &spec2, &phase, &ctl2);
+                    if end == PhaseEnd::Failed {
+                        ctl2.borrow_mut().children_failed += 1;
+                        1
+                    } else {
+                        0
+                    }
+                });
+                sys!(r);
+            }
+        }
+        Op::Wait {} => loop {
+            match u.wait() {
+                Ok(_) => {}
+                Err(e) if e.0 == 10 => break,
+                Err(e) => {
+                    fail(u, pc, ctl, "wait", e.name().to_string());
+                    return PhaseEnd::Failed;
+                }
+            }
+        },
+        Op::Pause {} => return PhaseEnd::Pause,
+        Op::Exit {} => return PhaseEnd::Exit,
+        Op::Random { ops, mix, max_size } => return churn::run_random(u, pc, spec, ctl, *ops, mix, max_size.0, true),
+    }
+    PhaseEnd::Done
+}
+
+/// One user access to `va` of region `r`: a write leaves a stamp, a read checks it.
+pub(crate) fn access<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, ctl: &Rc<RefCell<Ctl>>, r: &Region, va: u32, write: bool, stamp: bool) -> Result<(), Signal> {
+    let page = va & !0xfff;
+    let shared_key = r.obj.map(|o| (o, r.pgoff + ((page - r.addr) >> 12)));
+    if write {
+        pc.generation = pc.generation.wrapping_add(1);
+        let v = if stamp { stamp_value(pc.seed, u.pid().0, page, pc.generation) } else { 0x5a5a_5a5a };
+        if stamp {
+            match shared_key {
+                Some(k) => {
+                    let mut c = ctl.borrow_mut();
+                    let h = c.shared_stamps.entry(k).or_default();
+                    h.push(v);
+                    if h.len() > 4 {
+                        h.remove(0);
+                    }
+                }
+                None => {
+                    pc.stamps.insert(page, v);
+                }
+            }
+        }
+        u.store_u32(page, v)?;
+    } else {
+        let v = u.load_u32(page)?;
+        if stamp {
+            let ok = match shared_key {
+                Some(k) => {
+                    let c = ctl.borrow();
+                    match c.shared_stamps.get(&k) {
+                        Some(h) => h.contains(&v),
+                        None => v == 0,
+                    }
+                }
+                None => v == pc.stamps.get(&page).copied().unwrap_or(0),
+            };
+            if !ok {
+                let expected = match shared_key {
+                    Some(k) => format!("{:?}", ctl.borrow().shared_stamps.get(&k)),
+                    None => format!("{:#010x}", pc.stamps.get(&page).copied().unwrap_or(0)),
+                };
+                check_fail(
+                    ctl,
+                    format!(
+                        "data stamp mismatch: process {} (pid {}) read {:#010x} at {:#010x}, expected {} (seed {})",
+                        pc.index,
+                        u.pid(),
+                        v,
+                        page,
+                        expected,
+                        pc.seed
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn forget_stamps(pc: &mut PCtx, addr: u32, len: u32) {
+    let end = addr as u64 + len as u64;
+    let keys: Vec<u32> = pc.stamps.range(addr..).take_while(|(k, _)| (**k as u64) < end).map(|(k, _)| *k).collect();
+    for k in keys {
+        pc.stamps.remove(&k);
+    }
+}
+
+pub(crate) fn move_stamps(pc: &mut PCtx, from: u32, to: u32, len: u32) {
+    if from == to {
+        return;
+    }
+    let end = from as u64 + len as u64;
+    let moved: Vec<(u32, u32)> = pc.stamps.range(from..).take_while(|(k, _)| (**k as u64) < end).map(|(k, v)| (*k, *v)).collect();
+    for (k, _) in &moved {
+        pc.stamps.remove(k);
+    }
+    for (k, v) in moved {
+        pc.stamps.insert(k - from + to, v);
+    }
+}
+
+/// Errors a workload's own op may legitimately meet (not bugs): out of memory.
+pub(crate) fn is_resource_error(e: Errno) -> bool {
+    e == Errno::ENOMEM || e == Errno::EAGAIN || e == Errno::ENOSPC
+}
