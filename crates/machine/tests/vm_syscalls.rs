@@ -636,6 +636,25 @@ fn mremap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     );
     u.munmap(wall, 4096).unwrap();
     inv(u, "middle move");
+    // a shared mapping grows in place; its object does not, so the new part is SIGBUS
+    let sh = u.mmap(0x2900_0000, 2 * 4096, RW, SA | MAP_FIXED).unwrap();
+    u.store_u32(sh + PAGE, 55).unwrap();
+    assert_eq!(u.mremap(sh, 2 * 4096, 4 * 4096, 0, 0), Ok(sh));
+    assert!(vmas(u).contains(&(sh, sh + 4 * PAGE, RW)));
+    assert_eq!(u.load_u32(sh + PAGE), Ok(55));
+    assert_eq!(u.load_u32(sh + 2 * PAGE), Err(Signal::Sigbus));
+    // and a moved shared mapping still shares with a child
+    let moved = u.mremap(sh, 4 * 4096, 8 * 4096, m, 0x2a00_0000).unwrap();
+    let c = u
+        .fork("sh", false, move |c| {
+            c.store_u32(moved, 66).unwrap();
+            0
+        })
+        .unwrap();
+    assert_eq!(u.wait(), Ok((c, 0)));
+    assert_eq!(u.load_u32(moved), Ok(66));
+    assert_eq!(u.load_u32(moved + PAGE), Ok(55));
+    inv(u, "shared mremap");
     0
 }
 both_modes!(mremap_cases, mremap_table);
@@ -829,6 +848,11 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     assert_eq!(u.load_u32(at[2] + 3 * PAGE), Ok(9));
     assert_eq!(u.store_u32(at[3], 1), Err(Signal::Sigsegv), "SHM_RDONLY");
     assert_eq!(u.load_u32(at[3] + 3 * PAGE), Ok(9));
+    // a read-only attachment can never be made writable (no VM_MAYWRITE)
+    assert_eq!(u.mprotect(at[3], 4096, RW), Err(Errno::EACCES));
+    assert_eq!(u.mprotect(at[3], 4096, PROT_NONE), Ok(()));
+    assert_eq!(u.mprotect(at[3], 4096, PROT_READ), Ok(()));
+    assert_eq!(u.store_u32(at[3], 1), Err(Signal::Sigsegv));
     inv(u, "shared");
     // shmdt
     let cases: &[(&str, u32, Result<(), Errno>)] = &[

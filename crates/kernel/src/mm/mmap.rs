@@ -170,6 +170,7 @@ impl<M: PagingMode> Kernel<M> {
             prot,
             backing,
             heap: false,
+            may_write: true,
         });
         let n = vmas.len();
         drop(vmas);
@@ -308,6 +309,10 @@ impl<M: PagingMode> Kernel<M> {
         if cur < end {
             return Err(Errno::ENOMEM);
         }
+        // EACCES: write access to a mapping that may never be written (SHM_RDONLY)
+        if prot & PROT_WRITE != 0 && vmas.overlapping(addr, end).any(|v| !v.may_write) {
+            return Err(Errno::EACCES);
+        }
         let pieces = vmas.remove_range(addr, end as u32);
         for mut v in pieces {
             v.prot = prot;
@@ -351,6 +356,7 @@ impl<M: PagingMode> Kernel<M> {
                 prot: PROT_READ | PROT_WRITE,
                 backing: Backing::Anon,
                 heap: true,
+                may_write: true,
             });
         }
         vmas.brk = addr;

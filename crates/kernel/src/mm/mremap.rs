@@ -94,7 +94,6 @@ impl<M: PagingMode> Kernel<M> {
         if old as u64 + old_len == vma.end as u64
             && grow_end <= TASK_SIZE as u64
             && !vmas.any_overlap(vma.end, grow_end)
-            && !vma.backing.is_shared()
         {
             let mut ext = vma.split_off(vma.end);
             ext.start = vma.end;

@@ -254,6 +254,7 @@ impl<M: PagingMode> Kernel<M> {
                 shmid: Some(shmid),
             },
             heap: false,
+            may_write: prot & PROT_WRITE != 0,
         });
         let n = vmas.len();
         drop(vmas);

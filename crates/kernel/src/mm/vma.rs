@@ -43,6 +43,8 @@ pub struct Vma {
     pub backing: Backing,
     /// True for the brk heap.
     pub heap: bool,
+    /// `VM_MAYWRITE`: mprotect may add PROT_WRITE (false for a `SHM_RDONLY` attachment).
+    pub may_write: bool,
 }
 
 impl Vma {
@@ -73,7 +75,11 @@ impl Vma {
     }
     /// True if `next` directly follows this VMA and could be merged with it.
     pub(crate) fn can_merge(&self, next: &Vma) -> bool {
-        if self.end != next.start || self.prot != next.prot || self.heap != next.heap {
+        if self.end != next.start
+            || self.prot != next.prot
+            || self.heap != next.heap
+            || self.may_write != next.may_write
+        {
             return false;
         }
         match (&self.backing, &next.backing) {
