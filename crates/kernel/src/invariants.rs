@@ -13,8 +13,8 @@
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
 use crate::mm::vma::Backing;
-use crate::mm::{pte_maps_page, Mm};
-use crate::page_alloc::{PageOwner, ZoneType};
+use crate::mm::{pte_maps_page, Mm, PROT_NONE};
+use crate::page_alloc::{PageFlags, PageOwner, ZoneType};
 use crate::pgtable::pte_offset_map;
 use crate::platform::Platform;
 use alloc::collections::BTreeMap;
@@ -23,7 +23,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use highpte_arch::layout::PAGE_OFFSET;
-use highpte_arch::{PagingMode, Pfn, VirtAddr};
+use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr};
 
 impl<M: PagingMode> Kernel<M> {
     /// True if `pfn` is on a free list of its zone.
@@ -51,7 +51,12 @@ impl<M: PagingMode> Kernel<M> {
         let mut bad: Vec<String> = Vec::new();
         let mut maps: BTreeMap<u64, u32> = BTreeMap::new();
         let mut pt_pages: [u64; 3] = [0; 3];
-        let mms = self.live_mms();
+        // an mm whose owner is exiting may already have freed its tables
+        let mms: Vec<Rc<Mm>> = self
+            .live_mms()
+            .into_iter()
+            .filter(|m| !m.dead.get())
+            .collect();
         for mm in &mms {
             let mut ptes_present = 0u64;
             let mut rss = 0u64;
@@ -62,6 +67,23 @@ impl<M: PagingMode> Kernel<M> {
                     pt_pages[self.page_zone(pmd) as usize] += 1;
                 }
             }
+            let vmas = mm.mmap_sem.read(p, "check_invariants");
+            // the VMA set: ordered, disjoint, page aligned, in user space, not empty
+            let mut prev_end = 0u32;
+            for v in vmas.iter() {
+                if v.start >= v.end
+                    || v.start & 0xfff != 0
+                    || v.end & 0xfff != 0
+                    || v.end > PAGE_OFFSET
+                    || v.start < prev_end
+                {
+                    bad.push(format!(
+                        "mm {:#x}: bad VMA [{:#x}, {:#x}) after one ending at {:#x}",
+                        mm.cr3, v.start, v.end, prev_end
+                    ));
+                }
+                prev_end = v.end;
+            }
             let span = M::PTE_PAGE_SPAN as u64;
             let mut base = 0u64;
             while base < PAGE_OFFSET as u64 {
@@ -69,19 +91,89 @@ impl<M: PagingMode> Kernel<M> {
                 let pmd = self.pmd_offset(p, &mm.pgd, a);
                 if pmd.is_present() {
                     ptes_present += 1;
-                    pt_pages[self.page_zone(pmd.entry().pfn()) as usize] += 1;
+                    let ptp = pmd.entry().pfn();
+                    pt_pages[self.page_zone(ptp) as usize] += 1;
+                    let d = self.mem_map.desc(ptp);
+                    if d.owner() != PageOwner::PageTable || !d.test_flag(PageFlags::PAGETABLE) {
+                        bad.push(format!(
+                            "mm {:#x}: pte page {:#x} for {:#x} is owned by {} (flags {:?})",
+                            mm.cr3,
+                            ptp.0,
+                            base,
+                            d.owner().name(),
+                            d.flags()
+                        ));
+                    }
                     let mut g = mm.page_table_lock.lock(p);
                     let mut map = pte_offset_map(self, &mut cx, &mut g, &pmd, a);
-                    map.for_each(a, base + span, |_, pte| {
-                        if pte_maps_page(pte) {
-                            rss += 1;
-                            *maps.entry(pte.pfn().0).or_insert(0) += 1;
+                    map.for_each(a, base + span, |va, pte| {
+                        if pte.is_none() {
+                            return None;
+                        }
+                        if !pte_maps_page(pte) {
+                            bad.push(format!(
+                                "mm {:#x}: pte {:#x} at {} maps nothing but is not empty",
+                                mm.cr3,
+                                pte.bits(),
+                                va
+                            ));
+                            return None;
+                        }
+                        rss += 1;
+                        let pfn = pte.pfn();
+                        *maps.entry(pfn.0).or_insert(0) += 1;
+                        let Some(v) = vmas.containing(va.as_u32()) else {
+                            bad.push(format!(
+                                "mm {:#x}: pte at {} maps pfn {:#x} outside every VMA",
+                                mm.cr3, va, pfn.0
+                            ));
+                            return None;
+                        };
+                        let present = pte.is_present();
+                        let rw = pte.has(EntryFlags::RW);
+                        if (present && !pte.has(EntryFlags::USER))
+                            || (present && v.prot == PROT_NONE)
+                            || (rw && !v.writable())
+                            || (rw && pfn == self.zero_page)
+                        {
+                            bad.push(format!(
+                                "mm {:#x}: pte {:#x} at {} does not fit its VMA (prot {})",
+                                mm.cr3,
+                                pte.bits(),
+                                va,
+                                v.prot
+                            ));
+                        }
+                        match &v.backing {
+                            Backing::Shared { obj, pgoff, .. } => {
+                                let idx = pgoff + ((va.as_u32() - v.start) >> 12);
+                                if obj.page(idx) != Some(pfn) {
+                                    bad.push(format!(
+                                        "mm {:#x}: shared pte at {} maps pfn {:#x}, its object has {:?} at {}",
+                                        mm.cr3, va, pfn.0, obj.page(idx), idx
+                                    ));
+                                }
+                            }
+                            Backing::Anon => {
+                                if pfn != self.zero_page
+                                    && self.mem_map.desc(pfn).owner() != PageOwner::User
+                                {
+                                    bad.push(format!(
+                                        "mm {:#x}: private pte at {} maps pfn {:#x} owned by {}",
+                                        mm.cr3,
+                                        va,
+                                        pfn.0,
+                                        self.mem_map.desc(pfn).owner().name()
+                                    ));
+                                }
+                            }
                         }
                         None
                     });
                 }
                 base += span;
             }
+            drop(vmas);
             if ptes_present != mm.nr_ptes.get() {
                 bad.push(format!(
                     "mm {:#x}: VmPTE counter {} but {} pte pages exist",
@@ -99,35 +191,32 @@ impl<M: PagingMode> Kernel<M> {
                 ));
             }
         }
-        // shared objects hold one reference on each of their pages
+        // shared objects hold one reference on each of their pages (no reference to an
+        // object is kept across a lock that may yield: that could delay its release)
         let mut obj_refs: BTreeMap<u64, u32> = BTreeMap::new();
         let mut seen_objs: Vec<*const crate::mm::shm::ShmObject> = Vec::new();
-        let mut objs: Vec<Rc<crate::mm::shm::ShmObject>> = Vec::new();
+        let mut count_obj = |obj: &crate::mm::shm::ShmObject, refs: &mut BTreeMap<u64, u32>| {
+            let ptr = obj as *const crate::mm::shm::ShmObject;
+            if seen_objs.contains(&ptr) {
+                return;
+            }
+            seen_objs.push(ptr);
+            for i in 0..obj.nr_pages() {
+                if let Some(pfn) = obj.page(i) {
+                    *refs.entry(pfn.0).or_insert(0) += 1;
+                }
+            }
+        };
         for mm in &mms {
             let vmas = mm.mmap_sem.read(p, "check_invariants");
             for v in vmas.iter() {
                 if let Backing::Shared { obj, .. } = &v.backing {
-                    let ptr = Rc::as_ptr(obj);
-                    if !seen_objs.contains(&ptr) {
-                        seen_objs.push(ptr);
-                        objs.push(obj.clone());
-                    }
+                    count_obj(obj, &mut obj_refs);
                 }
             }
         }
         for (obj, _) in self.shm_objects(p) {
-            let ptr = Rc::as_ptr(&obj);
-            if !seen_objs.contains(&ptr) {
-                seen_objs.push(ptr);
-                objs.push(obj);
-            }
-        }
-        for obj in &objs {
-            for i in 0..obj.nr_pages() {
-                if let Some(pfn) = obj.page(i) {
-                    *obj_refs.entry(pfn.0).or_insert(0) += 1;
-                }
-            }
+            count_obj(&obj, &mut obj_refs);
         }
         for (&pfn, &n) in &maps {
             if pfn == self.zero_page.0 {
@@ -177,6 +266,34 @@ impl<M: PagingMode> Kernel<M> {
                     pfn
                 ));
             }
+        }
+        // every user page is accounted for: mapped, or held by a shared object
+        let mut user_frames = maps.len() as u64 - u64::from(maps.contains_key(&self.zero_page.0));
+        user_frames += obj_refs.keys().filter(|f| !maps.contains_key(f)).count() as u64;
+        let user_owned: u64 = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::User))
+            .sum();
+        if user_owned != user_frames {
+            bad.push(format!(
+                "{} pages are owned by user memory but {} are mapped or held by shared objects",
+                user_owned, user_frames
+            ));
+        }
+        // kernel objects: the slab pages plus an 8 KB stack per task
+        let kobj_owned: u64 = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::KernelObject))
+            .sum();
+        let kobj_want =
+            self.kobj.pages.borrow().len() as u64 + 2 * self.procs.borrow().len() as u64;
+        if kobj_owned != kobj_want {
+            bad.push(format!(
+                "{} kernel-object pages allocated but {} slab pages and {} task stacks exist",
+                kobj_owned,
+                self.kobj.pages.borrow().len(),
+                self.procs.borrow().len()
+            ));
         }
         // zones
         for z in ZoneType::ALL {
