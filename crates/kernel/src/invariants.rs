@@ -45,6 +45,11 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Check every invariant; returns the violations found (empty when all hold).
+    ///
+    /// The check is not atomic: it takes and drops locks (and may yield at each) as it walks.
+    /// Call it when no other task is changing address spaces or allocating (between the steps
+    /// of a scenario, with the other processes waiting or spinning in user mode); a check that
+    /// races with an exit or a fault elsewhere can report the transient state it saw.
     pub fn check_invariants<P: Platform>(&self, p: &P) -> Vec<String> {
         // SAFETY: called between steps, at a kernel entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
