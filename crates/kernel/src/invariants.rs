@@ -72,7 +72,7 @@ impl<M: PagingMode> Kernel<M> {
                     pt_pages[self.page_zone(pmd) as usize] += 1;
                 }
             }
-            let vmas = mm.mmap_sem.read(p, "check_invariants");
+            let vmas = mm.mmap_sem.read(&mut cx, "check_invariants");
             // the VMA set: ordered, disjoint, page aligned, in user space, not empty
             let mut prev_end = 0u32;
             for v in vmas.iter() {
@@ -213,14 +213,14 @@ impl<M: PagingMode> Kernel<M> {
             }
         };
         for mm in &mms {
-            let vmas = mm.mmap_sem.read(p, "check_invariants");
+            let vmas = mm.mmap_sem.read(&mut cx, "check_invariants");
             for v in vmas.iter() {
                 if let Backing::Shared { obj, .. } = &v.backing {
                     count_obj(obj, &mut obj_refs);
                 }
             }
         }
-        for (obj, _) in self.shm_objects(p) {
+        for (obj, _) in self.shm_objects(&mut cx) {
             count_obj(&obj, &mut obj_refs);
         }
         for (&pfn, &n) in &maps {
@@ -337,9 +337,9 @@ impl<M: PagingMode> Kernel<M> {
     /// Every SysV segment's object with its id.
     pub(crate) fn shm_objects<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
     ) -> Vec<(Rc<crate::mm::shm::ShmObject>, u32)> {
-        let ids = self.shm_ids.lock(p, "shm_objects");
+        let ids = self.shm_ids.lock(cx, "shm_objects");
         ids.objects()
     }
 }

@@ -8,7 +8,11 @@
 //!
 //! As in Linux, a spinlock disables preemption while held; on a UP machine it *is* just
 //! `preempt_disable` (plus a debug check that nobody holds it, which would mean a holder slept).
+//!
+//! The sleeping locks ([`Mutex`], [`RwSem`]) take `&mut SleepCtx` to acquire, like every
+//! other call that may sleep, so they cannot be taken while a pte is mapped.
 
+use crate::ctx::SleepCtx;
 use crate::platform::{BugReport, Platform, TaskId, WaitOn, WaitQueueKey};
 use alloc::format;
 use core::cell::{Cell, UnsafeCell};
@@ -249,8 +253,15 @@ impl<T: ?Sized> Mutex<T> {
         self.stats.get()
     }
     /// `down()`: take the mutex, sleeping while someone else holds it. May sleep, so the
-    /// caller must prove it may: see [`crate::ctx::SleepCtx`].
-    pub fn lock<'a, P: Platform>(&'a self, p: &'a P, place: &'static str) -> MutexGuard<'a, T, P> {
+    /// caller must prove it may: it lends its [`SleepCtx`] for the call, which a live pte
+    /// mapping has borrowed (taking a sleeping lock with a pte mapped does not compile). The
+    /// guard keeps only the platform handle, so the context is free again once it returns.
+    pub fn lock<'a, 'p: 'a, P: Platform>(
+        &'a self,
+        cx: &mut SleepCtx<'p, P>,
+        place: &'static str,
+    ) -> MutexGuard<'a, T, P> {
+        let p: &'a P = cx.p();
         p.might_sleep(place);
         let mut st = self.stats.get();
         st.acquisitions += 1;
@@ -343,12 +354,14 @@ impl<T: ?Sized> RwSem<T> {
     fn key(&self) -> WaitQueueKey {
         WaitQueueKey(self as *const Self as *const u8 as usize as u64)
     }
-    /// `down_read`: shared access; sleeps while a writer holds it.
-    pub fn read<'a, P: Platform>(
+    /// `down_read`: shared access; sleeps while a writer holds it, so it takes the caller's
+    /// [`SleepCtx`] (see [`Mutex::lock`]).
+    pub fn read<'a, 'p: 'a, P: Platform>(
         &'a self,
-        p: &'a P,
+        cx: &mut SleepCtx<'p, P>,
         place: &'static str,
     ) -> RwSemReadGuard<'a, T, P> {
+        let p: &'a P = cx.p();
         p.might_sleep(place);
         loop {
             let token = p.prepare_to_wait(self.key());
@@ -360,12 +373,14 @@ impl<T: ?Sized> RwSem<T> {
         self.state.set(self.state.get() + 1);
         RwSemReadGuard { sem: self, p }
     }
-    /// `down_write`: exclusive access; sleeps while anyone holds it.
-    pub fn write<'a, P: Platform>(
+    /// `down_write`: exclusive access; sleeps while anyone holds it, so it takes the caller's
+    /// [`SleepCtx`] (see [`Mutex::lock`]).
+    pub fn write<'a, 'p: 'a, P: Platform>(
         &'a self,
-        p: &'a P,
+        cx: &mut SleepCtx<'p, P>,
         place: &'static str,
     ) -> RwSemWriteGuard<'a, T, P> {
+        let p: &'a P = cx.p();
         p.might_sleep(place);
         loop {
             let token = p.prepare_to_wait(self.key());

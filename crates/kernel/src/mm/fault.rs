@@ -54,7 +54,7 @@ impl<M: PagingMode> Kernel<M> {
         };
         let write = code.contains(PageFaultErrorCode::WRITE);
         let fetch = code.contains(PageFaultErrorCode::INSTR);
-        let vmas = mm.mmap_sem.read(p, "do_page_fault");
+        let vmas = mm.mmap_sem.read(&mut cx, "do_page_fault");
         let Some(vma) = vmas.containing(addr.as_u32()).cloned() else {
             self.counters.inc(Counter::FaultsSigsegv);
             return FaultOutcome::Signal(Signal::Sigsegv);

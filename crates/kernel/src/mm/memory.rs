@@ -311,7 +311,7 @@ impl<M: PagingMode> Kernel<M> {
     pub(crate) fn exit_mmap<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, mm: &Mm) {
         let p = cx.p();
         let removed = {
-            let mut vmas = mm.mmap_sem.write(p, "exit_mmap");
+            let mut vmas = mm.mmap_sem.write(cx, "exit_mmap");
             let removed = vmas.remove_range(0, TASK_SIZE);
             let empty = vmas.clone();
             drop(vmas);

@@ -54,7 +54,7 @@ impl<M: PagingMode> Kernel<M> {
         mm: &Mm,
     ) -> Result<(), Errno> {
         let have = mm.charged_vmas.get();
-        let len = mm.mmap_sem.read(cx.p(), "vma_precharge").len();
+        let len = mm.mmap_sem.read(cx, "vma_precharge").len();
         let want = len + 2;
         if want > have {
             self.vma_precharge_n(cx, mm, want - have)?;
@@ -128,7 +128,7 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             Backing::Anon
         };
-        let mut vmas = mm.mmap_sem.write(p, "sys_mmap");
+        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mmap");
         if vmas.len() >= MAX_MAP_COUNT {
             drop(vmas);
             self.release_backing(&cx, backing);
@@ -210,14 +210,18 @@ impl<M: PagingMode> Kernel<M> {
         let Some(mm) = self.mm_of(pid) else {
             return alloc::vec::Vec::new();
         };
-        let vmas = mm.mmap_sem.read(p, "vma_list");
+        // SAFETY: a report entry point (called from task context, nothing held or mapped).
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        let vmas = mm.mmap_sem.read(&mut cx, "vma_list");
         vmas.iter().map(|v| (v.start, v.end, v.prot)).collect()
     }
 
     /// The current break of a process.
     pub fn brk_of<P: Platform>(&self, p: &P, pid: TaskId) -> Option<u32> {
         let mm = self.mm_of(pid)?;
-        let b = mm.mmap_sem.read(p, "brk_of").brk;
+        // SAFETY: a report entry point (called from task context, nothing held or mapped).
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        let b = mm.mmap_sem.read(&mut cx, "brk_of").brk;
         Some(b)
     }
 
@@ -253,8 +257,7 @@ impl<M: PagingMode> Kernel<M> {
         start: u32,
         end: u32,
     ) {
-        let p = cx.p();
-        let mut vmas = mm.mmap_sem.write(p, "do_munmap");
+        let mut vmas = mm.mmap_sem.write(cx, "do_munmap");
         let removed = vmas.remove_range(start, end);
         if !removed.is_empty() {
             self.unmap_region(cx, mm, &vmas, start, end as u64);
@@ -297,7 +300,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
-        let mut vmas = mm.mmap_sem.write(p, "sys_mprotect");
+        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mprotect");
         // the range must be fully mapped
         let mut cur = addr as u64;
         for v in vmas.overlapping(addr, end) {
@@ -332,9 +335,9 @@ impl<M: PagingMode> Kernel<M> {
         self.syscall_enter(p, "sys_brk");
         let Some(mm) = self.mm_of(pid) else { return 0 };
         if self.vma_precharge(&mut cx, &mm).is_err() {
-            return mm.mmap_sem.read(p, "sys_brk").brk;
+            return mm.mmap_sem.read(&mut cx, "sys_brk").brk;
         }
-        let mut vmas = mm.mmap_sem.write(p, "sys_brk");
+        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_brk");
         let cur = vmas.brk;
         if addr < vmas.start_brk || addr as u64 > TASK_SIZE as u64 {
             return cur;

@@ -42,7 +42,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
-        let mut vmas = mm.mmap_sem.write(p, "sys_mremap");
+        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mremap");
         let vma = vmas.containing(old).cloned().ok_or(Errno::EFAULT)?;
         if old as u64 + old_len > vma.end as u64 {
             return Err(Errno::EFAULT);
@@ -70,7 +70,7 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
             let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, new_addr);
-            return self.mremap_done(&cx, &mm, r);
+            return self.mremap_done(&mut cx, &mm, r);
         }
         if new_len <= old_len {
             // shrink in place
@@ -87,7 +87,7 @@ impl<M: PagingMode> Kernel<M> {
             } else {
                 drop(vmas);
             }
-            return self.mremap_done(&cx, &mm, Ok(old));
+            return self.mremap_done(&mut cx, &mm, Ok(old));
         }
         // grow: in place if the range is the end of its vma and the space after it is free
         let grow_end = old as u64 + new_len;
@@ -100,7 +100,7 @@ impl<M: PagingMode> Kernel<M> {
             ext.end = grow_end as u32;
             vmas.insert(ext);
             drop(vmas);
-            return self.mremap_done(&cx, &mm, Ok(old));
+            return self.mremap_done(&mut cx, &mm, Ok(old));
         }
         if flags & MREMAP_MAYMOVE == 0 {
             return Err(Errno::ENOMEM);
@@ -110,16 +110,16 @@ impl<M: PagingMode> Kernel<M> {
         };
         drop(vmas);
         let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, dest);
-        self.mremap_done(&cx, &mm, r)
+        self.mremap_done(&mut cx, &mm, r)
     }
 
     fn mremap_done<P: Platform>(
         &self,
-        cx: &SleepCtx<'_, P>,
+        cx: &mut SleepCtx<'_, P>,
         mm: &Mm,
         r: Result<u32, Errno>,
     ) -> Result<u32, Errno> {
-        let n = mm.mmap_sem.read(cx.p(), "mremap").len();
+        let n = mm.mmap_sem.read(cx, "mremap").len();
         self.vma_settle(cx, mm, n);
         r
     }
@@ -134,7 +134,6 @@ impl<M: PagingMode> Kernel<M> {
         new_len: u64,
         dest: u32,
     ) -> Result<u32, Errno> {
-        let p = cx.p();
         let mut old_len = old_len;
         if new_len < old_len {
             // moving and shrinking: drop the tail first
@@ -146,7 +145,7 @@ impl<M: PagingMode> Kernel<M> {
             );
             old_len = new_len;
         }
-        let mut vmas = mm.mmap_sem.write(p, "move_vma");
+        let mut vmas = mm.mmap_sem.write(cx, "move_vma");
         let moved = vmas.remove_range(old, (old as u64 + old_len) as u32);
         // page tables first, with the VMAs out of the way (nobody can fault: we hold mmap_sem)
         let len = old_len.min(new_len) as u32;

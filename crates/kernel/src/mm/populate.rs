@@ -35,7 +35,7 @@ impl<M: PagingMode> Kernel<M> {
         self.syscall_enter(p, "populate_range");
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         let end = start as u64 + len;
-        let vmas = mm.mmap_sem.read(p, "populate_range");
+        let vmas = mm.mmap_sem.read(&mut cx, "populate_range");
         let list: Vec<_> = vmas.overlapping(start, end).cloned().collect();
         let mut cur = start as u64;
         let mut filled = 0u64;

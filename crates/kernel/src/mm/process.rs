@@ -174,9 +174,8 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `dup_mmap`: copy every VMA and its page tables.
     fn dup_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, old: &Mm) -> Result<Mm, Errno> {
-        let p = cx.p();
         let mm = self.new_mm(cx)?;
-        let src = old.mmap_sem.write(p, "dup_mmap");
+        let src = old.mmap_sem.write(cx, "dup_mmap");
         let vmas: Vec<_> = src.iter().cloned().collect();
         if let Err(e) = self.vma_precharge_n(cx, &mm, vmas.len()) {
             drop(src);
@@ -184,7 +183,7 @@ impl<M: PagingMode> Kernel<M> {
             return Err(e);
         }
         {
-            let mut dst = mm.mmap_sem.write(p, "dup_mmap");
+            let mut dst = mm.mmap_sem.write(cx, "dup_mmap");
             dst.start_brk = src.start_brk;
             dst.brk = src.brk;
             for v in &vmas {
@@ -201,7 +200,7 @@ impl<M: PagingMode> Kernel<M> {
         // the parent's private ptes were write-protected: flush them everywhere
         self.flush_tlb_mm(cx, old);
         drop(src);
-        let n = mm.mmap_sem.read(p, "dup_mmap").len();
+        let n = mm.mmap_sem.read(cx, "dup_mmap").len();
         self.vma_settle(cx, &mm, n);
         match result {
             Ok(()) => Ok(mm),

@@ -133,7 +133,7 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
     ) -> Result<u32, Errno> {
         let p = cx.p();
-        let mut ids = self.shm_ids.lock(p, "shmget");
+        let mut ids = self.shm_ids.lock(cx, "shmget");
         if key != IPC_PRIVATE {
             if let Some((&id, seg)) = ids.segs.iter().find(|(_, s)| s.key == key) {
                 if flags & IPC_CREAT != 0 && flags & IPC_EXCL != 0 {
@@ -186,9 +186,8 @@ impl<M: PagingMode> Kernel<M> {
         addr: u32,
         flags: u32,
     ) -> Result<u32, Errno> {
-        let p = cx.p();
         let obj = {
-            let ids = self.shm_ids.lock(p, "shmat");
+            let ids = self.shm_ids.lock(cx, "shmat");
             ids.segs
                 .get(&shmid)
                 .map(|s| s.obj.clone())
@@ -211,7 +210,6 @@ impl<M: PagingMode> Kernel<M> {
         addr: u32,
         flags: u32,
     ) -> Result<u32, Errno> {
-        let p = cx.p();
         let mut addr = addr;
         if addr & 0xfff != 0 {
             if flags & SHM_RND != 0 {
@@ -231,7 +229,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         let mm = self.mm_of(pid).ok_or(Errno::EINVAL)?;
         self.vma_precharge(cx, &mm)?;
-        let mut vmas = mm.mmap_sem.write(p, "shmat");
+        let mut vmas = mm.mmap_sem.write(cx, "shmat");
         let at = if addr != 0 {
             if addr as u64 + len > TASK_SIZE as u64 || vmas.any_overlap(addr, addr as u64 + len) {
                 return Err(Errno::EINVAL);
@@ -269,10 +267,9 @@ impl<M: PagingMode> Kernel<M> {
         pid: TaskId,
         addr: u32,
     ) -> Result<(), Errno> {
-        let p = cx.p();
         let mm = self.mm_of(pid).ok_or(Errno::EINVAL)?;
         let ranges: Vec<(u32, u32)> = {
-            let vmas = mm.mmap_sem.read(p, "shmdt");
+            let vmas = mm.mmap_sem.read(cx, "shmdt");
             let v = vmas
                 .containing(addr)
                 .filter(|v| v.start == addr)
@@ -310,9 +307,8 @@ impl<M: PagingMode> Kernel<M> {
         cx: &mut SleepCtx<'_, P>,
         shmid: u32,
     ) -> Result<(), Errno> {
-        let p = cx.p();
         let seg = {
-            let mut ids = self.shm_ids.lock(p, "shmctl");
+            let mut ids = self.shm_ids.lock(cx, "shmctl");
             ids.segs.remove(&shmid).ok_or(Errno::EINVAL)?
         };
         self.shm_release(cx, seg.obj);
@@ -337,7 +333,9 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Number of SysV segments and their attachments (for reports).
     pub fn shm_segments<P: Platform>(&self, p: &P) -> Vec<(u32, u64, usize)> {
-        let ids = self.shm_ids.lock(p, "shm report");
+        // SAFETY: a report entry point (called from task context, nothing held or mapped).
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        let ids = self.shm_ids.lock(&mut cx, "shm report");
         ids.segs
             .iter()
             .map(|(id, s)| (*id, s.obj.size, Rc::strong_count(&s.obj) - 1))
