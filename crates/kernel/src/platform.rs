@@ -138,6 +138,13 @@ pub trait Platform {
     fn write_u32(&self, va: VirtAddr, v: u32);
     /// Write 8 bytes at a kernel virtual address.
     fn write_u64(&self, va: VirtAddr, v: u64);
+    /// Read `buf.len()` bytes at a kernel virtual address, all inside one 4 KB page: one
+    /// translation (the TLB would hit for every word after the first), one access per 8-byte
+    /// word charged. What a walker uses to scan a mapped pte page.
+    fn read_block(&self, va: VirtAddr, buf: &mut [u8]);
+    /// Write `buf` at a kernel virtual address, all inside one 4 KB page (see
+    /// [`Platform::read_block`]).
+    fn write_block(&self, va: VirtAddr, buf: &[u8]);
     /// `clear_page`: zero the 4 KB page at a kernel virtual address.
     fn clear_page(&self, va: VirtAddr);
     /// `copy_page`: copy 4 KB between kernel virtual addresses.

@@ -179,6 +179,42 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         self.advance(cost);
     }
 
+    fn read_block(&self, va: VirtAddr, buf: &mut [u8]) {
+        if va.page_offset() as usize + buf.len() > 4096 {
+            self.atomic_bug(
+                "read_block",
+                format!(
+                    "read_block of {} bytes at {:#010x} crosses a page",
+                    buf.len(),
+                    va.as_u32()
+                ),
+            );
+        }
+        let (pa, cost) = self.kernel_translate(va, Access::Read);
+        let r = self.st().phys.read_bytes(pa, buf);
+        self.phys_ok(r, pa);
+        let words = (buf.len() as u64).div_ceil(8).max(1);
+        self.advance(cost + self.st().cost.mem_access * (words - 1));
+    }
+
+    fn write_block(&self, va: VirtAddr, buf: &[u8]) {
+        if va.page_offset() as usize + buf.len() > 4096 {
+            self.atomic_bug(
+                "write_block",
+                format!(
+                    "write_block of {} bytes at {:#010x} crosses a page",
+                    buf.len(),
+                    va.as_u32()
+                ),
+            );
+        }
+        let (pa, cost) = self.kernel_translate(va, Access::Write);
+        let r = self.st().phys.write_bytes(pa, buf);
+        self.phys_ok(r, pa);
+        let words = (buf.len() as u64).div_ceil(8).max(1);
+        self.advance(cost + self.st().cost.mem_access * (words - 1));
+    }
+
     fn clear_page(&self, va: VirtAddr) {
         if !va.is_page_aligned() {
             self.atomic_bug(

@@ -10,9 +10,14 @@
 
 use crate::spec::{Op, Pattern, Phase, Prot, RunBy, WorkloadSpec};
 use highpte_arch::{Config, Pae, PagingMode, TwoLevel};
-use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_EXEC, PROT_READ, PROT_WRITE};
 use highpte_kernel::mm::shm::{IPC_CREAT, SHM_RDONLY};
-use highpte_kernel::{Errno, KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy, Signal, TaskId, WaitQueueKey};
+use highpte_kernel::mm::{
+    MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_EXEC,
+    PROT_READ, PROT_WRITE,
+};
+use highpte_kernel::{
+    Errno, KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy, Signal, TaskId, WaitQueueKey,
+};
 use highpte_machine::system::{run_new_process, KernelCell};
 use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};
 use rand::{Rng, SeedableRng};
@@ -57,7 +62,11 @@ impl Default for RunOptions {
             stress: false,
             invariants: InvariantChecks::Never,
             max_cycles: None,
-            machine: MachineOptions { tick_period: 1_000_000, quantum: 20_000, ..Default::default() },
+            machine: MachineOptions {
+                tick_period: 1_000_000,
+                quantum: 20_000,
+                ..Default::default()
+            },
             on_step: None,
             kernel_tweak: None,
         }
@@ -182,14 +191,19 @@ impl std::error::Error for RunError {}
 /// The configuration and kernel options a spec asks for.
 pub fn spec_config(spec: &WorkloadSpec) -> Result<(Config, KernelOptions), RunError> {
     let m = &spec.machine;
-    let variant = m.variant().ok_or_else(|| RunError(format!("unknown memory configuration '{}'", m.config)))?;
-    let cfg = Config::new(variant, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
+    let variant = m
+        .variant()
+        .ok_or_else(|| RunError(format!("unknown memory configuration '{}'", m.config)))?;
+    let cfg =
+        Config::new(variant, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
     let mut k = KernelOptions::defaults_for(&cfg);
     if let Some(s) = &m.strategy {
-        k.strategy = PteStrategy::from_name(s).ok_or_else(|| RunError(format!("unknown strategy '{s}'")))?;
+        k.strategy =
+            PteStrategy::from_name(s).ok_or_else(|| RunError(format!("unknown strategy '{s}'")))?;
     }
     if let Some(a) = &m.pt_alloc {
-        k.pt_alloc = PtAllocKind::from_name(a).ok_or_else(|| RunError(format!("unknown page-table allocator '{a}'")))?;
+        k.pt_alloc = PtAllocKind::from_name(a)
+            .ok_or_else(|| RunError(format!("unknown page-table allocator '{a}'")))?;
     }
     k.debug = m.debug;
     Ok((cfg, k))
@@ -274,7 +288,8 @@ pub(crate) struct PCtx {
 }
 
 fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
-    let mut x = seed ^ (u64::from(writer) << 40) ^ (u64::from(page) << 8) ^ (u64::from(generation) << 52);
+    let mut x =
+        seed ^ (u64::from(writer) << 40) ^ (u64::from(page) << 8) ^ (u64::from(generation) << 52);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
@@ -282,7 +297,9 @@ fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
 }
 
 fn prot_bits(p: Prot) -> u32 {
-    (if p.read { PROT_READ } else { 0 }) | (if p.write { PROT_WRITE } else { 0 }) | (if p.exec { PROT_EXEC } else { 0 })
+    (if p.read { PROT_READ } else { 0 })
+        | (if p.write { PROT_WRITE } else { 0 })
+        | (if p.exec { PROT_EXEC } else { 0 })
 }
 
 fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunReport, RunError> {
@@ -296,7 +313,9 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     mopts.stress = opts.stress;
     mopts.max_cycles = opts.max_cycles;
     let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| RunError(e.to_string()))?;
-    let boot_free = sys.inspect(|h, k| k.meminfo(h).mem_free).map_err(RunError)?;
+    let boot_free = sys
+        .inspect(|h, k| k.meminfo(h).mem_free)
+        .map_err(RunError)?;
     let ctl = Rc::new(RefCell::new(Ctl {
         slots: Vec::new(),
         failures: Vec::new(),
@@ -341,7 +360,11 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
             end_mi.mem_free,
             boot_free,
             (boot_free as i64 - end_mi.mem_free as i64).unsigned_abs() / 4,
-            if end_mi.mem_free < boot_free { "lost" } else { "gained" }
+            if end_mi.mem_free < boot_free {
+                "lost"
+            } else {
+                "gained"
+            }
         ));
     }
     let steps = steps_out.borrow().clone();
@@ -393,7 +416,12 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         steps,
         meminfo_end: end_mi,
         boot_mem_free_kb: boot_free,
-        counters: k.counters().snapshot().into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        counters: k
+            .counters()
+            .snapshot()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
         machine,
         cycles: clocks.iter().copied().max().unwrap_or(0),
         cycles_all_cpus: clocks.iter().sum(),
@@ -435,11 +463,18 @@ fn driver<M: PagingMode>(
             }) {
                 Ok(p) => p,
                 Err(e) => {
-                    ctl.borrow_mut().checks.push(format!("could not start process {index}: {e}"));
+                    ctl.borrow_mut()
+                        .checks
+                        .push(format!("could not start process {index}: {e}"));
                     break;
                 }
             };
-            ctl.borrow_mut().slots.push(Slot { pid, state: PState::Idle, cmd: None, failed: false });
+            ctl.borrow_mut().slots.push(Slot {
+                pid,
+                state: PState::Idle,
+                cmd: None,
+                failed: false,
+            });
             started += 1;
         }
         for (pi, phase) in spec.phases.iter().enumerate() {
@@ -469,17 +504,29 @@ fn driver<M: PagingMode>(
                 };
                 h.wake_up_all(WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0)));
             }
-            wait_until(h, || parts.iter().all(|&i| ctl.borrow().slots[i].state != PState::Busy));
+            wait_until(h, || {
+                parts
+                    .iter()
+                    .all(|&i| ctl.borrow().slots[i].state != PState::Busy)
+            });
         }
         // the step report
         let mi = k.meminfo(h);
-        let owners: Vec<(String, u64)> = k.lowmem_by_owner().into_iter().map(|(o, n)| (o.name().to_string(), n * 4)).collect();
+        let owners: Vec<(String, u64)> = k
+            .lowmem_by_owner()
+            .into_iter()
+            .map(|(o, n)| (o.name().to_string(), n * 4))
+            .collect();
         let mut rep = {
             let c = ctl.borrow();
             StepReport {
                 step: s,
                 processes: started,
-                processes_ok: c.slots.iter().filter(|sl| !sl.failed && sl.state != PState::Exited).count() as u32,
+                processes_ok: c
+                    .slots
+                    .iter()
+                    .filter(|sl| !sl.failed && sl.state != PState::Exited)
+                    .count() as u32,
                 meminfo: mi,
                 lowmem_by_owner: owners,
                 failures: c.failures.iter().filter(|f| f.step == s).cloned().collect(),
@@ -490,7 +537,10 @@ fn driver<M: PagingMode>(
         if inv == InvariantChecks::EachStep {
             let bad = k.check_invariants(h);
             if !bad.is_empty() {
-                ctl.borrow_mut().checks.push(format!("invariants after step {s}: {}", bad.join("; ")));
+                ctl.borrow_mut().checks.push(format!(
+                    "invariants after step {s}: {}",
+                    bad.iter().take(8).cloned().collect::<Vec<_>>().join("; ")
+                ));
             }
         }
         rep.cycles = h.now();
@@ -504,7 +554,12 @@ fn driver<M: PagingMode>(
         }
     }
     // end: every process quits (paused ones are killed)
-    let pids: Vec<(TaskId, PState)> = ctl.borrow().slots.iter().map(|s| (s.pid, s.state)).collect();
+    let pids: Vec<(TaskId, PState)> = ctl
+        .borrow()
+        .slots
+        .iter()
+        .map(|s| (s.pid, s.state))
+        .collect();
     for (i, (pid, st)) in pids.iter().enumerate() {
         match st {
             PState::Paused => k.kill_task(h, *pid, Signal::Sigkill),
@@ -515,15 +570,24 @@ fn driver<M: PagingMode>(
             _ => {}
         }
     }
-    wait_until(h, || ctl.borrow().slots.iter().all(|s| s.state == PState::Exited));
+    wait_until(h, || {
+        ctl.borrow().slots.iter().all(|s| s.state == PState::Exited)
+    });
     // wait for every other process (children) to be gone too
-    wait_until(h, || k.nr_processes() == 0);
+    wait_on(h, highpte_kernel::mm::process::PROCESS_EXIT_KEY, || {
+        k.nr_processes() == 0
+    });
+    // like ipcrm at the end of a benchmark: SysV segments outlive their processes
+    k.shm_remove_all(h);
     k.pt_drain_all_pools_entry(h);
     let mut bad = Vec::new();
     if inv == InvariantChecks::EachStep {
         let v = k.check_invariants(h);
         if !v.is_empty() {
-            bad.push(format!("invariants at the end: {}", v.join("; ")));
+            bad.push(format!(
+                "invariants at the end: {}",
+                v.iter().take(8).cloned().collect::<Vec<_>>().join("; ")
+            ));
         }
     }
     *end_out.borrow_mut() = Some((k.meminfo(h), bad));
@@ -531,25 +595,28 @@ fn driver<M: PagingMode>(
 
 /// Sleep on the driver's queue until `cond` holds.
 fn wait_until<M: PagingMode>(h: &TaskHandle<M>, cond: impl Fn() -> bool) {
+    wait_on(h, DRIVER_KEY, cond)
+}
+
+/// Sleep on `key` until `cond` holds.
+fn wait_on<M: PagingMode>(h: &TaskHandle<M>, key: WaitQueueKey, cond: impl Fn() -> bool) {
     loop {
-        let token = h.prepare_to_wait(DRIVER_KEY);
+        let token = h.prepare_to_wait(key);
         if cond() {
             return;
         }
-        if k_poll_needed(h) {
-            h.schedule();
-            continue;
-        }
-        h.sleep(DRIVER_KEY, token, "workload driver", "wait_until");
+        h.sleep(key, token, "workload driver", "wait_until");
     }
 }
 
-fn k_poll_needed<M: PagingMode>(_h: &TaskHandle<M>) -> bool {
-    false
-}
-
 /// The body of a top-level process.
-fn process_main<M: PagingMode>(u: &mut User<'_, M>, index: u32, seed: u64, spec: Rc<WorkloadSpec>, ctl: Rc<RefCell<Ctl>>) -> i32 {
+fn process_main<M: PagingMode>(
+    u: &mut User<'_, M>,
+    index: u32,
+    seed: u64,
+    spec: Rc<WorkloadSpec>,
+    ctl: Rc<RefCell<Ctl>>,
+) -> i32 {
     let pid = u.pid();
     let mut pc = PCtx {
         index,
@@ -565,7 +632,12 @@ fn process_main<M: PagingMode>(u: &mut User<'_, M>, index: u32, seed: u64, spec:
         // wait for a command
         let cmd = loop {
             let token = h.prepare_to_wait(key);
-            if let Some(c) = ctl.borrow_mut().slots.get_mut(index as usize).and_then(|s| s.cmd.take()) {
+            if let Some(c) = ctl
+                .borrow_mut()
+                .slots
+                .get_mut(index as usize)
+                .and_then(|s| s.cmd.take())
+            {
                 break c;
             }
             h.sleep(key, token, "workload: next phase", "process_main");
@@ -607,7 +679,13 @@ pub(crate) enum PhaseEnd {
     Failed,
 }
 
-pub(crate) fn fail<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, ctl: &Rc<RefCell<Ctl>>, call: &str, what: String) {
+pub(crate) fn fail<M: PagingMode>(
+    u: &User<'_, M>,
+    pc: &PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    call: &str,
+    what: String,
+) {
     let mi = u.kernel().meminfo(u.handle());
     let mut c = ctl.borrow_mut();
     let step = c.step;
@@ -626,7 +704,13 @@ pub(crate) fn check_fail(ctl: &Rc<RefCell<Ctl>>, msg: String) {
     ctl.borrow_mut().checks.push(msg);
 }
 
-fn run_phase<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadSpec>, phase: &Phase, ctl: &Rc<RefCell<Ctl>>) -> PhaseEnd {
+fn run_phase<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    spec: &Rc<WorkloadSpec>,
+    phase: &Phase,
+    ctl: &Rc<RefCell<Ctl>>,
+) -> PhaseEnd {
     for _ in 0..phase.repeat.max(1) {
         for op in &phase.ops {
             ctl.borrow_mut().operations += 1;
@@ -645,17 +729,31 @@ fn run_phase<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<Worklo
 
 fn range_of(r: &Region, offset: u64, size: Option<u64>) -> (u32, u32) {
     let off = (offset.min(u64::from(r.len)) as u32) & !0xfff;
-    let len = size.map(|s| s.min(u64::from(r.len - off))).unwrap_or(u64::from(r.len - off)) as u32;
+    let len = size
+        .map(|s| s.min(u64::from(r.len - off)))
+        .unwrap_or(u64::from(r.len - off)) as u32;
     (r.addr + off, len.div_ceil(4096) * 4096)
 }
 
-fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadSpec>, op: &Op, ctl: &Rc<RefCell<Ctl>>) -> PhaseEnd {
+fn run_op<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    spec: &Rc<WorkloadSpec>,
+    op: &Op,
+    ctl: &Rc<RefCell<Ctl>>,
+) -> PhaseEnd {
     macro_rules! region {
         ($name:expr) => {
             match pc.regions.get($name) {
                 Some(r) => r.clone(),
                 None => {
-                    fail(u, pc, ctl, op.kind(), format!("no region named '{}'", $name));
+                    fail(
+                        u,
+                        pc,
+                        ctl,
+                        op.kind(),
+                        format!("no region named '{}'", $name),
+                    );
                     return PhaseEnd::Failed;
                 }
             }
@@ -673,7 +771,14 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
         };
     }
     match op {
-        Op::Mmap { name, size, prot, shared, fixed_at, populate } => {
+        Op::Mmap {
+            name,
+            size,
+            prot,
+            shared,
+            fixed_at,
+            populate,
+        } => {
             let mut flags = MAP_ANONYMOUS | if *shared { MAP_SHARED } else { MAP_PRIVATE };
             if fixed_at.is_some() {
                 flags |= MAP_FIXED;
@@ -689,9 +794,23 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
             } else {
                 None
             };
-            pc.regions.insert(name.clone(), Region { addr, len: (size.0.div_ceil(4096) * 4096) as u32, prot: prot_bits(*prot), obj, pgoff: 0, shm: false });
+            pc.regions.insert(
+                name.clone(),
+                Region {
+                    addr,
+                    len: (size.0.div_ceil(4096) * 4096) as u32,
+                    prot: prot_bits(*prot),
+                    obj,
+                    pgoff: 0,
+                    shm: false,
+                },
+            );
         }
-        Op::Munmap { region, offset, size } => {
+        Op::Munmap {
+            region,
+            offset,
+            size,
+        } => {
             let r = region!(region);
             let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
             sys!(u.munmap(a, u64::from(l)));
@@ -708,7 +827,12 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
                 e.len = a - r.addr;
             }
         }
-        Op::Mprotect { region, prot, offset, size } => {
+        Op::Mprotect {
+            region,
+            prot,
+            offset,
+            size,
+        } => {
             let r = region!(region);
             let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
             sys!(u.mprotect(a, u64::from(l), prot_bits(*prot)));
@@ -716,10 +840,20 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
                 pc.regions.get_mut(region).expect("region present").prot = prot_bits(*prot);
             }
         }
-        Op::Mremap { region, size, may_move } => {
+        Op::Mremap {
+            region,
+            size,
+            may_move,
+        } => {
             let r = region!(region);
             let new_len = (size.0.div_ceil(4096) * 4096) as u32;
-            let na = sys!(u.mremap(r.addr, u64::from(r.len), u64::from(new_len), if *may_move { MREMAP_MAYMOVE } else { 0 }, 0));
+            let na = sys!(u.mremap(
+                r.addr,
+                u64::from(r.len),
+                u64::from(new_len),
+                if *may_move { MREMAP_MAYMOVE } else { 0 },
+                0
+            ));
             move_stamps(pc, r.addr, na, r.len.min(new_len));
             if new_len < r.len {
                 forget_stamps(pc, r.addr + new_len, r.len - new_len);
@@ -737,19 +871,40 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
                 return PhaseEnd::Failed;
             }
             if grow.0 < 0 {
-                forget_stamps(pc, want.div_ceil(4096) * 4096, cur.div_ceil(4096) * 4096 - want.div_ceil(4096) * 4096);
+                forget_stamps(
+                    pc,
+                    want.div_ceil(4096) * 4096,
+                    cur.div_ceil(4096) * 4096 - want.div_ceil(4096) * 4096,
+                );
             }
         }
         Op::Shmget { key, size, create } => {
             sys!(u.shmget(*key, size.0, if *create { IPC_CREAT | 0o600 } else { 0 }));
         }
-        Op::Shmat { key, name, readonly } => {
+        Op::Shmat {
+            key,
+            name,
+            readonly,
+        } => {
             let id = sys!(u.shmget(*key, 0, 0));
             let addr = sys!(u.shmat(id, 0, if *readonly { SHM_RDONLY } else { 0 }));
-            let size = u.kernel().shm_segments(u.handle()).into_iter().find(|(i, _, _)| *i == id).map(|s| s.1).unwrap_or(0);
+            let size = u
+                .kernel()
+                .shm_segments(u.handle())
+                .into_iter()
+                .find(|(i, _, _)| *i == id)
+                .map(|s| s.1)
+                .unwrap_or(0);
             pc.regions.insert(
                 name.clone(),
-                Region { addr, len: size as u32, prot: PROT_READ | if *readonly { 0 } else { PROT_WRITE }, obj: Some((1u64 << 32) | (*key as u32 as u64)), pgoff: 0, shm: true },
+                Region {
+                    addr,
+                    len: size as u32,
+                    prot: PROT_READ | if *readonly { 0 } else { PROT_WRITE },
+                    obj: Some((1u64 << 32) | (*key as u32 as u64)),
+                    pgoff: 0,
+                    shm: true,
+                },
             );
         }
         Op::Shmdt { region } => {
@@ -761,11 +916,22 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
             let id = sys!(u.shmget(*key, 0, 0));
             sys!(u.shm_rmid(id));
         }
-        Op::Touch { region, pattern, write, count, stamp, offset, size, populate } => {
+        Op::Touch {
+            region,
+            pattern,
+            write,
+            count,
+            stamp,
+            offset,
+            size,
+            populate,
+        } => {
             let r = region!(region);
             let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
             if *populate {
-                let res = u.kernel().populate_range(u.handle(), u.pid(), a, u64::from(l), *write);
+                let res = u
+                    .kernel()
+                    .populate_range(u.handle(), u.pid(), a, u64::from(l), *write);
                 u.handle().return_to_user();
                 if let Err(e) = res {
                     let what = match u.killed() {
@@ -806,7 +972,10 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
                         }
                         p
                     }
-                    Pattern::HotCold { hot_fraction, hot_weight } => {
+                    Pattern::HotCold {
+                        hot_fraction,
+                        hot_weight,
+                    } => {
                         let hot = ((f64::from(pages) * hot_fraction).ceil() as u32).clamp(1, pages);
                         if pc.rng.random_bool(hot_weight.clamp(0.0, 1.0)) || hot == pages {
                             pc.rng.random_range(0..hot)
@@ -821,7 +990,10 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
                 }
             }
         }
-        Op::Fork { children, child_phase } => {
+        Op::Fork {
+            children,
+            child_phase,
+        } => {
             let Some(phase) = spec.phases.iter().find(|p| &p.name == child_phase).cloned() else {
                 fail(u, pc, ctl, "fork", format!("no phase '{child_phase}'"));
                 return PhaseEnd::Failed;
@@ -856,18 +1028,32 @@ fn run_op<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadS
         },
         Op::Pause {} => return PhaseEnd::Pause,
         Op::Exit {} => return PhaseEnd::Exit,
-        Op::Random { ops, mix, max_size } => return churn::run_random(u, pc, spec, ctl, *ops, mix, max_size.0, true),
+        Op::Random { ops, mix, max_size } => {
+            return churn::run_random(u, pc, spec, ctl, *ops, mix, max_size.0, true)
+        }
     }
     PhaseEnd::Done
 }
 
 /// One user access to `va` of region `r`: a write leaves a stamp, a read checks it.
-pub(crate) fn access<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, ctl: &Rc<RefCell<Ctl>>, r: &Region, va: u32, write: bool, stamp: bool) -> Result<(), Signal> {
+pub(crate) fn access<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    r: &Region,
+    va: u32,
+    write: bool,
+    stamp: bool,
+) -> Result<(), Signal> {
     let page = va & !0xfff;
     let shared_key = r.obj.map(|o| (o, r.pgoff + ((page - r.addr) >> 12)));
     if write {
         pc.generation = pc.generation.wrapping_add(1);
-        let v = if stamp { stamp_value(pc.seed, u.pid().0, page, pc.generation) } else { 0x5a5a_5a5a };
+        let v = if stamp {
+            stamp_value(pc.seed, u.pid().0, page, pc.generation)
+        } else {
+            0x5a5a_5a5a
+        };
         if stamp {
             match shared_key {
                 Some(k) => {
@@ -922,7 +1108,12 @@ pub(crate) fn access<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, ctl: &Rc
 
 pub(crate) fn forget_stamps(pc: &mut PCtx, addr: u32, len: u32) {
     let end = addr as u64 + len as u64;
-    let keys: Vec<u32> = pc.stamps.range(addr..).take_while(|(k, _)| (**k as u64) < end).map(|(k, _)| *k).collect();
+    let keys: Vec<u32> = pc
+        .stamps
+        .range(addr..)
+        .take_while(|(k, _)| (**k as u64) < end)
+        .map(|(k, _)| *k)
+        .collect();
     for k in keys {
         pc.stamps.remove(&k);
     }
@@ -933,7 +1124,12 @@ pub(crate) fn move_stamps(pc: &mut PCtx, from: u32, to: u32, len: u32) {
         return;
     }
     let end = from as u64 + len as u64;
-    let moved: Vec<(u32, u32)> = pc.stamps.range(from..).take_while(|(k, _)| (**k as u64) < end).map(|(k, v)| (*k, *v)).collect();
+    let moved: Vec<(u32, u32)> = pc
+        .stamps
+        .range(from..)
+        .take_while(|(k, _)| (**k as u64) < end)
+        .map(|(k, v)| (*k, *v))
+        .collect();
     for (k, _) in &moved {
         pc.stamps.remove(k);
     }

@@ -60,10 +60,8 @@ impl<M: PagingMode> Kernel<M> {
                     };
                     // how many new pages does this pte page need?
                     let mut need = 0usize;
-                    let mut x = cur;
-                    while x < next {
-                        let va = VirtAddr::new(x as u32);
-                        if map.get(va).is_none() {
+                    map.for_each(a, next, |va, pte| {
+                        if pte.is_none() {
                             match &vma.backing {
                                 Backing::Anon => need += usize::from(write),
                                 Backing::Shared { obj, pgoff, .. } => {
@@ -74,8 +72,8 @@ impl<M: PagingMode> Kernel<M> {
                                 }
                             }
                         }
-                        x += 4096;
-                    }
+                        None
+                    });
                     if need > reserve.len() {
                         drop(map);
                         drop(g);
@@ -100,65 +98,63 @@ impl<M: PagingMode> Kernel<M> {
                         continue; // re-walk: the entries may have changed
                     }
                     let mut added = 0u64;
-                    let mut x = cur;
-                    while x < next {
-                        let va = VirtAddr::new(x as u32);
-                        if map.get(va).is_none() {
-                            let pte = match &vma.backing {
-                                Backing::Anon if !write => Some(Entry::new(
-                                    self.zero_page,
-                                    EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
-                                )),
-                                Backing::Anon => reserve.pop().map(|new| {
-                                    let d = self.mem_map.desc(new);
-                                    d.set_flag(PageFlags::ANON);
-                                    d.inc_mapcount();
-                                    Entry::new(
-                                        new,
-                                        EntryFlags::PRESENT
-                                            | EntryFlags::USER
-                                            | EntryFlags::RW
-                                            | EntryFlags::ACCESSED
-                                            | EntryFlags::DIRTY,
-                                    )
-                                }),
-                                Backing::Shared { obj, pgoff, .. } => {
-                                    let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
-                                    if idx >= obj.nr_pages() {
-                                        None
-                                    } else {
-                                        let page = match obj.page(idx) {
-                                            Some(pg) => Some(pg),
-                                            None => reserve.pop().inspect(|new| {
-                                                self.mem_map.desc(*new).set_flag(PageFlags::SHARED);
-                                                obj.set_page(idx, *new);
-                                            }),
-                                        };
-                                        page.map(|pg| {
-                                            let d = self.mem_map.desc(pg);
-                                            d.get_page();
-                                            d.inc_mapcount();
-                                            let mut f = EntryFlags::PRESENT
-                                                | EntryFlags::USER
-                                                | EntryFlags::ACCESSED;
-                                            if vma.prot & PROT_WRITE != 0 {
-                                                f |= EntryFlags::RW;
-                                                if write {
-                                                    f |= EntryFlags::DIRTY;
-                                                }
-                                            }
-                                            Entry::new(pg, f)
-                                        })
-                                    }
-                                }
-                            };
-                            if let Some(pte) = pte {
-                                map.set(va, pte);
-                                added += 1;
-                            }
+                    map.for_each(a, next, |va, old| {
+                        if !old.is_none() {
+                            return None;
                         }
-                        x += 4096;
-                    }
+                        let pte = match &vma.backing {
+                            Backing::Anon if !write => Some(Entry::new(
+                                self.zero_page,
+                                EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
+                            )),
+                            Backing::Anon => reserve.pop().map(|new| {
+                                let d = self.mem_map.desc(new);
+                                d.set_flag(PageFlags::ANON);
+                                d.inc_mapcount();
+                                Entry::new(
+                                    new,
+                                    EntryFlags::PRESENT
+                                        | EntryFlags::USER
+                                        | EntryFlags::RW
+                                        | EntryFlags::ACCESSED
+                                        | EntryFlags::DIRTY,
+                                )
+                            }),
+                            Backing::Shared { obj, pgoff, .. } => {
+                                let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
+                                if idx >= obj.nr_pages() {
+                                    None
+                                } else {
+                                    let page = match obj.page(idx) {
+                                        Some(pg) => Some(pg),
+                                        None => reserve.pop().inspect(|new| {
+                                            self.mem_map.desc(*new).set_flag(PageFlags::SHARED);
+                                            obj.set_page(idx, *new);
+                                        }),
+                                    };
+                                    page.map(|pg| {
+                                        let d = self.mem_map.desc(pg);
+                                        d.get_page();
+                                        d.inc_mapcount();
+                                        let mut f = EntryFlags::PRESENT
+                                            | EntryFlags::USER
+                                            | EntryFlags::ACCESSED;
+                                        if vma.prot & PROT_WRITE != 0 {
+                                            f |= EntryFlags::RW;
+                                            if write {
+                                                f |= EntryFlags::DIRTY;
+                                            }
+                                        }
+                                        Entry::new(pg, f)
+                                    })
+                                }
+                            }
+                        };
+                        if pte.is_some() {
+                            added += 1;
+                        }
+                        pte
+                    });
                     drop(map);
                     drop(g);
                     mm.rss.set(mm.rss.get() + added);

@@ -225,7 +225,7 @@ impl<M: PagingMode> Kernel<M> {
         if self.opts.debug {
             self.check_no_pkmaps(p, pid);
         }
-        let Some(proc_) = self.procs.borrow_mut().remove(&pid) else {
+        let Some(proc_) = self.process(pid) else {
             return;
         };
         let mm = proc_.mm.clone();
@@ -236,6 +236,10 @@ impl<M: PagingMode> Kernel<M> {
         }
         // this CPU may still have the mm loaded; the machine switches away after exit
         self.task_free(&cx, proc_.kstack);
+        // gone from the process table only now: whoever waits for every process to be gone
+        // (and then checks for leaks) must not see a half torn-down one
+        self.procs.borrow_mut().remove(&pid);
+        p.wake_up_all(PROCESS_EXIT_KEY);
         if let Some(parent) = proc_.parent {
             if self.procs.borrow().contains_key(&parent) {
                 self.zombies
@@ -374,6 +378,10 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 }
+
+/// Woken whenever a process is gone from the process table (for whoever waits for all).
+pub const PROCESS_EXIT_KEY: crate::platform::WaitQueueKey =
+    crate::platform::WaitQueueKey(0x6578_6974_0000_0000);
 
 /// Wait-queue keys of tasks waiting for a child: this plus the pid.
 pub const WAIT_KEY_BASE: u64 = 0x7761_6974_0000_0000;

@@ -100,7 +100,8 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
     }
     /// Visit every entry for addresses in `[start, end)` (clamped to this page), in order,
     /// on this one mapping: `f(addr, pte)` returns a new value to store, or `None` to leave
-    /// the entry as it is.
+    /// the entry as it is. The entries are read in one block and the changed ones written
+    /// back in one block: one translation of the mapping for the whole range.
     pub fn for_each(
         &mut self,
         start: VirtAddr,
@@ -110,17 +111,43 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
         let (lo, hi) = self.span();
         let s = start.as_u32().max(lo.as_u32());
         let e = end.min(hi);
-        let mut a = s as u64;
-        while a < e {
-            let addr = VirtAddr::new(a as u32);
-            let va = self.entry_va(addr);
-            let old = M::entry_from_raw(self.k.read_entry(self.p, va));
+        if (s as u64) >= e {
+            return;
+        }
+        let first = M::pte_index(VirtAddr::new(s));
+        let n = ((e - s as u64) / highpte_arch::PAGE_SIZE) as usize;
+        let eb = M::ENTRY_BYTES as usize;
+        let mut buf = [0u8; 4096];
+        let bytes = &mut buf[..n * eb];
+        let va = VirtAddr::new(self.base.as_u32() + first * M::ENTRY_BYTES);
+        self.p.read_block(va, bytes);
+        let (mut lo_dirty, mut hi_dirty) = (usize::MAX, 0usize);
+        for i in 0..n {
+            let raw = if eb == 8 {
+                u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+            } else {
+                u64::from(u32::from_le_bytes(
+                    bytes[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]),
+                ))
+            };
+            let old = M::entry_from_raw(raw);
+            let addr = VirtAddr::new(s + (i as u32) * highpte_arch::PAGE_SIZE as u32);
             if let Some(new) = f(addr, old) {
                 if new != old {
-                    self.k.write_entry(self.p, va, new);
+                    if eb == 8 {
+                        bytes[i * 8..i * 8 + 8].copy_from_slice(&new.bits().to_le_bytes());
+                    } else {
+                        bytes[i * 4..i * 4 + 4].copy_from_slice(&new.low().to_le_bytes());
+                    }
+                    lo_dirty = lo_dirty.min(i);
+                    hi_dirty = i;
                 }
             }
-            a += highpte_arch::PAGE_SIZE;
+        }
+        if lo_dirty != usize::MAX {
+            let wva = VirtAddr::new(va.as_u32() + (lo_dirty * eb) as u32);
+            self.p
+                .write_block(wva, &bytes[lo_dirty * eb..(hi_dirty + 1) * eb]);
         }
     }
     /// The kernel address the page is mapped at. Test-only: this is exactly the raw pointer

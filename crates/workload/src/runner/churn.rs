@@ -3,11 +3,16 @@
 //! accesses that must fault: to unmapped pages, to PROT_NONE or read-only pages, and to kernel
 //! addresses.
 
-use super::{access, check_fail, fail, forget_stamps, is_resource_error, move_stamps, Ctl, PCtx, PhaseEnd, Region};
+use super::{
+    access, check_fail, fail, forget_stamps, is_resource_error, move_stamps, Ctl, PCtx, PhaseEnd,
+    Region,
+};
 use crate::spec::{Mix, WorkloadSpec};
 use highpte_arch::PagingMode;
 use highpte_kernel::mm::shm::IPC_CREAT;
-use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_NONE, PROT_READ, PROT_WRITE};
+use highpte_kernel::mm::{
+    MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_NONE, PROT_READ, PROT_WRITE,
+};
 use highpte_kernel::{Errno, Signal};
 use highpte_machine::User;
 use rand::{Rng, SeedableRng};
@@ -20,12 +25,24 @@ fn pick_region(pc: &mut PCtx) -> Option<(String, Region)> {
         return None;
     }
     let i = pc.rng.random_range(0..pc.regions.len());
-    pc.regions.iter().nth(i).map(|(k, v)| (k.clone(), v.clone()))
+    pc.regions
+        .iter()
+        .nth(i)
+        .map(|(k, v)| (k.clone(), v.clone()))
 }
 
 /// Run `ops` random operations. `allow_fork` is false in forked children (they never fork).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec: &Rc<WorkloadSpec>, ctl: &Rc<RefCell<Ctl>>, ops: u64, mix: &Mix, max_size: u64, allow_fork: bool) -> PhaseEnd {
+pub(crate) fn run_random<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    spec: &Rc<WorkloadSpec>,
+    ctl: &Rc<RefCell<Ctl>>,
+    ops: u64,
+    mix: &Mix,
+    max_size: u64,
+    allow_fork: bool,
+) -> PhaseEnd {
     let weights = mix.weights();
     let total = mix.total().max(1);
     let max_pages = (max_size / 4096).max(1) as u32;
@@ -57,21 +74,41 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                             c.next_obj += 1;
                             c.next_obj
                         });
-                        pc.regions.insert(format!("rnd{}-{n}", pc.index), Region { addr: a, len: pages * 4096, prot: PROT_READ | PROT_WRITE, obj, pgoff: 0, shm: false });
+                        pc.regions.insert(
+                            format!("rnd{}-{n}", pc.index),
+                            Region {
+                                addr: a,
+                                len: pages * 4096,
+                                prot: PROT_READ | PROT_WRITE,
+                                obj,
+                                pgoff: 0,
+                                shm: false,
+                            },
+                        );
                     }
                     Err(e) if is_resource_error(e) => {}
                     Err(e) => return bad_errno(u, pc, ctl, "mmap", e),
                 }
             }
             "munmap" => {
-                let Some((name, r)) = pick_region(pc) else { continue };
+                let Some((name, r)) = pick_region(pc) else {
+                    continue;
+                };
                 let pages = r.len / 4096;
                 let first = pc.rng.random_range(0..pages);
                 let count = pc.rng.random_range(1..=pages - first);
                 // only whole-region or edge cuts keep the region bookkeeping simple
-                let (a, l) = if pc.rng.random_bool(0.5) { (r.addr, r.len) } else { (r.addr + first * 4096, (pages - first) * 4096) };
+                let (a, l) = if pc.rng.random_bool(0.5) {
+                    (r.addr, r.len)
+                } else {
+                    (r.addr + first * 4096, (pages - first) * 4096)
+                };
                 let _ = count;
-                if let Err(e) = if r.shm { u.shmdt(r.addr) } else { u.munmap(a, u64::from(l)) } {
+                if let Err(e) = if r.shm {
+                    u.shmdt(r.addr)
+                } else {
+                    u.munmap(a, u64::from(l))
+                } {
                     return bad_errno(u, pc, ctl, "munmap", e);
                 }
                 if r.shm || a == r.addr {
@@ -81,7 +118,15 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                     match u.load_u32(r.addr) {
                         Err(Signal::Sigsegv) => {}
                         Err(s) => return signal_fail(u, pc, ctl, "read after munmap", s),
-                        Ok(v) => check_fail(ctl, format!("process {} read {v:#x} at {:#010x} after unmapping it (pid {})", pc.index, r.addr, u.pid())),
+                        Ok(v) => check_fail(
+                            ctl,
+                            format!(
+                                "process {} read {v:#x} at {:#010x} after unmapping it (pid {})",
+                                pc.index,
+                                r.addr,
+                                u.pid()
+                            ),
+                        ),
                     }
                 } else {
                     forget_stamps(pc, a, l);
@@ -91,13 +136,19 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                 }
             }
             "mprotect" => {
-                let Some((name, r)) = pick_region(pc) else { continue };
+                let Some((name, r)) = pick_region(pc) else {
+                    continue;
+                };
                 let prot = match pc.rng.random_range(0..3) {
                     0 => PROT_NONE,
                     1 => PROT_READ,
                     _ => PROT_READ | PROT_WRITE,
                 };
-                let prot = if r.shm && prot & PROT_WRITE != 0 && r.prot & PROT_WRITE == 0 { PROT_READ } else { prot };
+                let prot = if r.shm && prot & PROT_WRITE != 0 && r.prot & PROT_WRITE == 0 {
+                    PROT_READ
+                } else {
+                    prot
+                };
                 match u.mprotect(r.addr, u64::from(r.len), prot) {
                     Ok(()) => {
                         if let Some(e) = pc.regions.get_mut(&name) {
@@ -109,7 +160,9 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                 }
             }
             "mremap" => {
-                let Some((name, r)) = pick_region(pc) else { continue };
+                let Some((name, r)) = pick_region(pc) else {
+                    continue;
+                };
                 if r.shm || r.obj.is_some() {
                     continue;
                 }
@@ -135,15 +188,33 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                 let start = highpte_kernel::mm::START_BRK;
                 let grow = pc.rng.random_bool(0.6);
                 let delta = pc.rng.random_range(1..=max_pages) * 4096;
-                let want = if grow { cur.saturating_add(delta) } else { cur.saturating_sub(delta).max(start) };
+                let want = if grow {
+                    cur.saturating_add(delta)
+                } else {
+                    cur.saturating_sub(delta).max(start)
+                };
                 let got = u.brk(want);
                 if got == want && !grow {
-                    forget_stamps(pc, want.div_ceil(4096) * 4096, cur.div_ceil(4096) * 4096 - want.div_ceil(4096) * 4096);
+                    forget_stamps(
+                        pc,
+                        want.div_ceil(4096) * 4096,
+                        cur.div_ceil(4096) * 4096 - want.div_ceil(4096) * 4096,
+                    );
                 }
                 let top = u.brk(0);
                 pc.regions.remove("heap");
                 if top > start {
-                    pc.regions.insert("heap".into(), Region { addr: start, len: (top - start).div_ceil(4096) * 4096, prot: PROT_READ | PROT_WRITE, obj: None, pgoff: 0, shm: false });
+                    pc.regions.insert(
+                        "heap".into(),
+                        Region {
+                            addr: start,
+                            len: (top - start).div_ceil(4096) * 4096,
+                            prot: PROT_READ | PROT_WRITE,
+                            obj: None,
+                            pgoff: 0,
+                            shm: false,
+                        },
+                    );
                 }
             }
             "shm" => {
@@ -154,14 +225,36 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
                         if pc.rng.random_bool(0.3) {
                             // remove it: attachments keep it alive
                             let _ = u.shm_rmid(id);
-                            ctl.borrow_mut().shared_stamps.retain(|k, _| k.0 != ((1u64 << 32) | (key as u32 as u64)));
+                            ctl.borrow_mut()
+                                .shared_stamps
+                                .retain(|k, _| k.0 != ((1u64 << 32) | (key as u32 as u64)));
                             continue;
                         }
-                        let size = u.kernel().shm_segments(u.handle()).into_iter().find(|s| s.0 == id).map(|s| s.1).unwrap_or(0);
+                        let size = u
+                            .kernel()
+                            .shm_segments(u.handle())
+                            .into_iter()
+                            .find(|s| s.0 == id)
+                            .map(|s| s.1)
+                            .unwrap_or(0);
                         match u.shmat(id, 0, 0) {
                             Ok(a) => {
                                 n += 1;
-                                pc.regions.insert(format!("shm{}-{n}", pc.index), Region { addr: a, len: size as u32, prot: PROT_READ | PROT_WRITE, obj: Some((1u64 << 32) | (key as u32 as u64) | (u64::from(id) << 48)), pgoff: 0, shm: true });
+                                pc.regions.insert(
+                                    format!("shm{}-{n}", pc.index),
+                                    Region {
+                                        addr: a,
+                                        len: size as u32,
+                                        prot: PROT_READ | PROT_WRITE,
+                                        obj: Some(
+                                            (1u64 << 32)
+                                                | (key as u32 as u64)
+                                                | (u64::from(id) << 48),
+                                        ),
+                                        pgoff: 0,
+                                        shm: true,
+                                    },
+                                );
                             }
                             Err(e) if is_resource_error(e) => {}
                             Err(e) => return bad_errno(u, pc, ctl, "shmat", e),
@@ -204,24 +297,55 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
             "write" | "read" | "fork" => {
                 // now and then, an access that must fault: a kernel address or a hole
                 if pc.rng.random_bool(0.03) {
-                    let va = if pc.rng.random_bool(0.5) { 0xc000_0000 + pc.rng.random_range(0..0x3fff_f000u32) } else { 0x1000 };
-                    let r = if pc.rng.random_bool(0.5) { u.load_u32(va).map(|_| ()) } else { u.store_u32(va, 0xdead_beef) };
+                    let va = if pc.rng.random_bool(0.5) {
+                        0xc000_0000 + pc.rng.random_range(0..0x3fff_f000u32)
+                    } else {
+                        0x1000
+                    };
+                    let r = if pc.rng.random_bool(0.5) {
+                        u.load_u32(va).map(|_| ())
+                    } else {
+                        u.store_u32(va, 0xdead_beef)
+                    };
                     match r {
                         Err(Signal::Sigsegv) => {}
                         Err(s) => return signal_fail(u, pc, ctl, "hostile access", s),
-                        Ok(()) => check_fail(ctl, format!("process {} reached {va:#010x} from user mode (pid {})", pc.index, u.pid())),
+                        Ok(()) => check_fail(
+                            ctl,
+                            format!(
+                                "process {} reached {va:#010x} from user mode (pid {})",
+                                pc.index,
+                                u.pid()
+                            ),
+                        ),
                     }
                     continue;
                 }
-                let Some((_, r)) = pick_region(pc) else { continue };
+                let Some((_, r)) = pick_region(pc) else {
+                    continue;
+                };
                 let page = r.addr + pc.rng.random_range(0..(r.len / 4096).max(1)) * 4096;
                 let write = kind == "write";
-                let allowed = if write { r.prot & PROT_WRITE != 0 } else { r.prot & (PROT_READ | PROT_WRITE) != 0 };
+                let allowed = if write {
+                    r.prot & PROT_WRITE != 0
+                } else {
+                    r.prot & (PROT_READ | PROT_WRITE) != 0
+                };
                 match access(u, pc, ctl, &r, page, write && allowed, true) {
                     Ok(()) if allowed => {}
-                    Ok(()) => check_fail(ctl, format!("process {} accessed {page:#010x} against protection {:#x} (pid {})", pc.index, r.prot, u.pid())),
+                    Ok(()) => check_fail(
+                        ctl,
+                        format!(
+                            "process {} accessed {page:#010x} against protection {:#x} (pid {})",
+                            pc.index,
+                            r.prot,
+                            u.pid()
+                        ),
+                    ),
                     Err(Signal::Sigsegv) if !allowed => {}
-                    Err(s) => return signal_fail(u, pc, ctl, if write { "write" } else { "read" }, s),
+                    Err(s) => {
+                        return signal_fail(u, pc, ctl, if write { "write" } else { "read" }, s)
+                    }
                 }
             }
             _ => {}
@@ -230,20 +354,48 @@ pub(crate) fn run_random<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, spec
     PhaseEnd::Done
 }
 
-fn bad_errno<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, ctl: &Rc<RefCell<Ctl>>, call: &str, e: Errno) -> PhaseEnd {
+fn bad_errno<M: PagingMode>(
+    u: &User<'_, M>,
+    pc: &PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    call: &str,
+    e: Errno,
+) -> PhaseEnd {
     if e.0 == 4 {
         // EINTR: killed (OOM)
         fail(u, pc, ctl, call, "SIGKILL".into());
         return PhaseEnd::Failed;
     }
-    check_fail(ctl, format!("process {} (pid {}): {call} failed with {} on a valid request", pc.index, u.pid(), e.name()));
+    check_fail(
+        ctl,
+        format!(
+            "process {} (pid {}): {call} failed with {} on a valid request",
+            pc.index,
+            u.pid(),
+            e.name()
+        ),
+    );
     fail(u, pc, ctl, call, e.name().to_string());
     PhaseEnd::Failed
 }
 
-fn signal_fail<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, ctl: &Rc<RefCell<Ctl>>, call: &str, s: Signal) -> PhaseEnd {
+fn signal_fail<M: PagingMode>(
+    u: &User<'_, M>,
+    pc: &PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    call: &str,
+    s: Signal,
+) -> PhaseEnd {
     if s != Signal::Sigkill {
-        check_fail(ctl, format!("process {} (pid {}): unexpected {} in {call}", pc.index, u.pid(), s.name()));
+        check_fail(
+            ctl,
+            format!(
+                "process {} (pid {}): unexpected {} in {call}",
+                pc.index,
+                u.pid(),
+                s.name()
+            ),
+        );
     }
     fail(u, pc, ctl, call, s.name().to_string());
     PhaseEnd::Failed
