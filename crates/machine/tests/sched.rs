@@ -57,7 +57,7 @@ fn mixed_scenario(o: MachineOptions) -> (u64, RunOutcome, u64, Vec<u64>) {
                     *g = v + 1;
                 }
                 if j % 5 == 0 {
-                    let mut l = list.lock(p, "worker:list");
+                    let mut l = list.lock(&mut sleep_ctx(p), "worker:list");
                     l.push(i);
                     p.charge(KernelEvent::Cycles(500));
                 }
@@ -382,7 +382,7 @@ fn sleeping_with_a_spinlock_held_is_a_bug() {
     let mutex = Rc::new(Mutex::new("sleepy", ()));
     m.spawn("t", None, move |p: &H| {
         let _g = lock.lock(p);
-        let _m = mutex.lock(p, "test:mutex-under-spinlock");
+        let _m = mutex.lock(&mut sleep_ctx(p), "test:mutex-under-spinlock");
         0
     })
     .expect("spawn");
@@ -408,7 +408,7 @@ fn mutex_contention_works_on_up_with_preemption() {
         let mutex = mutex.clone();
         m.spawn(format!("t{i}"), None, move |p: &H| {
             for _ in 0..10 {
-                let mut g = mutex.lock(p, "test:up-mutex");
+                let mut g = mutex.lock(&mut sleep_ctx(p), "test:up-mutex");
                 let v = *g;
                 p.charge(KernelEvent::Cycles(3_000));
                 p.schedule();
@@ -649,4 +649,12 @@ fn stress_mode_migrates_tasks_between_cpus() {
         .filter(|t| cpus_seen.borrow().iter().filter(|(x, _)| x == t).count() > 1)
         .count();
     assert!(tasks_on_many > 0);
+}
+
+/// The sleep capability of a raw task body (a kernel entry: nothing held, nothing mapped),
+/// which `Mutex::lock` asks for.
+fn sleep_ctx(p: &H) -> highpte_kernel::SleepCtx<'_, H> {
+    // SAFETY: called at the top of a sleeping-lock acquisition in a task body; the tests
+    // that hold a spinlock there do so on purpose, to see the machine's might_sleep report.
+    unsafe { highpte_kernel::SleepCtx::enter(p) }
 }
