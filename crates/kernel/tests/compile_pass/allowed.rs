@@ -8,7 +8,8 @@
 //! - `pte_offset_map` on a kernel pmd (allowed: a kernel table is low memory);
 //! - `pte_offset_kernel` on a kernel pmd;
 //! - atomic work while mapped: `alloc_pages_atomic` with the mapping's `cx()`;
-//! - `pte_alloc_map`, then unmap, unlock and sleep.
+//! - `pte_alloc_map`, then unmap, unlock and sleep;
+//! - a sleeping lock (`RwSem::read`) after the unmap, and pte work under its guard.
 #![allow(dead_code)]
 
 use core::cell::Cell;
@@ -139,3 +140,26 @@ fn alloc_map_then_sleep<P: Platform, M: PagingMode>(
 }
 
 fn main() {}
+
+/// A sleeping lock taken after the pte is unmapped and the spinlock dropped; its guard does
+/// not keep the context borrowed, so pte work can follow under it.
+#[allow(dead_code)]
+fn sleeping_lock_after_unmap<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    cx: &mut SleepCtx<'_, P>,
+    pgd: &UserPgd,
+    ptl: &SpinLock<()>,
+    sem: &highpte_kernel::RwSem<u32>,
+    addr: VirtAddr,
+) {
+    let pmd = k.pmd_offset(cx.p(), pgd, addr);
+    {
+        let mut guard = ptl.lock(cx.p());
+        let map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+        let _ = map.get(addr);
+    }
+    let vmas = sem.read(cx, "mmap_sem");
+    let mut guard = ptl.lock(cx.p());
+    let map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+    let _ = (map.get(addr), *vmas);
+}
