@@ -89,8 +89,7 @@ impl<M: PagingMode> Kernel<M> {
                         }
                         None => {
                             drop(vmas);
-                            self.counters.inc(Counter::FaultsSigbus);
-                            return self.fault_oom(p, pid);
+                            return self.fault_oom(&mut cx, pid);
                         }
                     }
                 }
@@ -99,7 +98,7 @@ impl<M: PagingMode> Kernel<M> {
                     if let Some(pfn) = new_page.take() {
                         self.free_pages(&cx, pfn, 0);
                     }
-                    return self.fault_oom(p, pid);
+                    return self.fault_oom(&mut cx, pid);
                 }
                 Step::Sigbus => {
                     if let Some(pfn) = new_page.take() {
@@ -117,11 +116,24 @@ impl<M: PagingMode> Kernel<M> {
         FaultOutcome::Handled
     }
 
-    fn fault_oom<P: Platform>(&self, p: &P, pid: TaskId) -> FaultOutcome {
+    /// A fault found no memory (nothing held: no lock, no mapping, no mmap_sem). The OOM
+    /// killer picks a victim; if that is this task it dies. Otherwise this task waits until
+    /// the victim has exited and given its memory back, then retries the access: a bystander
+    /// that faults while memory is exhausted is not killed with the hog.
+    fn fault_oom<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) -> FaultOutcome {
+        let p = cx.p();
         match self.out_of_memory(p, pid) {
-            Some(v) if v == pid => FaultOutcome::Signal(Signal::Sigkill),
-            // another task will die; this one is killed too if nothing can be freed at once
-            // (the victim has to run to exit), which keeps the fault path from looping.
+            Some(v) if v != pid => {
+                let key = crate::platform::WaitQueueKey(
+                    crate::mm::process::OOM_EXIT_KEY_BASE + v.0 as u64,
+                );
+                let token = p.prepare_to_wait(key);
+                if self.process(v).is_some() {
+                    cx.sleep_on(key, token, "OOM victim to exit", "out_of_memory");
+                }
+                FaultOutcome::Handled
+            }
+            // this task is the victim, or there is nothing else to kill
             _ => FaultOutcome::Signal(Signal::Sigkill),
         }
     }

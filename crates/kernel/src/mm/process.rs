@@ -254,6 +254,10 @@ impl<M: PagingMode> Kernel<M> {
         }
         // orphans are reaped by nobody: forget their zombies
         self.zombies.borrow_mut().remove(&pid);
+        // tasks waiting for this OOM victim's memory may retry
+        p.wake_up_all(crate::platform::WaitQueueKey(
+            OOM_EXIT_KEY_BASE + pid.0 as u64,
+        ));
     }
 
     /// `wait()`: sleep until a child of `pid` exits; returns its id and exit code, or ECHILD
@@ -321,8 +325,19 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// The OOM killer: choose the process with the most resident pages (ties: the newest),
-    /// mark it killed and log it. Returns the victim.
+    /// mark it killed and log it. Returns the victim. While a victim killed earlier has not
+    /// exited yet, it is returned again and nobody else is killed (its memory is on its way
+    /// back).
     pub fn out_of_memory<P: Platform>(&self, p: &P, faulting: TaskId) -> Option<TaskId> {
+        let dying = self
+            .procs
+            .borrow()
+            .values()
+            .find(|pr| pr.killed.get() == Some(Signal::Sigkill))
+            .map(|pr| pr.pid);
+        if let Some(d) = dying {
+            return Some(d);
+        }
         let victim = {
             let procs = self.procs.borrow();
             procs
@@ -345,6 +360,9 @@ impl<M: PagingMode> Kernel<M> {
             ));
             p.wake_up_all(crate::platform::WaitQueueKey(
                 PAUSE_KEY_BASE + victim.0 as u64,
+            ));
+            p.wake_up_all(crate::platform::WaitQueueKey(
+                WAIT_KEY_BASE + victim.0 as u64,
             ));
         }
         Some(victim)
@@ -385,6 +403,9 @@ pub const PROCESS_EXIT_KEY: crate::platform::WaitQueueKey =
 
 /// Wait-queue keys of tasks waiting for a child: this plus the pid.
 pub const WAIT_KEY_BASE: u64 = 0x7761_6974_0000_0000;
+
+/// Wait-queue keys of tasks waiting for an OOM victim to exit: this plus the victim's pid.
+pub const OOM_EXIT_KEY_BASE: u64 = 0x6f6f_6d78_0000_0000;
 
 /// Wait-queue keys of paused tasks: this plus the pid.
 pub const PAUSE_KEY_BASE: u64 = 0x7061_7573_0000_0000;
