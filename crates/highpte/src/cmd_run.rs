@@ -54,7 +54,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
 /// The documented JSON object of one run.
 pub fn report_json(r: &RunReport) -> Value {
     let ff = r.first_failure.as_ref().map(|f| {
-        json!({"process": f.process, "pid": f.pid, "call": f.call, "errno_or_signal": f.errno_or_signal, "LowFree": f.low_free_kb, "HighFree": f.high_free_kb, "step": f.step})
+        json!({"process": f.process, "pid": f.pid, "call": f.call, "errno_or_signal": f.errno_or_signal, "LowFree": f.low_free_kb, "HighFree": f.high_free_kb, "step": f.step, "processes_done": f.processes_done})
     });
     let steps: Vec<Value> = r
         .steps
@@ -108,10 +108,11 @@ pub fn print_report(r: &RunReport) {
     println!("{}", report::steps_table(&[r]));
     match &r.first_failure {
         Some(f) => println!(
-            "first failure: process {} (pid {}) in step {}: {} failed with {}, LowFree {}, HighFree {}",
+            "first failure: process {} (pid {}) in step {}, {} processes done: {} failed with {}, LowFree {}, HighFree {}",
             f.process,
             f.pid,
             f.step + 1,
+            f.processes_done,
             f.call,
             f.errno_or_signal,
             report::mb(f.low_free_kb),

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd_boot;
+mod cmd_demo;
 mod cmd_run;
 mod plot;
 mod report;
@@ -30,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The seed's story: sga and wli on 64g and 64g-highpte side by side, with a plot.
+    Demo(cmd_demo::DemoArgs),
     /// Boot a machine and print its boot log, memory layout and meminfo.
     Boot(args::BootArgs),
     /// Run a workload (built-in or file) on one configuration and report.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Err(e) => return args::usage_error(e),
     };
     let r = match cli.command {
+        Command::Demo(a) => cmd_demo::run(&a),
         Command::Boot(a) => cmd_boot::run(&a),
         Command::Run(a) => cmd_run::run(&a),
     };

@@ -78,3 +78,46 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     }
     t.to_string()
 }
+
+/// kB as GB with one decimal.
+pub fn gb(kb: u64) -> String {
+    format!("{:.1} GB", kb as f64 / (1024.0 * 1024.0))
+}
+
+/// The demo's compact side-by-side table: LowFree and where the page tables are, per config.
+pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["processes".to_string()];
+    for r in runs {
+        header.push(format!("{}\nLowFree", r.config));
+        header.push(format!("{}\nPageTables low / high", r.config));
+    }
+    header.push("first failure".to_string());
+    t.set_header(header);
+    let n = runs.iter().map(|r| r.steps.len()).max().unwrap_or(0);
+    for i in 0..n {
+        let procs = runs.iter().filter_map(|r| r.steps.get(i)).map(|s| s.processes).max().unwrap_or(0);
+        let mut row = vec![procs.to_string()];
+        let mut fail = String::new();
+        for r in runs {
+            match r.steps.get(i) {
+                Some(s) => {
+                    row.push(mb(s.meminfo.low_free));
+                    row.push(format!("{} / {}", mb(s.meminfo.page_tables_low), mb(s.meminfo.page_tables_high)));
+                    if let Some(f) = s.failures.first() {
+                        fail = format!("{}: process {} {} {} (LowFree {})", r.config, f.process + 1, f.call, f.errno_or_signal, mb(f.low_free_kb));
+                    }
+                }
+                None => {
+                    row.push("-".to_string());
+                    row.push("stopped".to_string());
+                }
+            }
+        }
+        row.push(fail);
+        t.add_row(row);
+    }
+    t.to_string()
+}

@@ -79,6 +79,9 @@ pub struct MachineOptions {
     pub trace_limit: usize,
     /// The cost of every event.
     pub cost: CostModel,
+    /// Back simulated memory with host huge pages where the host allows (fewer host page
+    /// faults, less precise host memory accounting).
+    pub huge_pages: bool,
 }
 
 impl Default for MachineOptions {
@@ -96,6 +99,7 @@ impl Default for MachineOptions {
             max_cycles: None,
             trace_limit: 0,
             cost: CostModel::default(),
+            huge_pages: false,
         }
     }
 }
@@ -374,6 +378,10 @@ impl<M: PagingMode> Machine<M> {
             });
         }
         let phys = PhysMem::new(opts.ram_bytes)?;
+        if opts.huge_pages {
+            // fewer host page faults for dense simulated memory (page tables, big segments)
+            let _ = phys.set_huge_pages(true);
+        }
         let tick = if opts.tick_period == 0 {
             u64::MAX
         } else {

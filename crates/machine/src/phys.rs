@@ -327,9 +327,9 @@ impl PhysMem {
     /// Fill frame `pfn` with zeros. A frame that already reads as zero is left untouched, so
     /// zeroing a never-written frame commits no host memory.
     pub fn zero_page(&self, pfn: u64) -> Result<(), PhysMemError> {
-        if self.page_is_zero(pfn)? {
-            return Ok(());
-        }
+        // No zero check first: a page is cleared because it is about to be written, and
+        // reading it first would make the host map its zero page and then copy-on-write it,
+        // two host faults instead of one.
         let p = self.page_ptr(pfn)?;
         // SAFETY: `p` points at 4096 writable bytes of our mapping; nothing aliases them.
         unsafe { ptr::write_bytes(p, 0, PAGE_SIZE as usize) };

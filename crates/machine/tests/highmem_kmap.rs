@@ -40,6 +40,10 @@ fn locks_between_marks<M: PagingMode>(sys: &System<M>) -> Vec<&'static str> {
     v
 }
 
+/// What the mapping task saw: slot address, preempt_count while held and after, the value
+/// read back through the mapping.
+type Seen = (u32, u32, u32, u32);
+
 /// kmap_atomic of a high page on CPU 1: the slot address of (CPU 1, KM_USER0), exactly one
 /// invlpg on CPU 1 and none on CPU 0, no lock taken (neither kmap_lock nor a zone lock, nor
 /// any lock the machine saw), preemption disabled while held. With the debug helpers the
@@ -49,7 +53,7 @@ fn atomic_high<M: PagingMode>(v: MemoryVariant, debug: bool) {
     let page = run_raw(&mut sys, 1, |_, k, cx| high_page(k, cx));
     let tlb0 = tlb_counts(&sys);
     let locks0 = sys.kernel().highmem_lock_stats();
-    let got: Rc<Cell<(u32, u32, u32, u32, u64)>> = Rc::default();
+    let got: Rc<Cell<Seen>> = Rc::default();
     let g = got.clone();
     run_raw(&mut sys, 1, move |h, k, cx| {
         h.record_user_event(MARK);
@@ -59,9 +63,9 @@ fn atomic_high<M: PagingMode>(v: MemoryVariant, debug: bool) {
         let back = h.read_u32(VirtAddr::new(va.as_u32() + 8));
         k.kunmap_atomic(cx, va, KmType::User0, "test");
         h.record_user_event(MARK);
-        g.set((va.as_u32(), held, h.preempt_count(), back, 0));
+        g.set((va.as_u32(), held, h.preempt_count(), back));
     });
-    let (va, held, after, back, _) = got.get();
+    let (va, held, after, back) = got.get();
     // FIX_KMAP_BEGIN + type + KM_TYPE_NR * cpu (each real slot after a guard in debug)
     let idx = KmType::User0.index() + KmType::NR;
     let fix = if debug {

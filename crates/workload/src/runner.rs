@@ -90,6 +90,8 @@ pub struct Failure {
     pub high_free_kb: u64,
     /// The ramp step it happened in (0-based).
     pub step: usize,
+    /// Top-level processes that had finished their phases (paused) when it happened.
+    pub processes_done: u32,
 }
 
 /// The state of the system after one ramp step.
@@ -689,7 +691,9 @@ pub(crate) fn fail<M: PagingMode>(
     let mi = u.kernel().meminfo(u.handle());
     let mut c = ctl.borrow_mut();
     let step = c.step;
+    let processes_done = c.slots.iter().filter(|s| s.state == PState::Paused).count() as u32;
     c.failures.push(Failure {
+        processes_done,
         process: pc.index,
         pid: u.pid().0,
         call: call.to_string(),
