@@ -136,11 +136,8 @@ impl<M: PagingMode> Kernel<M> {
                         };
                         let present = pte.is_present();
                         let rw = pte.has(EntryFlags::RW);
-                        if (present && !pte.has(EntryFlags::USER))
-                            || (present && v.prot == PROT_NONE)
-                            || (rw && !v.writable())
-                            || (rw && pfn == self.zero_page)
-                        {
+                        let user_ok = pte.has(EntryFlags::USER) && v.prot != PROT_NONE;
+                        if (present && !user_ok) || (rw && (!v.writable() || pfn == self.zero_page)) {
                             bad.push(format!(
                                 "mm {:#x}: pte {:#x} at {} does not fit its VMA (prot {})",
                                 mm.cr3,

@@ -1,6 +1,9 @@
 //! One table-driven test per system call: every success case and every error of the Linux
 //! man page that applies, with the exact errno, and the invariants after every step.
 
+// the case tables are tuples on purpose: one line per case
+#![allow(clippy::type_complexity)]
+
 mod vm_common;
 use highpte_arch::{MemoryVariant, PagingMode};
 use highpte_kernel::mm::shm::{IPC_CREAT, IPC_EXCL, IPC_PRIVATE, SHMMAX, SHM_RDONLY, SHM_RND};
