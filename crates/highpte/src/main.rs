@@ -3,8 +3,10 @@
 
 mod args;
 mod cmd_boot;
+mod cmd_compare;
 mod cmd_demo;
 mod cmd_run;
+mod cmd_sweep;
 mod plot;
 mod report;
 mod workload_args;
@@ -37,6 +39,10 @@ enum Command {
     Boot(args::BootArgs),
     /// Run a workload (built-in or file) on one configuration and report.
     Run(cmd_run::RunArgs),
+    /// Run a workload on several configurations (x strategies x allocators): a row per run.
+    Compare(cmd_compare::CompareArgs),
+    /// Run a workload for each value of one parameter on each configuration, with a plot.
+    Sweep(cmd_sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd_demo::run(&a),
         Command::Boot(a) => cmd_boot::run(&a),
         Command::Run(a) => cmd_run::run(&a),
+        Command::Compare(a) => cmd_compare::run(&a),
+        Command::Sweep(a) => cmd_sweep::run(&a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

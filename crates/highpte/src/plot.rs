@@ -36,3 +36,89 @@ pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Resu
     root.present()?;
     Ok(())
 }
+
+/// One series of a sweep: its label and `(x, LowFree in MB, processes failed)` per point.
+pub struct SweepSeries {
+    /// The legend label (the configuration).
+    pub label: String,
+    /// `(x, LowFree MB at the last step, processes failed)`, in x order.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Plot a sweep as two panels sharing the x axis (`x_desc`, with its unit): LowFree at the
+/// last step (MB) on top, processes failed below; one series per configuration.
+pub fn sweep_plot(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    series: &[SweepSeries],
+) -> anyhow::Result<()> {
+    let xs = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let min_x = xs().fold(f64::INFINITY, f64::min);
+    let max_x = xs().fold(f64::NEG_INFINITY, f64::max);
+    let (min_x, max_x) = if min_x.is_finite() && max_x > min_x {
+        let pad = (max_x - min_x) / 20.0;
+        (min_x - pad, max_x + pad)
+    } else if min_x.is_finite() {
+        (min_x - 1.0, min_x + 1.0)
+    } else {
+        (0.0, 1.0)
+    };
+    let max_low = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max);
+    let max_failed = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.2))
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 760)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 22))?;
+    let (top, bottom) = root.split_vertically(380);
+    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    let panels: [(
+        &DrawingArea<SVGBackend, plotters::coord::Shift>,
+        &str,
+        f64,
+        usize,
+    ); 2] = [
+        (&top, "LowFree at the last step (MB)", max_low, 1),
+        (&bottom, "processes failed", max_failed, 2),
+    ];
+    for (area, y_desc, max_y, which) in panels {
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(min_x..max_x, 0f64..max_y * 1.08)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()?;
+        for (i, s) in series.iter().enumerate() {
+            let c = colors[i % colors.len()];
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .map(|p| (p.0, if which == 1 { p.1 } else { p.2 }))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
+                });
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -121,3 +121,87 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     }
     t.to_string()
 }
+
+/// The value of the kernel or machine counter `name` in a run (0 if it has no such counter).
+pub fn run_counter(r: &highpte_workload::runner::RunReport, name: &str) -> u64 {
+    r.counters
+        .iter()
+        .chain(r.machine.iter())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
+}
+
+/// The first failure of a run in a few words: `touch ENOMEM, LowFree 0.3 MB`, or `-`.
+pub fn first_failure_short(r: &highpte_workload::runner::RunReport) -> String {
+    match &r.first_failure {
+        Some(f) => format!(
+            "{} {}, LowFree {}",
+            f.call,
+            f.errno_or_signal,
+            mb(f.low_free_kb)
+        ),
+        None => "-".to_string(),
+    }
+}
+
+/// One row per run (used by `compare` and `sweep`): configuration, strategy, allocator,
+/// processes, first failure, LowFree and page tables at the last step, the mapping and TLB
+/// counters, simulated cycles and host time. `extra` inserts one more column (a header and a
+/// value per run) after the allocator, e.g. the value a sweep varies.
+pub fn runs_table(
+    runs: &[&highpte_workload::runner::RunReport],
+    extra: Option<(&str, &[String])>,
+) -> String {
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header: Vec<String> = vec!["config".into(), "strategy".into(), "pt_alloc".into()];
+    if let Some((h, _)) = extra {
+        header.push(h.to_string());
+    }
+    header.extend(
+        [
+            "processes\nstarted / failed",
+            "first failure\n(call errno, LowFree)",
+            "LowFree",
+            "PageTables\nlow / high",
+            "kmap_atomic",
+            "kmap",
+            "invlpg",
+            "TLB\nshootdowns",
+            "simulated\ncycles",
+            "host s",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    t.set_header(header);
+    for (i, r) in runs.iter().enumerate() {
+        let m = &r.meminfo_peak;
+        let mut row = vec![r.config.clone(), r.strategy.clone(), r.pt_alloc.clone()];
+        if let Some((_, vals)) = extra {
+            row.push(vals.get(i).cloned().unwrap_or_default());
+        }
+        row.extend([
+            format!("{} / {}", r.processes_started, r.processes_failed),
+            first_failure_short(r),
+            mb(m.low_free),
+            format!("{} / {}", mb(m.page_tables_low), mb(m.page_tables_high)),
+            run_counter(r, "kmap_atomic").to_string(),
+            run_counter(r, "kmap").to_string(),
+            run_counter(r, "invlpg").to_string(),
+            run_counter(r, "tlb_shootdowns").to_string(),
+            r.cycles.to_string(),
+            format!("{:.2}", r.host_seconds),
+        ]);
+        t.add_row(row);
+    }
+    let first_numeric = 3 + usize::from(extra.is_some());
+    for (i, col) in t.column_iter_mut().enumerate() {
+        if i >= first_numeric && i != first_numeric + 1 {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t.to_string()
+}

@@ -1,0 +1,434 @@
+//! `highpte compare`: run one workload on every combination of configurations, pte strategies
+//! and page-table allocators, in parallel on the host, and print one row per run.
+//!
+//! Also the machinery `sweep` shares: building one checked [`WorkloadSpec`] per cell
+//! ([`cell_spec`]) and running cells on a pool of host threads ([`run_cells`]).
+
+use crate::report;
+use crate::workload_args::{InputError, WorkloadArgs};
+use clap::Args;
+use highpte_arch::size::DisplaySize;
+use highpte_arch::MemoryVariant;
+use highpte_kernel::{PtAllocKind, PteStrategy};
+use highpte_workload::runner::{self, RunOptions, RunReport};
+use highpte_workload::{Size, WorkloadSpec};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A comma-separated list of memory configurations, or `all` (the five).
+#[derive(Clone, Debug)]
+pub struct ConfigList(pub Vec<MemoryVariant>);
+
+/// A comma-separated list of pte strategies, or `all`.
+#[derive(Clone, Debug)]
+pub struct StrategyList(pub Vec<PteStrategy>);
+
+/// A comma-separated list of page-table allocators, or `all`.
+#[derive(Clone, Debug)]
+pub struct PtAllocList(pub Vec<PtAllocKind>);
+
+/// Split `s` on commas, trim, refuse empty items and duplicates, map `all` to `everything`.
+fn parse_list<T: Copy + PartialEq>(
+    s: &str,
+    what: &str,
+    accepted: &str,
+    everything: &[T],
+    one: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(everything.to_vec());
+    }
+    let mut out = Vec::new();
+    for (i, item) in s.split(',').enumerate() {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(format!(
+                "empty {what} name at position {} in '{s}': expected a comma-separated list of {accepted}, or all",
+                i + 1
+            ));
+        }
+        let v = one(item).ok_or_else(|| {
+            format!("unknown {what} '{item}' in '{s}': expected a comma-separated list of {accepted}, or all")
+        })?;
+        if out.contains(&v) {
+            return Err(format!("{what} '{item}' is listed twice in '{s}'"));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// clap parser for `--configs`.
+pub fn parse_configs(s: &str) -> Result<ConfigList, String> {
+    parse_list(
+        s,
+        "configuration",
+        "nohighmem, 4g, 4g-highpte, 64g, 64g-highpte",
+        &MemoryVariant::ALL,
+        |x| x.parse().ok(),
+    )
+    .map(ConfigList)
+}
+
+fn parse_strategies(s: &str) -> Result<StrategyList, String> {
+    parse_list(
+        s,
+        "pte strategy",
+        "lowmem, atomic, persistent",
+        &PteStrategy::ALL,
+        PteStrategy::from_name,
+    )
+    .map(StrategyList)
+}
+
+fn parse_pt_allocs(s: &str) -> Result<PtAllocList, String> {
+    parse_list(
+        s,
+        "page-table allocator",
+        "pool, quicklist, buddy",
+        &PtAllocKind::ALL,
+        PtAllocKind::from_name,
+    )
+    .map(PtAllocList)
+}
+
+/// `highpte compare`.
+#[derive(Args, Clone, Debug)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub w: WorkloadArgs,
+    /// Configurations to run on, comma-separated, or `all` (the five) [default: all].
+    #[arg(long, value_parser = parse_configs)]
+    pub configs: Option<ConfigList>,
+    /// pte strategies to run with, comma-separated, or `all` [default: each config's own].
+    #[arg(long, value_parser = parse_strategies)]
+    pub strategies: Option<StrategyList>,
+    /// Page-table allocators to run with, comma-separated, or `all` [default: the workload's].
+    #[arg(long = "pt-allocs", value_parser = parse_pt_allocs)]
+    pub pt_allocs: Option<PtAllocList>,
+    /// Runs at a time (host threads) [default: the number of host CPUs].
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// Print a JSON list with one run object per row (schema: docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Write a plot of LowFree against processes, one series per run (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// What one cell changes in the base workload: `None` keeps the workload's own choice.
+#[derive(Clone, Copy, Debug)]
+pub struct CellChoice {
+    /// The memory configuration.
+    pub variant: MemoryVariant,
+    /// The pte strategy (None: the workload's, or the config's default).
+    pub strategy: Option<PteStrategy>,
+    /// The page-table allocator (None: the workload's).
+    pub pt_alloc: Option<PtAllocKind>,
+}
+
+/// Load the workload with every command-line override applied except `--config` (the commands
+/// that take `--configs` decide what it means), checked on a configuration that can address
+/// any RAM: each cell sets its own configuration afterwards with [`cell_spec`]. The spec keeps
+/// the workload's own configuration.
+pub fn base_spec(w: &WorkloadArgs) -> Result<WorkloadSpec, InputError> {
+    let mut any = w.clone();
+    any.machine.config = Some(MemoryVariant::Highmem64g);
+    let mut spec = any.spec()?;
+    // The file parsed and checked above, so loading it again only fails if it changed.
+    let own = match highpte_workload::builtin(&w.workload) {
+        Some(s) => s,
+        None => highpte_workload::load_workload(std::path::Path::new(&w.workload))
+            .map_err(|e| InputError(e.to_string()))?,
+    };
+    spec.machine.config = own.machine.config;
+    Ok(spec)
+}
+
+/// The workload for one cell: `base` on `c`, checked. RAM beyond what the configuration can
+/// address is ignored by that kernel, as Linux does: the cell runs with the most RAM the
+/// configuration addresses, and a note says so.
+pub fn cell_spec(
+    base: &WorkloadSpec,
+    c: CellChoice,
+    notes: &mut Vec<String>,
+) -> Result<WorkloadSpec, InputError> {
+    let mut spec = base.clone();
+    spec.machine.config = c.variant.name().to_string();
+    let max = c.variant.max_usable_ram();
+    if spec.machine.ram.0 > max {
+        let note = format!(
+            "{}: a {} kernel ignores RAM beyond {}, so its runs use {} of the {} machine",
+            c.variant.name(),
+            c.variant.name(),
+            DisplaySize(max),
+            DisplaySize(max),
+            DisplaySize(spec.machine.ram.0)
+        );
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
+        spec.machine.ram = Size(max);
+    }
+    if let Some(s) = c.strategy {
+        spec.machine.strategy = Some(s.name().to_string());
+    }
+    if let Some(a) = c.pt_alloc {
+        spec.machine.pt_alloc = Some(a.name().to_string());
+    }
+    spec.validate().map_err(|problems| {
+        let msg: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        InputError(format!(
+            "workload '{}' on {} is invalid: {}",
+            spec.name,
+            c.variant.name(),
+            msg.join("; ")
+        ))
+    })?;
+    Ok(spec)
+}
+
+/// How one cell ended: a report, a run that could not start, or a crash of the simulator.
+pub enum CellResult {
+    /// The run finished (it may have failed inside the simulation: that is a result).
+    Done(Box<RunReport>),
+    /// The run could not start (bad input the checks above did not catch).
+    Refused(String),
+    /// The simulator panicked (a bug): the message.
+    Panicked(String),
+}
+
+/// The number of host CPUs (at least 1).
+pub fn host_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Run every spec, `jobs` at a time on host threads (each run builds its own machine inside
+/// its thread), and return the results in the order of `specs`. A progress bar counts the runs
+/// on stderr when `progress` is set.
+pub fn run_cells(specs: &[WorkloadSpec], jobs: usize, progress: bool) -> Vec<CellResult> {
+    let jobs = jobs.clamp(1, specs.len().max(1));
+    let bar = if progress {
+        let b =
+            ProgressBar::with_draw_target(Some(specs.len() as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}",
+        ) {
+            b.set_style(style);
+        }
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<CellResult>>> =
+        Mutex::new((0..specs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(spec) = specs.get(i) else { break };
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runner::run(spec, &RunOptions::default())
+                }));
+                let r = match outcome {
+                    Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
+                    Ok(Err(e)) => CellResult::Refused(e.to_string()),
+                    Err(p) => CellResult::Panicked(
+                        p.downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panic".to_string()),
+                    ),
+                };
+                bar.set_message(format!(
+                    "(last: {} {})",
+                    spec.machine.config,
+                    spec.machine.strategy.as_deref().unwrap_or("")
+                ));
+                bar.inc(1);
+                if let Ok(mut v) = results.lock() {
+                    v[i] = Some(r);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| CellResult::Panicked("the run did not report".to_string())))
+        .collect()
+}
+
+/// Notes on runs whose strategy could not apply: a high-memory strategy on a machine without
+/// high memory falls back to low pages.
+pub fn fallback_notes(runs: &[&RunReport], notes: &mut Vec<String>) {
+    for r in runs {
+        if r.strategy != PteStrategy::Lowmem.name() && r.meminfo_peak.high_total == 0 {
+            let n = format!(
+                "{} with strategy {}: there is no high memory, so the kernel fell back to low pages for the pte pages (kmap of a low page is its direct mapping)",
+                r.config, r.strategy
+            );
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+}
+
+/// Split results into reports, printing what went wrong with the others; the exit status the
+/// failures call for (0 if none).
+pub fn collect(results: Vec<CellResult>, labels: &[String]) -> (Vec<(usize, RunReport)>, u8) {
+    let mut ok = Vec::new();
+    let mut status = 0u8;
+    for (i, r) in results.into_iter().enumerate() {
+        let label = labels.get(i).map(String::as_str).unwrap_or("?");
+        match r {
+            CellResult::Done(rep) => {
+                if rep.failed_checks() {
+                    status = status.max(crate::EXIT_FAILURE_FOUND);
+                }
+                ok.push((i, *rep));
+            }
+            CellResult::Refused(e) => {
+                eprintln!("highpte: {label}: could not run: {e}");
+                status = crate::EXIT_USAGE;
+            }
+            CellResult::Panicked(e) => {
+                eprintln!("highpte: {label}: the simulator crashed (a bug): {e}");
+                status = status.max(crate::EXIT_FAILURE_FOUND);
+            }
+        }
+    }
+    (ok, status)
+}
+
+/// Print each run's failed checks (stamps, invariants, deadlocks) under a heading.
+pub fn print_check_failures(runs: &[&RunReport]) {
+    for r in runs {
+        for c in &r.check_failures {
+            println!(
+                "CHECK FAILED ({} {} {}): {c}",
+                r.config, r.strategy, r.pt_alloc
+            );
+        }
+    }
+}
+
+/// `highpte compare`.
+pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
+    let configs = match (&a.configs, a.w.machine.config) {
+        (Some(_), Some(_)) => {
+            return Err(InputError(
+                "give either --configs (a list) or --config, not both".to_string(),
+            )
+            .into())
+        }
+        (Some(l), None) => l.0.clone(),
+        (None, Some(v)) => vec![v],
+        (None, None) => MemoryVariant::ALL.to_vec(),
+    };
+    let strategies: Vec<Option<PteStrategy>> = match (&a.strategies, a.w.machine.strategy) {
+        (Some(_), Some(_)) => {
+            return Err(InputError(
+                "give either --strategies (a list) or --strategy, not both".to_string(),
+            )
+            .into())
+        }
+        (Some(l), None) => l.0.iter().copied().map(Some).collect(),
+        (None, s) => vec![s],
+    };
+    let allocs: Vec<Option<PtAllocKind>> = match (&a.pt_allocs, a.w.machine.pt_alloc) {
+        (Some(_), Some(_)) => {
+            return Err(InputError(
+                "give either --pt-allocs (a list) or --pt-alloc, not both".to_string(),
+            )
+            .into())
+        }
+        (Some(l), None) => l.0.iter().copied().map(Some).collect(),
+        (None, p) => vec![p],
+    };
+    let base = base_spec(&a.w)?;
+    let mut notes = Vec::new();
+    let mut specs = Vec::new();
+    let mut labels = Vec::new();
+    for &variant in &configs {
+        for &strategy in &strategies {
+            for &pt_alloc in &allocs {
+                let c = CellChoice {
+                    variant,
+                    strategy,
+                    pt_alloc,
+                };
+                specs.push(cell_spec(&base, c, &mut notes)?);
+                labels.push(format!(
+                    "{} {} {}",
+                    variant.name(),
+                    strategy.map(|s| s.name()).unwrap_or("(default strategy)"),
+                    pt_alloc.map(|s| s.name()).unwrap_or("")
+                ));
+            }
+        }
+    }
+    let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(host_cpus);
+    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
+    let results = run_cells(&specs, jobs, progress);
+    let (done, status) = collect(results, &labels);
+    let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
+    fallback_notes(&runs, &mut notes);
+    if let Some(p) = &a.plot {
+        // Label each series with what differs between the runs: config and strategy, plus
+        // the allocator when several are compared.
+        let shown: Vec<RunReport> = runs
+            .iter()
+            .map(|r| {
+                let mut r = (*r).clone();
+                if allocs.len() > 1 {
+                    r.strategy = format!("{}, {}", r.strategy, r.pt_alloc);
+                }
+                r
+            })
+            .collect();
+        let refs: Vec<&RunReport> = shown.iter().collect();
+        crate::plot::steps_plot(
+            p,
+            &format!("{}: LowFree per step, by configuration", base.name),
+            &refs,
+        )?;
+    }
+    if a.json {
+        let list: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| crate::cmd_run::report_json(r))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(status);
+    }
+    println!(
+        "{}: {} run(s), {} at a time; values at the last step",
+        base.name,
+        specs.len(),
+        jobs.min(specs.len())
+    );
+    println!("{}", report::runs_table(&runs, None));
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if let Some(p) = &a.plot {
+        println!("plot of LowFree against processes: {}", p.display());
+    }
+    print_check_failures(&runs);
+    Ok(status)
+}

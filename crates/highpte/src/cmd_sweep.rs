@@ -1,0 +1,365 @@
+//! `highpte sweep`: run one workload for each value of one parameter (processes, RAM, CPUs or
+//! seed) on each configuration, print a table and plot a series per configuration.
+
+use crate::cmd_compare::{self, CellChoice, ConfigList};
+use crate::report;
+use crate::workload_args::{InputError, WorkloadArgs};
+use clap::Args;
+use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
+use highpte_arch::{MemoryVariant, MAX_CPUS};
+use highpte_workload::runner::RunReport;
+use highpte_workload::{Size, WorkloadSpec};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Most values one sweep may have (a guard against a mistyped step).
+pub const MAX_POINTS: usize = 200;
+
+/// The parameter a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VaryName {
+    /// Target number of processes.
+    Processes,
+    /// Installed RAM, bytes.
+    Ram,
+    /// Number of CPUs.
+    Cpus,
+    /// The seed.
+    Seed,
+}
+
+impl VaryName {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            VaryName::Processes => "processes",
+            VaryName::Ram => "ram",
+            VaryName::Cpus => "cpus",
+            VaryName::Seed => "seed",
+        }
+    }
+    /// The table's column header for the value.
+    fn header(self) -> &'static str {
+        match self {
+            VaryName::Processes => "target\nprocesses",
+            VaryName::Ram => "RAM",
+            VaryName::Cpus => "CPUs",
+            VaryName::Seed => "seed",
+        }
+    }
+    /// The plot's x-axis description, with its unit.
+    fn axis(self) -> &'static str {
+        match self {
+            VaryName::Processes => "processes (target)",
+            VaryName::Ram => "RAM (GB)",
+            VaryName::Cpus => "CPUs",
+            VaryName::Seed => "seed",
+        }
+    }
+    /// A value as the table shows it.
+    fn show(self, v: u64) -> String {
+        match self {
+            VaryName::Ram => DisplaySize(v).to_string(),
+            _ => v.to_string(),
+        }
+    }
+    /// A value on the plot's x axis.
+    fn x(self, v: u64) -> f64 {
+        match self {
+            VaryName::Ram => v as f64 / GB as f64,
+            _ => v as f64,
+        }
+    }
+}
+
+/// A parsed `--vary NAME=FROM..TO/STEP`: the parameter and every value, FROM first.
+#[derive(Clone, Debug)]
+pub struct Vary {
+    /// The parameter.
+    pub name: VaryName,
+    /// The values: FROM, FROM+STEP, ... up to and including TO when a step lands on it.
+    pub values: Vec<u64>,
+}
+
+const VARY_FORM: &str = "expected NAME=FROM..TO/STEP with NAME one of processes, ram, cpus, seed, e.g. processes=100..600/100, ram=4G..32G/4G, cpus=1..8/1";
+
+/// clap parser for `--vary`. Errors say what is wrong, where (character position in the
+/// argument), and how to fix it.
+pub fn parse_vary(s: &str) -> Result<Vary, String> {
+    let err =
+        |what: String, at: usize| format!("{what} at character {} of '{s}'; {VARY_FORM}", at + 1);
+    let Some(eq) = s.find('=') else {
+        return Err(err("missing '=' after the parameter name".into(), s.len()));
+    };
+    let name = match s[..eq].trim() {
+        "processes" => VaryName::Processes,
+        "ram" => VaryName::Ram,
+        "cpus" => VaryName::Cpus,
+        "seed" => VaryName::Seed,
+        other => return Err(err(format!("unknown parameter '{other}'"), 0)),
+    };
+    let rest = &s[eq + 1..];
+    let base = eq + 1;
+    let Some(dots) = rest.find("..") else {
+        return Err(err("missing '..' between FROM and TO".into(), base));
+    };
+    let Some(slash) = rest.find('/') else {
+        return Err(err("missing '/STEP' after TO".into(), s.len()));
+    };
+    if slash < dots {
+        return Err(err("'/STEP' must come after FROM..TO".into(), base + slash));
+    }
+    let parts = [
+        ("FROM", &rest[..dots], base),
+        ("TO", &rest[dots + 2..slash], base + dots + 2),
+        ("STEP", &rest[slash + 1..], base + slash + 1),
+    ];
+    let mut vals = [0u64; 3];
+    for (i, (what, text, at)) in parts.iter().enumerate() {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(err(format!("{what} is empty"), *at));
+        }
+        vals[i] = match name {
+            VaryName::Ram => {
+                parse_size(text).map_err(|e| err(format!("{what} '{text}': {e}"), *at))?
+            }
+            _ => text
+                .parse::<u64>()
+                .map_err(|_| err(format!("{what} '{text}' is not a whole number"), *at))?,
+        };
+    }
+    let [from, to, step] = vals;
+    if step == 0 {
+        return Err(err(
+            "STEP is 0: it must be at least 1".into(),
+            base + slash + 1,
+        ));
+    }
+    if from > to {
+        return Err(err(
+            format!(
+                "FROM ({}) is larger than TO ({})",
+                name.show(from),
+                name.show(to)
+            ),
+            base,
+        ));
+    }
+    let count = (to - from) / step + 1;
+    if count > MAX_POINTS as u64 {
+        return Err(err(
+            format!("{count} values; a sweep runs at most {MAX_POINTS}: use a larger STEP"),
+            base + slash + 1,
+        ));
+    }
+    let values: Vec<u64> = (0..count).map(|i| from + i * step).collect();
+    for &v in &values {
+        let bad = match name {
+            VaryName::Processes => (v == 0 || v > 32767)
+                .then(|| format!("{v} processes is out of range: accepted 1 to 32767")),
+            VaryName::Cpus => (v == 0 || v > u64::from(MAX_CPUS))
+                .then(|| format!("{v} CPUs is out of range: accepted 1 (UP) to {MAX_CPUS}")),
+            VaryName::Ram => (!(16 * MB..=64 * GB).contains(&v) || v % 4096 != 0).then(|| {
+                format!(
+                    "RAM of {} is out of range: accepted 16M to 64G in whole 4K pages",
+                    DisplaySize(v)
+                )
+            }),
+            VaryName::Seed => None,
+        };
+        if let Some(b) = bad {
+            return Err(err(b, base));
+        }
+    }
+    Ok(Vary { name, values })
+}
+
+/// `highpte sweep`.
+#[derive(Args, Clone, Debug)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub w: WorkloadArgs,
+    /// The parameter and its values: NAME=FROM..TO/STEP, NAME one of processes, ram, cpus,
+    /// seed (e.g. ram=4G..32G/4G).
+    #[arg(long, value_parser = parse_vary)]
+    pub vary: Vary,
+    /// Configurations, comma-separated, or `all` [default: the workload's].
+    #[arg(long, value_parser = cmd_compare::parse_configs)]
+    pub configs: Option<ConfigList>,
+    /// Write a plot: LowFree at the last step and processes failed against the value, one
+    /// series per configuration (SVG).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print a JSON list with one run object per point (schema: docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Runs at a time (host threads) [default: the number of host CPUs].
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `base` with the swept parameter set to `v`.
+fn with_value(base: &WorkloadSpec, name: VaryName, v: u64) -> WorkloadSpec {
+    let mut s = base.clone();
+    match name {
+        VaryName::Processes => {
+            // v is checked to fit 1..=32767 by parse_vary.
+            let n = u32::try_from(v).unwrap_or(u32::MAX);
+            s.processes.count = n;
+            if let Some(r) = &mut s.processes.ramp {
+                r.start = r.start.min(n);
+            }
+        }
+        VaryName::Ram => s.machine.ram = Size(v),
+        VaryName::Cpus => s.machine.cpus = u32::try_from(v).unwrap_or(u32::MAX),
+        VaryName::Seed => s.machine.seed = v,
+    }
+    s
+}
+
+/// `highpte sweep`.
+pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
+    let base = cmd_compare::base_spec(&a.w)?;
+    let configs = match (&a.configs, a.w.machine.config) {
+        (Some(_), Some(_)) => {
+            return Err(InputError(
+                "give either --configs (a list) or --config, not both".to_string(),
+            )
+            .into())
+        }
+        (Some(l), None) => l.0.clone(),
+        (None, Some(v)) => vec![v],
+        (None, None) => vec![base.machine.variant().ok_or_else(|| {
+            InputError(format!("unknown configuration '{}'", base.machine.config))
+        })?],
+    };
+    let overridden = match a.vary.name {
+        VaryName::Processes => a.w.processes.is_some(),
+        VaryName::Ram => a.w.machine.ram.is_some(),
+        VaryName::Cpus => a.w.machine.cpus.is_some(),
+        VaryName::Seed => a.w.seed.is_some(),
+    };
+    if overridden {
+        return Err(InputError(format!(
+            "--{} and --vary {}=.. both set the {}: drop one",
+            a.vary.name.name(),
+            a.vary.name.name(),
+            a.vary.name.name()
+        ))
+        .into());
+    }
+    let mut notes = Vec::new();
+    let mut specs = Vec::new();
+    let mut cells: Vec<(MemoryVariant, u64)> = Vec::new();
+    for &variant in &configs {
+        for &v in &a.vary.values {
+            let s = with_value(&base, a.vary.name, v);
+            let c = CellChoice {
+                variant,
+                strategy: None,
+                pt_alloc: None,
+            };
+            specs.push(cmd_compare::cell_spec(&s, c, &mut notes)?);
+            cells.push((variant, v));
+        }
+    }
+    let labels: Vec<String> = cells
+        .iter()
+        .map(|(c, v)| {
+            format!(
+                "{} {}={}",
+                c.name(),
+                a.vary.name.name(),
+                a.vary.name.show(*v)
+            )
+        })
+        .collect();
+    let jobs = a
+        .jobs
+        .map(|j| j as usize)
+        .unwrap_or_else(cmd_compare::host_cpus);
+    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
+    let results = cmd_compare::run_cells(&specs, jobs, progress);
+    let (done, status) = cmd_compare::collect(results, &labels);
+    let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
+    cmd_compare::fallback_notes(&runs, &mut notes);
+    if let Some(p) = &a.plot {
+        let series: Vec<crate::plot::SweepSeries> = configs
+            .iter()
+            .map(|c| crate::plot::SweepSeries {
+                label: c.name().to_string(),
+                points: done
+                    .iter()
+                    .filter(|(i, _)| cells[*i].0 == *c)
+                    .map(|(i, r)| {
+                        (
+                            a.vary.name.x(cells[*i].1),
+                            r.meminfo_peak.low_free as f64 / 1024.0,
+                            f64::from(r.processes_failed),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        crate::plot::sweep_plot(
+            p,
+            &format!(
+                "{}: LowFree and failed processes against {}",
+                base.name,
+                a.vary.name.axis()
+            ),
+            a.vary.name.axis(),
+            &series,
+        )?;
+    }
+    if a.json {
+        let list: Vec<serde_json::Value> = done
+            .iter()
+            .map(|(i, r)| {
+                let mut v = crate::cmd_run::report_json(r);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "vary".to_string(),
+                        serde_json::json!({"name": a.vary.name.name(), "value": cells[*i].1}),
+                    );
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(status);
+    }
+    println!(
+        "{}: {} = {} to {} ({} values) on {}; values at the last step",
+        base.name,
+        a.vary.name.name(),
+        a.vary.name.show(a.vary.values[0]),
+        a.vary.name.show(*a.vary.values.last().unwrap_or(&0)),
+        a.vary.values.len(),
+        configs
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let shown: Vec<String> = done
+        .iter()
+        .map(|(i, _)| a.vary.name.show(cells[*i].1))
+        .collect();
+    println!(
+        "{}",
+        report::runs_table(&runs, Some((a.vary.name.header(), &shown)))
+    );
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if let Some(p) = &a.plot {
+        println!("plot: {}", p.display());
+    }
+    cmd_compare::print_check_failures(&runs);
+    Ok(status)
+}
