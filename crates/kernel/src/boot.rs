@@ -415,6 +415,7 @@ impl<M: PagingMode> Kernel<M> {
             zero_page,
             kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
+            fail_allocs: Default::default(),
             _mode: PhantomData,
         };
         Ok(k)

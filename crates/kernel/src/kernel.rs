@@ -190,6 +190,8 @@ pub struct Kernel<M: PagingMode> {
     /// `init_mm.page_table_lock`: protects the kernel page tables.
     pub(crate) init_mm_ptl: crate::pgtable::PageTableLock,
     pub(crate) boot_log: RefCell<Vec<String>>,
+    /// Fault injection: page allocations fail from a chosen point on.
+    pub(crate) fail_allocs: crate::pages::FailInjection,
     pub(crate) _mode: PhantomData<M>,
 }
 

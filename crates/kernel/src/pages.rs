@@ -9,7 +9,34 @@ use crate::platform::{BugReport, KernelEvent, Platform};
 use alloc::format;
 use highpte_arch::{PagingMode, Pfn};
 
+/// Fault injection for the page allocator: after `n` more successful allocations, every
+/// allocation fails until disarmed (memory "runs out" at a chosen point).
+#[derive(Default)]
+pub struct FailInjection {
+    left: core::cell::Cell<Option<u64>>,
+}
+
+impl FailInjection {
+    fn should_fail(&self) -> bool {
+        match self.left.get() {
+            None => false,
+            Some(0) => true,
+            Some(n) => {
+                self.left.set(Some(n - 1));
+                false
+            }
+        }
+    }
+}
+
 impl<M: PagingMode> Kernel<M> {
+    /// Fault injection: let `after` more page allocations succeed, then fail every one until
+    /// called again with `None`. For tests of the error paths (every caller must fail cleanly:
+    /// ENOMEM, SIGBUS or an OOM kill, and leak nothing).
+    pub fn inject_alloc_failures(&self, after: Option<u64>) {
+        self.fail_allocs.left.set(after);
+    }
+
     /// `alloc_pages(gfp, order)` for a caller that may sleep (`__GFP_WAIT` allowed).
     pub fn alloc_pages<P: Platform>(
         &self,
@@ -56,6 +83,10 @@ impl<M: PagingMode> Kernel<M> {
         _site: &'static str,
     ) -> Option<Pfn> {
         let p = cx.p();
+        if self.fail_allocs.should_fail() {
+            self.counters.inc(Counter::AllocFailures);
+            return None;
+        }
         // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
         // (a quarter of it for requests that cannot sleep).
         let min = if gfp.can_sleep() {

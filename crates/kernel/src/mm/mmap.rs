@@ -70,9 +70,39 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
+    /// After a system call failed: give back the VMA charge taken in advance for a change that
+    /// did not happen (the charge follows the number of VMAs exactly).
+    pub(crate) fn vma_resettle<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) {
+        if let Some(mm) = self.mm_of(pid) {
+            let n = mm.mmap_sem.read(cx, "vma_settle").len();
+            self.vma_settle(cx, &mm, n);
+        }
+    }
+
     /// `mmap(addr, len, prot, flags, -1, 0)` for anonymous memory.
     #[allow(clippy::too_many_arguments)]
     pub fn sys_mmap<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+        prot: u32,
+        flags: u32,
+        fd: i32,
+        offset: u64,
+    ) -> Result<u32, Errno> {
+        let r = self.mmap_inner(p, pid, addr, len, prot, flags, fd, offset);
+        if r.is_err() {
+            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
+            let mut cx = unsafe { SleepCtx::enter(p) };
+            self.vma_resettle(&mut cx, pid);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mmap_inner<P: Platform>(
         &self,
         p: &P,
         pid: TaskId,
@@ -233,6 +263,22 @@ impl<M: PagingMode> Kernel<M> {
         addr: u32,
         len: u64,
     ) -> Result<(), Errno> {
+        let r = self.munmap_inner(p, pid, addr, len);
+        if r.is_err() {
+            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
+            let mut cx = unsafe { SleepCtx::enter(p) };
+            self.vma_resettle(&mut cx, pid);
+        }
+        r
+    }
+
+    fn munmap_inner<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+    ) -> Result<(), Errno> {
         // SAFETY: a system-call entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
         self.syscall_enter(p, "sys_munmap");
@@ -274,6 +320,23 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `mprotect(addr, len, prot)`.
     pub fn sys_mprotect<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        addr: u32,
+        len: u64,
+        prot: u32,
+    ) -> Result<(), Errno> {
+        let r = self.mprotect_inner(p, pid, addr, len, prot);
+        if r.is_err() {
+            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
+            let mut cx = unsafe { SleepCtx::enter(p) };
+            self.vma_resettle(&mut cx, pid);
+        }
+        r
+    }
+
+    fn mprotect_inner<P: Platform>(
         &self,
         p: &P,
         pid: TaskId,
@@ -335,11 +398,14 @@ impl<M: PagingMode> Kernel<M> {
         self.syscall_enter(p, "sys_brk");
         let Some(mm) = self.mm_of(pid) else { return 0 };
         if self.vma_precharge(&mut cx, &mm).is_err() {
+            self.vma_resettle(&mut cx, pid);
             return mm.mmap_sem.read(&mut cx, "sys_brk").brk;
         }
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_brk");
         let cur = vmas.brk;
         if addr < vmas.start_brk || addr as u64 > TASK_SIZE as u64 {
+            drop(vmas);
+            self.vma_resettle(&mut cx, pid);
             return cur;
         }
         let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
@@ -351,6 +417,8 @@ impl<M: PagingMode> Kernel<M> {
             }
         } else if new_end > old_end {
             if vmas.any_overlap(old_end as u32, new_end) {
+                drop(vmas);
+                self.vma_resettle(&mut cx, pid);
                 return cur;
             }
             vmas.insert(Vma {

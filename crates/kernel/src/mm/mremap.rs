@@ -22,6 +22,26 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
         new_addr: u32,
     ) -> Result<u32, Errno> {
+        let r = self.mremap_inner(p, pid, old, old_len, new_len, flags, new_addr);
+        if r.is_err() {
+            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
+            let mut cx = unsafe { SleepCtx::enter(p) };
+            self.vma_resettle(&mut cx, pid);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mremap_inner<P: Platform>(
+        &self,
+        p: &P,
+        pid: TaskId,
+        old: u32,
+        old_len: u64,
+        new_len: u64,
+        flags: u32,
+        new_addr: u32,
+    ) -> Result<u32, Errno> {
         // SAFETY: a system-call entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
         self.syscall_enter(p, "sys_mremap");

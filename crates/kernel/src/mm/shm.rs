@@ -195,8 +195,10 @@ impl<M: PagingMode> Kernel<M> {
         };
         let r = self.shmat_obj(cx, pid, shmid, obj.clone(), addr, flags);
         if r.is_err() {
-            // give back our reference (the id may have been removed meanwhile)
+            // give back our reference (the id may have been removed meanwhile) and the VMA
+            // charge taken in advance
             self.shm_release(cx, obj);
+            self.vma_resettle(cx, pid);
         }
         r
     }
