@@ -553,15 +553,20 @@ mod tests {
     fn resident_bytes_follow_touched_pages() {
         let m = PhysMem::new(1 << 30).unwrap();
         assert_eq!(m.resident_bytes(), 0);
-        // reads and zeroing of never-written frames commit nothing
+        // reads of never-written frames commit nothing
         for pfn in 0..64 {
             assert!(m.page_is_zero(pfn * 1000).unwrap());
-            m.zero_page(pfn * 1000 + 1).unwrap();
         }
         assert_eq!(m.resident_bytes(), 0);
         for pfn in 0..10 {
             m.write_u32(pfn * 4096 * 1000, 1).unwrap();
         }
+        assert_eq!(m.resident_bytes(), 10 * 4096);
+        // zeroing writes (a cleared page is about to be used): it commits exactly that page
+        m.zero_page(3).unwrap();
+        assert_eq!(m.resident_bytes(), 11 * 4096);
+        assert!(m.page_is_zero(3).unwrap());
+        m.release_range(3, 1).unwrap();
         assert_eq!(m.resident_bytes(), 10 * 4096);
         m.release_range(0, 5000).unwrap();
         assert_eq!(m.resident_bytes(), 5 * 4096);

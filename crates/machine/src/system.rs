@@ -385,6 +385,22 @@ impl<'a, M: PagingMode> User<'a, M> {
         r
     }
 
+    /// Start an unrelated new process (a fresh address space, like fork + exec) running
+    /// `body`; it is not this process's child.
+    pub fn spawn_process(
+        &mut self,
+        name: impl Into<String>,
+        body: impl FnOnce(&mut User<'_, M>) -> i32 + 'static,
+    ) -> Result<TaskId, Errno> {
+        let kc = self.kc.clone();
+        let r = self
+            .h
+            .spawn(name.into(), None, move |h| run_new_process(h, kc, body))
+            .map_err(|_| Errno::EAGAIN);
+        self.ret();
+        r
+    }
+
     /// `pause()`: sleep until killed.
     pub fn pause(&mut self) -> Signal {
         let s = self.k.sys_pause(self.h, self.pid);

@@ -323,7 +323,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         failures: Vec::new(),
         checks: Vec::new(),
         shared_stamps: BTreeMap::new(),
-        next_obj: 1 << 40,
+        next_obj: 1 << 63,
         step: 0,
         operations: 0,
         children_failed: 0,
@@ -537,6 +537,16 @@ fn driver<M: PagingMode>(
             }
         };
         if inv == InvariantChecks::EachStep {
+            // quiescence: no child or replacement process still running or exiting
+            wait_on(h, highpte_kernel::mm::process::PROCESS_EXIT_KEY, || {
+                let live = ctl
+                    .borrow()
+                    .slots
+                    .iter()
+                    .filter(|sl| matches!(sl.state, PState::Idle | PState::Paused))
+                    .count();
+                k.nr_processes() <= live
+            });
             let bad = k.check_invariants(h);
             if !bad.is_empty() {
                 ctl.borrow_mut().checks.push(format!(
@@ -905,7 +915,7 @@ fn run_op<M: PagingMode>(
                     addr,
                     len: size as u32,
                     prot: PROT_READ | if *readonly { 0 } else { PROT_WRITE },
-                    obj: Some((1u64 << 32) | (*key as u32 as u64)),
+                    obj: Some(shm_obj_key(id, *key)),
                     pgoff: 0,
                     shm: true,
                 },
@@ -1058,9 +1068,10 @@ pub(crate) fn access<M: PagingMode>(
         } else {
             0x5a5a_5a5a
         };
-        if stamp {
-            match shared_key {
-                Some(k) => {
+        match (stamp, shared_key) {
+            (true, Some(k)) => {
+                // recorded before the store: a racing reader may see it at once
+                {
                     let mut c = ctl.borrow_mut();
                     let h = c.shared_stamps.entry(k).or_default();
                     h.push(v);
@@ -1068,12 +1079,19 @@ pub(crate) fn access<M: PagingMode>(
                         h.remove(0);
                     }
                 }
-                None => {
-                    pc.stamps.insert(page, v);
+                if let Err(s) = u.store_u32(page, v) {
+                    if let Some(h) = ctl.borrow_mut().shared_stamps.get_mut(&k) {
+                        h.retain(|x| *x != v);
+                    }
+                    return Err(s);
                 }
             }
+            (true, None) => {
+                u.store_u32(page, v)?;
+                pc.stamps.insert(page, v);
+            }
+            (false, _) => u.store_u32(page, v)?,
         }
-        u.store_u32(page, v)?;
     } else {
         let v = u.load_u32(page)?;
         if stamp {
@@ -1081,8 +1099,8 @@ pub(crate) fn access<M: PagingMode>(
                 Some(k) => {
                     let c = ctl.borrow();
                     match c.shared_stamps.get(&k) {
-                        Some(h) => h.contains(&v),
-                        None => v == 0,
+                        Some(h) if !h.is_empty() => h.contains(&v),
+                        _ => v == 0,
                     }
                 }
                 None => v == pc.stamps.get(&page).copied().unwrap_or(0),
@@ -1092,16 +1110,24 @@ pub(crate) fn access<M: PagingMode>(
                     Some(k) => format!("{:?}", ctl.borrow().shared_stamps.get(&k)),
                     None => format!("{:#010x}", pc.stamps.get(&page).copied().unwrap_or(0)),
                 };
+                let pte = u
+                    .kernel()
+                    .mm_of(u.pid())
+                    .and_then(|mm| u.kernel().follow_page(u.handle(), &mm, page));
                 check_fail(
                     ctl,
                     format!(
-                        "data stamp mismatch: process {} (pid {}) read {:#010x} at {:#010x}, expected {} (seed {})",
+                        "data stamp mismatch: process {} (pid {}) read {:#010x} at {:#010x}, expected {} (seed {}); region {:#010x}+{:#x}{}, pte {:?}",
                         pc.index,
                         u.pid(),
                         v,
                         page,
                         expected,
-                        pc.seed
+                        pc.seed,
+                        r.addr,
+                        r.len,
+                        if r.shm { " shm" } else if r.obj.is_some() { " shared anonymous" } else { " private" },
+                        pte
                     ),
                 );
             }
@@ -1140,6 +1166,12 @@ pub(crate) fn move_stamps(pc: &mut PCtx, from: u32, to: u32, len: u32) {
     for (k, v) in moved {
         pc.stamps.insert(k - from + to, v);
     }
+}
+
+/// The identity of a SysV segment for stamp bookkeeping: its id and key (bit 63 clear; shared
+/// anonymous objects have bit 63 set).
+pub(crate) fn shm_obj_key(id: u32, key: i32) -> u64 {
+    (u64::from(id) << 32) | u64::from(key as u32)
 }
 
 /// Errors a workload's own op may legitimately meet (not bugs): out of memory.

@@ -87,6 +87,7 @@ fn base_is_valid() {
             stamp: true,
             offset: Size(0),
             size: None,
+            populate: false,
         }
     );
 }
@@ -269,7 +270,8 @@ fn round_trip_serialize_then_parse() {
             count: None,
             stamp: true,
             offset: Size(0),
-            size: None
+            size: None,
+            populate: false,
         }
     );
     assert_eq!(
@@ -281,7 +283,8 @@ fn round_trip_serialize_then_parse() {
             count: None,
             stamp: true,
             offset: Size(0),
-            size: None
+            size: None,
+            populate: false,
         }
     );
     specs.push(all);

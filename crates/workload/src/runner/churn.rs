@@ -4,8 +4,8 @@
 //! addresses.
 
 use super::{
-    access, check_fail, fail, forget_stamps, is_resource_error, move_stamps, Ctl, PCtx, PhaseEnd,
-    Region,
+    access, check_fail, fail, forget_stamps, is_resource_error, move_stamps, shm_obj_key, Ctl,
+    PCtx, PhaseEnd, Region,
 };
 use crate::spec::{Mix, WorkloadSpec};
 use highpte_arch::PagingMode;
@@ -13,12 +13,15 @@ use highpte_kernel::mm::shm::IPC_CREAT;
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_NONE, PROT_READ, PROT_WRITE,
 };
-use highpte_kernel::{Errno, Signal};
+use highpte_kernel::{Errno, Platform, Signal};
 use highpte_machine::User;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// Wait-queue keys of processes waiting for their replacement: this plus the pid.
+const REPLACE_KEY_BASE: u64 = 0x7265_706c_0000_0000;
 
 fn pick_region(pc: &mut PCtx) -> Option<(String, Region)> {
     if pc.regions.is_empty() {
@@ -47,7 +50,7 @@ pub(crate) fn run_random<M: PagingMode>(
     let total = mix.total().max(1);
     let max_pages = (max_size / 4096).max(1) as u32;
     let mut n = 0u32;
-    for _ in 0..ops {
+    for done in 0..ops {
         ctl.borrow_mut().operations += 1;
         if u.killed().is_some() {
             return PhaseEnd::Done;
@@ -91,7 +94,7 @@ pub(crate) fn run_random<M: PagingMode>(
                 }
             }
             "munmap" => {
-                let Some((name, r)) = pick_region(pc) else {
+                let Some((name, r)) = pick_mapping(pc) else {
                     continue;
                 };
                 let pages = r.len / 4096;
@@ -136,7 +139,7 @@ pub(crate) fn run_random<M: PagingMode>(
                 }
             }
             "mprotect" => {
-                let Some((name, r)) = pick_region(pc) else {
+                let Some((name, r)) = pick_mapping(pc) else {
                     continue;
                 };
                 let prot = match pc.rng.random_range(0..3) {
@@ -160,7 +163,7 @@ pub(crate) fn run_random<M: PagingMode>(
                 }
             }
             "mremap" => {
-                let Some((name, r)) = pick_region(pc) else {
+                let Some((name, r)) = pick_mapping(pc) else {
                     continue;
                 };
                 if r.shm || r.obj.is_some() {
@@ -225,9 +228,6 @@ pub(crate) fn run_random<M: PagingMode>(
                         if pc.rng.random_bool(0.3) {
                             // remove it: attachments keep it alive
                             let _ = u.shm_rmid(id);
-                            ctl.borrow_mut()
-                                .shared_stamps
-                                .retain(|k, _| k.0 != ((1u64 << 32) | (key as u32 as u64)));
                             continue;
                         }
                         let size = u
@@ -246,11 +246,7 @@ pub(crate) fn run_random<M: PagingMode>(
                                         addr: a,
                                         len: size as u32,
                                         prot: PROT_READ | PROT_WRITE,
-                                        obj: Some(
-                                            (1u64 << 32)
-                                                | (key as u32 as u64)
-                                                | (u64::from(id) << 48),
-                                        ),
+                                        obj: Some(shm_obj_key(id, key)),
                                         pgoff: 0,
                                         shm: true,
                                     },
@@ -290,11 +286,48 @@ pub(crate) fn run_random<M: PagingMode>(
                     Err(e) => return bad_errno(u, pc, ctl, "fork", e),
                 }
             }
-            "exit" => {
-                // the process ends its mix here; its address space goes with it at exit
-                return PhaseEnd::Done;
+            "exit" if allow_fork => {
+                // this process's program ends here; a fresh process (a new address space,
+                // as after fork + exec) runs the rest of the ops, and this one waits for it
+                // and then exits, tearing its whole address space down
+                let remaining = ops.saturating_sub(done + 1);
+                let finished = Rc::new(std::cell::Cell::new(false));
+                let key = highpte_kernel::WaitQueueKey(REPLACE_KEY_BASE + u64::from(u.pid().0));
+                let (f2, spec2, ctl2, mix2) = (finished.clone(), spec.clone(), ctl.clone(), *mix);
+                let (index, seed, rng_seed) = (pc.index, pc.seed, pc.rng.random::<u64>());
+                let r = u.spawn_process(format!("p{}x", pc.index), move |nu| {
+                    let mut npc = PCtx {
+                        index,
+                        regions: Default::default(),
+                        stamps: Default::default(),
+                        generation: 0,
+                        rng: ChaCha8Rng::seed_from_u64(rng_seed),
+                        seed,
+                    };
+                    let end = run_random(
+                        nu, &mut npc, &spec2, &ctl2, remaining, &mix2, max_size, true,
+                    );
+                    f2.set(true);
+                    nu.handle().wake_up_all(key);
+                    i32::from(end == PhaseEnd::Failed)
+                });
+                match r {
+                    Ok(_) => {
+                        let h = u.handle();
+                        loop {
+                            let token = h.prepare_to_wait(key);
+                            if finished.get() {
+                                break;
+                            }
+                            h.sleep(key, token, "churn: replacement process", "run_random");
+                        }
+                        return PhaseEnd::Done;
+                    }
+                    Err(e) if is_resource_error(e) => {}
+                    Err(e) => return bad_errno(u, pc, ctl, "exit+exec", e),
+                }
             }
-            "write" | "read" | "fork" => {
+            "write" | "read" | "fork" | "exit" => {
                 // now and then, an access that must fault: a kernel address or a hole
                 if pc.rng.random_bool(0.03) {
                     let va = if pc.rng.random_bool(0.5) {
@@ -331,7 +364,7 @@ pub(crate) fn run_random<M: PagingMode>(
                 } else {
                     r.prot & (PROT_READ | PROT_WRITE) != 0
                 };
-                match access(u, pc, ctl, &r, page, write && allowed, true) {
+                match access(u, pc, ctl, &r, page, write, true) {
                     Ok(()) if allowed => {}
                     Ok(()) => check_fail(
                         ctl,
@@ -344,7 +377,21 @@ pub(crate) fn run_random<M: PagingMode>(
                     ),
                     Err(Signal::Sigsegv) if !allowed => {}
                     Err(s) => {
-                        return signal_fail(u, pc, ctl, if write { "write" } else { "read" }, s)
+                        let what = format!(
+                            "{} of {page:#010x} in region {:#010x}+{:#x} prot {:#x}{}",
+                            if write { "write" } else { "read" },
+                            r.addr,
+                            r.len,
+                            r.prot,
+                            if r.shm {
+                                " (shm)"
+                            } else if r.obj.is_some() {
+                                " (shared)"
+                            } else {
+                                ""
+                            }
+                        );
+                        return signal_fail(u, pc, ctl, &what, s);
                     }
                 }
             }
@@ -399,4 +446,19 @@ fn signal_fail<M: PagingMode>(
     }
     fail(u, pc, ctl, call, s.name().to_string());
     PhaseEnd::Failed
+}
+
+/// A region to unmap, remap or protect: never the brk heap, which only `brk` changes (the
+/// kernel's break and the heap VMA must stay in step, as a C library keeps them).
+fn pick_mapping(pc: &mut PCtx) -> Option<(String, Region)> {
+    let n = pc.regions.keys().filter(|k| *k != "heap").count();
+    if n == 0 {
+        return None;
+    }
+    let i = pc.rng.random_range(0..n);
+    pc.regions
+        .iter()
+        .filter(|(k, _)| *k != "heap")
+        .nth(i)
+        .map(|(k, v)| (k.clone(), v.clone()))
 }
