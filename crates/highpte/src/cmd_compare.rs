@@ -165,12 +165,11 @@ pub fn cell_spec(
     let max = c.variant.max_usable_ram();
     if spec.machine.ram.0 > max {
         let note = format!(
-            "{}: a {} kernel ignores RAM beyond {}, so its runs use {} of the {} machine",
+            "{}: a {} kernel ignores RAM beyond {}, as Linux did: its runs on more RAM use {}",
             c.variant.name(),
             c.variant.name(),
             DisplaySize(max),
-            DisplaySize(max),
-            DisplaySize(spec.machine.ram.0)
+            DisplaySize(max)
         );
         if !notes.contains(&note) {
             notes.push(note);
