@@ -6,6 +6,7 @@ mod cmd_boot;
 mod cmd_compare;
 mod cmd_demo;
 mod cmd_run;
+mod cmd_stress;
 mod cmd_sweep;
 mod plot;
 mod report;
@@ -37,6 +38,10 @@ enum Command {
     Demo(cmd_demo::DemoArgs),
     /// Boot a machine and print its boot log, memory layout and meminfo.
     Boot(args::BootArgs),
+    /// The seed's 20-kernel test matrix under VM stress (churn), cells in parallel.
+    Matrix(cmd_stress::MatrixArgs),
+    /// One stress cell: churn with stress interleavings; replays bit for bit from its seed.
+    Stress(cmd_stress::StressArgs),
     /// Run a workload (built-in or file) on one configuration and report.
     Run(cmd_run::RunArgs),
     /// Run a workload on several configurations (x strategies x allocators): a row per run.
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd_demo::run(&a),
         Command::Boot(a) => cmd_boot::run(&a),
         Command::Run(a) => cmd_run::run(&a),
+        Command::Matrix(a) => cmd_stress::run_matrix(&a),
+        Command::Stress(a) => cmd_stress::run_stress(&a),
         Command::Compare(a) => cmd_compare::run(&a),
         Command::Sweep(a) => cmd_sweep::run(&a),
     };

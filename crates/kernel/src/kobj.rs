@@ -53,8 +53,11 @@ impl<M: PagingMode> Kernel<M> {
         kind: KObj,
         extra: u64,
     ) -> Result<(), OutOfMemory> {
-        let want = self.kobj.bytes.get() + kind.size() + extra;
-        while (self.kobj.pages.borrow().len() as u64) * 4096 < want {
+        let add = kind.size() + extra;
+        // Re-read the bytes in use on every round: allocating a page may let other tasks run
+        // and charge or uncharge meanwhile (a value read before the allocation would be stale
+        // and lose their update).
+        while (self.kobj.pages.borrow().len() as u64) * 4096 < self.kobj.bytes.get() + add {
             let pfn = self
                 .alloc_pages(
                     cx,
@@ -66,7 +69,7 @@ impl<M: PagingMode> Kernel<M> {
                 .ok_or(OutOfMemory)?;
             self.kobj.pages.borrow_mut().push(pfn);
         }
-        self.kobj.bytes.set(want);
+        self.kobj.bytes.set(self.kobj.bytes.get() + add);
         Ok(())
     }
 

@@ -357,16 +357,27 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     checks.extend(end_inv);
     let k = sys.kernel();
     if matches!(outcome, RunOutcome::Completed) && end_mi.mem_free != boot_free {
+        use highpte_kernel::page_alloc::PageOwner;
+        let owners: Vec<String> = k
+            .lowmem_by_owner()
+            .into_iter()
+            .filter(|(o, n)| {
+                *n > 0
+                    && !matches!(
+                        o,
+                        PageOwner::MemMap | PageOwner::KernelImage | PageOwner::BootReserved
+                    )
+            })
+            .map(|(o, n)| format!("{} {} pages", o.name(), n))
+            .collect();
         checks.push(format!(
-            "leak: MemFree after every process exited is {} kB, {} kB at boot ({} pages {})",
+            "leak: MemFree after every process exited is {} kB, {} kB at boot ({} pages {}; low memory still held: {}; kernel objects {} bytes)",
             end_mi.mem_free,
             boot_free,
             (boot_free as i64 - end_mi.mem_free as i64).unsigned_abs() / 4,
-            if end_mi.mem_free < boot_free {
-                "lost"
-            } else {
-                "gained"
-            }
+            if end_mi.mem_free < boot_free { "lost" } else { "gained" },
+            if owners.is_empty() { "none".to_string() } else { owners.join(", ") },
+            k.kobj_bytes()
         ));
     }
     let steps = steps_out.borrow().clone();

@@ -288,7 +288,15 @@ impl<M: PagingMode> Kernel<M> {
     /// Check that `task` holds no kmap_atomic slot (called when the scheduler switches it
     /// out: "scheduling with KM_TYPE held").
     pub fn check_no_atomic_slots<P: Platform>(&self, p: &P, task: TaskId, place: &'static str) {
-        if let Some((cpu, ty, u)) = self.atomic_slots_held_by(task).first().copied() {
+        // Only this CPU's slots: the task switched away from here. (By the time the switch is
+        // seen, a preempted task may already run on another CPU and legitimately hold a slot
+        // there.)
+        let here = p.cpu();
+        if let Some((cpu, ty, u)) = self
+            .atomic_slots_held_by(task)
+            .into_iter()
+            .find(|(c, _, _)| *c == here)
+        {
             p.bug(BugReport {
                 kind: "scheduling with KM_TYPE held",
                 message: format!(

@@ -1,0 +1,369 @@
+//! `highpte stress` (one cell) and `highpte matrix` (the seed's 20 kernels): the `churn` VM
+//! stress workload with stress-mode interleavings, data stamps, invariants and the debugging
+//! helpers on, replayable bit for bit from the seed.
+
+use clap::Args;
+use highpte_arch::MemoryVariant;
+use highpte_kernel::PteStrategy;
+use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
+use highpte_workload::{builtin, Op, Size, WorkloadSpec};
+use serde_json::json;
+
+fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
+    s.parse::<MemoryVariant>().map_err(|_| format!("unknown configuration '{s}': expected one of nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"))
+}
+
+fn parse_strategy(s: &str) -> Result<PteStrategy, String> {
+    PteStrategy::from_name(s)
+        .ok_or_else(|| format!("unknown pte strategy '{s}': expected lowmem, atomic or persistent"))
+}
+
+/// One stress cell.
+#[derive(Args, Clone, Debug)]
+pub struct StressArgs {
+    /// Memory configuration.
+    #[arg(long, value_parser = parse_variant, default_value = "64g-highpte")]
+    pub config: MemoryVariant,
+    /// CPUs (1 = UP).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub cpus: u32,
+    /// Kernel preemption: on or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub preempt: String,
+    /// The seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Random operations per process.
+    #[arg(long, default_value_t = 400)]
+    pub ops: u64,
+    /// Processes.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub processes: u32,
+    /// pte strategy (default: the config's).
+    #[arg(long, value_parser = parse_strategy)]
+    pub strategy: Option<PteStrategy>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// RAM for a stress machine of each configuration: enough high memory to matter, small
+/// enough to be quick.
+pub fn stress_ram(v: MemoryVariant) -> u64 {
+    match v {
+        MemoryVariant::NoHighmem => 768 << 20,
+        MemoryVariant::Highmem4g | MemoryVariant::Highmem4gHighpte => 2 << 30,
+        MemoryVariant::Highmem64g | MemoryVariant::Highmem64gHighpte => 6 << 30,
+    }
+}
+
+/// The churn workload for one cell.
+pub fn stress_spec(
+    v: MemoryVariant,
+    cpus: u32,
+    preempt: bool,
+    seed: u64,
+    ops: u64,
+    processes: u32,
+    strategy: Option<PteStrategy>,
+) -> anyhow::Result<WorkloadSpec> {
+    let mut s = builtin("churn").ok_or_else(|| anyhow::anyhow!("built-in churn missing"))?;
+    s.machine.config = v.name().to_string();
+    s.machine.ram = Size(stress_ram(v));
+    s.machine.cpus = cpus;
+    s.machine.preempt = preempt;
+    s.machine.seed = seed;
+    s.machine.debug = true;
+    s.machine.strategy = strategy.map(|x| x.name().to_string());
+    s.processes.count = processes;
+    for p in &mut s.phases {
+        for o in &mut p.ops {
+            if let Op::Random { ops: n, .. } = o {
+                *n = ops;
+            }
+        }
+    }
+    if let Err(p) = s.validate() {
+        anyhow::bail!(
+            "stress workload invalid: {}",
+            p.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(s)
+}
+
+/// Run one stress cell.
+pub fn stress_run(spec: &WorkloadSpec) -> anyhow::Result<RunReport> {
+    let opts = RunOptions {
+        stress: true,
+        invariants: InvariantChecks::EachStep,
+        ..Default::default()
+    };
+    runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The exact command that replays a cell.
+pub fn replay_command(
+    v: MemoryVariant,
+    cpus: u32,
+    preempt: bool,
+    seed: u64,
+    ops: u64,
+    processes: u32,
+) -> String {
+    format!(
+        "highpte stress --config {} --cpus {} --preempt {} --seed {} --ops {} --processes {}",
+        v.name(),
+        cpus,
+        if preempt { "on" } else { "off" },
+        seed,
+        ops,
+        processes
+    )
+}
+
+fn faults(r: &RunReport) -> u64 {
+    r.counters
+        .iter()
+        .find(|(k, _)| k == "faults")
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
+}
+
+pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
+    let preempt = a.preempt == "on";
+    let spec = stress_spec(
+        a.config,
+        a.cpus,
+        preempt,
+        a.seed,
+        a.ops,
+        a.processes,
+        a.strategy,
+    )?;
+    let r = stress_run(&spec)?;
+    let replay = replay_command(a.config, a.cpus, preempt, a.seed, a.ops, a.processes);
+    if a.json {
+        let mut v = crate::cmd_run::report_json(&r);
+        v["pass"] = json!(!r.failed_checks());
+        v["replay"] = json!(replay);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}: {} on {} {}-preempt {}, seed {}: {} operations, {} faults, {} processes; event hash {:#018x}; host {:.2} s",
+            if r.failed_checks() { "FAIL" } else { "pass" },
+            r.workload,
+            a.config,
+            if a.cpus > 1 { "SMP" } else { "UP" },
+            a.preempt,
+            a.seed,
+            r.operations,
+            faults(&r),
+            r.processes_started,
+            r.event_hash,
+            r.host_seconds
+        );
+        for c in &r.check_failures {
+            println!("  {c}");
+        }
+        if r.failed_checks() {
+            println!("replay: {replay}");
+        }
+    }
+    Ok(if r.failed_checks() {
+        crate::EXIT_FAILURE_FOUND
+    } else {
+        0
+    })
+}
+
+/// `highpte matrix`.
+#[derive(Args, Clone, Debug)]
+pub struct MatrixArgs {
+    /// Seeds per kernel.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub seeds: u64,
+    /// Random operations per process.
+    #[arg(long, default_value_t = 500)]
+    pub ops: u64,
+    /// Processes per cell.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub processes: u32,
+    /// CPUs of the SMP kernels.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=32))]
+    pub smp_cpus: u32,
+    /// Host threads (default: the host's CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Print the grid as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone)]
+struct Cell {
+    variant: MemoryVariant,
+    cpus: u32,
+    preempt: bool,
+    seed: u64,
+}
+
+struct CellResult {
+    pass: bool,
+    ops: u64,
+    faults: u64,
+    failures: Vec<String>,
+    hash: u64,
+}
+
+pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
+    let mut cells = Vec::new();
+    for smp in [false, true] {
+        for preempt in [true, false] {
+            for v in MemoryVariant::ALL {
+                for seed in 1..=a.seeds {
+                    cells.push(Cell {
+                        variant: v,
+                        cpus: if smp { a.smp_cpus } else { 1 },
+                        preempt,
+                        seed,
+                    });
+                }
+            }
+        }
+    }
+    let jobs = a
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<CellResult>>> =
+        std::sync::Mutex::new((0..cells.len()).map(|_| None).collect());
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(c) = cells.get(i) else { break };
+                let res = stress_spec(
+                    c.variant,
+                    c.cpus,
+                    c.preempt,
+                    c.seed,
+                    a.ops,
+                    a.processes,
+                    None,
+                )
+                .and_then(|spec| stress_run(&spec));
+                let cr = match res {
+                    Ok(r) => CellResult {
+                        pass: !r.failed_checks(),
+                        ops: r.operations,
+                        faults: faults(&r),
+                        failures: r.check_failures.clone(),
+                        hash: r.event_hash,
+                    },
+                    Err(e) => CellResult {
+                        pass: false,
+                        ops: 0,
+                        faults: 0,
+                        failures: vec![e.to_string()],
+                        hash: 0,
+                    },
+                };
+                if let Ok(mut g) = results.lock() {
+                    g[i] = Some(cr);
+                }
+            });
+        }
+    });
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a matrix worker panicked"))?;
+    let mut all_pass = true;
+    let mut grid_json = Vec::new();
+    use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec!["kernel".to_string()];
+    header.extend(MemoryVariant::ALL.iter().map(|v| v.name().to_string()));
+    t.set_header(header);
+    let mut failing: Vec<String> = Vec::new();
+    let (mut total_ops, mut total_faults) = (0u64, 0u64);
+    for smp in [false, true] {
+        for preempt in [true, false] {
+            let mut row = vec![format!(
+                "{}-preempt {}",
+                if smp { "SMP" } else { "UP" },
+                if preempt { "on" } else { "off" }
+            )];
+            for v in MemoryVariant::ALL {
+                let mut pass = true;
+                let (mut ops, mut fl) = (0u64, 0u64);
+                for (i, c) in cells.iter().enumerate() {
+                    if c.variant == v && (c.cpus > 1) == smp && c.preempt == preempt {
+                        if let Some(r) = &results[i] {
+                            ops += r.ops;
+                            fl += r.faults;
+                            if !r.pass {
+                                pass = false;
+                                failing.push(format!(
+                                    "{}\n    {}",
+                                    replay_command(v, c.cpus, preempt, c.seed, a.ops, a.processes),
+                                    r.failures.first().cloned().unwrap_or_default()
+                                ));
+                            }
+                            grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "pass": r.pass, "operations": r.ops, "faults": r.faults, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
+                        }
+                    }
+                }
+                all_pass &= pass;
+                total_ops += ops;
+                total_faults += fl;
+                row.push(format!(
+                    "{} {} ops / {} faults",
+                    if pass { "pass" } else { "FAIL" },
+                    ops,
+                    fl
+                ));
+            }
+            t.add_row(row);
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"cells": grid_json, "seeds": a.seeds, "ops": a.ops, "processes": a.processes, "pass": all_pass, "host_seconds": t0.elapsed().as_secs_f64()})
+            )?
+        );
+    } else {
+        println!("The seed's test matrix: churn VM stress (fork, mremap, shm, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
+        println!("{t}");
+        println!(
+            "{} cells x {} seeds: {} operations, {} page faults, {} in {:.1} s host time on {} thread(s)",
+            20,
+            a.seeds,
+            total_ops,
+            total_faults,
+            if all_pass { "all pass" } else { "FAILURES" },
+            t0.elapsed().as_secs_f64(),
+            jobs
+        );
+        for f in &failing {
+            println!("replay: {f}");
+        }
+    }
+    Ok(if all_pass {
+        0
+    } else {
+        crate::EXIT_FAILURE_FOUND
+    })
+}
