@@ -123,10 +123,12 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
 }
 
 /// The value of the kernel or machine counter `name` in a run (0 if it has no such counter).
+/// A name both keep (`tlb_shootdowns`) gives the machine's value, as the JSON `counters` do.
 pub fn run_counter(r: &highpte_workload::runner::RunReport, name: &str) -> u64 {
     r.counters
         .iter()
         .chain(r.machine.iter())
+        .rev()
         .find(|(k, _)| k == name)
         .map(|(_, v)| *v)
         .unwrap_or(0)
