@@ -118,6 +118,9 @@ pub struct MachineArgs {
     /// Turn on the debugging helpers (CONFIG_DEBUG_HIGHMEM and more).
     #[arg(long)]
     pub debug: bool,
+    /// Use only this many persistent kmap entries (a power of two up to LAST_PKMAP).
+    #[arg(long = "pkmap-entries", value_parser = clap::value_parser!(u32).range(2..=1024))]
+    pub pkmap_entries: Option<u32>,
 }
 
 impl MachineArgs {
@@ -156,6 +159,7 @@ impl MachineArgs {
             k.pt_alloc = a;
         }
         k.debug = self.debug;
+        k.pkmap_entries = self.pkmap_entries;
         k
     }
 }

@@ -42,14 +42,23 @@ fn pair(spec: &WorkloadSpec, progress: bool) -> anyhow::Result<(RunReport, RunRe
     let a = with_config(spec.clone(), MemoryVariant::Highmem64g);
     let b = with_config(spec.clone(), MemoryVariant::Highmem64gHighpte);
     let (ra, rb) = std::thread::scope(|s| {
-        let ha = s.spawn(move || runner::run(&a, &RunOptions::default()).map_err(|e| e.to_string()));
-        let hb = s.spawn(move || runner::run(&b, &RunOptions::default()).map_err(|e| e.to_string()));
+        let ha =
+            s.spawn(move || runner::run(&a, &RunOptions::default()).map_err(|e| e.to_string()));
+        let hb =
+            s.spawn(move || runner::run(&b, &RunOptions::default()).map_err(|e| e.to_string()));
         (ha.join(), hb.join())
     });
-    let ra = ra.map_err(|_| anyhow::anyhow!("the 64g run panicked"))?.map_err(|e| anyhow::anyhow!(e))?;
-    let rb = rb.map_err(|_| anyhow::anyhow!("the 64g-highpte run panicked"))?.map_err(|e| anyhow::anyhow!(e))?;
+    let ra = ra
+        .map_err(|_| anyhow::anyhow!("the 64g run panicked"))?
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let rb = rb
+        .map_err(|_| anyhow::anyhow!("the 64g-highpte run panicked"))?
+        .map_err(|e| anyhow::anyhow!(e))?;
     if progress {
-        eprintln!("  {} done: 64g {:.1} s, 64g-highpte {:.1} s host time", spec.name, ra.host_seconds, rb.host_seconds);
+        eprintln!(
+            "  {} done: 64g {:.1} s, 64g-highpte {:.1} s host time",
+            spec.name, ra.host_seconds, rb.host_seconds
+        );
     }
     Ok((ra, rb))
 }
@@ -69,7 +78,11 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
     }
     let (s64, shp) = pair(&sga, progress)?;
     let (w64, whp) = pair(&wli, progress)?;
-    crate::plot::steps_plot(&a.plot, "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs", &[&s64, &shp])?;
+    crate::plot::steps_plot(
+        &a.plot,
+        "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs",
+        &[&s64, &shp],
+    )?;
     let failed_checks = [&s64, &shp, &w64, &whp].iter().any(|r| r.failed_checks());
     if a.json {
         let v = serde_json::json!({
@@ -79,7 +92,11 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
             "host_seconds": t0.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(if failed_checks { crate::EXIT_FAILURE_FOUND } else { 0 });
+        return Ok(if failed_checks {
+            crate::EXIT_FAILURE_FOUND
+        } else {
+            0
+        });
     }
     println!("highpte demo: page tables in high memory (Linux 2.5.5's highpte) against page tables in low memory");
     println!();
@@ -148,11 +165,18 @@ fn sga_size(s: &WorkloadSpec) -> u64 {
 }
 
 fn counter(r: &RunReport, name: &str) -> u64 {
-    r.counters.iter().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or(0)
+    r.counters
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| *v)
+        .unwrap_or(0)
 }
 
 fn cycles_at(r: &RunReport, steps: usize) -> u64 {
-    r.steps.get(steps.saturating_sub(1)).map(|s| s.cycles).unwrap_or(0)
+    r.steps
+        .get(steps.saturating_sub(1))
+        .map(|s| s.cycles)
+        .unwrap_or(0)
 }
 
 /// One sentence on how a run ended.

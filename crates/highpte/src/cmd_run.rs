@@ -32,11 +32,30 @@ pub struct RunArgs {
 
 pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let spec = a.w.spec()?;
-    let mut opts = RunOptions { stress: a.stress, invariants: if a.check { InvariantChecks::EachStep } else { InvariantChecks::Never }, ..Default::default() };
+    let mut opts = RunOptions {
+        stress: a.stress,
+        invariants: if a.check {
+            InvariantChecks::EachStep
+        } else {
+            InvariantChecks::Never
+        },
+        ..Default::default()
+    };
+    if let Some(n) = a.w.machine.pkmap_entries {
+        opts.kernel_tweak = Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {
+            k.pkmap_entries = Some(n)
+        }));
+    }
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
     if progress {
         opts.on_step = Some(Rc::new(|s: &StepReport| {
-            eprintln!("  step {:>3}: {:>5} processes, LowFree {:>9}, host {:.1} s", s.step + 1, s.processes, report::mb(s.meminfo.low_free), s.host_seconds);
+            eprintln!(
+                "  step {:>3}: {:>5} processes, LowFree {:>9}, host {:.1} s",
+                s.step + 1,
+                s.processes,
+                report::mb(s.meminfo.low_free),
+                s.host_seconds
+            );
         }));
     }
     let rep = runner::run(&spec, &opts)?;
@@ -48,7 +67,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     } else {
         print_report(&rep);
     }
-    Ok(if rep.failed_checks() { crate::EXIT_FAILURE_FOUND } else { 0 })
+    Ok(if rep.failed_checks() {
+        crate::EXIT_FAILURE_FOUND
+    } else {
+        0
+    })
 }
 
 /// The documented JSON object of one run.
@@ -63,7 +86,12 @@ pub fn report_json(r: &RunReport) -> Value {
             json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len()})
         })
         .collect();
-    let counters: serde_json::Map<String, Value> = r.counters.iter().chain(r.machine.iter()).map(|(k, v)| (k.clone(), json!(v))).collect();
+    let counters: serde_json::Map<String, Value> = r
+        .counters
+        .iter()
+        .chain(r.machine.iter())
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     json!({
         "workload": r.workload,
         "config": r.config,
@@ -125,7 +153,10 @@ pub fn print_report(r: &RunReport) {
     for l in report::meminfo_lines(&r.meminfo_peak) {
         println!("  {l}");
     }
-    println!("  {:<14}{:>12} kB   {:>12} kB in low / high memory", "PageTables:", r.meminfo_peak.page_tables_low, r.meminfo_peak.page_tables_high);
+    println!(
+        "  {:<14}{:>12} kB   {:>12} kB in low / high memory",
+        "PageTables:", r.meminfo_peak.page_tables_low, r.meminfo_peak.page_tables_high
+    );
     println!();
     println!("counters:");
     let mut line = String::new();
@@ -167,6 +198,9 @@ pub fn print_report(r: &RunReport) {
         for c in &r.check_failures {
             println!("  {c}");
         }
-        println!("replay: highpte run {} --config {} --cpus {} --seed {}", r.workload, r.config, r.cpus, r.seed);
+        println!(
+            "replay: highpte run {} --config {} --cpus {} --seed {}",
+            r.workload, r.config, r.cpus, r.seed
+        );
     }
 }

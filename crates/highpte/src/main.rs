@@ -4,6 +4,7 @@
 mod args;
 mod cmd_boot;
 mod cmd_compare;
+mod cmd_deadlock;
 mod cmd_demo;
 mod cmd_run;
 mod cmd_stress;
@@ -38,6 +39,9 @@ enum Command {
     Demo(cmd_demo::DemoArgs),
     /// Boot a machine and print its boot log, memory layout and meminfo.
     Boot(args::BootArgs),
+    /// Find a seed where persistent kmap() page tables deadlock, report it, and run the same
+    /// seed with kmap_atomic.
+    ExplainDeadlock(cmd_deadlock::DeadlockArgs),
     /// The seed's 20-kernel test matrix under VM stress (churn), cells in parallel.
     Matrix(cmd_stress::MatrixArgs),
     /// One stress cell: churn with stress interleavings; replays bit for bit from its seed.
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Boot(a) => cmd_boot::run(&a),
         Command::Run(a) => cmd_run::run(&a),
         Command::Matrix(a) => cmd_stress::run_matrix(&a),
+        Command::ExplainDeadlock(a) => cmd_deadlock::run(&a),
         Command::Stress(a) => cmd_stress::run_stress(&a),
         Command::Compare(a) => cmd_compare::run(&a),
         Command::Sweep(a) => cmd_sweep::run(&a),

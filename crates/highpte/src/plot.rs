@@ -6,8 +6,24 @@ use std::path::Path;
 
 /// Plot LowFree (MB) against processes for each run, one series per run.
 pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Result<()> {
-    let max_x = runs.iter().flat_map(|r| r.steps.iter().map(|s| s.processes)).max().unwrap_or(1).max(1);
-    let max_y = runs.iter().flat_map(|r| r.steps.iter().map(|s| s.meminfo.low_free)).max().unwrap_or(1).max(1) as f64 / 1024.0;
+    let max_x = runs
+        .iter()
+        .flat_map(|r| r.steps.iter().map(|s| s.processes))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let max_y = runs
+        .iter()
+        .flat_map(|r| {
+            r.steps
+                .iter()
+                .map(|s| s.meminfo.low_free)
+                .chain(std::iter::once(r.boot_low_free_kb))
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        / 1024.0;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -16,23 +32,42 @@ pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Resu
         .x_label_area_size(44)
         .y_label_area_size(64)
         .build_cartesian_2d(0u32..max_x + max_x / 20, 0f64..max_y * 1.08)?;
-    chart.configure_mesh().x_desc("processes").y_desc("LowFree (MB)").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("processes")
+        .y_desc("LowFree (MB)")
+        .draw()?;
     let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
     for (i, r) in runs.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let pts: Vec<(u32, f64)> = std::iter::once((0u32, r.boot_mem_free_kb.min(r.steps.first().map(|s| s.meminfo.low_free + s.meminfo.page_tables_low).unwrap_or(0)) as f64 / 1024.0))
-            .take(0)
-            .chain(r.steps.iter().map(|s| (s.processes, s.meminfo.low_free as f64 / 1024.0)))
+        let pts: Vec<(u32, f64)> = std::iter::once((0u32, r.boot_low_free_kb as f64 / 1024.0))
+            .chain(
+                r.steps
+                    .iter()
+                    .map(|s| (s.processes, s.meminfo.low_free as f64 / 1024.0)),
+            )
             .collect();
         let label = format!("{} ({})", r.config, r.strategy);
-        chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?.label(label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
         if let Some(f) = &r.first_failure {
             let x = r.steps.get(f.step).map(|s| s.processes).unwrap_or(0);
-            chart.draw_series(std::iter::once(Cross::new((x, f.low_free_kb as f64 / 1024.0), 9, c.stroke_width(3))))?;
+            chart.draw_series(std::iter::once(Cross::new(
+                (x, f.low_free_kb as f64 / 1024.0),
+                9,
+                c.stroke_width(3),
+            )))?;
         }
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::MiddleRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }
@@ -116,7 +151,7 @@ pub fn sweep_plot(
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .draw()?;
     }
     root.present()?;

@@ -47,7 +47,11 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     t.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec!["processes".to_string()];
     for r in runs {
-        let tag = if runs.len() > 1 { format!(" ({})", r.config) } else { String::new() };
+        let tag = if runs.len() > 1 {
+            format!(" ({})", r.config)
+        } else {
+            String::new()
+        };
         header.push(format!("LowFree{tag}"));
         header.push(format!("PageTables low{tag}"));
         header.push(format!("PageTables high{tag}"));
@@ -56,7 +60,12 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     t.set_header(header);
     let n = runs.iter().map(|r| r.steps.len()).max().unwrap_or(0);
     for i in 0..n {
-        let procs = runs.iter().filter_map(|r| r.steps.get(i)).map(|s| s.processes).max().unwrap_or(0);
+        let procs = runs
+            .iter()
+            .filter_map(|r| r.steps.get(i))
+            .map(|s| s.processes)
+            .max()
+            .unwrap_or(0);
         let mut row = vec![procs.to_string()];
         for r in runs {
             match r.steps.get(i) {
@@ -71,7 +80,12 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                         format!("{} x {} {}", s.failures.len(), f.call, f.errno_or_signal)
                     });
                 }
-                None => row.extend(["".to_string(), "".to_string(), "".to_string(), "(stopped)".to_string()]),
+                None => row.extend([
+                    "".to_string(),
+                    "".to_string(),
+                    "".to_string(),
+                    "(stopped)".to_string(),
+                ]),
             }
         }
         t.add_row(row);
@@ -98,16 +112,32 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     t.set_header(header);
     let n = runs.iter().map(|r| r.steps.len()).max().unwrap_or(0);
     for i in 0..n {
-        let procs = runs.iter().filter_map(|r| r.steps.get(i)).map(|s| s.processes).max().unwrap_or(0);
+        let procs = runs
+            .iter()
+            .filter_map(|r| r.steps.get(i))
+            .map(|s| s.processes)
+            .max()
+            .unwrap_or(0);
         let mut row = vec![procs.to_string()];
         let mut fail = String::new();
         for r in runs {
             match r.steps.get(i) {
                 Some(s) => {
                     row.push(mb(s.meminfo.low_free));
-                    row.push(format!("{} / {}", mb(s.meminfo.page_tables_low), mb(s.meminfo.page_tables_high)));
+                    row.push(format!(
+                        "{} / {}",
+                        mb(s.meminfo.page_tables_low),
+                        mb(s.meminfo.page_tables_high)
+                    ));
                     if let Some(f) = s.failures.first() {
-                        fail = format!("{}: process {} {} {} (LowFree {})", r.config, f.process + 1, f.call, f.errno_or_signal, mb(f.low_free_kb));
+                        fail = format!(
+                            "{}: process {} {} {} (LowFree {})",
+                            r.config,
+                            f.process + 1,
+                            f.call,
+                            f.errno_or_signal,
+                            mb(f.low_free_kb)
+                        );
                     }
                 }
                 None => {

@@ -102,7 +102,11 @@ impl WorkloadArgs {
         }
         if let Err(problems) = spec.validate() {
             let msg: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            return Err(InputError(format!("workload '{}' with these options is invalid: {}", spec.name, msg.join("; "))));
+            return Err(InputError(format!(
+                "workload '{}' with these options is invalid: {}",
+                spec.name,
+                msg.join("; ")
+            )));
         }
         Ok(())
     }

@@ -402,7 +402,18 @@ impl<M: PagingMode> Kernel<M> {
             kernel_pmd,
             fixmap_ptes,
             pkmap_pte_base,
-            pkmap: SpinLock::new("kmap_lock", Pkmap::new(M::LAST_PKMAP)),
+            pkmap: SpinLock::new(
+                "kmap_lock",
+                Pkmap::new(
+                    opts.pkmap_entries
+                        .map(|n| {
+                            n.clamp(2, M::LAST_PKMAP)
+                                .next_power_of_two()
+                                .min(M::LAST_PKMAP)
+                        })
+                        .unwrap_or(M::LAST_PKMAP),
+                ),
+            ),
             atomic_slots: (0..slots).map(|_| Cell::new(None)).collect(),
             atomic_last_use: (0..slots).map(|_| Cell::new(None)).collect(),
             owner_pages,

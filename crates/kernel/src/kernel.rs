@@ -122,6 +122,9 @@ pub struct KernelOptions {
     pub pool_batch: u32,
     /// Per-CPU page-table pool: most pages kept per CPU and per zone class.
     pub pool_high: u32,
+    /// Persistent kmap entries to use (a power of two, at most LAST_PKMAP); `None` = all of
+    /// them. A small window makes the persistent strategy's hazards show quickly.
+    pub pkmap_entries: Option<u32>,
 }
 
 impl KernelOptions {
@@ -136,6 +139,7 @@ impl KernelOptions {
             kernel_image_bytes: DEFAULT_KERNEL_IMAGE_BYTES,
             pool_batch: 16,
             pool_high: 64,
+            pkmap_entries: None,
         }
     }
 }

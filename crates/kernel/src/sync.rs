@@ -145,6 +145,17 @@ impl<T: ?Sized> SpinLock<T> {
         self.data.get_mut()
     }
 
+    /// The data without taking the lock, for a post-mortem report after the simulation has
+    /// stopped (a deadlock or a bug).
+    ///
+    /// # Safety
+    /// No simulated task may run while the reference lives (the machine must be stopped), so
+    /// nothing can change the data under it.
+    pub unsafe fn peek_stopped(&self) -> &T {
+        // SAFETY: the caller guarantees no task runs; the host thread is the only accessor.
+        unsafe { &*self.data.get() }
+    }
+
     /// Release a lock this task holds through a guard that stays alive (the guard's owner
     /// promises to call [`SpinLock::relock`] before the guard is used or dropped).
     pub(crate) fn force_unlock<P: Platform>(&self, p: &P) {

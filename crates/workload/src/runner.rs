@@ -150,6 +150,8 @@ pub struct RunReport {
     pub meminfo_end: Meminfo,
     /// MemFree right after boot (kB).
     pub boot_mem_free_kb: u64,
+    /// LowFree right after boot (kB).
+    pub boot_low_free_kb: u64,
     /// Kernel counters.
     pub counters: Vec<(String, u64)>,
     /// Machine counters.
@@ -170,6 +172,10 @@ pub struct RunReport {
     pub outcome: String,
     /// The kernel log (OOM kills and the like).
     pub kernel_log: Vec<String>,
+    /// True if the simulation ended in a deadlock.
+    pub deadlocked: bool,
+    /// After a deadlock: the persistent kmaps each task held (task, entry, page, where taken).
+    pub pkmap_holders: Vec<(u32, u32, u64, String)>,
 }
 
 impl RunReport {
@@ -315,8 +321,11 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     mopts.stress = opts.stress;
     mopts.max_cycles = opts.max_cycles;
     let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| RunError(e.to_string()))?;
-    let boot_free = sys
-        .inspect(|h, k| k.meminfo(h).mem_free)
+    let (boot_free, boot_low_free) = sys
+        .inspect(|h, k| {
+            let m = k.meminfo(h);
+            (m.mem_free, m.low_free)
+        })
         .map_err(RunError)?;
     let ctl = Rc::new(RefCell::new(Ctl {
         slots: Vec::new(),
@@ -347,6 +356,17 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
             .map_err(|e| RunError(e.to_string()))?;
     }
     let outcome = sys.run();
+    let deadlocked = matches!(outcome, RunOutcome::Deadlock(_));
+    let mut pkmap_holders = Vec::new();
+    if deadlocked {
+        // SAFETY: the machine stopped at the deadlock; no simulated task runs any more.
+        let held = unsafe { sys.kernel().pkmap_holders_stopped() };
+        for (task, hs) in held {
+            for hh in hs {
+                pkmap_holders.push((task.0, hh.nr, hh.pfn.0, hh.place.to_string()));
+            }
+        }
+    }
     let mut checks = ctl.borrow().checks.clone();
     match &outcome {
         RunOutcome::Completed => {}
@@ -429,6 +449,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         steps,
         meminfo_end: end_mi,
         boot_mem_free_kb: boot_free,
+        boot_low_free_kb: boot_low_free,
         counters: k
             .counters()
             .snapshot()
@@ -444,6 +465,8 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         check_failures: checks,
         outcome: outcome.to_string(),
         kernel_log: sys.machine.kernel_log().to_vec(),
+        deadlocked,
+        pkmap_holders,
     })
 }
 

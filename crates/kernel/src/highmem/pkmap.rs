@@ -253,6 +253,16 @@ impl<M: PagingMode> Kernel<M> {
         self.pkmap.lock(p).holders.clone()
     }
 
+    /// Persistent kmaps held by each task, read after the simulation stopped (deadlock
+    /// reports).
+    ///
+    /// # Safety
+    /// The machine must be stopped: no simulated task may run while this reads.
+    pub unsafe fn pkmap_holders_stopped(&self) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.pkmap.peek_stopped() }.holders.clone()
+    }
+
     /// Check that `task` holds no persistent kmap (at exit).
     pub fn check_no_pkmaps<P: Platform>(&self, p: &P, task: TaskId) {
         let held = self.pkmap.lock(p).holders.get(&task).cloned();

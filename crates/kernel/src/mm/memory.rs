@@ -163,8 +163,11 @@ impl<M: PagingMode> Kernel<M> {
             let dst_pmd = self.pmd_offset(p, &dst.pgd, a);
             let mut dg = dst.page_table_lock.lock(p);
             let mut dmap = pte_alloc_map(self, cx, &mut dg, &dst_pmd, a, &dst.nr_ptes)?;
-            let sg = src.page_table_lock.lock(p);
+            // Map the source pte page first, then take the source's lock: a persistent kmap
+            // may sleep, and may drop only the lock the mapping was made under (the
+            // destination's). The source pte page cannot go away meanwhile: mmap_sem is held.
             let mut nested = dmap.map_nested(&src_pmd, a);
+            let sg = src.page_table_lock.lock(p);
             let (mut d, mut s) = nested.both();
             let mut copied = 0;
             let mut x = addr;

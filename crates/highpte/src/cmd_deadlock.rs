@@ -1,0 +1,122 @@
+//! `highpte explain-deadlock`: the seed's claim that kmap()-based page-table access is
+//! "deadlock land", shown on a seed the search finds, with the same seed completing under the
+//! seed's kmap_atomic design.
+
+use clap::Args;
+use highpte_workload::runner::{self, RunOptions, RunReport};
+use highpte_workload::{parse_workload, WorkloadSpec};
+use serde_json::json;
+use std::rc::Rc;
+
+/// The workload file, embedded (also runnable with `highpte run workloads/kmap-deadlock.toml`).
+pub const KMAP_DEADLOCK_TOML: &str = include_str!("../../../workloads/kmap-deadlock.toml");
+
+/// `highpte explain-deadlock`.
+#[derive(Args, Clone, Debug)]
+pub struct DeadlockArgs {
+    /// Persistent kmap entries in the window (LAST_PKMAP is 512 with PAE; a small window shows
+    /// the hazard at this scale).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=512))]
+    pub entries: u32,
+    /// Try seeds 1..=N until one deadlocks.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100000))]
+    pub seeds: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn spec() -> anyhow::Result<WorkloadSpec> {
+    parse_workload(KMAP_DEADLOCK_TOML, "workloads/kmap-deadlock.toml")
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn run_one(spec: &WorkloadSpec, entries: u32) -> anyhow::Result<RunReport> {
+    let opts = RunOptions {
+        stress: true,
+        kernel_tweak: Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {
+            k.pkmap_entries = Some(entries)
+        })),
+        ..Default::default()
+    };
+    runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
+    let base = spec()?;
+    let mut found: Option<(u64, RunReport)> = None;
+    let mut tried = 0;
+    for seed in 1..=a.seeds {
+        let mut s = base.clone();
+        s.machine.seed = seed;
+        tried += 1;
+        let r = run_one(&s, a.entries)?;
+        if r.deadlocked {
+            found = Some((seed, r));
+            break;
+        }
+    }
+    let Some((seed, dead)) = found else {
+        println!(
+            "No deadlock in seeds 1..={} with a {}-entry persistent kmap window: try more seeds (--seeds) or a smaller window (--entries).",
+            a.seeds, a.entries
+        );
+        return Ok(0);
+    };
+    let mut atomic = base.clone();
+    atomic.machine.seed = seed;
+    atomic.machine.strategy = Some("atomic".into());
+    let ok = run_one(&atomic, a.entries)?;
+    let replay = format!(
+        "highpte run workloads/kmap-deadlock.toml --pkmap-entries {} --stress --seed {seed}",
+        a.entries
+    );
+    let replay_atomic = format!("highpte run workloads/kmap-deadlock.toml --pkmap-entries {} --stress --seed {seed} --strategy atomic", a.entries);
+    if a.json {
+        let v = json!({
+            "entries": a.entries,
+            "seeds_tried": tried,
+            "seed": seed,
+            "persistent": {"deadlocked": true, "outcome": dead.outcome, "pkmap_holders": dead.pkmap_holders.iter().map(|(t, nr, pfn, place)| json!({"task": t, "entry": nr, "pfn": pfn, "place": place})).collect::<Vec<_>>(), "event_hash": format!("{:#018x}", dead.event_hash), "replay": replay},
+            "atomic": {"deadlocked": ok.deadlocked, "completed": !ok.failed_checks(), "operations": ok.operations, "outcome": ok.outcome, "event_hash": format!("{:#018x}", ok.event_hash), "replay": replay_atomic},
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!("kmap() is deadlock land: page tables mapped with persistent kmap() (the `persistent` strategy,");
+    println!("Andrea Arcangeli's pte-highmem design) on 4 CPUs forking and mremapping, with a {}-entry kmap window.", a.entries);
+    println!("fork's copy_page_range and mremap's move_page_tables hold one pte page mapped while they map a");
+    println!("second one; when every entry is held by a task that sleeps waiting for one more, nobody can go on.");
+    println!();
+    println!("Seed {seed} (the {}th tried) deadlocks:", tried);
+    println!();
+    println!("{}", dead.outcome);
+    println!();
+    println!(
+        "Persistent kmaps held at the deadlock (task, kmap entry, pte page, where it was mapped):"
+    );
+    for (t, nr, pfn, place) in &dead.pkmap_holders {
+        println!("  task {t:>4}: entry {nr} -> pfn {pfn:#x} ({place})");
+    }
+    println!();
+    println!(
+        "The same seed with the seed's kmap_atomic design: {} ({} operations, {} kmap_atomic mappings, no sleeping).",
+        if ok.deadlocked {
+            "ALSO DEADLOCKED (unexpected)".to_string()
+        } else if ok.failed_checks() {
+            format!("failed: {}", ok.check_failures.join("; "))
+        } else {
+            "runs to completion".to_string()
+        },
+        ok.operations,
+        ok.counters.iter().find(|(k, _)| k == "kmap_atomic").map(|(_, v)| *v).unwrap_or(0)
+    );
+    println!();
+    println!("replay the deadlock:  {replay}");
+    println!("replay with atomic:   {replay_atomic}");
+    Ok(if ok.deadlocked {
+        crate::EXIT_FAILURE_FOUND
+    } else {
+        0
+    })
+}
