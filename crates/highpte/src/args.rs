@@ -19,10 +19,19 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         }
         _ => {
             let text = e.render().to_string();
-            let first = text
+            // the first paragraph (clap puts the missing argument names on the next lines)
+            let para: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(|l| l.trim())
+                .collect();
+            let joined = para.join(" ");
+            let first = if joined.is_empty() {
+                "invalid arguments"
+            } else {
+                joined.as_str()
+            };
             let extra = text
                 .lines()
                 .find(|l| {

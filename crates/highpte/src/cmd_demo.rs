@@ -11,7 +11,6 @@ use clap::Args;
 use highpte_arch::MemoryVariant;
 use highpte_workload::runner::{self, RunOptions, RunReport};
 use highpte_workload::{builtin, WorkloadSpec};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -38,14 +37,25 @@ fn with_config(mut s: WorkloadSpec, v: MemoryVariant) -> WorkloadSpec {
     s
 }
 
-fn pair(spec: &WorkloadSpec, progress: bool) -> anyhow::Result<(RunReport, RunReport)> {
+fn pair(
+    spec: &WorkloadSpec,
+    bars: &crate::progress::Bars,
+) -> anyhow::Result<(RunReport, RunReport)> {
     let a = with_config(spec.clone(), MemoryVariant::Highmem64g);
     let b = with_config(spec.clone(), MemoryVariant::Highmem64gHighpte);
+    let ba = bars.bar(&a, &format!("{} on 64g", spec.name));
+    let bb = bars.bar(&b, &format!("{} on 64g-highpte", spec.name));
     let (ra, rb) = std::thread::scope(|s| {
-        let ha =
-            s.spawn(move || runner::run(&a, &RunOptions::default()).map_err(|e| e.to_string()));
-        let hb =
-            s.spawn(move || runner::run(&b, &RunOptions::default()).map_err(|e| e.to_string()));
+        let ha = s.spawn(move || {
+            let mut o = RunOptions::default();
+            crate::progress::attach(&mut o, ba);
+            runner::run(&a, &o).map_err(|e| e.to_string())
+        });
+        let hb = s.spawn(move || {
+            let mut o = RunOptions::default();
+            crate::progress::attach(&mut o, bb);
+            runner::run(&b, &o).map_err(|e| e.to_string())
+        });
         (ha.join(), hb.join())
     });
     let ra = ra
@@ -54,18 +64,12 @@ fn pair(spec: &WorkloadSpec, progress: bool) -> anyhow::Result<(RunReport, RunRe
     let rb = rb
         .map_err(|_| anyhow::anyhow!("the 64g-highpte run panicked"))?
         .map_err(|e| anyhow::anyhow!(e))?;
-    if progress {
-        eprintln!(
-            "  {} done: 64g {:.1} s, 64g-highpte {:.1} s host time",
-            spec.name, ra.host_seconds, rb.host_seconds
-        );
-    }
     Ok((ra, rb))
 }
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
     let t0 = Instant::now();
-    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
+    let progress = crate::progress::enabled(a.quiet, a.json);
     let mut sga = builtin("sga").ok_or_else(|| anyhow::anyhow!("built-in sga missing"))?;
     let mut wli = builtin("wli").ok_or_else(|| anyhow::anyhow!("built-in wli missing"))?;
     if a.quick {
@@ -73,11 +77,9 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
         wli.processes.count = 256;
         wli.machine.ram = highpte_workload::Size(3 << 30);
     }
-    if progress {
-        eprintln!("highpte demo: running sga and wli on 64g and 64g-highpte (two at a time)...");
-    }
-    let (s64, shp) = pair(&sga, progress)?;
-    let (w64, whp) = pair(&wli, progress)?;
+    let bars = crate::progress::Bars::new(progress);
+    let (s64, shp) = pair(&sga, &bars)?;
+    let (w64, whp) = pair(&wli, &bars)?;
     crate::plot::steps_plot(
         &a.plot,
         "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs",

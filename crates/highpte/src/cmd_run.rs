@@ -3,9 +3,8 @@
 use crate::report;
 use crate::workload_args::WorkloadArgs;
 use clap::Args;
-use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport, StepReport};
+use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
 use serde_json::{json, Value};
-use std::io::IsTerminal;
 use std::rc::Rc;
 
 /// `highpte run`.
@@ -46,18 +45,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
             k.pkmap_entries = Some(n)
         }));
     }
-    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    if progress {
-        opts.on_step = Some(Rc::new(|s: &StepReport| {
-            eprintln!(
-                "  step {:>3}: {:>5} processes, LowFree {:>9}, host {:.1} s",
-                s.step + 1,
-                s.processes,
-                report::mb(s.meminfo.low_free),
-                s.host_seconds
-            );
-        }));
-    }
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    crate::progress::attach(
+        &mut opts,
+        bars.bar(&spec, &format!("{} on {}", spec.name, spec.machine.config)),
+    );
     let rep = runner::run(&spec, &opts)?;
     if let Some(p) = &a.plot {
         crate::plot::steps_plot(p, &format!("{} on {}", rep.workload, rep.config), &[&rep])?;

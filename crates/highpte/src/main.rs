@@ -10,6 +10,7 @@ mod cmd_run;
 mod cmd_stress;
 mod cmd_sweep;
 mod plot;
+mod progress;
 mod report;
 mod workload_args;
 

@@ -29,6 +29,13 @@ use std::time::Instant;
 
 mod churn;
 
+/// Called after each step with its report.
+pub type StepCallback = Rc<dyn Fn(&StepReport)>;
+/// Adjusts the kernel options a workload implies.
+pub type KernelTweak = Rc<dyn Fn(&mut KernelOptions)>;
+/// Where the driver leaves the end-of-run meminfo and invariant report.
+type EndSlot = Rc<RefCell<Option<(Meminfo, Vec<String>)>>>;
+
 /// How thoroughly a run checks itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InvariantChecks {
@@ -51,9 +58,9 @@ pub struct RunOptions {
     /// workload.
     pub machine: MachineOptions,
     /// Called after each step with the step report (for progress output).
-    pub on_step: Option<Rc<dyn Fn(&StepReport)>>,
+    pub on_step: Option<StepCallback>,
     /// Kernel options overriding those the workload implies (e.g. persistent-kmap window).
-    pub kernel_tweak: Option<Rc<dyn Fn(&mut KernelOptions)>>,
+    pub kernel_tweak: Option<KernelTweak>,
 }
 
 impl Default for RunOptions {
@@ -338,7 +345,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         children_failed: 0,
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
-    let end_out: Rc<RefCell<Option<(Meminfo, Vec<String>)>>> = Rc::new(RefCell::new(None));
+    let end_out: EndSlot = Rc::new(RefCell::new(None));
     let spec_rc = Rc::new(spec.clone());
     {
         let kc = sys.kernel_cell();
@@ -411,7 +418,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         ("migrations".to_string(), ms.migrations),
         ("ticks".to_string(), ms.ticks),
         ("ipis_sent".to_string(), ms.ipis_sent),
-        ("tlb_shootdowns".to_string(), ms.tlb_shootdowns),
+        ("ipi_tlb_shootdowns".to_string(), ms.tlb_shootdowns),
         ("scheduler_events".to_string(), ms.scheduler_events),
         ("sleeps".to_string(), ms.sleeps),
         ("spins".to_string(), ms.spins),
@@ -477,8 +484,8 @@ fn driver<M: PagingMode>(
     spec: Rc<WorkloadSpec>,
     ctl: Rc<RefCell<Ctl>>,
     steps_out: Rc<RefCell<Vec<StepReport>>>,
-    end_out: Rc<RefCell<Option<(Meminfo, Vec<String>)>>>,
-    on_step: Option<Rc<dyn Fn(&StepReport)>>,
+    end_out: EndSlot,
+    on_step: Option<StepCallback>,
     inv: InvariantChecks,
     t0: Instant,
 ) {

@@ -276,12 +276,7 @@ pub(crate) fn run_random<M: PagingMode>(
                         0
                     }
                 }) {
-                    Ok(_) => loop {
-                        match u.wait() {
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    },
+                    Ok(_) => while u.wait().is_ok() {},
                     Err(e) if is_resource_error(e) => {}
                     Err(e) => return bad_errno(u, pc, ctl, "fork", e),
                 }
