@@ -1,4 +1,5 @@
-//! Plots (SVG) of step reports: LowFree against processes.
+//! Plots of step reports (LowFree against processes) as SVG, or PNG when the file name ends in
+//! `.png` and a TrueType font is available (DejaVu Sans from the system); sweeps as SVG.
 
 use highpte_workload::runner::RunReport;
 use plotters::prelude::*;
@@ -6,6 +7,10 @@ use std::path::Path;
 
 /// Plot LowFree (MB) against processes for each run, one series per run.
 pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Result<()> {
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    register_font()?;
     let max_x = runs
         .iter()
         .flat_map(|r| r.steps.iter().map(|s| s.processes))
@@ -24,9 +29,55 @@ pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Resu
         .unwrap_or(1)
         .max(1) as f64
         / 1024.0;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    let size = (900, 560);
+    if png {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
+        draw_steps(&root, title, runs, max_x, max_y)
+            .map_err(|e| anyhow::anyhow!("plot {}: {e}", path.display()))
+    } else {
+        let root = SVGBackend::new(path, size).into_drawing_area();
+        draw_steps(&root, title, runs, max_x, max_y)
+            .map_err(|e| anyhow::anyhow!("plot {}: {e}", path.display()))
+    }
+}
+
+/// Fonts the PNG backend can use (the SVG backend leaves text to the viewer).
+const FONT_PATHS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
+/// Register DejaVu Sans as plotters' sans-serif font (once).
+pub fn register_font() -> anyhow::Result<()> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        for p in FONT_PATHS {
+            if let Ok(bytes) = std::fs::read(p) {
+                let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, leaked).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    });
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!("plots need a TrueType font to lay out their text (DejaVu Sans, looked in {}); install Debian's fonts-dejavu-core", FONT_PATHS.join(", "))
+    }
+}
+
+fn draw_steps<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    runs: &[&RunReport],
+    max_x: u32,
+    max_y: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
@@ -107,6 +158,7 @@ pub fn sweep_plot(
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.2))
         .fold(1.0, f64::max);
+    register_font()?;
     let root = SVGBackend::new(path, (900, 760)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
