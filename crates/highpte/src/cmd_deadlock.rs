@@ -16,7 +16,7 @@ pub const KMAP_DEADLOCK_TOML: &str = include_str!("../../../workloads/kmap-deadl
 pub struct DeadlockArgs {
     /// Persistent kmap entries in the window (LAST_PKMAP is 512 with PAE; a small window shows
     /// the hazard at this scale).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=512))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=512))]
     pub entries: u32,
     /// Try seeds 1..=N until one deadlocks.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100000))]
