@@ -2,6 +2,8 @@
 //! and show where memory goes, what it costs and what breaks.
 
 mod args;
+mod bench;
+mod cmd_bench;
 mod cmd_boot;
 mod cmd_compare;
 mod cmd_deadlock;
@@ -53,6 +55,9 @@ enum Command {
     Compare(cmd_compare::CompareArgs),
     /// Run a workload for each value of one parameter on each configuration, with a plot.
     Sweep(cmd_sweep::SweepArgs),
+    /// Benchmarks: host time and simulated cycles side by side (host kernel vs simulator,
+    /// the pte strategies and page-table allocators, boot, memory, the demo).
+    Bench(cmd_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Command::Stress(a) => cmd_stress::run_stress(&a),
         Command::Compare(a) => cmd_compare::run(&a),
         Command::Sweep(a) => cmd_sweep::run(&a),
+        Command::Bench(a) => cmd_bench::run(&a),
     };
     match r {
         Ok(code) => ExitCode::from(code),
