@@ -58,22 +58,25 @@ impl<M: PagingMode> Kernel<M> {
                         result = Err(Errno::ENOMEM);
                         break 'vmas;
                     };
-                    // how many new pages does this pte page need?
+                    // how many new pages does this pte page need? For a shared object the
+                    // object's own page index answers without reading the ptes (a missing object
+                    // page can only have an empty pte); private memory must look at the ptes.
                     let mut need = 0usize;
-                    map.for_each(a, next, |va, pte| {
-                        if pte.is_none() {
-                            match &vma.backing {
-                                Backing::Anon => need += usize::from(write),
-                                Backing::Shared { obj, pgoff, .. } => {
-                                    let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
-                                    if idx < obj.nr_pages() && obj.page(idx).is_none() {
-                                        need += 1;
-                                    }
-                                }
-                            }
+                    match &vma.backing {
+                        Backing::Shared { obj, pgoff, .. } => {
+                            let first = pgoff + ((cur as u32 - vma.start) >> 12);
+                            let last = (pgoff + ((next as u64 - vma.start as u64) >> 12) as u32)
+                                .min(obj.nr_pages());
+                            need = (first..last).filter(|i| obj.page(*i).is_none()).count();
                         }
-                        None
-                    });
+                        Backing::Anon if write => {
+                            map.for_each(a, next, |_, pte| {
+                                need += usize::from(pte.is_none());
+                                None
+                            });
+                        }
+                        Backing::Anon => {}
+                    }
                     if need > reserve.len() {
                         drop(map);
                         drop(g);
