@@ -96,7 +96,7 @@ const FULL: Scale = Scale {
     d_munmap_pages: 16384,
     d_munmap_rounds: 8,
     sga_processes: 300,
-    sweep_rounds: 4,
+    sweep_rounds: 8,
     pt_rounds: 16,
     touch_bytes: 2 * GB,
 };
@@ -652,6 +652,7 @@ fn sweep(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
             "contended % (>=)",
             "spins (>=)",
             "spin cycles, all locks",
+            "flush_tlb_all",
             "focus cyc / op",
             "sim duration (cycles)",
             "host s",
@@ -662,18 +663,18 @@ fn sweep(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
             "fault",
             Work::Fault {
                 pages: 1024,
-                rounds: sc.sweep_rounds * 2,
+                rounds: sc.sweep_rounds,
             },
         ),
         (
             "fork",
             Work::Fork {
                 pages: 4096,
-                forks: sc.sweep_rounds * 2,
+                forks: sc.sweep_rounds.max(2),
             },
         ),
     ];
-    let mut contended_series = Vec::new();
+    let mut contended_series: Vec<(&str, Vec<Series>)> = Vec::new();
     let mut cost_series = Vec::new();
     for (name, w) in works {
         for s in [PteStrategy::Persistent, PteStrategy::Atomic] {
@@ -686,7 +687,7 @@ fn sweep(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
                 let (lock_acq, con, spins) = r.kmap_lock;
                 let acq = lock_acq.max(r.kmap + r.kunmap);
                 let cpo = per(r.focus_cycles, r.ops);
-                pts_c.push((f64::from(cpus), 100.0 * per(con, acq)));
+                pts_c.push((f64::from(cpus), per(r.spin_cycles, r.ops)));
                 pts_k.push((f64::from(cpus), cpo));
                 t.row(vec![
                     name.into(),
@@ -697,16 +698,24 @@ fn sweep(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
                     format!("{:.1}", 100.0 * per(con, acq)),
                     int(spins),
                     int(r.spin_cycles),
+                    int(r.flush_tlb_all),
                     format!("{cpo:.0}"),
                     int(r.cycles_max),
                     format!("{:.2}", r.host_seconds),
                 ]);
             }
-            if s == PteStrategy::Persistent {
-                contended_series.push(Series {
-                    label: format!("{name}: kmap_lock contended % (persistent)"),
+            match contended_series.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.push(Series {
+                    label: format!("{name}, {s}"),
                     points: pts_c,
-                });
+                }),
+                None => contended_series.push((
+                    name,
+                    vec![Series {
+                        label: format!("{name}, {s}"),
+                        points: pts_c,
+                    }],
+                )),
             }
             cost_series.push(Series {
                 label: format!("{name}, {s}"),
@@ -724,13 +733,17 @@ fn sweep(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
             .to_string(),
     );
     out.table(&t);
-    out.plot(
-        "kmap-lock-contention.svg",
-        "persistent kmap: kmap_lock acquisitions found held, vs CPUs",
-        "CPUs",
-        "contended %",
-        &contended_series,
-    )?;
+    for (name, series) in &contended_series {
+        out.plot(
+            &format!("lock-wait-{name}.svg"),
+            &format!(
+                "{name}: lock-wait (spin cycles, all locks) per operation vs CPUs, persistent vs atomic"
+            ),
+            "CPUs",
+            "spin cycles / op",
+            series,
+        )?;
+    }
     out.plot(
         "cycles-per-op-vs-cpus.svg",
         "simulated cycles per operation vs CPUs (fault: per fault, fork: per fork)",
@@ -863,7 +876,7 @@ fn boot_and_memory(out: &mut Output, quick: bool) -> anyhow::Result<()> {
         mbf(b.rss_after_boot),
     ]);
     t.row(vec![
-        "simulated memory in use after boot".into(),
+        "simulated memory allocated after boot (MemTotal - MemFree)".into(),
         mbf(b.used_after_boot_kb * 1024),
     ]);
     t.row(vec![
@@ -875,7 +888,7 @@ fn boot_and_memory(out: &mut Output, quick: bool) -> anyhow::Result<()> {
     ]);
     let used = (b.used_after_touch_kb - b.used_after_boot_kb) * 1024;
     let host = b.rss_after_touch.saturating_sub(b.rss_after_boot);
-    t.row(vec!["simulated memory in use: growth".into(), mbf(used)]);
+    t.row(vec!["simulated memory allocated: growth".into(), mbf(used)]);
     t.row(vec!["host RSS: growth".into(), mbf(host)]);
     t.row(vec![
         "host growth / simulated growth".into(),
