@@ -65,7 +65,7 @@ impl<M: PagingMode> Kernel<M> {
                     match &vma.backing {
                         Backing::Shared { obj, pgoff, .. } => {
                             let first = pgoff + ((cur as u32 - vma.start) >> 12);
-                            let last = (pgoff + ((next as u64 - vma.start as u64) >> 12) as u32)
+                            let last = (pgoff + ((next - vma.start as u64) >> 12) as u32)
                                 .min(obj.nr_pages());
                             need = (first..last).filter(|i| obj.page(*i).is_none()).count();
                         }
