@@ -29,6 +29,15 @@ pub struct LockStats {
     pub spins: u64,
 }
 
+/// Add to a lock's counters in place (never across a spin or a sleep, where other tasks
+/// update them too).
+#[inline(always)]
+fn bump(c: &Cell<LockStats>, f: impl FnOnce(&mut LockStats)) {
+    let mut st = c.get();
+    f(&mut st);
+    c.set(st);
+}
+
 /// A spinlock protecting a `T`.
 pub struct SpinLock<T: ?Sized> {
     name: &'static str,
@@ -85,8 +94,7 @@ impl<T: ?Sized> SpinLock<T> {
     /// `spin_lock`: disable preemption, then spin until the lock is free and take it.
     pub fn lock<'a, P: Platform>(&'a self, p: &'a P) -> SpinGuard<'a, T, P> {
         p.preempt_disable();
-        let mut st = self.stats.get();
-        st.acquisitions += 1;
+        bump(&self.stats, |st| st.acquisitions += 1);
         let me = p.task().0 + 1;
         if self.owner.get() != 0 {
             if self.owner.get() == me {
@@ -110,9 +118,9 @@ impl<T: ?Sized> SpinLock<T> {
                     ),
                 });
             }
-            st.contended += 1;
+            bump(&self.stats, |st| st.contended += 1);
             while self.owner.get() != 0 {
-                st.spins += 1;
+                bump(&self.stats, |st| st.spins += 1);
                 p.cpu_relax(WaitOn::SpinLock {
                     name: self.name,
                     id: self.id(),
@@ -121,7 +129,6 @@ impl<T: ?Sized> SpinLock<T> {
             }
         }
         self.owner.set(me);
-        self.stats.set(st);
         p.note_lock(self.name, self.id(), true);
         SpinGuard { lock: self, p }
     }
@@ -133,9 +140,7 @@ impl<T: ?Sized> SpinLock<T> {
         }
         p.preempt_disable();
         self.owner.set(p.task().0 + 1);
-        let mut st = self.stats.get();
-        st.acquisitions += 1;
-        self.stats.set(st);
+        bump(&self.stats, |st| st.acquisitions += 1);
         p.note_lock(self.name, self.id(), true);
         Some(SpinGuard { lock: self, p })
     }
@@ -274,8 +279,7 @@ impl<T: ?Sized> Mutex<T> {
     ) -> MutexGuard<'a, T, P> {
         let p: &'a P = cx.p();
         p.might_sleep(place);
-        let mut st = self.stats.get();
-        st.acquisitions += 1;
+        bump(&self.stats, |st| st.acquisitions += 1);
         if self.owner.get() == p.task().0 + 1 {
             p.bug(BugReport {
                 kind: "mutex recursion",
@@ -288,10 +292,10 @@ impl<T: ?Sized> Mutex<T> {
             });
         }
         if self.owner.get() != 0 {
-            st.contended += 1;
+            bump(&self.stats, |st| st.contended += 1);
         }
         while self.owner.get() != 0 {
-            st.spins += 1;
+            bump(&self.stats, |st| st.spins += 1);
             let token = p.prepare_to_wait(self.key());
             if self.owner.get() == 0 {
                 break;
@@ -299,7 +303,6 @@ impl<T: ?Sized> Mutex<T> {
             p.sleep(self.key(), token, self.name, place);
         }
         self.owner.set(p.task().0 + 1);
-        self.stats.set(st);
         p.note_lock(self.name, self.key().0, true);
         MutexGuard { lock: self, p }
     }
