@@ -395,7 +395,7 @@ pub fn translate(
 }
 
 /// [`translate`] for a paging mode known at compile time; `regs.pae` must equal `M::PAE`.
-#[inline]
+#[inline(always)]
 pub fn translate_in<M: PagingMode>(
     phys: &PhysMem,
     regs: &MmuRegs,

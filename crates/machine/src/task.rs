@@ -369,20 +369,26 @@ impl<M: PagingMode> TaskHandle<M> {
 
     /// Unwrap a physical-memory result; an access beyond RAM through valid page tables is a
     /// machine check, reported as a bug.
+    #[inline(always)]
     pub(crate) fn phys_ok<T>(&self, r: Result<T, crate::phys::PhysMemError>, pa: u64) -> T {
         match r {
             Ok(v) => v,
-            Err(e) => {
-                let msg = format!(
-                    "machine check: physical address {pa:#x}: {e} ({})",
-                    self.who()
-                );
-                self.bug(BugReport {
-                    kind: "machine check",
-                    message: msg,
-                })
-            }
+            Err(e) => self.machine_check(e, pa),
         }
+    }
+
+    /// The slow path of [`TaskHandle::phys_ok`].
+    #[cold]
+    #[inline(never)]
+    fn machine_check(&self, e: crate::phys::PhysMemError, pa: u64) -> ! {
+        let msg = format!(
+            "machine check: physical address {pa:#x}: {e} ({})",
+            self.who()
+        );
+        self.bug(BugReport {
+            kind: "machine check",
+            message: msg,
+        })
     }
 
     /// "task N 'name' on cpu C at <where>" for reports.
