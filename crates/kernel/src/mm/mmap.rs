@@ -15,8 +15,10 @@ use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr};
 
 const PAGE: u64 = 4096;
 
+/// Round up to a page; saturates (an overflowing length stays too big rather than wrapping
+/// to a small one, as Linux's `PAGE_ALIGN(len) == 0` check catches).
 fn page_align(len: u64) -> u64 {
-    len.div_ceil(PAGE) * PAGE
+    len.div_ceil(PAGE).saturating_mul(PAGE)
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -116,14 +118,9 @@ impl<M: PagingMode> Kernel<M> {
         // SAFETY: a system-call entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
         self.syscall_enter(p, "sys_mmap");
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let kind = flags & (MAP_SHARED | MAP_PRIVATE);
-        if kind != MAP_SHARED && kind != MAP_PRIVATE {
+        // the checks in Linux's order: old_mmap's offset, fget, do_mmap, get_unmapped_area,
+        // then the mapping type
+        if offset & (PAGE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         if flags & MAP_ANONYMOUS == 0 {
@@ -131,19 +128,27 @@ impl<M: PagingMode> Kernel<M> {
             return Err(Errno::EBADF);
         }
         let _ = fd;
-        if offset & (PAGE - 1) != 0 {
+        if len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_align(len);
         if len > TASK_SIZE as u64 {
             return Err(Errno::ENOMEM);
         }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
         let fixed = flags & MAP_FIXED != 0;
+        if fixed && addr as u64 + len > TASK_SIZE as u64 {
+            return Err(Errno::ENOMEM);
+        }
         if fixed && (addr as u64 & (PAGE - 1) != 0) {
             return Err(Errno::EINVAL);
         }
-        if fixed && addr as u64 + len > TASK_SIZE as u64 {
-            return Err(Errno::ENOMEM);
+        // MAP_TYPE is the low nibble: exactly MAP_SHARED or MAP_PRIVATE
+        let kind = flags & 0x0f;
+        if kind != MAP_SHARED && kind != MAP_PRIVATE {
+            return Err(Errno::EINVAL);
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
@@ -347,37 +352,39 @@ impl<M: PagingMode> Kernel<M> {
         // SAFETY: a system-call entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
         self.syscall_enter(p, "sys_mprotect");
+        // Linux's order: alignment, zero length, end wrapping around, prot bits
         if addr as u64 & (PAGE - 1) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
             return Ok(());
         }
         let len = page_align(len);
-        let end = addr as u64 + len;
-        if end > TASK_SIZE as u64 {
+        let end = (addr as u64).saturating_add(len);
+        if end > 1 << 32 {
             return Err(Errno::ENOMEM);
+        }
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mprotect");
-        // the range must be fully mapped
+        // the range must be fully mapped (ENOMEM), and no mapping in it may refuse write
+        // access (EACCES, SHM_RDONLY): the first problem met walking the range decides, as
+        // in Linux (which has changed the VMAs before it; here nothing changes)
         let mut cur = addr as u64;
         for v in vmas.overlapping(addr, end) {
             if (v.start as u64) > cur {
                 return Err(Errno::ENOMEM);
             }
+            if prot & PROT_WRITE != 0 && !v.may_write {
+                return Err(Errno::EACCES);
+            }
             cur = v.end as u64;
         }
         if cur < end {
             return Err(Errno::ENOMEM);
-        }
-        // EACCES: write access to a mapping that may never be written (SHM_RDONLY)
-        if prot & PROT_WRITE != 0 && vmas.overlapping(addr, end).any(|v| !v.may_write) {
-            return Err(Errno::EACCES);
         }
         let pieces = vmas.remove_range(addr, end as u32);
         for mut v in pieces {
@@ -410,8 +417,10 @@ impl<M: PagingMode> Kernel<M> {
         }
         let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
         let old_end = (cur as u64).div_ceil(PAGE) * PAGE;
+        let mut removed = alloc::vec::Vec::new();
         if new_end < old_end {
-            let removed = vmas.remove_range(new_end as u32, old_end as u32);
+            // (what is mapped there goes, shared mappings placed in the heap included)
+            removed = vmas.remove_range(new_end as u32, old_end as u32);
             if !removed.is_empty() {
                 self.unmap_region(&mut cx, &mm, &vmas, new_end as u32, old_end);
             }
@@ -433,6 +442,9 @@ impl<M: PagingMode> Kernel<M> {
         vmas.brk = addr;
         let n = vmas.len();
         drop(vmas);
+        for v in removed {
+            self.release_backing(&cx, v.backing);
+        }
         self.vma_settle(&cx, &mm, n);
         addr
     }

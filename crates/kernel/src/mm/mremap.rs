@@ -51,33 +51,39 @@ impl<M: PagingMode> Kernel<M> {
         if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
             return Err(Errno::EINVAL);
         }
-        let old_len = old_len.div_ceil(4096) * 4096;
-        let new_len = new_len.div_ceil(4096) * 4096;
+        // saturating: an overflowing length stays too big
+        let old_len = old_len.div_ceil(4096).saturating_mul(4096);
+        let new_len = new_len.div_ceil(4096).saturating_mul(4096);
         // old_len 0 (duplicating a shared mapping) is a later Linux extension: refuse it
         if new_len == 0 || old_len == 0 {
             return Err(Errno::EINVAL);
         }
-        if old as u64 + old_len > TASK_SIZE as u64 || new_len > TASK_SIZE as u64 {
+        // the new range of MREMAP_FIXED is checked before the old one, as in Linux
+        if flags & MREMAP_FIXED != 0 {
+            if new_addr & 0xfff != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if (new_addr as u64).saturating_add(new_len) > TASK_SIZE as u64 {
+                return Err(Errno::EINVAL);
+            }
+            let (a, b) = (new_addr as u64, new_addr as u64 + new_len);
+            if a < (old as u64).saturating_add(old_len) && (old as u64) < b {
+                return Err(Errno::EINVAL);
+            }
+        }
+        if new_len > TASK_SIZE as u64 {
             return Err(Errno::EINVAL);
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mremap");
+        // an old range past TASK_SIZE is in no VMA: EFAULT, as in Linux
         let vma = vmas.containing(old).cloned().ok_or(Errno::EFAULT)?;
-        if old as u64 + old_len > vma.end as u64 {
+        if (old as u64).saturating_add(old_len) > vma.end as u64 {
             return Err(Errno::EFAULT);
         }
         if flags & MREMAP_FIXED != 0 {
-            if new_addr & 0xfff != 0 {
-                return Err(Errno::EINVAL);
-            }
-            if new_addr as u64 + new_len > TASK_SIZE as u64 {
-                return Err(Errno::EINVAL);
-            }
-            let (a, b) = (new_addr as u64, new_addr as u64 + new_len);
-            if a < old as u64 + old_len && (old as u64) < b {
-                return Err(Errno::EINVAL);
-            }
+            let b = new_addr as u64 + new_len;
             // the target is unmapped first
             let removed = vmas.remove_range(new_addr, b as u32);
             if !removed.is_empty() {

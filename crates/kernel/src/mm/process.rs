@@ -236,21 +236,26 @@ impl<M: PagingMode> Kernel<M> {
         }
         // this CPU may still have the mm loaded; the machine switches away after exit
         self.task_free(&cx, proc_.kstack);
+        // the zombie is queued in the same step as the process leaves the table (waking
+        // someone lets other CPUs run): a parent's wait() finds the child or its zombie
+        let parent = proc_
+            .parent
+            .filter(|pp| self.procs.borrow().contains_key(pp));
+        if let Some(parent) = parent {
+            self.zombies
+                .borrow_mut()
+                .entry(parent)
+                .or_default()
+                .push((pid, code));
+        }
         // gone from the process table only now: whoever waits for every process to be gone
         // (and then checks for leaks) must not see a half torn-down one
         self.procs.borrow_mut().remove(&pid);
         p.wake_up_all(PROCESS_EXIT_KEY);
-        if let Some(parent) = proc_.parent {
-            if self.procs.borrow().contains_key(&parent) {
-                self.zombies
-                    .borrow_mut()
-                    .entry(parent)
-                    .or_default()
-                    .push((pid, code));
-                p.wake_up_all(crate::platform::WaitQueueKey(
-                    WAIT_KEY_BASE + parent.0 as u64,
-                ));
-            }
+        if let Some(parent) = parent {
+            p.wake_up_all(crate::platform::WaitQueueKey(
+                WAIT_KEY_BASE + parent.0 as u64,
+            ));
         }
         // orphans are reaped by nobody: forget their zombies
         self.zombies.borrow_mut().remove(&pid);

@@ -90,6 +90,9 @@ pub struct ShmSeg {
     pub key: i32,
     /// Its pages.
     pub obj: Rc<ShmObject>,
+    /// The size asked for at creation (`shm_segsz`, not rounded to pages): a later
+    /// `shmget` of the key asking for more is EINVAL.
+    pub segsz: u64,
     /// Creator.
     pub creator: TaskId,
 }
@@ -139,7 +142,7 @@ impl<M: PagingMode> Kernel<M> {
                 if flags & IPC_CREAT != 0 && flags & IPC_EXCL != 0 {
                     return Err(Errno::EEXIST);
                 }
-                if size > seg.obj.size {
+                if size > seg.segsz {
                     return Err(Errno::EINVAL);
                 }
                 return Ok(id);
@@ -154,6 +157,7 @@ impl<M: PagingMode> Kernel<M> {
         if ids.segs.len() >= SHMMNI {
             return Err(Errno::ENOSPC);
         }
+        let segsz = size;
         let size = size.div_ceil(4096) * 4096;
         // the id encodes a sequence number and the slot, as ipc ids do
         let mut used = alloc::vec![false; SHMMNI];
@@ -171,6 +175,7 @@ impl<M: PagingMode> Kernel<M> {
             ShmSeg {
                 key,
                 obj: Rc::new(obj),
+                segsz,
                 creator: p.task(),
             },
         );
