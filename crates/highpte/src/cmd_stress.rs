@@ -4,7 +4,7 @@
 
 use clap::Args;
 use highpte_arch::MemoryVariant;
-use highpte_kernel::PteStrategy;
+use highpte_kernel::{FailAlloc, PteStrategy};
 use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
 use highpte_workload::{builtin, Op, Size, WorkloadSpec};
 use serde_json::json;
@@ -45,6 +45,15 @@ pub struct StressArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Fault injection: fail page allocations at a rate (rate=0.01), only the N-th one
+    /// (nth=N), every one at a named site (site=NAME; `highpte sites` lists them) or the N-th
+    /// there (site=NAME:N). Random decisions come from the seed: the run replays.
+    #[arg(long, value_parser = parse_fail_alloc, default_value = "off")]
+    pub fail_alloc: FailAlloc,
+}
+
+fn parse_fail_alloc(s: &str) -> Result<FailAlloc, String> {
+    FailAlloc::parse(s)
 }
 
 /// RAM for a stress machine of each configuration: enough high memory to matter, small
@@ -97,7 +106,13 @@ pub fn stress_spec(
 
 /// Run one stress cell.
 pub fn stress_run(spec: &WorkloadSpec) -> anyhow::Result<RunReport> {
+    stress_run_failing(spec, FailAlloc::Off)
+}
+
+/// Run one stress cell with page allocations failing as `fail_alloc` says.
+pub fn stress_run_failing(spec: &WorkloadSpec, fail_alloc: FailAlloc) -> anyhow::Result<RunReport> {
     let opts = RunOptions {
+        fail_alloc,
         stress: true,
         invariants: InvariantChecks::EachStep,
         ..Default::default()
@@ -144,12 +159,16 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.processes,
         a.strategy,
     )?;
-    let r = stress_run(&spec)?;
-    let replay = replay_command(a.config, a.cpus, preempt, a.seed, a.ops, a.processes);
+    let r = stress_run_failing(&spec, a.fail_alloc)?;
+    let mut replay = replay_command(a.config, a.cpus, preempt, a.seed, a.ops, a.processes);
+    if a.fail_alloc != FailAlloc::Off {
+        replay.push_str(&format!(" --fail-alloc {}", a.fail_alloc));
+    }
     if a.json {
         let mut v = crate::cmd_run::report_json(&r);
         v["pass"] = json!(!r.failed_checks());
         v["replay"] = json!(replay);
+        v["fail_alloc"] = json!(a.fail_alloc.to_string());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
@@ -166,6 +185,21 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
             r.event_hash,
             r.host_seconds
         );
+        if a.fail_alloc != FailAlloc::Off {
+            let c = |name: &str| {
+                r.counters
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map_or(0, |(_, v)| *v)
+            };
+            println!(
+                "  --fail-alloc {}: {} page allocations failed (injected and real), {} OOM kills, {} processes failed",
+                a.fail_alloc,
+                c("alloc_failures"),
+                c("oom_kills"),
+                r.processes_failed
+            );
+        }
         for c in &r.check_failures {
             println!("  {c}");
         }

@@ -9,6 +9,7 @@ mod cmd_compare;
 mod cmd_deadlock;
 mod cmd_demo;
 mod cmd_run;
+mod cmd_sites;
 mod cmd_stress;
 mod cmd_sweep;
 mod plot;
@@ -58,6 +59,8 @@ enum Command {
     /// Benchmarks: host time and simulated cycles side by side (host kernel vs simulator,
     /// the pte strategies and page-table allocators, boot, memory, the demo).
     Bench(cmd_bench::BenchArgs),
+    /// Every named page-allocation site (for `--fail-alloc site=NAME`) and what allocates there.
+    Sites(cmd_sites::SitesArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd_compare::run(&a),
         Command::Sweep(a) => cmd_sweep::run(&a),
         Command::Bench(a) => cmd_bench::run(&a),
+        Command::Sites(a) => cmd_sites::run(&a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

@@ -297,6 +297,16 @@ impl<M: PagingMode> Kernel<M> {
                 self.procs.borrow().len()
             ));
         }
+        // kernel pte pages allocated after boot (pte_alloc_kernel) live in the kernel tables
+        let mut ka = PAGE_OFFSET as u64;
+        while ka < 1 << 32 {
+            if let Some(ptp) = self.kernel_pte_page(p, VirtAddr::new(ka as u32)) {
+                if self.mem_map.desc(ptp).owner() == PageOwner::PageTable {
+                    pt_pages[self.page_zone(ptp) as usize] += 1;
+                }
+            }
+            ka += M::PTE_PAGE_SPAN as u64;
+        }
         // zones
         for z in ZoneType::ALL {
             let g = self.zones[z as usize].lock(p);

@@ -1,40 +1,52 @@
 //! The kernel's page allocator entry points: `alloc_pages` / `__free_pages` over the zones,
-//! with owner accounting and fault injection hooks.
+//! with owner accounting and the fault-injection hook ([`crate::fault_inject`]).
 
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
+use crate::fault_inject::{FailAlloc, SiteStats};
 use crate::kernel::Kernel;
 use crate::page_alloc::{zonelist, GfpFlags, PageFlags, PageOwner, Watermark, ZoneType};
 use crate::platform::{BugReport, KernelEvent, Platform};
 use alloc::format;
 use highpte_arch::{PagingMode, Pfn};
 
-/// Fault injection for the page allocator: after `n` more successful allocations, every
-/// allocation fails until disarmed (memory "runs out" at a chosen point).
-#[derive(Default)]
-pub struct FailInjection {
-    left: core::cell::Cell<Option<u64>>,
-}
-
-impl FailInjection {
-    fn should_fail(&self) -> bool {
-        match self.left.get() {
-            None => false,
-            Some(0) => true,
-            Some(n) => {
-                self.left.set(Some(n - 1));
-                false
-            }
-        }
-    }
-}
+pub use crate::fault_inject::FailInjection;
 
 impl<M: PagingMode> Kernel<M> {
     /// Fault injection: let `after` more page allocations succeed, then fail every one until
-    /// called again with `None`. For tests of the error paths (every caller must fail cleanly:
-    /// ENOMEM, SIGBUS or an OOM kill, and leak nothing).
+    /// called again with `None` (the policy [`FailAlloc::After`], or [`FailAlloc::Off`]). For
+    /// tests of the error paths (every caller must fail cleanly: ENOMEM, SIGBUS or an OOM
+    /// kill, and leak nothing).
     pub fn inject_alloc_failures(&self, after: Option<u64>) {
-        self.fail_allocs.left.set(after);
+        self.set_fail_alloc(after.map_or(FailAlloc::Off, FailAlloc::After));
+    }
+
+    /// Set the fault-injection policy for page allocations (any time after boot; counts for
+    /// the `n`-th policies start again). See [`crate::fault_inject`].
+    pub fn set_fail_alloc(&self, policy: FailAlloc) {
+        self.fail_allocs.set(policy);
+    }
+
+    /// The fault-injection policy in force.
+    pub fn fail_alloc(&self) -> FailAlloc {
+        self.fail_allocs.policy()
+    }
+
+    /// Page allocations failed on purpose since boot.
+    pub fn fail_alloc_injected(&self) -> u64 {
+        self.fail_allocs.injected()
+    }
+
+    /// Allocation requests and injected failures per site since boot, in
+    /// [`ALLOC_SITES`](crate::fault_inject::ALLOC_SITES) order.
+    pub fn alloc_site_stats(&self) -> alloc::vec::Vec<(&'static str, SiteStats)> {
+        self.fail_allocs.site_stats()
+    }
+
+    /// Site names passed to the allocator that are not in
+    /// [`ALLOC_SITES`](crate::fault_inject::ALLOC_SITES) (should be none).
+    pub fn unknown_alloc_sites(&self) -> alloc::vec::Vec<&'static str> {
+        self.fail_allocs.unknown_sites()
     }
 
     /// `alloc_pages(gfp, order)` for a caller that may sleep (`__GFP_WAIT` allowed).
@@ -80,10 +92,10 @@ impl<M: PagingMode> Kernel<M> {
         gfp: GfpFlags,
         order: u32,
         owner: PageOwner,
-        _site: &'static str,
+        site: &'static str,
     ) -> Option<Pfn> {
         let p = cx.p();
-        if self.fail_allocs.should_fail() {
+        if self.fail_allocs.should_fail(p, site) {
             self.counters.inc(Counter::AllocFailures);
             return None;
         }

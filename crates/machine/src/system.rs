@@ -203,6 +203,10 @@ fn activate<M: PagingMode>(k: &Kernel<M>, h: &TaskHandle<M>, pid: TaskId) {
     h.preempt_enable();
 }
 
+/// Wait-queue keys for a process waiting for the process it started to be created: this plus
+/// the caller's pid.
+const SPAWN_KEY_BASE: u64 = 0x7370_776e_0000_0000;
+
 /// Wait-queue keys for a forked child waiting for its parent to finish `do_fork`.
 const FORK_KEY_BASE: u64 = 0x666f_726b_0000_0000;
 
@@ -393,12 +397,46 @@ impl<'a, M: PagingMode> User<'a, M> {
         body: impl FnOnce(&mut User<'_, M>) -> i32 + 'static,
     ) -> Result<TaskId, Errno> {
         let kc = self.kc.clone();
+        // like fork + exec, the call answers only once the kernel created the process (or
+        // could not: ENOMEM), never leaving the caller waiting for a program that never runs
+        let state: Rc<Cell<u8>> = Rc::new(Cell::new(0)); // 0 pending, 1 created, 2 failed
+        let key = WaitQueueKey(SPAWN_KEY_BASE + self.pid.0 as u64);
+        let st = state.clone();
         let r = self
             .h
-            .spawn(name.into(), None, move |h| run_new_process(h, kc, body))
+            .spawn(name.into(), None, move |h| {
+                let st2 = st.clone();
+                let code = run_new_process(h, kc, move |u| {
+                    st2.set(1);
+                    u.handle().wake_up_all(key);
+                    body(u)
+                });
+                if st.get() == 0 {
+                    st.set(2);
+                    h.wake_up_all(key);
+                }
+                code
+            })
             .map_err(|_| Errno::EAGAIN);
+        if r.is_ok() {
+            loop {
+                let token = self.h.prepare_to_wait(key);
+                if state.get() != 0 {
+                    break;
+                }
+                self.h.sleep(
+                    key,
+                    token,
+                    "exec: kernel creating the process",
+                    "spawn_process",
+                );
+            }
+        }
         self.ret();
-        r
+        match state.get() {
+            2 => Err(Errno::ENOMEM),
+            _ => r,
+        }
     }
 
     /// `pause()`: sleep until killed.

@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub on_step: Option<StepCallback>,
     /// Kernel options overriding those the workload implies (e.g. persistent-kmap window).
     pub kernel_tweak: Option<KernelTweak>,
+    /// Fault injection for page allocations, set right after boot (`--fail-alloc`).
+    pub fail_alloc: highpte_kernel::FailAlloc,
 }
 
 impl Default for RunOptions {
@@ -76,6 +78,7 @@ impl Default for RunOptions {
             },
             on_step: None,
             kernel_tweak: None,
+            fail_alloc: highpte_kernel::FailAlloc::Off,
         }
     }
 }
@@ -235,7 +238,9 @@ pub fn run(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunReport, RunError
 }
 
 const DRIVER_KEY: WaitQueueKey = WaitQueueKey(0x6472_6976_6572_0000);
-const PROC_KEY_BASE: u64 = 0x7072_6f63_0000_0000;
+/// A process waits for its next command on the queue a kill (the OOM killer) also wakes, so
+/// that a victim chosen while it is idle gets up and exits.
+const PROC_KEY_BASE: u64 = highpte_kernel::mm::process::WAIT_KEY_BASE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PState {
@@ -328,6 +333,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     mopts.stress = opts.stress;
     mopts.max_cycles = opts.max_cycles;
     let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| RunError(e.to_string()))?;
+    sys.kernel().set_fail_alloc(opts.fail_alloc);
     let (boot_free, boot_low_free) = sys
         .inspect(|h, k| {
             let m = k.meminfo(h);
@@ -502,7 +508,19 @@ fn driver<M: PagingMode>(
             let spec2 = spec.clone();
             let seed = spec.machine.seed;
             let pid = match h.spawn(format!("p{index}"), None, move |h2| {
-                run_new_process(h2, kc2, move |u| process_main(u, index, seed, spec2, ctl2))
+                let ctl3 = ctl2.clone();
+                let code =
+                    run_new_process(h2, kc2, move |u| process_main(u, index, seed, spec2, ctl2));
+                // the kernel could not create the process (no memory): its body never ran,
+                // so nobody else marks its slot done
+                if let Some(sl) = ctl3.borrow_mut().slots.get_mut(index as usize) {
+                    if sl.state != PState::Exited {
+                        sl.state = PState::Exited;
+                        sl.failed = true;
+                    }
+                }
+                h2.wake_up_all(DRIVER_KEY);
+                code
             }) {
                 Ok(p) => p,
                 Err(e) => {
@@ -691,9 +709,18 @@ fn process_main<M: PagingMode>(
                 .get_mut(index as usize)
                 .and_then(|s| s.cmd.take())
             {
-                break c;
+                break Some(c);
+            }
+            if u.killed().is_some() {
+                break None;
             }
             h.sleep(key, token, "workload: next phase", "process_main");
+        };
+        let Some(cmd) = cmd else {
+            // killed while idle: exit as a sleeping process does on a fatal signal
+            fail(u, &pc, &ctl, "idle", "SIGKILL".into());
+            ctl.borrow_mut().slots[index as usize].failed = true;
+            break 1;
         };
         let Cmd::Phase(pi) = cmd else { break 0 };
         let phase = &spec.phases[pi];

@@ -28,8 +28,8 @@ pub enum FaultOutcome {
 
 enum Step {
     Done,
-    /// The handler needs a new page (it dropped its locks): allocate and retry.
-    NeedPage,
+    /// The handler needs a new page (it dropped its locks): allocate at this site and retry.
+    NeedPage(&'static str),
     Oom,
     Sigbus,
 }
@@ -74,15 +74,9 @@ impl<M: PagingMode> Kernel<M> {
         loop {
             match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page) {
                 Step::Done => break,
-                Step::NeedPage => {
+                Step::NeedPage(site) => {
                     // may sleep: no pte mapped, no spinlock held
-                    match self.alloc_pages(
-                        &mut cx,
-                        GFP_HIGHUSER,
-                        0,
-                        PageOwner::User,
-                        "do_anonymous_page",
-                    ) {
+                    match self.alloc_pages(&mut cx, GFP_HIGHUSER, 0, PageOwner::User, site) {
                         Some(pfn) => {
                             self.clear_highpage(&cx, pfn);
                             new_page = Some(pfn);
@@ -188,7 +182,7 @@ impl<M: PagingMode> Kernel<M> {
                     return Step::Done;
                 }
                 let Some(new) = new_page.take() else {
-                    return Step::NeedPage;
+                    return Step::NeedPage("do_wp_page");
                 };
                 // copy while the old page cannot go away: we hold the ptl and its pte
                 drop(map);
@@ -249,7 +243,7 @@ impl<M: PagingMode> Kernel<M> {
                     return Step::Done;
                 }
                 let Some(new) = new_page.take() else {
-                    return Step::NeedPage;
+                    return Step::NeedPage("do_anonymous_page");
                 };
                 self.mem_map.desc(new).set_flag(PageFlags::ANON);
                 self.mem_map.desc(new).inc_mapcount();
@@ -277,7 +271,7 @@ impl<M: PagingMode> Kernel<M> {
                     Some(pg) => pg,
                     None => {
                         let Some(new) = new_page.take() else {
-                            return Step::NeedPage;
+                            return Step::NeedPage("shmem_getpage");
                         };
                         self.mem_map.desc(new).set_flag(PageFlags::SHARED);
                         obj.set_page(idx, new);

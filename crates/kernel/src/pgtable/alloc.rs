@@ -38,6 +38,18 @@ pub enum PtKind {
     KernelPte,
 }
 
+impl PtKind {
+    /// The allocation site name of this kind (see [`crate::fault_inject::ALLOC_SITES`]).
+    pub const fn alloc_site(self) -> &'static str {
+        match self {
+            PtKind::Pgd => "pgd_alloc",
+            PtKind::Pmd => "pmd_alloc",
+            PtKind::Pte => "pte_alloc_one",
+            PtKind::KernelPte => "pte_alloc_one_kernel",
+        }
+    }
+}
+
 #[derive(Default)]
 struct CpuPools {
     /// Zeroed low pages.
@@ -81,7 +93,7 @@ impl<M: PagingMode> Kernel<M> {
         let high = self.pt_wants_high(kind);
         let p = cx.p();
         let pfn = match self.opts.pt_alloc {
-            PtAllocKind::Buddy => self.pt_alloc_fresh(cx, high),
+            PtAllocKind::Buddy => self.pt_alloc_fresh(cx, high, kind.alloc_site()),
             PtAllocKind::Pool | PtAllocKind::Quicklist => {
                 p.preempt_disable();
                 let cpu = p.cpu() as usize;
@@ -99,9 +111,9 @@ impl<M: PagingMode> Kernel<M> {
                         Some(pfn)
                     }
                     None if self.opts.pt_alloc == PtAllocKind::Pool => {
-                        self.pt_pool_refill(cx, cpu, high)
+                        self.pt_pool_refill(cx, cpu, high, kind.alloc_site())
                     }
-                    None => self.pt_alloc_fresh(cx, high),
+                    None => self.pt_alloc_fresh(cx, high, kind.alloc_site()),
                 };
                 p.preempt_enable();
                 got
@@ -112,7 +124,7 @@ impl<M: PagingMode> Kernel<M> {
             None => {
                 // memory pressure: give back what the pools hold and retry once
                 self.pt_drain_all_pools(cx);
-                self.pt_alloc_fresh(cx, high)?
+                self.pt_alloc_fresh(cx, high, kind.alloc_site())?
             }
         };
         let d = self.mem_map.desc(pfn);
@@ -134,23 +146,34 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// A fresh zeroed page from the buddy allocator.
-    fn pt_alloc_fresh<P: Platform>(&self, cx: &Ctx<'_, P>, high: bool) -> Option<Pfn> {
+    fn pt_alloc_fresh<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        high: bool,
+        site: &'static str,
+    ) -> Option<Pfn> {
         let gfp: GfpFlags = if high {
             GFP_ATOMIC | GfpFlags::HIGHMEM
         } else {
             GFP_ATOMIC
         };
-        let pfn = self.alloc_pages_atomic(cx, gfp, 0, PageOwner::PageTable, "pte_alloc_one")?;
+        let pfn = self.alloc_pages_atomic(cx, gfp, 0, PageOwner::PageTable, site)?;
         self.clear_highpage(cx, pfn);
         Some(pfn)
     }
 
     /// Refill this CPU's pool with a batch and return one page.
-    fn pt_pool_refill<P: Platform>(&self, cx: &Ctx<'_, P>, cpu: usize, high: bool) -> Option<Pfn> {
+    fn pt_pool_refill<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        cpu: usize,
+        high: bool,
+        site: &'static str,
+    ) -> Option<Pfn> {
         self.counters.inc(Counter::PtAllocRefills);
-        let first = self.pt_alloc_fresh(cx, high)?;
+        let first = self.pt_alloc_fresh(cx, high, site)?;
         for _ in 1..self.opts.pool_batch {
-            let Some(pfn) = self.pt_alloc_fresh(cx, high) else {
+            let Some(pfn) = self.pt_alloc_fresh(cx, high, site) else {
                 break;
             };
             self.account(pfn, PageOwner::PageTable, 1, false);

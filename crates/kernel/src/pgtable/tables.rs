@@ -109,7 +109,13 @@ impl<M: PagingMode> Kernel<M> {
                 match self.pt_alloc_page(cx, PtKind::Pmd) {
                     Some(pmd) => pmds[i] = pmd,
                     None => {
-                        for pmd in pmds.iter().take(i) {
+                        // the root goes back empty: the pools hand pages out uncleared
+                        for (j, pmd) in pmds.iter().enumerate().take(i) {
+                            self.write_entry(
+                                p,
+                                VirtAddr::new(pgd_va.as_u32() + j as u32 * 8),
+                                Entry::NONE,
+                            );
                             self.pt_free_page(cx, *pmd, PtKind::Pmd);
                         }
                         self.pt_free_page(cx, pgd, PtKind::Pgd);

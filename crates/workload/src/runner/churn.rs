@@ -20,9 +20,6 @@ use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Wait-queue keys of processes waiting for their replacement: this plus the pid.
-const REPLACE_KEY_BASE: u64 = 0x7265_706c_0000_0000;
-
 fn pick_region(pc: &mut PCtx) -> Option<(String, Region)> {
     if pc.regions.is_empty() {
         return None;
@@ -107,12 +104,16 @@ pub(crate) fn run_random<M: PagingMode>(
                     (r.addr + first * 4096, (pages - first) * 4096)
                 };
                 let _ = count;
-                if let Err(e) = if r.shm {
+                match if r.shm {
                     u.shmdt(r.addr)
                 } else {
                     u.munmap(a, u64::from(l))
                 } {
-                    return bad_errno(u, pc, ctl, "munmap", e);
+                    Ok(()) => {}
+                    // splitting a VMA needs a new one: Linux's munmap may fail with ENOMEM
+                    // (nothing changed)
+                    Err(e) if is_resource_error(e) => continue,
+                    Err(e) => return bad_errno(u, pc, ctl, "munmap", e),
                 }
                 if r.shm || a == r.addr {
                     forget_stamps(pc, r.addr, r.len);
@@ -287,7 +288,12 @@ pub(crate) fn run_random<M: PagingMode>(
                 // and then exits, tearing its whole address space down
                 let remaining = ops.saturating_sub(done + 1);
                 let finished = Rc::new(std::cell::Cell::new(false));
-                let key = highpte_kernel::WaitQueueKey(REPLACE_KEY_BASE + u64::from(u.pid().0));
+                // the queue a kill (the OOM killer) wakes, as it interrupts a sleeping wait():
+                // a victim waiting here must get up and exit, or whoever waits for its memory
+                // waits forever
+                let key = highpte_kernel::WaitQueueKey(
+                    highpte_kernel::mm::process::WAIT_KEY_BASE + u64::from(u.pid().0),
+                );
                 let (f2, spec2, ctl2, mix2) = (finished.clone(), spec.clone(), ctl.clone(), *mix);
                 let (index, seed, rng_seed) = (pc.index, pc.seed, pc.rng.random::<u64>());
                 let r = u.spawn_process(format!("p{}x", pc.index), move |nu| {
@@ -311,7 +317,7 @@ pub(crate) fn run_random<M: PagingMode>(
                         let h = u.handle();
                         loop {
                             let token = h.prepare_to_wait(key);
-                            if finished.get() {
+                            if finished.get() || u.killed().is_some() {
                                 break;
                             }
                             h.sleep(key, token, "churn: replacement process", "run_random");
