@@ -214,7 +214,13 @@ pub fn host_cpus() -> usize {
 /// Run every spec, `jobs` at a time on host threads (each run builds its own machine inside
 /// its thread), and return the results in the order of `specs`. A progress bar counts the runs
 /// on stderr when `progress` is set.
-pub fn run_cells(specs: &[WorkloadSpec], jobs: usize, progress: bool) -> Vec<CellResult> {
+/// `highmem` is the `highmem=` limit applied to every run (`--highmem`).
+pub fn run_cells(
+    specs: &[WorkloadSpec],
+    jobs: usize,
+    progress: bool,
+    highmem: Option<u64>,
+) -> Vec<CellResult> {
     let jobs = jobs.clamp(1, specs.len().max(1));
     let bar = if progress {
         let b =
@@ -238,7 +244,13 @@ pub fn run_cells(specs: &[WorkloadSpec], jobs: usize, progress: bool) -> Vec<Cel
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(spec) = specs.get(i) else { break };
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runner::run(spec, &RunOptions::default())
+                    runner::run(
+                        spec,
+                        &RunOptions {
+                            highmem_limit: highmem,
+                            ..RunOptions::default()
+                        },
+                    )
                 }));
                 let r = match outcome {
                     Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
@@ -383,7 +395,7 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
     }
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(host_cpus);
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let results = run_cells(&specs, jobs, progress);
+    let results = run_cells(&specs, jobs, progress, a.w.machine.highmem);
     let (done, status) = collect(results, &labels);
     let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
     fallback_notes(&runs, &mut notes);

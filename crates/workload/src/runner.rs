@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub kernel_tweak: Option<KernelTweak>,
     /// Fault injection for page allocations, set right after boot (`--fail-alloc`).
     pub fail_alloc: highpte_kernel::FailAlloc,
+    /// `highmem=`: most bytes of HighMem the kernel manages (`None`: all of it).
+    pub highmem_limit: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -79,6 +81,7 @@ impl Default for RunOptions {
             on_step: None,
             kernel_tweak: None,
             fail_alloc: highpte_kernel::FailAlloc::Off,
+            highmem_limit: None,
         }
     }
 }
@@ -323,7 +326,8 @@ fn prot_bits(p: Prot) -> u32 {
 }
 
 fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunReport, RunError> {
-    let (cfg, mut kopts) = spec_config(spec)?;
+    let (mut cfg, mut kopts) = spec_config(spec)?;
+    cfg.highmem_limit = opts.highmem_limit;
     if let Some(t) = &opts.kernel_tweak {
         t(&mut kopts);
     }
