@@ -125,6 +125,13 @@ pub struct KernelOptions {
     /// Persistent kmap entries to use (a power of two, at most LAST_PKMAP); `None` = all of
     /// them. A small window makes the persistent strategy's hazards show quickly.
     pub pkmap_entries: Option<u32>,
+    /// `vm.max_map_count`: most VMAs per address space (mmap, shmat and splits fail with
+    /// ENOMEM beyond it).
+    pub max_map_count: usize,
+    /// `kernel.threads-max`: most processes; fork fails with EAGAIN beyond it.
+    pub max_processes: usize,
+    /// `kernel.shmmni`: most SysV segments; shmget fails with ENOSPC beyond it.
+    pub shmmni: usize,
 }
 
 impl KernelOptions {
@@ -140,6 +147,9 @@ impl KernelOptions {
             pool_batch: 16,
             pool_high: 64,
             pkmap_entries: None,
+            max_map_count: crate::mm::MAX_MAP_COUNT,
+            max_processes: crate::mm::process::MAX_PROCESSES,
+            shmmni: crate::mm::shm::SHMMNI,
         }
     }
 }

@@ -164,7 +164,7 @@ impl<M: PagingMode> Kernel<M> {
             Backing::Anon
         };
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mmap");
-        if vmas.len() >= MAX_MAP_COUNT {
+        if vmas.len() >= self.opts.max_map_count {
             drop(vmas);
             self.release_backing(&cx, backing);
             return Err(Errno::ENOMEM);

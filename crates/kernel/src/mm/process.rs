@@ -81,7 +81,7 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     fn task_alloc<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<Pfn, Errno> {
-        if self.procs.borrow().len() >= MAX_PROCESSES {
+        if self.procs.borrow().len() >= self.opts.max_processes {
             return Err(Errno::EAGAIN);
         }
         self.kobj_charge(cx, KObj::TaskStruct, 0)

@@ -154,7 +154,7 @@ impl<M: PagingMode> Kernel<M> {
         if !(SHMMIN..=SHMMAX).contains(&size) {
             return Err(Errno::EINVAL);
         }
-        if ids.segs.len() >= SHMMNI {
+        if ids.segs.len() >= self.opts.shmmni.min(SHMMNI) {
             return Err(Errno::ENOSPC);
         }
         let segsz = size;
@@ -246,7 +246,7 @@ impl<M: PagingMode> Kernel<M> {
             vmas.free_area(TASK_UNMAPPED_BASE, len as u32, TASK_SIZE)
                 .ok_or(Errno::ENOMEM)?
         };
-        if vmas.len() >= crate::mm::MAX_MAP_COUNT {
+        if vmas.len() >= self.opts.max_map_count {
             return Err(Errno::ENOMEM);
         }
         vmas.insert(Vma {
