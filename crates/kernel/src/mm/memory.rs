@@ -5,7 +5,7 @@
 
 use crate::ctx::{Ctx, SleepCtx};
 use crate::kernel::Kernel;
-use crate::mm::vma::{Backing, Vma};
+use crate::mm::vma::Vma;
 use crate::mm::{pte_maps_page, Mm, PROT_WRITE, PTE_PROTNONE, TASK_SIZE};
 use crate::page_alloc::PageOwner;
 use crate::pgtable::alloc::PtKind;
@@ -321,11 +321,7 @@ impl<M: PagingMode> Kernel<M> {
             self.unmap_region(cx, mm, &empty, 0, TASK_SIZE as u64);
             removed
         };
-        for v in removed {
-            if let Backing::Shared { obj, .. } = v.backing {
-                self.shm_release(cx, obj);
-            }
-        }
+        self.release_vmas(cx, removed);
         let n = mm.charged_vmas.get();
         for _ in 0..n {
             self.kobj_uncharge(cx, crate::kobj::KObj::Vma, 0);

@@ -174,11 +174,7 @@ impl<M: PagingMode> Kernel<M> {
             let old = vmas.remove_range(addr, (addr as u64 + len) as u32);
             if !old.is_empty() {
                 self.unmap_region(&mut cx, &mm, &vmas, addr, addr as u64 + len);
-                for v in old {
-                    if let Backing::Shared { obj, .. } = v.backing {
-                        self.shm_release(&cx, obj);
-                    }
-                }
+                self.release_vmas(&cx, old);
             }
             addr
         } else {
@@ -216,9 +212,21 @@ impl<M: PagingMode> Kernel<M> {
         Ok(start)
     }
 
-    fn release_backing<P: Platform>(&self, cx: &SleepCtx<'_, P>, b: Backing) {
+    fn release_backing<P: Platform>(&self, cx: &crate::ctx::Ctx<'_, P>, b: Backing) {
         if let Backing::Shared { obj, .. } = b {
             self.shm_release(cx, obj);
+        }
+    }
+
+    /// Drop VMAs taken out of an address space, releasing the shared objects they were the
+    /// last users of.
+    pub(crate) fn release_vmas<P: Platform>(
+        &self,
+        cx: &crate::ctx::Ctx<'_, P>,
+        vmas: alloc::vec::Vec<crate::mm::Vma>,
+    ) {
+        for v in vmas {
+            self.release_backing(cx, v.backing);
         }
     }
 
@@ -315,11 +323,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         let n = vmas.len();
         drop(vmas);
-        for v in removed {
-            if let Backing::Shared { obj, .. } = v.backing {
-                self.shm_release(cx, obj);
-            }
-        }
+        self.release_vmas(cx, removed);
         self.vma_settle(cx, mm, n);
     }
 

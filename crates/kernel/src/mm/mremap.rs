@@ -4,7 +4,6 @@
 use crate::ctx::SleepCtx;
 use crate::errno::Errno;
 use crate::kernel::Kernel;
-use crate::mm::vma::Backing;
 use crate::mm::*;
 use crate::platform::{Platform, TaskId};
 use highpte_arch::PagingMode;
@@ -90,11 +89,7 @@ impl<M: PagingMode> Kernel<M> {
                 self.unmap_region(&mut cx, &mm, &vmas, new_addr, b);
             }
             drop(vmas);
-            for v in removed {
-                if let Backing::Shared { obj, .. } = v.backing {
-                    self.shm_release(&cx, obj);
-                }
-            }
+            self.release_vmas(&cx, removed);
             let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, new_addr);
             return self.mremap_done(&mut cx, &mm, r);
         }
@@ -105,11 +100,7 @@ impl<M: PagingMode> Kernel<M> {
                 let removed = vmas.remove_range(s, (old as u64 + old_len) as u32);
                 self.unmap_region(&mut cx, &mm, &vmas, s, old as u64 + old_len);
                 drop(vmas);
-                for v in removed {
-                    if let Backing::Shared { obj, .. } = v.backing {
-                        self.shm_release(&cx, obj);
-                    }
-                }
+                self.release_vmas(&cx, removed);
             } else {
                 drop(vmas);
             }
