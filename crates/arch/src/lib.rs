@@ -15,6 +15,7 @@ pub mod layout;
 pub mod mode;
 
 pub mod size;
+pub mod swap;
 
 pub use addr::{Pfn, PhysAddr, VirtAddr, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE};
 pub use config::{Config, ConfigError, MemoryVariant, MAX_CPUS};
@@ -23,3 +24,4 @@ pub use fault::PageFaultErrorCode;
 pub use km::KmType;
 pub use layout::KernelLayout;
 pub use mode::{Pae, PagingMode, TwoLevel};
+pub use swap::SwapEntry;

@@ -427,6 +427,11 @@ impl<M: PagingMode> Kernel<M> {
             kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
             fail_allocs: Default::default(),
+            swap: SpinLock::new(
+                "swap_lock",
+                crate::mm::swap::SwapState::new(opts.swap_pages),
+            ),
+            reclaim: Default::default(),
             _mode: PhantomData,
         };
         Ok(k)

@@ -78,6 +78,22 @@ counters! {
     PteMaps = "pte_maps",
     /// ptes filled by populate_range (pre-faulting).
     PopulatedPtes = "populated_ptes",
+    /// Pages read in from swap.
+    Pswpin = "pswpin",
+    /// Pages written out to swap.
+    Pswpout = "pswpout",
+    /// Faults that had to read a page in (`pgmajfault`).
+    FaultsMajor = "pgmajfault",
+    /// Faults on a swap pte whose page was still in the swap cache (minor).
+    FaultsSwapCache = "faults_swapcache",
+    /// Direct reclaim runs (`allocstall`: an allocation found no free page).
+    ReclaimRuns = "allocstall",
+    /// User pages looked at by reclaim.
+    PgScan = "pgscan",
+    /// ptes reclaim unmapped.
+    PgUnmapped = "pgunmapped",
+    /// Pages reclaim freed.
+    PgSteal = "pgsteal",
 }
 
 impl Counter {

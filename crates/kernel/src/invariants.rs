@@ -23,7 +23,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use highpte_arch::layout::PAGE_OFFSET;
-use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr};
 
 impl<M: PagingMode> Kernel<M> {
     /// True if `pfn` is on a free list of its zone.
@@ -55,6 +55,8 @@ impl<M: PagingMode> Kernel<M> {
         let mut cx = unsafe { SleepCtx::enter(p) };
         let mut bad: Vec<String> = Vec::new();
         let mut maps: BTreeMap<u64, u32> = BTreeMap::new();
+        // swap ptes per slot
+        let mut swap_refs: BTreeMap<u32, u32> = BTreeMap::new();
         let mut pt_pages: [u64; 3] = [0; 3];
         // an mm whose owner is exiting may already have freed its tables
         let mms: Vec<Rc<Mm>> = self
@@ -113,6 +115,21 @@ impl<M: PagingMode> Kernel<M> {
                     let mut map = pte_offset_map(self, &mut cx, &mut g, &pmd, a);
                     map.for_each(a, base + span, |va, pte| {
                         if pte.is_none() {
+                            return None;
+                        }
+                        if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
+                            *swap_refs.entry(e.offset).or_insert(0) += 1;
+                            if !matches!(
+                                vmas.containing(va.as_u32()).map(|v| &v.backing),
+                                Some(Backing::Anon)
+                            ) {
+                                bad.push(format!(
+                                    "mm {:#x}: swap pte {:#x} at {} outside a private VMA",
+                                    mm.cr3,
+                                    pte.bits(),
+                                    va
+                                ));
+                            }
                             return None;
                         }
                         if !pte_maps_page(pte) {
@@ -220,6 +237,58 @@ impl<M: PagingMode> Kernel<M> {
         for (obj, _) in self.shm_objects(&mut cx) {
             count_obj(&obj, &mut obj_refs);
         }
+        // the swap cache: page → slot, and the slot map
+        let (cache, slots): (BTreeMap<u64, u32>, Vec<(u32, u16)>) = {
+            let sw = self.swap.lock(p);
+            (
+                sw.cache_entries().map(|(o, pfn)| (pfn.0, o)).collect(),
+                sw.used_slots().collect(),
+            )
+        };
+        for (&pfn, &o) in &cache {
+            let d = self.mem_map.desc(Pfn(pfn));
+            if !d.test_flag(PageFlags::SWAPCACHE) || d.private() != o {
+                bad.push(format!(
+                    "swap cache slot {} holds pfn {:#x} whose flags are {:?}, private {}",
+                    o,
+                    pfn,
+                    d.flags(),
+                    d.private()
+                ));
+            }
+            if !maps.contains_key(&pfn) && !obj_refs.contains_key(&pfn) {
+                if d.count() != 1 || d.mapcount() != 0 {
+                    bad.push(format!(
+                        "swap-cache pfn {:#x}: count {} mapcount {} but only the cache holds it",
+                        pfn,
+                        d.count(),
+                        d.mapcount()
+                    ));
+                }
+                if self.page_is_free(p, Pfn(pfn)) {
+                    bad.push(format!("swap-cache pfn {:#x} is on a free list", pfn));
+                }
+            }
+        }
+        let cached_slots: BTreeMap<u32, u64> = cache.iter().map(|(&f, &o)| (o, f)).collect();
+        for &(o, c) in &slots {
+            let want =
+                swap_refs.get(&o).copied().unwrap_or(0) + u32::from(cached_slots.contains_key(&o));
+            if u32::from(c) != want && c < crate::mm::swap::SWAP_MAP_MAX {
+                bad.push(format!(
+                    "swap slot {}: count {} but {} swap ptes and {} swap-cache page",
+                    o,
+                    c,
+                    swap_refs.get(&o).copied().unwrap_or(0),
+                    u32::from(cached_slots.contains_key(&o))
+                ));
+            }
+        }
+        for (&o, &n) in &swap_refs {
+            if !slots.iter().any(|&(so, _)| so == o) {
+                bad.push(format!("{} swap ptes hold free slot {}", n, o));
+            }
+        }
         for (&pfn, &n) in &maps {
             if pfn == self.zero_page.0 {
                 continue;
@@ -233,7 +302,8 @@ impl<M: PagingMode> Kernel<M> {
                     n
                 ));
             }
-            let want = n + obj_refs.get(&pfn).copied().unwrap_or(0);
+            let want =
+                n + obj_refs.get(&pfn).copied().unwrap_or(0) + u32::from(cache.contains_key(&pfn));
             if d.count() != want {
                 bad.push(format!(
                     "pfn {:#x}: reference count {} but {} mappings and object references",
@@ -272,6 +342,10 @@ impl<M: PagingMode> Kernel<M> {
         // every user page is accounted for: mapped, or held by a shared object
         let mut user_frames = maps.len() as u64 - u64::from(maps.contains_key(&self.zero_page.0));
         user_frames += obj_refs.keys().filter(|f| !maps.contains_key(f)).count() as u64;
+        user_frames += cache
+            .keys()
+            .filter(|f| !maps.contains_key(f) && !obj_refs.contains_key(f))
+            .count() as u64;
         let user_owned: u64 = ZoneType::ALL
             .iter()
             .map(|z| self.owner_pages(*z, PageOwner::User))

@@ -132,6 +132,10 @@ pub struct KernelOptions {
     pub max_processes: usize,
     /// `kernel.shmmni`: most SysV segments; shmget fails with ENOSPC beyond it.
     pub shmmni: usize,
+    /// Size of the swap device in 4 KB pages (0: no swap).
+    pub swap_pages: u64,
+    /// How memory is reclaimed when it runs out.
+    pub reclaim: crate::mm::reclaim::ReclaimKind,
 }
 
 impl KernelOptions {
@@ -150,6 +154,8 @@ impl KernelOptions {
             max_map_count: crate::mm::MAX_MAP_COUNT,
             max_processes: crate::mm::process::MAX_PROCESSES,
             shmmni: crate::mm::shm::SHMMNI,
+            swap_pages: 0,
+            reclaim: crate::mm::reclaim::ReclaimKind::Scan,
         }
     }
 }
@@ -204,6 +210,10 @@ pub struct Kernel<M: PagingMode> {
     /// `init_mm.page_table_lock`: protects the kernel page tables.
     pub(crate) init_mm_ptl: crate::pgtable::PageTableLock,
     pub(crate) boot_log: RefCell<Vec<String>>,
+    /// `swap_lock`: the swap device's slot map and the swap cache.
+    pub(crate) swap: SpinLock<crate::mm::swap::SwapState>,
+    /// Reclaim's cursors and statistics.
+    pub(crate) reclaim: crate::mm::reclaim::ReclaimState,
     /// Fault injection: page allocations fail from a chosen point on.
     pub(crate) fail_allocs: crate::pages::FailInjection,
     pub(crate) _mode: PhantomData<M>,

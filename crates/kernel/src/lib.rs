@@ -32,5 +32,7 @@ pub use fault_inject::{FailAlloc, ALLOC_SITES};
 pub use kernel::{Kernel, KernelOptions, PtAllocKind, PteStrategy};
 pub use meminfo::Meminfo;
 pub use mm::fault::FaultOutcome;
-pub use platform::{BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey};
+pub use platform::{
+    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey,
+};
 pub use sync::{Mutex, MutexGuard, RwSem, SpinGuard, SpinLock};

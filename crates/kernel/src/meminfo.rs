@@ -30,6 +30,12 @@ pub struct Meminfo {
     pub page_tables_high: u64,
     /// Pages held by page-table pools and quicklists.
     pub pt_pools: u64,
+    /// `SwapTotal`.
+    pub swap_total: u64,
+    /// `SwapFree`.
+    pub swap_free: u64,
+    /// `SwapCached`: pages in the swap cache.
+    pub swap_cached: u64,
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -62,6 +68,10 @@ impl<M: PagingMode> Kernel<M> {
             .map(|z| self.owner_pages(*z, PageOwner::PagePool))
             .sum();
         m.pt_pools = pool * 4;
+        let (total, used, cached) = self.swap_usage(p);
+        m.swap_total = total * 4;
+        m.swap_free = (total - used) * 4;
+        m.swap_cached = cached * 4;
         m
     }
 

@@ -58,10 +58,31 @@ impl<M: PagingMode> Kernel<M> {
         owner: PageOwner,
         site: &'static str,
     ) -> Option<Pfn> {
-        if gfp.can_sleep() {
-            cx.p().might_sleep(site);
+        if !gfp.can_sleep() {
+            return self.alloc_pages_inner(cx, gfp, order, owner, site);
         }
-        self.alloc_pages_inner(cx, gfp, order, owner, site)
+        let p = cx.p();
+        p.might_sleep(site);
+        if self.fail_allocs.should_fail(p, site) {
+            self.counters.inc(Counter::AllocFailures);
+            return None;
+        }
+        // __alloc_pages's slow path: direct reclaim between attempts, while it frees pages
+        let mut fruitless = 0;
+        loop {
+            if let Some(pfn) = self.alloc_from_zones(p, gfp, order, owner) {
+                return Some(pfn);
+            }
+            if fruitless >= 2 || !self.reclaim_can_help(p) {
+                break;
+            }
+            let want = crate::mm::reclaim::SWAP_CLUSTER_MAX.max(1 << order);
+            if self.try_to_free_pages(cx, want) == 0 {
+                fruitless += 1;
+            }
+        }
+        self.counters.inc(Counter::AllocFailures);
+        None
     }
 
     /// `alloc_pages(GFP_ATOMIC-like gfp, order)` for a caller that must not sleep. Asking for a
@@ -99,6 +120,21 @@ impl<M: PagingMode> Kernel<M> {
             self.counters.inc(Counter::AllocFailures);
             return None;
         }
+        let got = self.alloc_from_zones(p, gfp, order, owner);
+        if got.is_none() {
+            self.counters.inc(Counter::AllocFailures);
+        }
+        got
+    }
+
+    /// One pass over the zonelist at the low watermark, then at the minimum.
+    fn alloc_from_zones<P: Platform>(
+        &self,
+        p: &P,
+        gfp: GfpFlags,
+        order: u32,
+        owner: PageOwner,
+    ) -> Option<Pfn> {
         // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
         // (a quarter of it for requests that cannot sleep).
         let min = if gfp.can_sleep() {
@@ -118,7 +154,6 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
         }
-        self.counters.inc(Counter::AllocFailures);
         None
     }
 
@@ -141,6 +176,17 @@ impl<M: PagingMode> Kernel<M> {
         let p = cx.p();
         let n = 1u64 << order;
         let owner = self.mem_map.desc(pfn).owner();
+        let bad = PageFlags::SWAPCACHE | PageFlags::LOCKED;
+        if self.mem_map.desc(pfn).flags().intersects(bad) {
+            p.bug(BugReport {
+                kind: "bad page free",
+                message: format!(
+                    "freeing pfn {:#x} still {:?}",
+                    pfn.0,
+                    self.mem_map.desc(pfn).flags() & bad
+                ),
+            });
+        }
         for i in 0..n {
             let d = self.mem_map.desc(Pfn(pfn.0 + i));
             d.set_owner(PageOwner::Free);
@@ -150,7 +196,8 @@ impl<M: PagingMode> Kernel<M> {
                     | PageFlags::ANON
                     | PageFlags::SHARED
                     | PageFlags::DIRTY
-                    | PageFlags::REFERENCED,
+                    | PageFlags::REFERENCED
+                    | PageFlags::UPTODATE,
             );
             d.set_mapcount(0);
             d.set_count(0);

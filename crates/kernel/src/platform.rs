@@ -100,6 +100,15 @@ pub enum KernelEvent {
     Cycles(u64),
 }
 
+/// A simulated block device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub enum BlockDev {
+    /// Swap device `n` (the swap entry's type).
+    Swap(u8),
+    /// The disk holding the simulated file system.
+    Disk,
+}
+
 /// A kernel bug detected at run time (an oops, a BUG(), a debug-helper report).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BugReport {
@@ -145,6 +154,13 @@ pub trait Platform {
     /// Write `buf` at a kernel virtual address, all inside one 4 KB page (see
     /// [`Platform::read_block`]).
     fn write_block(&self, va: VirtAddr, buf: &[u8]);
+    /// Block I/O by DMA between the physical page `pfn` and page-sized block `block` of `dev`
+    /// (`write`: page to device). Needs no kernel mapping of the page, like a bio. The caller
+    /// must be allowed to sleep: the machine charges the device's latency and may run others.
+    /// A block never written reads as zeros.
+    fn block_io(&self, dev: BlockDev, block: u64, pfn: highpte_arch::Pfn, write: bool);
+    /// Forget the contents of a block (a freed swap slot, a truncated file block).
+    fn block_discard(&self, dev: BlockDev, block: u64);
     /// `clear_page`: zero the 4 KB page at a kernel virtual address.
     fn clear_page(&self, va: VirtAddr);
     /// `copy_page`: copy 4 KB between kernel virtual addresses.

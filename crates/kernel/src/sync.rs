@@ -387,6 +387,15 @@ impl<T: ?Sized> RwSem<T> {
         self.state.set(self.state.get() + 1);
         RwSemReadGuard { sem: self, p }
     }
+    /// `down_read_trylock`: shared access if no writer holds it, without sleeping (reclaim
+    /// uses it on other processes' address spaces, where waiting could deadlock).
+    pub fn try_read<'a, P: Platform>(&'a self, p: &'a P) -> Option<RwSemReadGuard<'a, T, P>> {
+        if self.state.get() == u32::MAX {
+            return None;
+        }
+        self.state.set(self.state.get() + 1);
+        Some(RwSemReadGuard { sem: self, p })
+    }
     /// `down_write`: exclusive access; sleeps while anyone holds it, so it takes the caller's
     /// [`SleepCtx`] (see [`Mutex::lock`]).
     pub fn write<'a, 'p: 'a, P: Platform>(

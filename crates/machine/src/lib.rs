@@ -5,6 +5,7 @@
 //! implements the kernel's [`highpte_kernel::Platform`].
 #![deny(missing_docs)]
 
+pub mod blockdev;
 pub mod cost;
 pub mod cpu;
 pub mod deadlock;

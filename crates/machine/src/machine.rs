@@ -256,6 +256,8 @@ pub(crate) struct MachineState<M: PagingMode> {
     pub cost: CostModel,
     pub rng: ChaCha8Rng,
     pub events: EventLog,
+    /// Swap devices and the disk.
+    pub disks: crate::blockdev::BlockStore,
     pub log: Vec<String>,
     pub opts: MachineOptions,
     pub os: Option<Rc<dyn Os<M>>>,
@@ -401,6 +403,7 @@ impl<M: PagingMode> Machine<M> {
             cost: opts.cost.clone(),
             rng: ChaCha8Rng::seed_from_u64(opts.seed),
             events: EventLog::new(opts.trace_limit),
+            disks: crate::blockdev::BlockStore::default(),
             log: Vec::new(),
             opts,
             os: None,

@@ -10,8 +10,10 @@ use crate::events::Event;
 use crate::machine::{BugInfo, RunOutcome};
 use crate::mmu::{self, Access, MmuRegs, PageFault, Translation};
 use crate::task::{HeldLock, PreemptKind, TaskHandle, TaskState, Yield};
-use highpte_arch::{PagingMode, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use highpte_kernel::{BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey};
+use highpte_arch::{PagingMode, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use highpte_kernel::{
+    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey,
+};
 use rand::RngCore;
 use std::fmt;
 
@@ -213,6 +215,32 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         self.phys_ok(r, pa);
         let words = (buf.len() as u64).div_ceil(8).max(1);
         self.advance(cost + self.st().cost.mem_access * (words - 1));
+    }
+
+    fn block_io(&self, dev: BlockDev, block: u64, pfn: Pfn, write: bool) {
+        if self.st().tasks[self.task_index()].preempt_count != 0 {
+            self.atomic_bug(
+                "block I/O in atomic context",
+                format!("block_io({dev:?}, {block}) of pfn {:#x}", pfn.0),
+            );
+        }
+        let pa = pfn.addr().as_u64();
+        let mut buf = [0u8; 4096];
+        if write {
+            let r = self.st().phys.read_bytes(pa, &mut buf);
+            self.phys_ok(r, pa);
+            self.st().disks.write(dev, block, &buf);
+        } else {
+            self.st().disks.read(dev, block, &mut buf);
+            let r = self.st().phys.write_bytes(pa, &buf);
+            self.phys_ok(r, pa);
+        }
+        self.advance(crate::blockdev::BLOCK_IO_CYCLES);
+        self.cond_resched();
+    }
+
+    fn block_discard(&self, dev: BlockDev, block: u64) {
+        self.st().disks.discard(dev, block);
     }
 
     fn clear_page(&self, va: VirtAddr) {

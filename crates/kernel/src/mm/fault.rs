@@ -15,7 +15,7 @@ use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
 use crate::pgtable::{pte_alloc_map, pte_offset_map};
 use crate::platform::{KernelEvent, Platform, TaskId};
-use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, SwapEntry, VirtAddr};
 
 /// How a page fault ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,9 @@ enum Step {
     Done,
     /// The handler needs a new page (it dropped its locks): allocate at this site and retry.
     NeedPage(&'static str),
+    /// The pte holds a swap entry whose page is not at hand: read it in (or find it in the
+    /// swap cache) with nothing held, then retry.
+    SwapIn(SwapEntry),
     Oom,
     Sigbus,
 }
@@ -71,9 +74,28 @@ impl<M: PagingMode> Kernel<M> {
             return FaultOutcome::Signal(Signal::Sigsegv);
         }
         let mut new_page: Option<Pfn> = None;
+        let mut swapped: Option<(SwapEntry, Pfn)> = None;
         loop {
-            match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page) {
+            match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page, &mut swapped)
+            {
                 Step::Done => break,
+                Step::SwapIn(e) => {
+                    // do_swap_page's read: nothing mapped, no spinlock held
+                    if let Some((_, old)) = swapped.take() {
+                        self.put_user_page(&cx, old);
+                    }
+                    match self.swapin_page(&mut cx, e, "do_swap_page") {
+                        Some(Some(pfn)) => swapped = Some((e, pfn)),
+                        Some(None) => {} // the slot went away: the pte changed, retry
+                        None => {
+                            drop(vmas);
+                            if let Some(pfn) = new_page.take() {
+                                self.free_pages(&cx, pfn, 0);
+                            }
+                            return self.fault_oom(&mut cx, pid);
+                        }
+                    }
+                }
                 Step::NeedPage(site) => {
                     // may sleep: no pte mapped, no spinlock held
                     match self.alloc_pages(&mut cx, GFP_HIGHUSER, 0, PageOwner::User, site) {
@@ -92,11 +114,17 @@ impl<M: PagingMode> Kernel<M> {
                     if let Some(pfn) = new_page.take() {
                         self.free_pages(&cx, pfn, 0);
                     }
+                    if let Some((_, pfn)) = swapped.take() {
+                        self.put_user_page(&cx, pfn);
+                    }
                     return self.fault_oom(&mut cx, pid);
                 }
                 Step::Sigbus => {
                     if let Some(pfn) = new_page.take() {
                         self.free_pages(&cx, pfn, 0);
+                    }
+                    if let Some((_, pfn)) = swapped.take() {
+                        self.put_user_page(&cx, pfn);
                     }
                     self.counters.inc(Counter::FaultsSigbus);
                     return FaultOutcome::Signal(Signal::Sigbus);
@@ -106,6 +134,9 @@ impl<M: PagingMode> Kernel<M> {
         if let Some(pfn) = new_page.take() {
             // raced: someone else populated the pte
             self.free_pages(&cx, pfn, 0);
+        }
+        if let Some((_, pfn)) = swapped.take() {
+            self.put_user_page(&cx, pfn);
         }
         FaultOutcome::Handled
     }
@@ -134,6 +165,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `handle_mm_fault` for one attempt. `new_page` is a page allocated by a previous attempt
     /// (consumed if used).
+    #[allow(clippy::too_many_arguments)]
     fn handle_mm_fault<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
@@ -142,6 +174,7 @@ impl<M: PagingMode> Kernel<M> {
         addr: VirtAddr,
         write: bool,
         new_page: &mut Option<Pfn>,
+        swapped: &mut Option<(SwapEntry, Pfn)>,
     ) -> Step {
         let p = cx.p();
         let pmd = self.pmd_offset(p, &mm.pgd, addr);
@@ -156,7 +189,10 @@ impl<M: PagingMode> Kernel<M> {
                 let old = pte.pfn();
                 let desc = self.mem_map.desc(old);
                 let shared_vma = vma.backing.is_shared();
-                if !shared_vma && old != self.zero_page && desc.mapcount() == 1 && desc.count() == 1
+                if !shared_vma
+                    && old != self.zero_page
+                    && desc.mapcount() == 1
+                    && (desc.count() == 1 || self.reuse_swap_page(p, old))
                 {
                     // only we map it: reuse
                     map.set(
@@ -210,9 +246,7 @@ impl<M: PagingMode> Kernel<M> {
                 self.flush_one(cx, mm, addr);
                 if old != self.zero_page {
                     desc.dec_mapcount();
-                    if desc.put_page() == 0 {
-                        self.free_pages(cx, old, 0);
-                    }
+                    self.put_user_page(cx, old);
                 }
                 self.counters.inc(Counter::FaultsCow);
                 return Step::Done;
@@ -222,6 +256,9 @@ impl<M: PagingMode> Kernel<M> {
             drop(g);
             self.flush_one(cx, mm, addr);
             return Step::Done;
+        }
+        if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
+            return self.do_swap_page(p, mm, vma, addr, write, e, map, swapped);
         }
         if !pte.is_none() {
             // PROT_NONE pte under an accessible vma cannot happen (mprotect rewrites them)
@@ -294,6 +331,52 @@ impl<M: PagingMode> Kernel<M> {
                 Step::Done
             }
         }
+    }
+
+    /// `do_swap_page` with the pte mapped and the page-table lock held (through `map`): map
+    /// the page read in for `e`, if it is at hand and the pte still holds `e`.
+    #[allow(clippy::too_many_arguments)]
+    fn do_swap_page<P: Platform>(
+        &self,
+        p: &P,
+        mm: &Mm,
+        vma: &Vma,
+        addr: VirtAddr,
+        write: bool,
+        e: SwapEntry,
+        mut map: crate::pgtable::PteMap<'_, '_, P, M>,
+        swapped: &mut Option<(SwapEntry, Pfn)>,
+    ) -> Step {
+        let pfn = match *swapped {
+            Some((se, pfn)) if se == e => pfn,
+            _ => return Step::SwapIn(e),
+        };
+        if self.page_swap_entry(pfn) != Some(e) {
+            // the page left the swap cache while we slept (swapoff, or the slot was freed
+            // and reused): the caller drops it and looks again
+            return Step::SwapIn(e);
+        }
+        *swapped = None;
+        let d = self.mem_map.desc(pfn);
+        // the pte's slot reference goes; our page reference becomes the pte's
+        self.swap_free(p, e);
+        d.inc_mapcount();
+        let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
+        // exclusive (only this pte and the cache use it): take it out of the cache
+        // Keep a clean copy in the cache on a read (freeing it later costs no write) unless
+        // swap is more than half full (`vm_swap_full`).
+        let (total, used, _) = self.swap_usage(p);
+        if (write || used * 2 > total) && self.reuse_swap_page(p, pfn) && vma.writable() {
+            f |= EntryFlags::RW;
+            if write {
+                f |= EntryFlags::DIRTY;
+            }
+        }
+        map.set(addr, Entry::new(pfn, f));
+        drop(map);
+        mm.rss.set(mm.rss.get() + 1);
+        self.counters.inc(Counter::FaultsSwapCache);
+        Step::Done
     }
 
     /// Invalidate one user address on every CPU that may cache `mm`.

@@ -12,13 +12,15 @@ use crate::pgtable::alloc::PtKind;
 use crate::pgtable::{pte_alloc_map, pte_offset_map, OutOfMemory};
 use crate::platform::Platform;
 use alloc::vec::Vec;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr};
 
 /// Pages unmapped whose last reference must be dropped after the TLB flush (`mmu_gather`):
 /// freeing a frame before every CPU forgot it would let a stale translation reach it.
 #[derive(Default)]
 pub struct Gather {
     pages: Vec<Pfn>,
+    /// Swap entries cleared from ptes (their slots are released with the pages).
+    swap: Vec<SwapEntry>,
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -69,6 +71,8 @@ impl<M: PagingMode> Kernel<M> {
                             gather.pages.push(pfn);
                         }
                         freed_rss += 1;
+                    } else if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
+                        gather.swap.push(e);
                     }
                     Some(Entry::NONE)
                 });
@@ -82,9 +86,10 @@ impl<M: PagingMode> Kernel<M> {
     /// Drop the references collected by a gather (after the TLB flush).
     pub(crate) fn gather_finish<P: Platform>(&self, cx: &Ctx<'_, P>, gather: Gather) {
         for pfn in gather.pages {
-            if self.mem_map.desc(pfn).put_page() == 0 {
-                self.free_pages(cx, pfn, 0);
-            }
+            self.put_user_page(cx, pfn);
+        }
+        for e in gather.swap {
+            self.free_swap_and_cache(cx, e);
         }
     }
 
@@ -187,8 +192,14 @@ impl<M: PagingMode> Kernel<M> {
                             s.set(va, pte);
                         }
                         copied += 1;
+                        d.set(va, pte.without(EntryFlags::ACCESSED));
+                    } else if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
+                        // the child shares the slot (`swap_duplicate`)
+                        self.swap_duplicate(p, e);
+                        d.set(va, pte);
+                    } else {
+                        d.set(va, pte);
                     }
-                    d.set(va, pte.without(EntryFlags::ACCESSED));
                 }
                 x += 4096;
             }

@@ -6,7 +6,9 @@ pub mod mmap;
 pub mod mremap;
 pub mod populate;
 pub mod process;
+pub mod reclaim;
 pub mod shm;
+pub mod swap;
 pub mod tlb;
 pub mod vma;
 
@@ -16,8 +18,10 @@ pub fn pte_maps_page(e: highpte_arch::Entry) -> bool {
     e.is_present() || e.has(PTE_PROTNONE)
 }
 
-/// Software bit marking a PROT_NONE pte (`_PAGE_PROTNONE`): P clear, page kept.
-pub const PTE_PROTNONE: highpte_arch::EntryFlags = highpte_arch::EntryFlags::AVL0;
+/// Software bit marking a PROT_NONE pte (`_PAGE_PROTNONE`, bit 7 as in 2.5 i386: the PAT bit,
+/// which the hardware ignores while P is clear): P clear, page kept. A non-present pte
+/// without it and not empty is a swap entry ([`highpte_arch::SwapEntry`]).
+pub const PTE_PROTNONE: highpte_arch::EntryFlags = highpte_arch::EntryFlags::PS;
 
 pub use process::{ForkError, Process};
 pub use vma::{Backing, Vma, VmaSet};
@@ -81,6 +85,8 @@ pub struct Mm {
     pub(crate) users: Cell<u32>,
     /// VMAs charged to kernel-object memory.
     pub(crate) charged_vmas: Cell<usize>,
+    /// Where the reclaim scan resumes in this address space (`swap_address`).
+    pub(crate) swap_address: Cell<u32>,
 }
 
 impl Mm {

@@ -77,6 +77,7 @@ impl<M: PagingMode> Kernel<M> {
             cpu_vm_mask: Cell::new(crate::platform::CpuMask::EMPTY),
             users: Cell::new(1),
             charged_vmas: Cell::new(0),
+            swap_address: Cell::new(0),
         })
     }
 

@@ -1,0 +1,314 @@
+//! Reclaim: freeing memory when an allocation finds none.
+//!
+//! Two designs, chosen at boot ([`ReclaimKind`]):
+//!
+//! * **scan** (2.4 and 2.5 before rmap, `swap_out`): walk the page tables of every process in
+//!   turn, pte page by pte page through `pte_offset_map`. A pte whose accessed bit is set had
+//!   its page used since the last pass: clear the bit (age it) and move on. Otherwise unmap the
+//!   page: an anonymous page gets a swap slot and goes to the swap cache, its pte becomes the
+//!   swap entry; a shared page's pte is just cleared (its object keeps it). Then
+//!   [`Kernel::shrink_cache`] writes out and frees the pages nobody maps any more.
+//! * **rmap** (Rik van Riel's VM, 2.5.27+): walk the *pages* instead, by a clock over every
+//!   mapped user page, and unmap each through its reverse-map chain — the physical addresses
+//!   of the ptes that map it, each mapped with the third atomic slot `KM_PTE2`. See
+//!   [`crate::mm::rmap`].
+//!
+//! Reclaim never holds a pte mapping or a spinlock across anything that may sleep: the
+//! walkers collect what they unmapped and drop their mapping and lock before any write-out.
+//! It takes other processes' `mmap_sem` only with `down_read_trylock`, since the caller may
+//! hold its own.
+
+use crate::counters::Counter;
+use crate::ctx::SleepCtx;
+use crate::kernel::Kernel;
+use crate::mm::vma::Backing;
+use crate::mm::Mm;
+use crate::page_alloc::{PageFlags, ZoneType};
+use crate::pgtable::pte_offset_map;
+use crate::platform::{Platform, TaskId};
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::fmt;
+use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr};
+
+/// Pages reclaim tries to free per call (`SWAP_CLUSTER_MAX`).
+pub const SWAP_CLUSTER_MAX: u64 = 32;
+
+/// How memory is reclaimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReclaimKind {
+    /// Scan process page tables (`swap_out`), the 2.5.5 default.
+    Scan,
+}
+
+impl ReclaimKind {
+    /// Both.
+    pub const ALL: [ReclaimKind; 1] = [ReclaimKind::Scan];
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ReclaimKind::Scan => "scan",
+        }
+    }
+    /// Parse a command-line name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+impl fmt::Display for ReclaimKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Reclaim's cursors and statistics.
+#[derive(Default)]
+pub struct ReclaimState {
+    /// The process whose address space the scan visits next (`swap_mm`).
+    next_mm: Cell<u32>,
+    /// Pages (scan: ptes of user pages) looked at, per zone of the page.
+    pub(crate) scanned: [Cell<u64>; 3],
+    /// Pages freed by reclaim, per zone.
+    pub(crate) reclaimed: [Cell<u64>; 3],
+    /// Swap-cache pages that nobody mapped when they were queued (the inactive list);
+    /// entries are re-checked when taken.
+    inactive: RefCell<VecDeque<Pfn>>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+impl<M: PagingMode> Kernel<M> {
+    /// Pages scanned and reclaimed in `zone` since boot.
+    pub fn reclaim_stats(&self, zone: ZoneType) -> (u64, u64) {
+        (
+            self.reclaim.scanned[zone as usize].get(),
+            self.reclaim.reclaimed[zone as usize].get(),
+        )
+    }
+
+    /// True if reclaim might free something: pages in the swap cache, or a swap device with
+    /// room.
+    pub(crate) fn reclaim_can_help<P: Platform>(&self, p: &P) -> bool {
+        !self.reclaim.inactive.borrow().is_empty() || self.swap_has_room(p)
+    }
+
+    /// `try_to_free_pages`: free up to `want` pages. Returns the pages freed. May sleep.
+    pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+        self.counters.inc(Counter::ReclaimRuns);
+        let mut freed = self.shrink_cache(cx, want);
+        if freed < want && self.swap_has_room(cx.p()) {
+            match self.opts.reclaim {
+                ReclaimKind::Scan => {
+                    self.swap_out(cx, want - freed);
+                }
+            }
+            freed += self.shrink_cache(cx, want - freed);
+        }
+        freed
+    }
+
+    /// Queue a swap-cache page that nobody maps any more for [`Kernel::shrink_cache`]
+    /// (the inactive list).
+    pub(crate) fn page_deactivate(&self, pfn: Pfn) {
+        self.reclaim.inactive.borrow_mut().push_back(pfn);
+    }
+
+    /// Write out and free swap-cache pages that no pte maps and no one else holds
+    /// (`shrink_cache` over the inactive list). Returns the pages freed.
+    pub(crate) fn shrink_cache<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+        let p = cx.p();
+        let mut freed = 0;
+        let mut looked = 0;
+        let limit = want * 4;
+        while freed < want && looked < limit {
+            let Some(pfn) = self.reclaim.inactive.borrow_mut().pop_front() else {
+                break;
+            };
+            looked += 1;
+            let d = self.mem_map.desc(pfn);
+            // still in the cache, unused, and ours to lock?
+            let Some(e) = self.page_swap_entry(pfn) else {
+                continue;
+            };
+            if d.count() != 1 || d.mapcount() != 0 || !self.trylock_page(pfn) {
+                continue;
+            }
+            d.get_page(); // ours while the I/O sleeps
+            let zone = self.page_zone(pfn) as usize;
+            bump(&self.reclaim.scanned[zone]);
+            if d.test_and_clear_flag(PageFlags::DIRTY) {
+                self.swap_writepage(cx, pfn, e);
+            }
+            self.unlock_page(p, pfn);
+            d.put_page();
+            // someone may have mapped or dirtied it while it was written
+            if d.count() == 1 && d.mapcount() == 0 && !d.test_flag(PageFlags::DIRTY) {
+                if self.delete_from_swap_cache(p, pfn) == 0 {
+                    self.free_pages(cx, pfn, 0);
+                    bump(&self.reclaim.reclaimed[zone]);
+                    self.counters.inc(Counter::PgSteal);
+                    freed += 1;
+                }
+            } else if d.count() == 1 && d.mapcount() == 0 {
+                self.page_deactivate(pfn);
+            }
+        }
+        freed
+    }
+
+    /// `swap_out`: visit processes round robin and unmap up to `want` pages from their page
+    /// tables. Returns the pages unmapped.
+    fn swap_out<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+        // distinct mms, starting at the cursor
+        let order: Vec<(TaskId, Rc<Mm>)> = {
+            let procs = self.procs.borrow();
+            let from = self.reclaim.next_mm.get();
+            let mut v: Vec<(TaskId, Rc<Mm>)> = Vec::new();
+            for (t, pr) in procs
+                .range(TaskId(from)..)
+                .chain(procs.range(..TaskId(from)))
+            {
+                if !v.iter().any(|(_, m)| Rc::ptr_eq(m, &pr.mm)) {
+                    v.push((*t, pr.mm.clone()));
+                }
+            }
+            v
+        };
+        let mut unmapped = 0;
+        // two rounds: the first may only age pages that were referenced
+        for _ in 0..2 {
+            for (t, mm) in &order {
+                if unmapped >= want {
+                    return unmapped;
+                }
+                self.reclaim.next_mm.set(t.0 + 1);
+                if mm.dead.get() {
+                    continue;
+                }
+                unmapped += self.swap_out_mm(cx, mm, want - unmapped);
+                if !self.swap_has_room(cx.p()) {
+                    return unmapped;
+                }
+            }
+        }
+        unmapped
+    }
+
+    /// Scan one address space from where the last visit stopped (`mm->swap_address`).
+    fn swap_out_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, mm: &Mm, want: u64) -> u64 {
+        let p = cx.p();
+        let Some(vmas) = mm.mmap_sem.try_read(p) else {
+            return 0;
+        };
+        let mut unmapped = 0;
+        let mut addr = mm.swap_address.get();
+        let ranges: Vec<(u32, u32, bool)> = vmas
+            .iter()
+            .filter(|v| v.end > addr)
+            .map(|v| (v.start, v.end, matches!(v.backing, Backing::Anon)))
+            .collect();
+        for (start, end, anon) in ranges {
+            let mut a = (start.max(addr)) as u64;
+            while a < end as u64 {
+                let va = VirtAddr::new(a as u32);
+                let next = M::pmd_end(va).min(end as u64);
+                unmapped += self.swap_out_pmd(cx, mm, va, next, anon, want - unmapped);
+                a = next;
+                mm.swap_address.set(next as u32);
+                if unmapped >= want {
+                    return unmapped;
+                }
+                if !self.swap_has_room(p) {
+                    return unmapped;
+                }
+            }
+            addr = end;
+        }
+        // the whole address space was visited: start over next time
+        mm.swap_address.set(0);
+        drop(vmas);
+        unmapped
+    }
+
+    /// Scan the ptes of `[start, end)` (inside one pte page) through one mapping
+    /// (`swap_out_pmd` around `try_to_swap_out`).
+    fn swap_out_pmd<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        start: VirtAddr,
+        end: u64,
+        anon: bool,
+        want: u64,
+    ) -> u64 {
+        let p = cx.p();
+        let pmd = self.pmd_offset(p, &mm.pgd, start);
+        if !pmd.is_present() {
+            return 0;
+        }
+        let mut batch: Vec<Pfn> = Vec::new();
+        let mut rss_dropped = 0;
+        {
+            let mut g = mm.page_table_lock.lock(p);
+            let mut map = pte_offset_map(self, cx, &mut g, &pmd, start);
+            map.for_each(start, end, |_, pte| {
+                if (batch.len() as u64) >= want || !pte.is_present() {
+                    return None;
+                }
+                let pfn = pte.pfn();
+                if pfn == self.zero_page {
+                    return None;
+                }
+                let d = self.mem_map.desc(pfn);
+                if d.is_reserved() || d.test_flag(PageFlags::LOCKED) {
+                    return None;
+                }
+                bump(&self.reclaim.scanned[self.page_zone(pfn) as usize]);
+                self.counters.inc(Counter::PgScan);
+                if pte.has(EntryFlags::ACCESSED) {
+                    // referenced since the last pass: age it
+                    return Some(pte.without(EntryFlags::ACCESSED));
+                }
+                if !anon || !d.test_flag(PageFlags::ANON) {
+                    return None;
+                }
+                let e = match self.page_swap_entry(pfn) {
+                    Some(e) => e,
+                    None => {
+                        let e = self.get_swap_page(p)?;
+                        self.add_to_swap_cache(p, pfn, e);
+                        // the slot holds nothing yet
+                        d.set_flag(PageFlags::DIRTY);
+                        // the slot's first reference (get_swap_page's) is the cache's now
+                        self.swap_free(p, e);
+                        e
+                    }
+                };
+                if pte.has(EntryFlags::DIRTY) {
+                    d.set_flag(PageFlags::DIRTY);
+                }
+                self.swap_duplicate(p, e);
+                d.dec_mapcount();
+                batch.push(pfn);
+                rss_dropped += 1;
+                Some(e.to_pte(M::PAE))
+            });
+        }
+        if batch.is_empty() {
+            return 0;
+        }
+        mm.rss.set(mm.rss.get() - rss_dropped);
+        // no CPU may keep using the old translations before the pages can go
+        self.flush_tlb_range(cx, mm, start.as_u32(), end);
+        for &pfn in &batch {
+            self.put_user_page(cx, pfn);
+        }
+        self.counters.add(Counter::PgUnmapped, batch.len() as u64);
+        batch.len() as u64
+    }
+}
