@@ -31,6 +31,7 @@
 mod vm_common;
 
 use highpte_arch::{MemoryVariant, Pae, PagingMode, TwoLevel};
+use highpte_kernel::mm::mmap::{PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM};
 use highpte_kernel::mm::shm::{IPC_CREAT, IPC_EXCL, IPC_PRIVATE, SHMMAX, SHM_RDONLY, SHM_RND};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE,
@@ -732,10 +733,8 @@ fn mmap_args(addr: u32, len: u64, prot: u32, flags: u32) -> Option<Errno> {
     if len > TS {
         return Some(Errno::ENOMEM);
     }
-    // Linux ignores unknown prot bits here; this kernel refuses them (see the doc)
-    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
-        return Some(Errno::EINVAL);
-    }
+    // (prot bits other than R/W/X are ignored, as Linux's calc_vm_prot_bits does)
+    let _ = prot;
     if flags & MAP_FIXED != 0 {
         if addr as u64 + len > TS {
             return Some(Errno::ENOMEM);
@@ -758,19 +757,24 @@ fn munmap_args(addr: u32, len: u64) -> Option<Errno> {
     None
 }
 
-/// `mprotect`: `Some(Ok)` for the zero length, `Some(Err)` for the stateless errors.
+/// `mprotect`: `Some(Ok)` for the zero length, `Some(Err)` for the stateless errors
+/// (`do_mprotect_pkey`'s order: both growth flags, alignment, zero length, end, prot bits).
 fn mprotect_args(addr: u32, len: u64, prot: u32) -> Option<Result<(), Errno>> {
+    let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+    if grows == PROT_GROWSDOWN | PROT_GROWSUP {
+        return Some(Err(Errno::EINVAL));
+    }
     if addr & 0xfff != 0 {
         return Some(Err(Errno::EINVAL));
     }
     if len == 0 {
         return Some(Ok(()));
     }
-    // end wraps around the 32-bit address space
-    if (addr as u64).saturating_add(page_align(len)) > 1 << 32 {
+    // the 32-bit end wraps: reaching 4 GB makes it 0 (or below the start)
+    if (addr as u64).saturating_add(page_align(len)) >= 1 << 32 {
         return Some(Err(Errno::ENOMEM));
     }
-    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+    if prot & !grows & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM) != 0 {
         return Some(Err(Errno::EINVAL));
     }
     None
@@ -791,7 +795,8 @@ fn mremap_args(old: u32, old_len: u64, new_len: u64, flags: u32, new_addr: u32) 
     if nl == 0 {
         return e;
     }
-    // old_len 0 (duplicate a shared mapping) is not supported: EINVAL (see the doc)
+    // old_len 0 (a second mapping of a shared mapping's pages) is not supported: EINVAL
+    // (Linux's answer for a private mapping; see the doc)
     if ol == 0 {
         return e;
     }
@@ -804,10 +809,7 @@ fn mremap_args(old: u32, old_len: u64, new_len: u64, flags: u32, new_addr: u32) 
             return e;
         }
     }
-    // Linux: EFAULT or ENOMEM later; this kernel says EINVAL at once (see the doc)
-    if nl > TS {
-        return e;
-    }
+    // (a new length past TASK_SIZE is EFAULT or ENOMEM, from the state)
     None
 }
 
@@ -967,7 +969,7 @@ fn step<M: PagingMode>(
                         s,
                         Piece {
                             end: (s as u64 + len) as u32,
-                            prot,
+                            prot: prot & (PROT_READ | PROT_WRITE | PROT_EXEC),
                             may_write: true,
                             back,
                         },
@@ -1000,47 +1002,66 @@ fn step<M: PagingMode>(
             let addr = sh.resolve(addr);
             let r = u.mprotect(addr, len, prot);
             run.ok.set(r.is_ok());
-            let want = match mprotect_args(addr, len, prot) {
-                Some(w) => w,
-                None => {
-                    // walk the range as Linux does: the first hole (ENOMEM) or mapping that
-                    // may not be made writable (EACCES) decides
-                    let end = (addr as u64).saturating_add(page_align(len));
-                    let mut cur = addr as u64;
-                    let mut w = Ok(());
-                    for (s, p) in sh.pieces(addr, end) {
-                        if s as u64 != cur {
-                            w = Err(Errno::ENOMEM);
-                            break;
-                        }
-                        if prot & PROT_WRITE != 0 && !p.may_write {
-                            w = Err(Errno::EACCES);
-                            break;
-                        }
-                        cur = p.end as u64;
-                    }
-                    if w.is_ok() && cur < end {
-                        w = Err(Errno::ENOMEM);
-                    }
-                    w
-                }
+            if let Some(w) = mprotect_args(addr, len, prot) {
+                return if r == w {
+                    Ok(())
+                } else {
+                    Err(format!("got {}, want {}", fmt_r(&r), fmt_r(&w)))
+                };
+            }
+            let end = addr as u64 + page_align(len);
+            let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+            let newprot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+            // the first mapping ending above the start, then the growth flags (no mapping
+            // grows down here, none grows up on i386)
+            let first = sh.map.iter().find(|(_, p)| p.end > addr).map(|(s, _)| *s);
+            let early = match first {
+                None => Some(Errno::ENOMEM),
+                Some(f) if grows == PROT_GROWSDOWN => Some(if f as u64 >= end {
+                    Errno::ENOMEM
+                } else {
+                    Errno::EINVAL
+                }),
+                Some(f) if f > addr => Some(Errno::ENOMEM),
+                Some(_) if grows == PROT_GROWSUP => Some(Errno::EINVAL),
+                Some(_) => None,
             };
+            if let Some(e) = early {
+                return if r == Err(e) {
+                    Ok(())
+                } else {
+                    Err(format!("got {}, want {e}", fmt_r(&r)))
+                };
+            }
+            // walk the range as Linux does, changing each mapping in turn: the first hole
+            // (ENOMEM) or mapping that may not be made writable (EACCES) stops the walk,
+            // with what came before it changed
+            let mut cur = addr as u64;
+            let mut want = Ok(());
+            for (s, p) in sh.pieces(addr, end) {
+                if s as u64 != cur {
+                    want = Err(Errno::ENOMEM);
+                    break;
+                }
+                if newprot & PROT_WRITE != 0 && !p.may_write {
+                    want = Err(Errno::EACCES);
+                    break;
+                }
+                cur = (p.end as u64).min(end);
+            }
+            if want.is_ok() && cur < end {
+                want = Err(Errno::ENOMEM);
+            }
             if r != want {
                 return Err(format!("got {}, want {}", fmt_r(&r), fmt_r(&want)));
             }
-            if r.is_ok() && len != 0 {
-                let end = (addr as u64).saturating_add(page_align(len));
+            if cur > addr as u64 {
+                let cur = cur as u32;
                 sh.split(addr);
-                if end < TS {
-                    sh.split(end as u32);
-                }
-                let keys: Vec<u32> = sh
-                    .map
-                    .range(addr..(end.min(TS) as u32))
-                    .map(|(k, _)| *k)
-                    .collect();
+                sh.split(cur);
+                let keys: Vec<u32> = sh.map.range(addr..cur).map(|(k, _)| *k).collect();
                 for k in keys {
-                    sh.map.get_mut(&k).unwrap().prot = prot;
+                    sh.map.get_mut(&k).unwrap().prot = newprot;
                 }
             }
             Ok(())
@@ -1065,8 +1086,40 @@ fn step<M: PagingMode>(
                 };
             }
             let (ol, nl) = (page_align(old_len), page_align(new_len));
+            let fixed = flags & MREMAP_FIXED != 0;
+            // Linux 2.6's order: the MREMAP_FIXED target is unmapped first, then a
+            // shrinking remap unmaps the tail (munmap's range check: EINVAL past
+            // TASK_SIZE) and, without MREMAP_FIXED, is done: no VMA is looked at
+            if fixed {
+                sh.remove(new_addr, new_addr as u64 + nl);
+            }
+            let mut ol = ol;
+            if nl <= ol {
+                if nl < ol {
+                    let oe = (old as u64).saturating_add(ol);
+                    if oe > TS {
+                        return if r == Err(Errno::EINVAL) {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "got {}, want EINVAL (tail past TASK_SIZE)",
+                                fmt_r(&r)
+                            ))
+                        };
+                    }
+                    sh.remove(old + nl as u32, oe);
+                }
+                if !fixed {
+                    return if r == Ok(old) {
+                        Ok(())
+                    } else {
+                        Err(format!("got {}, want Ok({old:#x}) (shrink)", fmt_r(&r)))
+                    };
+                }
+                ol = nl;
+            }
             let oe = (old as u64).saturating_add(ol);
-            // the old range must lie in one VMA
+            // the old range must lie in one VMA (the unmappings above did not touch it)
             let vma = before
                 .iter()
                 .find(|v| v.0 <= old && old < v.1)
@@ -1087,14 +1140,10 @@ fn step<M: PagingMode>(
                 return Err(format!("kernel VMA {vma:x?} where the shadow has a hole"));
             }
             let (ol32, nl32) = (ol as u32, nl as u32);
-            if flags & MREMAP_FIXED != 0 {
+            if fixed {
                 return match r {
                     Ok(x) if x == new_addr => {
-                        sh.remove(new_addr, new_addr as u64 + nl);
-                        if nl < ol {
-                            sh.remove(old + nl32, oe);
-                        }
-                        sh.move_range(old, ol32.min(nl32), new_addr);
+                        sh.move_range(old, ol32, new_addr);
                         if nl > ol {
                             sh.extend(new_addr + ol32, new_addr + nl32);
                         }
@@ -1105,15 +1154,7 @@ fn step<M: PagingMode>(
                     _ => Err(format!("got {}, want Ok({new_addr:#x})", fmt_r(&r))),
                 };
             }
-            if nl <= ol {
-                return if r == Ok(old) {
-                    sh.remove(old + nl32, oe);
-                    Ok(())
-                } else {
-                    Err(format!("got {}, want Ok({old:#x}) (shrink)", fmt_r(&r)))
-                };
-            }
-            let ge = old as u64 + nl;
+            let ge = (old as u64).saturating_add(nl);
             let in_place = oe == vma.1 as u64 && ge <= TS && !sh.any_in(vma.1, ge);
             match r {
                 Ok(x) if x == old && in_place => {
@@ -1143,7 +1184,8 @@ fn step<M: PagingMode>(
             } else {
                 let ne = (addr as u64).div_ceil(P) * P;
                 let oe = (cur as u64).div_ceil(P) * P;
-                if ne > oe && sh.any_in(oe as u32, ne) {
+                // one page kept free below the next mapping
+                if ne > oe && sh.any_in(oe as u32, ne + P) {
                     cur
                 } else {
                     addr
@@ -1249,14 +1291,20 @@ fn step<M: PagingMode>(
             }
             let len = page_align(seg.segsz);
             let ro = flags & SHM_RDONLY != 0;
-            if a != 0 && (a as u64 + len > TS || sh.any_in(a, a as u64 + len)) {
+            // wrapping around 4 GB (with shm_segsz) or over a mapping: EINVAL; then past
+            // TASK_SIZE: ENOMEM (do_mmap)
+            if a != 0 && (a as u64 + seg.segsz >= 1 << 32 || sh.any_in(a, a as u64 + len)) {
                 return if r == Err(Errno::EINVAL) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "got {}, want EINVAL (taken/past the end)",
-                        fmt_r(&r)
-                    ))
+                    Err(format!("got {}, want EINVAL (wraps/taken)", fmt_r(&r)))
+                };
+            }
+            if a != 0 && a as u64 + len > TS {
+                return if r == Err(Errno::ENOMEM) {
+                    Ok(())
+                } else {
+                    Err(format!("got {}, want ENOMEM (past TASK_SIZE)", fmt_r(&r)))
                 };
             }
             match r {
@@ -1593,7 +1641,9 @@ fn oracle_classes() {
     assert_eq!(mmap_args(0, 0, 3, MAP_PRIVATE), Some(Errno::EBADF));
     assert_eq!(mmap_args(0, 0, 3, pa), Some(Errno::EINVAL));
     assert_eq!(mmap_args(0, 1 << 40, 3, pa), Some(Errno::ENOMEM));
-    assert_eq!(mmap_args(0, 4096, 8, pa), Some(Errno::EINVAL));
+    // unknown prot bits are ignored by mmap
+    assert_eq!(mmap_args(0, 4096, 8, pa), None);
+    assert_eq!(mmap_args(0, 4096, 0xffff_fff8, pa), None);
     assert_eq!(
         mmap_args(TASK_SIZE - 4095, 8192, 3, pa | MAP_FIXED),
         Some(Errno::ENOMEM)
@@ -1616,6 +1666,19 @@ fn oracle_classes() {
         Some(Err(Errno::ENOMEM))
     );
     assert_eq!(mprotect_args(0x1000, 4096, 0xff), Some(Err(Errno::EINVAL)));
+    // PROT_SEM and one growth flag pass the argument checks; both growth flags come first
+    assert_eq!(mprotect_args(0x1000, 4096, 0xf), None);
+    assert_eq!(mprotect_args(0x1000, 4096, 1 | PROT_GROWSDOWN), None);
+    assert_eq!(mprotect_args(0x1000, 4096, 1 | PROT_GROWSUP), None);
+    assert_eq!(
+        mprotect_args(0x1001, u64::MAX, PROT_GROWSDOWN | PROT_GROWSUP),
+        Some(Err(Errno::EINVAL))
+    );
+    // an end of exactly 4 GB wraps to 0: ENOMEM before the prot check
+    assert_eq!(
+        mprotect_args(0xffff_f000, 4096, 0xff),
+        Some(Err(Errno::ENOMEM))
+    );
     assert_eq!(mremap_args(0x1000, 4096, 4096, 4, 0), Some(Errno::EINVAL));
     assert_eq!(
         mremap_args(0x1000, 4096, 4096, MREMAP_FIXED, 0x9000),
@@ -1627,4 +1690,6 @@ fn oracle_classes() {
         Some(Errno::EINVAL)
     );
     assert_eq!(mremap_args(0x1000, 4096, 8192, 3, 0x9000), None);
+    // a new length past TASK_SIZE is decided by the state (EFAULT or ENOMEM)
+    assert_eq!(mremap_args(0x1000, 4096, TS + 4096, 1, 0), None);
 }

@@ -6,6 +6,7 @@
 
 mod vm_common;
 use highpte_arch::{MemoryVariant, PagingMode};
+use highpte_kernel::mm::mmap::{PROT_GROWSDOWN, PROT_GROWSUP, PROT_SEM};
 use highpte_kernel::mm::shm::{IPC_CREAT, IPC_EXCL, IPC_PRIVATE, SHMMAX, SHM_RDONLY, SHM_RND};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE,
@@ -88,14 +89,30 @@ fn mmap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
             SA | MAP_PRIVATE,
             Want::Err(Errno::EINVAL),
         ),
-        ("bad prot bit", 0, 4096, 0x8, PA, Want::Err(Errno::EINVAL)),
+        // prot bits other than R/W/X are ignored (the VMA gets prot & 7), as in Linux
         (
-            "bad prot high",
+            "PROT_SEM ignored",
             0,
             4096,
-            RW | 0x100,
+            PROT_SEM,
             PA,
-            Want::Err(Errno::EINVAL),
+            Want::At(TASK_UNMAPPED_BASE),
+        ),
+        (
+            "unknown prot bits ignored",
+            0,
+            4096,
+            RW | 0x100 | PROT_GROWSDOWN | 0x8000_0000,
+            PA,
+            Want::At(TASK_UNMAPPED_BASE),
+        ),
+        (
+            "unknown prot bits, the length still checked",
+            0,
+            TASK_SIZE as u64 + 4096,
+            0xffff_fff0,
+            PA,
+            Want::Err(Errno::ENOMEM),
         ),
         (
             "fixed unaligned",
@@ -231,6 +248,7 @@ fn mmap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
         if let Ok(a) = r {
             let l = (len as u32).div_ceil(PAGE) * PAGE;
             let v = vmas(u);
+            let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
             assert!(
                 v.iter().any(|&(s, e, p)| s <= a && a + l <= e && p == prot),
                 "{name}: no VMA {a:#x}+{l:#x} prot {prot} in {v:x?}"
@@ -401,15 +419,78 @@ fn mprotect_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     let cases: &[(&str, u32, u64, u32, Result<(), Errno>)] = &[
         ("unaligned", a + 8, 4096, PROT_READ, Err(Errno::EINVAL)),
         ("bad prot", a, 4096, 0x10, Err(Errno::EINVAL)),
-        ("len 0", a, 0, PROT_READ, Ok(())),
-        ("len 0 unmapped", 0x3000_0000, 0, PROT_READ, Ok(())),
         (
-            "hole in the range",
+            "PROT_SEM accepted",
+            a + 4 * PAGE,
+            4096,
+            RW | PROT_SEM,
+            Ok(()),
+        ),
+        (
+            "both growth flags, before the alignment",
+            a + 8,
+            4096,
+            PROT_READ | PROT_GROWSDOWN | PROT_GROWSUP,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "both growth flags, before the length",
             a,
-            0x2_0000,
-            PROT_READ,
+            u64::MAX,
+            PROT_READ | PROT_GROWSDOWN | PROT_GROWSUP,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "end exactly 4 GB wraps: before the prot",
+            0xffff_f000,
+            4096,
+            0x10,
             Err(Errno::ENOMEM),
         ),
+        (
+            "GROWSDOWN on a VMA without VM_GROWSDOWN",
+            a + PAGE,
+            4096,
+            PROT_READ | PROT_GROWSDOWN,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "GROWSDOWN from a hole into a VMA",
+            b - 4096,
+            8192,
+            PROT_READ | PROT_GROWSDOWN,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "GROWSDOWN with no VMA reaching the range",
+            b - 2 * 4096,
+            4096,
+            PROT_READ | PROT_GROWSDOWN,
+            Err(Errno::ENOMEM),
+        ),
+        (
+            "GROWSDOWN above every VMA",
+            0x3000_0000,
+            4096,
+            PROT_READ | PROT_GROWSDOWN,
+            Err(Errno::ENOMEM),
+        ),
+        (
+            "GROWSUP (no VM_GROWSUP on i386)",
+            a,
+            4096,
+            PROT_READ | PROT_GROWSUP,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "GROWSUP starting in a hole",
+            b - 4096,
+            8192,
+            PROT_READ | PROT_GROWSUP,
+            Err(Errno::ENOMEM),
+        ),
+        ("len 0", a, 0, PROT_READ, Ok(())),
+        ("len 0 unmapped", 0x3000_0000, 0, PROT_READ, Ok(())),
         ("unmapped", 0x3000_0000, 4096, PROT_READ, Err(Errno::ENOMEM)),
         (
             "starts in a hole",
@@ -418,7 +499,6 @@ fn mprotect_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
             PROT_READ,
             Err(Errno::ENOMEM),
         ),
-        ("past the end", b, 5 * 4096, PROT_READ, Err(Errno::ENOMEM)),
         (
             "past TASK_SIZE",
             TASK_SIZE - 4096,
@@ -488,6 +568,155 @@ fn mprotect_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
 }
 both_modes!(mprotect_cases, mprotect_table);
 
+/// mprotect stopped by a hole (ENOMEM) or a `SHM_RDONLY` attachment asked for write access
+/// (EACCES): as in Linux, the VMAs before the stop have been changed already (split, merged,
+/// their ptes changed), those after it not. Each row starts from the same layout:
+/// x [0, 4) RW, [4, 6) R, hole [6, 8), [8, 10) RW, shm read-only [10, 12), [12, 14) RW,
+/// then nothing.
+fn mprotect_partial_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
+    let x: u32 = 0x2000_0000;
+    let pg = |i: u32| x + i * PAGE;
+    let r = PROT_READ;
+    let id = u.shmget(IPC_PRIVATE, 2 * 4096, IPC_CREAT).unwrap();
+    let layout = [
+        (pg(0), pg(4), RW),
+        (pg(4), pg(6), r),
+        (pg(8), pg(10), RW),
+        (pg(10), pg(12), r),
+        (pg(12), pg(14), RW),
+    ];
+    // (name, first page, pages, prot, errno, VMAs after, (page, load result) probes)
+    let cases: &[(
+        &str,
+        u32,
+        u32,
+        u32,
+        Errno,
+        &[(u32, u32, u32)],
+        &[(u32, Result<u32, Signal>)],
+    )] = &[
+        (
+            "hole: the two VMAs before it change",
+            2,
+            6,
+            PROT_NONE,
+            Errno::ENOMEM,
+            &[
+                (0, 2, RW),
+                (2, 6, PROT_NONE),
+                (8, 10, RW),
+                (10, 12, r),
+                (12, 14, RW),
+            ],
+            &[
+                (1, Ok(1)),
+                (2, Err(Signal::Sigsegv)),
+                (5, Err(Signal::Sigsegv)),
+            ],
+        ),
+        (
+            "hole at the start: nothing changes",
+            6,
+            4,
+            r,
+            Errno::ENOMEM,
+            &[
+                (0, 4, RW),
+                (4, 6, r),
+                (8, 10, RW),
+                (10, 12, r),
+                (12, 14, RW),
+            ],
+            &[(8, Ok(8))],
+        ),
+        (
+            "read-only attachment: the VMA before it changes",
+            9,
+            4,
+            RW | PROT_EXEC,
+            Errno::EACCES,
+            &[
+                (0, 4, RW),
+                (4, 6, r),
+                (8, 9, RW),
+                (9, 10, RW | PROT_EXEC),
+                (10, 12, r),
+                (12, 14, RW),
+            ],
+            &[(9, Ok(9))],
+        ),
+        (
+            "read-only attachment first: nothing changes",
+            10,
+            4,
+            RW,
+            Errno::EACCES,
+            &[
+                (0, 4, RW),
+                (4, 6, r),
+                (8, 10, RW),
+                (10, 12, r),
+                (12, 14, RW),
+            ],
+            &[(12, Ok(12))],
+        ),
+        (
+            "no write asked: through the attachment up to the end",
+            8,
+            8,
+            PROT_NONE,
+            Errno::ENOMEM,
+            &[
+                (0, 4, RW),
+                (4, 6, r),
+                (8, 10, PROT_NONE),
+                (10, 12, PROT_NONE),
+                (12, 14, PROT_NONE),
+            ],
+            &[
+                (8, Err(Signal::Sigsegv)),
+                (13, Err(Signal::Sigsegv)),
+                (3, Ok(3)),
+            ],
+        ),
+    ];
+    for &(name, first, n, prot, errno, want, probes) in cases {
+        for &(s, e, p) in &layout[..3] {
+            assert_eq!(u.mmap(s, (e - s) as u64, RW, PA | MAP_FIXED), Ok(s));
+            for a in (s..e).step_by(PAGE as usize) {
+                u.store_u32(a, (a - x) / PAGE).unwrap();
+            }
+            if p != RW {
+                u.mprotect(s, (e - s) as u64, p).unwrap();
+            }
+        }
+        assert_eq!(u.shmat(id, pg(10), SHM_RDONLY), Ok(pg(10)));
+        let (s, e, _) = layout[4];
+        assert_eq!(u.mmap(s, (e - s) as u64, RW, PA | MAP_FIXED), Ok(s));
+        for a in (s..e).step_by(PAGE as usize) {
+            u.store_u32(a, (a - x) / PAGE).unwrap();
+        }
+        assert_eq!(vmas(u), layout.to_vec(), "{name}: layout");
+        assert_eq!(
+            u.mprotect(pg(first), n as u64 * 4096, prot),
+            Err(errno),
+            "{name}"
+        );
+        let want: Vec<_> = want.iter().map(|&(s, e, p)| (pg(s), pg(e), p)).collect();
+        assert_eq!(vmas(u), want, "{name}");
+        for &(page, v) in probes {
+            assert_eq!(u.load_u32(pg(page)), v, "{name}: page {page}");
+        }
+        inv(u, name);
+        u.munmap(x, 16 * 4096).unwrap();
+        assert_eq!(vmas(u), vec![], "{name}");
+    }
+    u.shm_rmid(id).unwrap();
+    inv(u, "end");
+    0
+}
+both_modes!(mprotect_partial, mprotect_partial_table);
+
 // ---------------------------------------------------------------------------------------
 // mremap
 
@@ -514,6 +743,8 @@ fn mremap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
         ),
         ("new length 0", a, 4096, 0, m, 0, Err(Errno::EINVAL)),
         ("old length 0", a, 0, 4096, m, 0, Err(Errno::EINVAL)),
+        // a new length past TASK_SIZE: the old range is looked at (EFAULT), then the growth
+        // does not fit in place nor anywhere (ENOMEM)
         (
             "new length too big",
             a,
@@ -521,7 +752,34 @@ fn mremap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
             TASK_SIZE as u64 + 4096,
             m,
             0,
-            Err(Errno::EINVAL),
+            Err(Errno::ENOMEM),
+        ),
+        (
+            "new length too big without maymove",
+            a,
+            8 * 4096,
+            TASK_SIZE as u64 + 4096,
+            0,
+            0,
+            Err(Errno::ENOMEM),
+        ),
+        (
+            "new length too big, old range unmapped",
+            0x3000_0000,
+            4096,
+            TASK_SIZE as u64 + 4096,
+            m,
+            0,
+            Err(Errno::EFAULT),
+        ),
+        (
+            "new length 2^40, old range unmapped",
+            0x3000_0000,
+            4096,
+            1 << 40,
+            m,
+            0,
+            Err(Errno::EFAULT),
         ),
         (
             "unmapped",
@@ -533,10 +791,10 @@ fn mremap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
             Err(Errno::EFAULT),
         ),
         (
-            "past the vma end",
+            "growing past the vma end",
             a,
             9 * 4096,
-            9 * 4096,
+            10 * 4096,
             m,
             0,
             Err(Errno::EFAULT),
@@ -662,6 +920,197 @@ fn mremap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
 }
 both_modes!(mremap_cases, mremap_table);
 
+/// Linux 2.6's order in mremap: the `MREMAP_FIXED` target is unmapped first, then a shrink
+/// unmaps the tail (munmap's range check) and, without `MREMAP_FIXED`, returns the old
+/// address without looking for a VMA; only then is the old range looked up. Each row starts
+/// from a [0, 4) RW, b [16, 20) RW (pages from 0x2000_0000), with every page stamped.
+fn mremap_order_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
+    let x: u32 = 0x2000_0000;
+    let pg = |i: u32| x + i * PAGE;
+    let m = MREMAP_MAYMOVE;
+    let f = MREMAP_MAYMOVE | MREMAP_FIXED;
+    let none: &[(u32, u32)] = &[];
+    // (name, old page, old pages, new pages, flags, new page, result (page), VMAs after
+    // (pages, all RW), (page, stamp it must hold) probes)
+    let cases: &[(
+        &str,
+        u32,
+        u32,
+        u32,
+        u32,
+        u32,
+        Result<u32, Errno>,
+        &[(u32, u32)],
+        &[(u32, u32)],
+    )] = &[
+        (
+            "shrink of an unmapped range",
+            48,
+            2,
+            1,
+            0,
+            0,
+            Ok(48),
+            &[(0, 4), (16, 20)],
+            none,
+        ),
+        (
+            "shrink from a hole over a mapping: the tail goes",
+            14,
+            4,
+            3,
+            0,
+            0,
+            Ok(14),
+            &[(0, 4), (16, 17), (18, 20)],
+            &[(16, 16), (18, 18)],
+        ),
+        (
+            "shrink over a hole and two mappings",
+            2,
+            16,
+            1,
+            m,
+            0,
+            Ok(2),
+            &[(0, 3), (18, 20)],
+            &[(2, 2), (18, 18)],
+        ),
+        (
+            "equal lengths, unmapped: nothing is looked at",
+            48,
+            1,
+            1,
+            m,
+            0,
+            Ok(48),
+            &[(0, 4), (16, 20)],
+            none,
+        ),
+        (
+            "shrink: the range is still looked up with MREMAP_FIXED",
+            48,
+            2,
+            1,
+            f,
+            32,
+            Err(Errno::EFAULT),
+            &[(0, 4), (16, 20)],
+            none,
+        ),
+        (
+            "fixed, old range unmapped: the target is unmapped first",
+            48,
+            1,
+            2,
+            f,
+            17,
+            Err(Errno::EFAULT),
+            &[(0, 4), (16, 17), (19, 20)],
+            &[(16, 16), (19, 19)],
+        ),
+        (
+            "fixed, old range over a hole: the target is unmapped first",
+            2,
+            4,
+            4,
+            f,
+            16,
+            Err(Errno::EFAULT),
+            &[(0, 4)],
+            none,
+        ),
+        (
+            "fixed shrink: the tail goes, the head moves",
+            0,
+            4,
+            2,
+            f,
+            32,
+            Ok(32),
+            &[(16, 20), (32, 34)],
+            &[(32, 0), (33, 1)],
+        ),
+        (
+            "fixed shrink of a range past its VMA: only the head must be mapped",
+            2,
+            4,
+            1,
+            f,
+            32,
+            Ok(32),
+            &[(0, 2), (16, 20), (32, 33)],
+            &[(32, 2), (1, 1)],
+        ),
+    ];
+    for &(name, old, on, nn, flags, new, want, after, probes) in cases {
+        for (s, e) in [(0, 4), (16, 20)] {
+            assert_eq!(
+                u.mmap(pg(s), (e - s) as u64 * 4096, RW, PA | MAP_FIXED),
+                Ok(pg(s))
+            );
+            for i in s..e {
+                u.store_u32(pg(i), i).unwrap();
+            }
+        }
+        let r = u.mremap(pg(old), on as u64 * 4096, nn as u64 * 4096, flags, pg(new));
+        assert_eq!(r, want.map(pg), "{name}");
+        let after: Vec<_> = after.iter().map(|&(s, e)| (pg(s), pg(e), RW)).collect();
+        assert_eq!(vmas(u), after, "{name}");
+        for &(page, v) in probes {
+            assert_eq!(u.load_u32(pg(page)), Ok(v), "{name}: page {page}");
+        }
+        inv(u, name);
+        u.munmap(x, 64 * 4096).unwrap();
+    }
+    // a shrink whose tail reaches past TASK_SIZE fails in munmap's check (EINVAL); with
+    // equal lengths nothing is checked at all (not even that the range is user space)
+    let cases: &[(&str, u32, u64, u64, Result<u32, Errno>)] = &[
+        (
+            "shrink past TASK_SIZE",
+            TASK_SIZE - 4096,
+            8192,
+            4096,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "shrink in the kernel",
+            TASK_SIZE,
+            8192,
+            4096,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "shrink from a huge length",
+            0x3000_0000,
+            u64::MAX,
+            4096,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "shrink ending at TASK_SIZE",
+            TASK_SIZE - 8192,
+            8192,
+            4096,
+            Ok(TASK_SIZE - 8192),
+        ),
+        (
+            "same length in the kernel",
+            TASK_SIZE,
+            4096,
+            4096,
+            Ok(TASK_SIZE),
+        ),
+    ];
+    for &(name, old, ol, nl, want) in cases {
+        assert_eq!(u.mremap(old, ol, nl, m, 0), want, "{name}");
+        assert_eq!(vmas(u), vec![], "{name}");
+        inv(u, name);
+    }
+    0
+}
+both_modes!(mremap_order, mremap_order_table);
+
 // ---------------------------------------------------------------------------------------
 // brk
 
@@ -693,11 +1142,32 @@ fn brk_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     assert_eq!(u.brk(START_BRK + 8 * 4096), START_BRK + 8 * 4096);
     assert_eq!(u.load_u32(START_BRK + 2 * PAGE), Ok(0));
     assert_eq!(u.load_u32(START_BRK + PAGE), Ok(2));
-    // a mapping in the way: brk fails and returns the old break
+    // a mapping in the way: brk fails and returns the old break; as in Linux it keeps one
+    // page free below the mapping (find_vma_intersection(oldbrk, newbrk + PAGE_SIZE))
     u.mmap(START_BRK + 16 * PAGE, 4096, RW, PA | MAP_FIXED)
         .unwrap();
-    assert_eq!(u.brk(START_BRK + 32 * 4096), START_BRK + 8 * 4096);
-    assert_eq!(u.brk(START_BRK + 16 * 4096), START_BRK + 16 * 4096);
+    let b = |pages: u32| START_BRK + pages * PAGE;
+    let cases: &[(&str, u32, u32)] = &[
+        ("over the mapping fails", b(32), b(8)),
+        ("right up to the mapping fails", b(16), b(8)),
+        ("into the last page before it fails", b(15) + 1, b(8)),
+        ("one page short of it", b(15), b(15)),
+        ("then no further", b(15) + 4, b(15)),
+        ("shrinking still works", b(10) + 8, b(10) + 8),
+    ];
+    for &(name, req, want) in cases {
+        assert_eq!(u.brk(req), want, "{name}");
+        assert_eq!(u.brk(0), want, "{name}: brk(0)");
+        assert_eq!(
+            vmas(u),
+            vec![
+                (START_BRK, want.div_ceil(PAGE) * PAGE, RW),
+                (b(16), b(17), RW)
+            ],
+            "{name}"
+        );
+        inv(u, name);
+    }
     inv(u, "brk end");
     0
 }
@@ -788,6 +1258,11 @@ both_modes!(shmget_cases, shmget_table);
 fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     let id = u.shmget(IPC_PRIVATE, 4 * 4096, IPC_CREAT).unwrap();
     let anon = u.mmap(0x2000_0000, 4096, RW, PA | MAP_FIXED).unwrap();
+    let top = u
+        .mmap(TASK_SIZE - 3 * PAGE, 4096, RW, PA | MAP_FIXED)
+        .unwrap();
+    // a 3000-byte segment: Linux checks the wrap with shm_segsz, not the page-rounded size
+    let small = u.shmget(IPC_PRIVATE, 3000, IPC_CREAT).unwrap();
     let cases: &[(&str, u32, u32, u32, Result<Option<u32>, Errno>)] = &[
         ("bad id", id + 1, 0, 0, Err(Errno::EINVAL)),
         ("unaligned address", id, 0x3000_0010, 0, Err(Errno::EINVAL)),
@@ -798,12 +1273,44 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
             0,
             Err(Errno::EINVAL),
         ),
+        // a range past TASK_SIZE reaches do_mmap: ENOMEM; wrapping past 4 GB or over a
+        // mapping is EINVAL before that
         (
             "past TASK_SIZE",
             id,
-            TASK_SIZE - 4096,
+            TASK_SIZE - 2 * 4096,
+            0,
+            Err(Errno::ENOMEM),
+        ),
+        (
+            "past TASK_SIZE over a mapping",
+            id,
+            TASK_SIZE - 3 * 4096,
             0,
             Err(Errno::EINVAL),
+        ),
+        ("in the kernel", id, TASK_SIZE, 0, Err(Errno::ENOMEM)),
+        (
+            "in the kernel, rounded",
+            id,
+            TASK_SIZE + 0x10,
+            SHM_RND,
+            Err(Errno::ENOMEM),
+        ),
+        ("wrapping past 4 GB", id, 0xffff_d000, 0, Err(Errno::EINVAL)),
+        (
+            "ending exactly at 4 GB wraps",
+            id,
+            0xffff_c000,
+            0,
+            Err(Errno::EINVAL),
+        ),
+        (
+            "last page, 3000 bytes: no wrap",
+            small,
+            0xffff_f000,
+            0,
+            Err(Errno::ENOMEM),
         ),
         ("anywhere", id, 0, 0, Ok(None)),
         ("at an address", id, 0x3000_0000, 0, Ok(Some(0x3000_0000))),
@@ -840,6 +1347,8 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
         }
         inv(u, name);
     }
+    u.munmap(top, 4096).unwrap();
+    u.shm_rmid(small).unwrap();
     let segs = u.kernel().shm_segments(u.handle());
     assert_eq!(segs, vec![(id, 4 * 4096, 4)]);
     // every attachment sees the same pages

@@ -15,6 +15,14 @@ use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr};
 
 const PAGE: u64 = 4096;
 
+/// `PROT_SEM`: accepted by `mprotect` (the memory may hold atomic semaphores); no effect.
+pub const PROT_SEM: u32 = 0x8;
+/// `PROT_GROWSDOWN`: `mprotect` extends the change down to the start of a `VM_GROWSDOWN`
+/// VMA (there are none here: EINVAL where Linux would find a VMA without the flag).
+pub const PROT_GROWSDOWN: u32 = 0x0100_0000;
+/// `PROT_GROWSUP`: the same upwards (no VMA grows up on i386: EINVAL).
+pub const PROT_GROWSUP: u32 = 0x0200_0000;
+
 /// Round up to a page; saturates (an overflowing length stays too big rather than wrapping
 /// to a small one, as Linux's `PAGE_ALIGN(len) == 0` check catches).
 fn page_align(len: u64) -> u64 {
@@ -55,9 +63,19 @@ impl<M: PagingMode> Kernel<M> {
         cx: &mut SleepCtx<'_, P>,
         mm: &Mm,
     ) -> Result<(), Errno> {
+        self.vma_precharge_extra(cx, mm, 2)
+    }
+
+    /// Charge for the VMAs there are plus `extra` more (a change adding up to `extra`).
+    pub(crate) fn vma_precharge_extra<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        extra: usize,
+    ) -> Result<(), Errno> {
         let have = mm.charged_vmas.get();
         let len = mm.mmap_sem.read(cx, "vma_precharge").len();
-        let want = len + 2;
+        let want = len + extra;
         if want > have {
             self.vma_precharge_n(cx, mm, want - have)?;
         }
@@ -135,9 +153,8 @@ impl<M: PagingMode> Kernel<M> {
         if len > TASK_SIZE as u64 {
             return Err(Errno::ENOMEM);
         }
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
-            return Err(Errno::EINVAL);
-        }
+        // prot bits other than R/W/X are ignored, as Linux's calc_vm_prot_bits does
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
         let fixed = flags & MAP_FIXED != 0;
         if fixed && addr as u64 + len > TASK_SIZE as u64 {
             return Err(Errno::ENOMEM);
@@ -356,7 +373,12 @@ impl<M: PagingMode> Kernel<M> {
         // SAFETY: a system-call entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
         self.syscall_enter(p, "sys_mprotect");
-        // Linux's order: alignment, zero length, end wrapping around, prot bits
+        // Linux's order: both growth flags, alignment, zero length, end wrapping around,
+        // prot bits; then the VMA at the start and the growth flags
+        let grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP {
+            return Err(Errno::EINVAL);
+        }
         if addr as u64 & (PAGE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
@@ -364,42 +386,74 @@ impl<M: PagingMode> Kernel<M> {
             return Ok(());
         }
         let len = page_align(len);
+        // on i386 the end is 32 bits: reaching 4 GB wraps it to 0 (or below the start)
         let end = (addr as u64).saturating_add(len);
-        if end > 1 << 32 {
+        if end >= 1 << 32 {
             return Err(Errno::ENOMEM);
         }
-        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        let prot = prot & !grows;
+        if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM) != 0 {
             return Err(Errno::EINVAL);
         }
+        // PROT_SEM is accepted and means nothing here
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mprotect");
-        // the range must be fully mapped (ENOMEM), and no mapping in it may refuse write
-        // access (EACCES, SHM_RDONLY): the first problem met walking the range decides, as
-        // in Linux (which has changed the VMAs before it; here nothing changes)
-        let mut cur = addr as u64;
-        for v in vmas.overlapping(addr, end) {
-            if (v.start as u64) > cur {
-                return Err(Errno::ENOMEM);
-            }
-            if prot & PROT_WRITE != 0 && !v.may_write {
-                return Err(Errno::EACCES);
-            }
-            cur = v.end as u64;
+        // the first VMA ending above the start
+        let Some(first) = vmas.find(addr).map(|v| v.start) else {
+            return Err(Errno::ENOMEM);
+        };
+        if grows == PROT_GROWSDOWN {
+            // the range would be extended down to the start of a VM_GROWSDOWN VMA; there
+            // are none here (no MAP_GROWSDOWN), so a VMA reaching into the range is EINVAL
+            return Err(if first as u64 >= end {
+                Errno::ENOMEM
+            } else {
+                Errno::EINVAL
+            });
         }
-        if cur < end {
+        if first > addr {
             return Err(Errno::ENOMEM);
         }
-        let pieces = vmas.remove_range(addr, end as u32);
-        for mut v in pieces {
-            v.prot = prot;
-            self.change_protection(&mut cx, &mm, v.start, v.end, &v);
-            vmas.insert(v);
+        if grows == PROT_GROWSUP {
+            // VM_GROWSUP does not exist on i386: never a growing-up VMA
+            return Err(Errno::EINVAL);
+        }
+        // walk the range VMA by VMA, as Linux does: each is changed in turn, so when a hole
+        // (ENOMEM) or a VMA that may not be made writable (EACCES, SHM_RDONLY) stops the
+        // walk, everything before it has been changed already
+        let mut done = addr as u64;
+        let mut err = None;
+        for v in vmas.overlapping(addr, end) {
+            if (v.start as u64) > done {
+                err = Some(Errno::ENOMEM);
+                break;
+            }
+            if prot & PROT_WRITE != 0 && !v.may_write {
+                err = Some(Errno::EACCES);
+                break;
+            }
+            done = (v.end as u64).min(end);
+        }
+        if err.is_none() && done < end {
+            err = Some(Errno::ENOMEM);
+        }
+        if done > addr as u64 {
+            let pieces = vmas.remove_range(addr, done as u32);
+            for mut v in pieces {
+                v.prot = prot;
+                self.change_protection(&mut cx, &mm, v.start, v.end, &v);
+                vmas.insert(v);
+            }
         }
         let n = vmas.len();
         drop(vmas);
         self.vma_settle(&cx, &mm, n);
-        Ok(())
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// `brk(addr)`: returns the new break, or the current one if the request fails or is 0.
@@ -429,7 +483,9 @@ impl<M: PagingMode> Kernel<M> {
                 self.unmap_region(&mut cx, &mm, &vmas, new_end as u32, old_end);
             }
         } else if new_end > old_end {
-            if vmas.any_overlap(old_end as u32, new_end) {
+            // Linux keeps a page free between the heap and the next mapping
+            // (find_vma_intersection(oldbrk, newbrk + PAGE_SIZE))
+            if vmas.any_overlap(old_end as u32, new_end + PAGE) {
                 drop(vmas);
                 self.vma_resettle(&mut cx, pid);
                 return cur;

@@ -53,12 +53,15 @@ impl<M: PagingMode> Kernel<M> {
         // saturating: an overflowing length stays too big
         let old_len = old_len.div_ceil(4096).saturating_mul(4096);
         let new_len = new_len.div_ceil(4096).saturating_mul(4096);
-        // old_len 0 (duplicating a shared mapping) is a later Linux extension: refuse it
+        // old_len 0 asks for a second mapping of the same pages of a shared mapping; that
+        // is not implemented: EINVAL (Linux's answer for a private mapping, and without
+        // MREMAP_MAYMOVE)
         if new_len == 0 || old_len == 0 {
             return Err(Errno::EINVAL);
         }
+        let fixed = flags & MREMAP_FIXED != 0;
         // the new range of MREMAP_FIXED is checked before the old one, as in Linux
-        if flags & MREMAP_FIXED != 0 {
+        if fixed {
             if new_addr & 0xfff != 0 {
                 return Err(Errno::EINVAL);
             }
@@ -70,44 +73,67 @@ impl<M: PagingMode> Kernel<M> {
                 return Err(Errno::EINVAL);
             }
         }
-        if new_len > TASK_SIZE as u64 {
-            return Err(Errno::EINVAL);
-        }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
-        self.vma_precharge(&mut cx, &mm)?;
+        // worst case: the target and the tail unmapped in the middle of VMAs, the moved
+        // range split out of its VMA and landing between two others
+        self.vma_precharge_extra(&mut cx, &mm, 4)?;
         let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mremap");
-        // an old range past TASK_SIZE is in no VMA: EFAULT, as in Linux
-        let vma = vmas.containing(old).cloned().ok_or(Errno::EFAULT)?;
-        if (old as u64).saturating_add(old_len) > vma.end as u64 {
-            return Err(Errno::EFAULT);
-        }
-        if flags & MREMAP_FIXED != 0 {
+        let mut removed = alloc::vec::Vec::new();
+        if fixed {
+            // the target goes first, before the old range is looked at (as in Linux 2.6:
+            // a later EFAULT leaves it unmapped)
             let b = new_addr as u64 + new_len;
-            // the target is unmapped first
-            let removed = vmas.remove_range(new_addr, b as u32);
-            if !removed.is_empty() {
+            let r = vmas.remove_range(new_addr, b as u32);
+            if !r.is_empty() {
                 self.unmap_region(&mut cx, &mm, &vmas, new_addr, b);
             }
+            removed.extend(r);
+        }
+        let mut old_len = old_len;
+        if new_len <= old_len {
+            // shrinking needs no VMA: the tail is unmapped (with munmap's range check), and
+            // without MREMAP_FIXED that is all; equal lengths do nothing at all
+            if new_len < old_len {
+                let s = old as u64 + new_len;
+                let e = (old as u64).saturating_add(old_len);
+                if e > TASK_SIZE as u64 {
+                    drop(vmas);
+                    self.release_vmas(&cx, removed);
+                    return self.mremap_done(&mut cx, &mm, Err(Errno::EINVAL));
+                }
+                let r = vmas.remove_range(s as u32, e as u32);
+                if !r.is_empty() {
+                    self.unmap_region(&mut cx, &mm, &vmas, s as u32, e);
+                }
+                removed.extend(r);
+            }
+            if !fixed {
+                drop(vmas);
+                self.release_vmas(&cx, removed);
+                return self.mremap_done(&mut cx, &mm, Ok(old));
+            }
+            old_len = new_len;
+        }
+        // growing or moving: the old range must lie in one VMA (a range past TASK_SIZE is
+        // in none: EFAULT, as in Linux)
+        let vma = vmas.containing(old).cloned();
+        let vma = match vma {
+            Some(v) if (old as u64).saturating_add(old_len) <= v.end as u64 => v,
+            _ => {
+                drop(vmas);
+                self.release_vmas(&cx, removed);
+                return self.mremap_done(&mut cx, &mm, Err(Errno::EFAULT));
+            }
+        };
+        if fixed {
             drop(vmas);
             self.release_vmas(&cx, removed);
             let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, new_addr);
             return self.mremap_done(&mut cx, &mm, r);
         }
-        if new_len <= old_len {
-            // shrink in place
-            if new_len < old_len {
-                let s = (old as u64 + new_len) as u32;
-                let removed = vmas.remove_range(s, (old as u64 + old_len) as u32);
-                self.unmap_region(&mut cx, &mm, &vmas, s, old as u64 + old_len);
-                drop(vmas);
-                self.release_vmas(&cx, removed);
-            } else {
-                drop(vmas);
-            }
-            return self.mremap_done(&mut cx, &mm, Ok(old));
-        }
+        debug_assert!(removed.is_empty());
         // grow: in place if the range is the end of its vma and the space after it is free
-        let grow_end = old as u64 + new_len;
+        let grow_end = (old as u64).saturating_add(new_len);
         if old as u64 + old_len == vma.end as u64
             && grow_end <= TASK_SIZE as u64
             && !vmas.any_overlap(vma.end, grow_end)
@@ -120,6 +146,10 @@ impl<M: PagingMode> Kernel<M> {
             return self.mremap_done(&mut cx, &mm, Ok(old));
         }
         if flags & MREMAP_MAYMOVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
+        // get_unmapped_area: longer than the user space is ENOMEM
+        if new_len > TASK_SIZE as u64 {
             return Err(Errno::ENOMEM);
         }
         let Some(dest) = vmas.free_area(TASK_UNMAPPED_BASE, new_len as u32, TASK_SIZE) else {

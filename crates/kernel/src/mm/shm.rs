@@ -191,14 +191,14 @@ impl<M: PagingMode> Kernel<M> {
         addr: u32,
         flags: u32,
     ) -> Result<u32, Errno> {
-        let obj = {
+        let (obj, segsz) = {
             let ids = self.shm_ids.lock(cx, "shmat");
             ids.segs
                 .get(&shmid)
-                .map(|s| s.obj.clone())
+                .map(|s| (s.obj.clone(), s.segsz))
                 .ok_or(Errno::EINVAL)?
         };
-        let r = self.shmat_obj(cx, pid, shmid, obj.clone(), addr, flags);
+        let r = self.shmat_obj(cx, pid, shmid, obj.clone(), segsz, addr, flags);
         if r.is_err() {
             // give back our reference (the id may have been removed meanwhile) and the VMA
             // charge taken in advance
@@ -208,12 +208,14 @@ impl<M: PagingMode> Kernel<M> {
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn shmat_obj<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         shmid: u32,
         obj: Rc<ShmObject>,
+        segsz: u64,
         addr: u32,
         flags: u32,
     ) -> Result<u32, Errno> {
@@ -238,8 +240,14 @@ impl<M: PagingMode> Kernel<M> {
         self.vma_precharge(cx, &mm)?;
         let mut vmas = mm.mmap_sem.write(cx, "shmat");
         let at = if addr != 0 {
-            if addr as u64 + len > TASK_SIZE as u64 || vmas.any_overlap(addr, addr as u64 + len) {
+            // Linux's order: the range wrapping around 4 GB (`addr + size < addr`, size being
+            // shm_segsz) and a mapping in the way are EINVAL; then do_mmap's MAP_FIXED range
+            // check makes a range past TASK_SIZE ENOMEM
+            if addr as u64 + segsz >= 1 << 32 || vmas.any_overlap(addr, addr as u64 + len) {
                 return Err(Errno::EINVAL);
+            }
+            if addr as u64 + len > TASK_SIZE as u64 {
+                return Err(Errno::ENOMEM);
             }
             addr
         } else {
