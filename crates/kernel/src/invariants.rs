@@ -213,6 +213,7 @@ impl<M: PagingMode> Kernel<M> {
         // shared objects hold one reference on each of their pages (no reference to an
         // object is kept across a lock that may yield: that could delay its release)
         let mut obj_refs: BTreeMap<u64, u32> = BTreeMap::new();
+        let obj_swap: core::cell::RefCell<BTreeMap<u32, u32>> = Default::default();
         let mut seen_objs: Vec<*const crate::mm::shm::ShmObject> = Vec::new();
         let mut count_obj = |obj: &crate::mm::shm::ShmObject, refs: &mut BTreeMap<u64, u32>| {
             let ptr = obj as *const crate::mm::shm::ShmObject;
@@ -221,8 +222,12 @@ impl<M: PagingMode> Kernel<M> {
             }
             seen_objs.push(ptr);
             for i in 0..obj.nr_pages() {
-                if let Some(pfn) = obj.page(i) {
-                    *refs.entry(pfn.0).or_insert(0) += 1;
+                match obj.slot(i) {
+                    crate::mm::shm::ObjSlot::Page(pfn) => *refs.entry(pfn.0).or_insert(0) += 1,
+                    crate::mm::shm::ObjSlot::Swapped(e) => {
+                        *obj_swap.borrow_mut().entry(e.offset).or_insert(0) += 1
+                    }
+                    crate::mm::shm::ObjSlot::Empty => {}
                 }
             }
         };
@@ -270,13 +275,16 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
         }
+        for (o, n) in obj_swap.into_inner() {
+            *swap_refs.entry(o).or_insert(0) += n;
+        }
         let cached_slots: BTreeMap<u32, u64> = cache.iter().map(|(&f, &o)| (o, f)).collect();
         for &(o, c) in &slots {
             let want =
                 swap_refs.get(&o).copied().unwrap_or(0) + u32::from(cached_slots.contains_key(&o));
             if u32::from(c) != want && c < crate::mm::swap::SWAP_MAP_MAX {
                 bad.push(format!(
-                    "swap slot {}: count {} but {} swap ptes and {} swap-cache page",
+                    "swap slot {}: count {} but {} swap ptes or object pages and {} swap-cache page",
                     o,
                     c,
                     swap_refs.get(&o).copied().unwrap_or(0),

@@ -214,6 +214,9 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) swap: SpinLock<crate::mm::swap::SwapState>,
     /// Reclaim's cursors and statistics.
     pub(crate) reclaim: crate::mm::reclaim::ReclaimState,
+    /// Every shared-memory object (SysV segments and shared anonymous mappings), for reclaim
+    /// (`shmem_inodes`); dead entries are pruned as reclaim walks the list.
+    pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,
     /// Fault injection: page allocations fail from a chosen point on.
     pub(crate) fail_allocs: crate::pages::FailInjection,
     pub(crate) _mode: PhantomData<M>,

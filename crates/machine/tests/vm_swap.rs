@@ -210,3 +210,93 @@ fn oom_killer_waits_for_swap_to_fill() {
         dispatch!(v, oom_only_when_swap_is_full(v));
     }
 }
+
+/// A SysV segment and a shared anonymous mapping bigger than what fits with the rest: their
+/// pages are swapped out through the objects and read back by other processes intact.
+fn shared_swap<M: PagingMode>(v: MemoryVariant, reclaim: ReclaimKind) {
+    use highpte_kernel::mm::shm::{IPC_CREAT, IPC_PRIVATE};
+    use highpte_kernel::mm::MAP_SHARED;
+    let ram = ram_for(v);
+    let mut sys = boot_swap::<M>(v, ram, 2, ram * 2, reclaim);
+    let b = quiesce(&mut sys);
+    let code = run_process(&mut sys, move |u| {
+        let n = (ram / 2 / 4096) as u32;
+        let id = u
+            .shmget(IPC_PRIVATE, n as u64 * 4096, IPC_CREAT | 0o600)
+            .unwrap();
+        let s = u.shmat(id, 0, 0).unwrap();
+        let m = (ram / 4 / 4096) as u32;
+        let sh = u
+            .mmap(0, m as u64 * 4096, RW, MAP_SHARED | MAP_ANONYMOUS)
+            .unwrap();
+        for i in 0..n {
+            u.store_u32(s + i * PAGE, stamp(i, 10)).unwrap();
+        }
+        for i in 0..m {
+            u.store_u32(sh + i * PAGE, stamp(i, 20)).unwrap();
+        }
+        let child = u
+            .fork("child", false, move |c| {
+                // pressure: more private memory than is left
+                touch_and_verify(c, ram / 2, 4);
+                for i in 0..n {
+                    if c.load_u32(s + i * PAGE).unwrap() != stamp(i, 10) {
+                        return 1;
+                    }
+                    if i % 2 == 1 {
+                        c.store_u32(s + i * PAGE, stamp(i, 11)).unwrap();
+                    }
+                }
+                for i in 0..m {
+                    if c.load_u32(sh + i * PAGE).unwrap() != stamp(i, 20) {
+                        return 2;
+                    }
+                    c.store_u32(sh + i * PAGE, stamp(i, 21)).unwrap();
+                }
+                0
+            })
+            .unwrap();
+        let (pid, code) = u.wait().unwrap();
+        assert_eq!((pid, code), (child, 0), "the child saw a wrong stamp");
+        // the parent sees the child's writes, through swap
+        touch_and_verify(u, ram / 2, 5);
+        for i in 0..n {
+            let want = if i % 2 == 1 {
+                stamp(i, 11)
+            } else {
+                stamp(i, 10)
+            };
+            assert_eq!(u.load_u32(s + i * PAGE).unwrap(), want, "shm page {i}");
+        }
+        for i in 0..m {
+            assert_eq!(
+                u.load_u32(sh + i * PAGE).unwrap(),
+                stamp(i, 21),
+                "shared page {i}"
+            );
+        }
+        inv(u, "after shared swap");
+        u.shmdt(s).unwrap();
+        u.shm_rmid(id).unwrap();
+        0
+    });
+    assert_eq!(code, 0);
+    let k = sys.kernel();
+    assert!(
+        k.counters().get(Counter::Pswpout) > 0,
+        "{v}: nothing was swapped"
+    );
+    assert_no_leak(&mut sys, &b, &format!("{v} {reclaim} shared"));
+    let q = quiesce(&mut sys);
+    assert_eq!(
+        q.mi.swap_free, q.mi.swap_total,
+        "{v}: swap slots left in use"
+    );
+}
+
+#[test]
+fn shared_pages_survive_swap_scan() {
+    for v in [MemoryVariant::NoHighmem, MemoryVariant::Highmem64gHighpte] {
+        dispatch!(v, shared_swap(v, ReclaimKind::Scan));
+    }
+}

@@ -10,6 +10,7 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::errno::Signal;
 use crate::kernel::Kernel;
+use crate::mm::shm::ObjSlot;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
@@ -33,6 +34,8 @@ enum Step {
     /// The pte holds a swap entry whose page is not at hand: read it in (or find it in the
     /// swap cache) with nothing held, then retry.
     SwapIn(SwapEntry),
+    /// Page `idx` of the VMA's shared object is on swap: read it in with nothing held.
+    ShmSwapIn(u32, SwapEntry),
     Oom,
     Sigbus,
 }
@@ -79,6 +82,37 @@ impl<M: PagingMode> Kernel<M> {
             match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page, &mut swapped)
             {
                 Step::Done => break,
+                Step::ShmSwapIn(idx, e) => {
+                    let Backing::Shared { obj, .. } = &vma.backing else {
+                        unreachable!("a shared-object fault outside a shared VMA");
+                    };
+                    let Some(new) = self.alloc_pages(
+                        &mut cx,
+                        GFP_HIGHUSER,
+                        0,
+                        PageOwner::User,
+                        "shmem_getpage",
+                    ) else {
+                        drop(vmas);
+                        if let Some(pfn) = new_page.take() {
+                            self.free_pages(&cx, pfn, 0);
+                        }
+                        return self.fault_oom(&mut cx, pid);
+                    };
+                    if obj.slot(idx) == ObjSlot::Swapped(e) {
+                        self.swap_readpage(&mut cx, new, e);
+                        self.counters.inc(Counter::FaultsMajor);
+                    }
+                    // the read slept: install only if nobody did meanwhile (no yield between
+                    // the check and the install)
+                    if obj.slot(idx) == ObjSlot::Swapped(e) {
+                        self.mem_map.desc(new).set_flag(PageFlags::SHARED);
+                        obj.set_page(idx, new);
+                        self.swap_free(cx.p(), e);
+                    } else {
+                        self.free_pages(&cx, new, 0);
+                    }
+                }
                 Step::SwapIn(e) => {
                     // do_swap_page's read: nothing mapped, no spinlock held
                     if let Some((_, old)) = swapped.take() {
@@ -304,9 +338,10 @@ impl<M: PagingMode> Kernel<M> {
                 if idx >= obj.nr_pages() {
                     return Step::Sigbus;
                 }
-                let page = match obj.page(idx) {
-                    Some(pg) => pg,
-                    None => {
+                let page = match obj.slot(idx) {
+                    ObjSlot::Page(pg) => pg,
+                    ObjSlot::Swapped(e) => return Step::ShmSwapIn(idx, e),
+                    ObjSlot::Empty => {
                         let Some(new) = new_page.take() else {
                             return Step::NeedPage("shmem_getpage");
                         };

@@ -172,8 +172,10 @@ impl<M: PagingMode> Kernel<M> {
         let backing = if kind == MAP_SHARED {
             self.kobj_charge(&mut cx, KObj::ShmSeg, len / PAGE * 8)
                 .map_err(|_| Errno::ENOMEM)?;
+            let obj = Rc::new(ShmObject::new(0, len));
+            self.register_shared_object(&obj);
             Backing::Shared {
-                obj: Rc::new(ShmObject::new(0, len)),
+                obj,
                 pgoff: 0,
                 shmid: None,
             }

@@ -10,6 +10,7 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::errno::Errno;
 use crate::kernel::Kernel;
+use crate::mm::shm::ObjSlot;
 use crate::mm::vma::Backing;
 use crate::mm::PROT_WRITE;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
@@ -67,7 +68,9 @@ impl<M: PagingMode> Kernel<M> {
                             let first = pgoff + ((cur as u32 - vma.start) >> 12);
                             let last = (pgoff + ((next - vma.start as u64) >> 12) as u32)
                                 .min(obj.nr_pages());
-                            need = (first..last).filter(|i| obj.page(*i).is_none()).count();
+                            need = (first..last)
+                                .filter(|i| obj.slot(*i) == ObjSlot::Empty)
+                                .count();
                         }
                         Backing::Anon if write => {
                             map.for_each(a, next, |_, pte| {
@@ -128,9 +131,11 @@ impl<M: PagingMode> Kernel<M> {
                                 if idx >= obj.nr_pages() {
                                     None
                                 } else {
-                                    let page = match obj.page(idx) {
-                                        Some(pg) => Some(pg),
-                                        None => reserve.pop().inspect(|new| {
+                                    let page = match obj.slot(idx) {
+                                        ObjSlot::Page(pg) => Some(pg),
+                                        // on swap: left for a fault to read in
+                                        ObjSlot::Swapped(_) => None,
+                                        ObjSlot::Empty => reserve.pop().inspect(|new| {
                                             self.mem_map.desc(*new).set_flag(PageFlags::SHARED);
                                             obj.set_page(idx, *new);
                                         }),

@@ -21,6 +21,7 @@
 use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
+use crate::mm::shm::{ObjSlot, ShmObject};
 use crate::mm::vma::Backing;
 use crate::mm::Mm;
 use crate::page_alloc::{PageFlags, ZoneType};
@@ -31,7 +32,10 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
-use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+
+/// Reclaim rounds, each scanning twice as hard as the one before (`DEF_PRIORITY`).
+pub const DEF_PRIORITY: u32 = 6;
 
 /// Pages reclaim tries to free per call (`SWAP_CLUSTER_MAX`).
 pub const SWAP_CLUSTER_MAX: u64 = 32;
@@ -69,6 +73,8 @@ impl fmt::Display for ReclaimKind {
 pub struct ReclaimState {
     /// The process whose address space the scan visits next (`swap_mm`).
     next_mm: Cell<u32>,
+    /// The shared object the shared-memory shrinker visits next.
+    next_obj: Cell<usize>,
     /// Pages (scan: ptes of user pages) looked at, per zone of the page.
     pub(crate) scanned: [Cell<u64>; 3],
     /// Pages freed by reclaim, per zone.
@@ -98,17 +104,117 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `try_to_free_pages`: free up to `want` pages. Returns the pages freed. May sleep.
+    ///
+    /// Like 2.4's priorities (`DEF_PRIORITY` 6 down to 0), each round that falls short asks
+    /// the page-table scan to unmap twice as many pages as the one before: a page is freed
+    /// only once *every* pte that maps it is gone, which for a page shared by many processes
+    /// takes a scan of each of them.
     pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
         self.counters.inc(Counter::ReclaimRuns);
-        let mut freed = self.shrink_cache(cx, want);
-        if freed < want && self.swap_has_room(cx.p()) {
+        let mut freed = 0;
+        for priority in (0..=DEF_PRIORITY).rev() {
+            freed += self.shrink_cache(cx, want - freed);
+            if freed < want {
+                freed += self.shrink_shared(cx, want - freed);
+            }
+            if freed >= want || !self.swap_has_room(cx.p()) {
+                break;
+            }
+            let target = want << (DEF_PRIORITY - priority);
             match self.opts.reclaim {
                 ReclaimKind::Scan => {
-                    self.swap_out(cx, want - freed);
+                    self.swap_out(cx, target);
                 }
             }
-            freed += self.shrink_cache(cx, want - freed);
         }
+        freed
+    }
+
+    /// Remember a new shared-memory object for reclaim.
+    pub(crate) fn register_shared_object(&self, obj: &Rc<ShmObject>) {
+        self.shared_objects.borrow_mut().push(Rc::downgrade(obj));
+    }
+
+    /// Swap out pages of shared-memory objects that no pte maps (`shmem_writepage`): each
+    /// goes to a fresh slot that the object's index then holds, and is freed. Returns the
+    /// pages freed.
+    ///
+    /// No reference to an object is held across the write (it may sleep, and a reference
+    /// would keep the last detach from releasing the object). The slot is recorded in the
+    /// object and the page copied to the device in one step with nothing in between that
+    /// could let another task run, so a fault that finds the slot always reads the data.
+    fn shrink_shared<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+        let p = cx.p();
+        self.shared_objects
+            .borrow_mut()
+            .retain(|w| w.strong_count() > 0);
+        let n = self.shared_objects.borrow().len();
+        if n == 0 {
+            return 0;
+        }
+        let mut freed = 0;
+        let start = self.reclaim.next_obj.get() % n;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(w) = self.shared_objects.borrow().get(i).cloned() else {
+                break;
+            };
+            let mut idx = 0;
+            loop {
+                if freed >= want {
+                    self.reclaim.next_obj.set(i);
+                    return freed;
+                }
+                // find the next unused page, holding the object only while looking
+                let found = {
+                    let Some(obj) = w.upgrade() else { break };
+                    let mut found = None;
+                    while idx < obj.nr_pages() {
+                        if let ObjSlot::Page(pfn) = obj.slot(idx) {
+                            let d = self.mem_map.desc(pfn);
+                            if d.count() == 1
+                                && d.mapcount() == 0
+                                && !d.test_flag(PageFlags::LOCKED)
+                            {
+                                found = Some((idx, pfn));
+                                break;
+                            }
+                        }
+                        idx += 1;
+                    }
+                    found
+                };
+                let Some((at, pfn)) = found else { break };
+                idx = at + 1;
+                let Some(e) = self.get_swap_page(p) else {
+                    return freed;
+                };
+                // the lock may have let others run: look again, then record and write
+                // without anything in between
+                let Some(obj) = w.upgrade() else {
+                    self.swap_free(p, e);
+                    break;
+                };
+                let d = self.mem_map.desc(pfn);
+                if obj.slot(at) != ObjSlot::Page(pfn) || d.count() != 1 || d.mapcount() != 0 {
+                    drop(obj);
+                    self.swap_free(p, e);
+                    continue;
+                }
+                obj.set_swapped(at, e);
+                drop(obj);
+                // the object's page reference is ours now
+                let zone = self.page_zone(pfn) as usize;
+                bump(&self.reclaim.scanned[zone]);
+                self.swap_writepage(cx, pfn, e);
+                d.put_page();
+                self.free_pages(cx, pfn, 0);
+                bump(&self.reclaim.reclaimed[zone]);
+                self.counters.inc(Counter::PgSteal);
+                freed += 1;
+            }
+        }
+        self.reclaim.next_obj.set(start + 1);
         freed
     }
 
@@ -275,7 +381,15 @@ impl<M: PagingMode> Kernel<M> {
                     return Some(pte.without(EntryFlags::ACCESSED));
                 }
                 if !anon || !d.test_flag(PageFlags::ANON) {
-                    return None;
+                    // a shared object's page: drop the pte; the object keeps the page, which
+                    // shrink_shared can swap once nobody maps it
+                    if !d.test_flag(PageFlags::SHARED) {
+                        return None;
+                    }
+                    d.dec_mapcount();
+                    batch.push(pfn);
+                    rss_dropped += 1;
+                    return Some(Entry::NONE);
                 }
                 let e = match self.page_swap_entry(pfn) {
                     Some(e) => e,

@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::Cell;
-use highpte_arch::{PagingMode, Pfn};
+use highpte_arch::{PagingMode, Pfn, SwapEntry};
 
 /// `IPC_PRIVATE`.
 pub const IPC_PRIVATE: i32 = 0;
@@ -36,6 +36,21 @@ pub const SHMMNI: usize = 4096;
 /// `SHMMAX` as a database host sets it (2.5's default was 32 MB; Oracle installs raise it):
 /// here the whole user address space.
 pub const SHMMAX: u64 = TASK_SIZE as u64;
+
+/// A page slot of a shared object whose page is on swap: the offset, with this bit (pfns
+/// stay below 2^24 even at 64 GB).
+const SLOT_SWAPPED: u32 = 1 << 31;
+
+/// What a shared object holds at one page index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjSlot {
+    /// Never touched: reads as zeros, allocated on the first fault.
+    Empty,
+    /// In memory.
+    Page(Pfn),
+    /// Written to swap (`shmem`'s swap entry in its index).
+    Swapped(SwapEntry),
+}
 
 /// The pages of a shared object.
 pub struct ShmObject {
@@ -63,16 +78,32 @@ impl ShmObject {
     pub fn nr_pages(&self) -> u32 {
         self.pages.len() as u32
     }
-    /// The page at `idx`, if allocated.
+    /// The page at `idx`, if allocated and in memory.
     pub fn page(&self, idx: u32) -> Option<Pfn> {
-        match self.pages.get(idx as usize)?.get() {
-            0 => None,
-            f => Some(Pfn(f as u64)),
+        match self.slot(idx) {
+            ObjSlot::Page(pfn) => Some(pfn),
+            _ => None,
+        }
+    }
+    /// What page `idx` is: not yet allocated, in memory, or swapped out.
+    pub fn slot(&self, idx: u32) -> ObjSlot {
+        match self.pages.get(idx as usize).map(|c| c.get()) {
+            None | Some(0) => ObjSlot::Empty,
+            Some(v) if v & SLOT_SWAPPED != 0 => match SwapEntry::new(0, v & !SLOT_SWAPPED) {
+                Some(e) => ObjSlot::Swapped(e),
+                None => ObjSlot::Empty,
+            },
+            Some(f) => ObjSlot::Page(Pfn(f as u64)),
         }
     }
     pub(crate) fn set_page(&self, idx: u32, pfn: Pfn) {
         self.pages[idx as usize].set(pfn.0 as u32);
         self.resident.set(self.resident.get() + 1);
+    }
+    /// The page at `idx` was written to swap slot `e` (the slot's reference is the object's).
+    pub(crate) fn set_swapped(&self, idx: u32, e: SwapEntry) {
+        self.pages[idx as usize].set(SLOT_SWAPPED | e.offset);
+        self.resident.set(self.resident.get() - 1);
     }
     /// Pages allocated.
     pub fn resident(&self) -> u64 {
@@ -170,11 +201,13 @@ impl<M: PagingMode> Kernel<M> {
         let obj = ShmObject::new(id, size);
         self.kobj_charge(cx, crate::kobj::KObj::ShmSeg, obj.index_bytes())
             .map_err(|_| Errno::ENOMEM)?;
+        let obj = Rc::new(obj);
+        self.register_shared_object(&obj);
         ids.segs.insert(
             id,
             ShmSeg {
                 key,
-                obj: Rc::new(obj),
+                obj,
                 segsz,
                 creator: p.task(),
             },
@@ -336,11 +369,17 @@ impl<M: PagingMode> Kernel<M> {
             return;
         }
         for i in 0..obj.nr_pages() {
-            if let Some(pfn) = obj.page(i) {
-                let d = self.mem_map.desc(pfn);
-                if d.put_page() == 0 {
-                    self.free_pages(cx, pfn, 0);
+            match obj.slot(i) {
+                ObjSlot::Page(pfn) => {
+                    let d = self.mem_map.desc(pfn);
+                    if d.put_page() == 0 {
+                        self.free_pages(cx, pfn, 0);
+                    }
                 }
+                ObjSlot::Swapped(e) => {
+                    self.swap_free(cx.p(), e);
+                }
+                ObjSlot::Empty => {}
             }
         }
         self.kobj_uncharge(cx, crate::kobj::KObj::ShmSeg, obj.index_bytes());
