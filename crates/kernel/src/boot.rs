@@ -432,6 +432,7 @@ impl<M: PagingMode> Kernel<M> {
                 crate::mm::swap::SwapState::new(opts.swap_pages),
             ),
             reclaim: Default::default(),
+            rmap: Default::default(),
             shared_objects: RefCell::new(Vec::new()),
             _mode: PhantomData,
         };

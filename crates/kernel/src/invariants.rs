@@ -302,6 +302,14 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             let d = self.mem_map.desc(Pfn(pfn));
+            if let Some(c) = self.rmap_count(Pfn(pfn)) {
+                if c != n as usize {
+                    bad.push(format!(
+                        "pfn {:#x}: its reverse-map chain has {} ptes but {} ptes map it",
+                        pfn, c, n
+                    ));
+                }
+            }
             if d.mapcount() != n {
                 bad.push(format!(
                     "pfn {:#x}: mapcount {} but {} ptes map it",
@@ -364,6 +372,26 @@ impl<M: PagingMode> Kernel<M> {
                 user_owned, user_frames
             ));
         }
+        // reverse maps: chains only for mapped pages, backed by their low pages
+        let (chain_bytes, _, chain_pages, chained) = self.rmap_usage();
+        let mapped = maps.len() as u64 - u64::from(maps.contains_key(&self.zero_page.0));
+        if chained > mapped {
+            bad.push(format!(
+                "{} pages have reverse-map chains but only {} are mapped",
+                chained, mapped
+            ));
+        }
+        let chain_owned: u64 = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::PteChain))
+            .sum();
+        if chain_owned != chain_pages {
+            bad.push(format!(
+                "{} pages owned by pte chains but the chain pool holds {}",
+                chain_owned, chain_pages
+            ));
+        }
+        let _ = chain_bytes;
         // kernel objects: the slab pages plus an 8 KB stack per task
         let kobj_owned: u64 = ZoneType::ALL
             .iter()

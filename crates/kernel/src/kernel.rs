@@ -214,6 +214,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) swap: SpinLock<crate::mm::swap::SwapState>,
     /// Reclaim's cursors and statistics.
     pub(crate) reclaim: crate::mm::reclaim::ReclaimState,
+    /// Reverse maps (rmap reclaim only).
+    pub(crate) rmap: crate::mm::rmap::RmapState,
     /// Every shared-memory object (SysV segments and shared anonymous mappings), for reclaim
     /// (`shmem_inodes`); dead entries are pruned as reclaim walks the list.
     pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,

@@ -45,7 +45,16 @@ fn touch_and_verify<M: PagingMode>(u: &mut highpte_machine::User<'_, M>, len: u6
     }
     for &(a, l) in &pieces {
         for i in 0..(l / 4096) as u32 {
-            u.store_u32(a + i * PAGE, stamp(a / PAGE + i, gen)).unwrap();
+            if let Err(e) = u.store_u32(a + i * PAGE, stamp(a / PAGE + i, gen)) {
+                let k = u.kernel();
+                panic!(
+                    "{e:?} at page {i}: {:?} rmap {:?} swap {:?} mi {:?}",
+                    k.counters().snapshot(),
+                    k.rmap_usage(),
+                    k.swap_usage(u.handle()),
+                    mi(u)
+                );
+            }
         }
     }
     for round in 0..2 {
@@ -298,5 +307,29 @@ fn shared_swap<M: PagingMode>(v: MemoryVariant, reclaim: ReclaimKind) {
 fn shared_pages_survive_swap_scan() {
     for v in [MemoryVariant::NoHighmem, MemoryVariant::Highmem64gHighpte] {
         dispatch!(v, shared_swap(v, ReclaimKind::Scan));
+    }
+}
+
+#[test]
+fn overcommit_1_5x_ram_keeps_every_stamp_rmap() {
+    for (v, _) in CONFIGS {
+        dispatch!(v, overcommit(v, ReclaimKind::Rmap));
+    }
+}
+
+#[test]
+fn cow_pages_survive_swap_rmap() {
+    for v in [
+        MemoryVariant::Highmem4gHighpte,
+        MemoryVariant::Highmem64gHighpte,
+    ] {
+        dispatch!(v, cow_swap(v, ReclaimKind::Rmap));
+    }
+}
+
+#[test]
+fn shared_pages_survive_swap_rmap() {
+    for v in [MemoryVariant::NoHighmem, MemoryVariant::Highmem64gHighpte] {
+        dispatch!(v, shared_swap(v, ReclaimKind::Rmap));
     }
 }

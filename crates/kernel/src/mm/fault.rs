@@ -76,6 +76,11 @@ impl<M: PagingMode> Kernel<M> {
             self.counters.inc(Counter::FaultsSigsegv);
             return FaultOutcome::Signal(Signal::Sigsegv);
         }
+        // room for the reverse-map entry this fault may add (rmap reclaim only)
+        if self.rmap_reserve(&mut cx, 1).is_err() {
+            drop(vmas);
+            return self.fault_oom(&mut cx, pid);
+        }
         let mut new_page: Option<Pfn> = None;
         let mut swapped: Option<(SwapEntry, Pfn)> = None;
         loop {
@@ -264,6 +269,7 @@ impl<M: PagingMode> Kernel<M> {
                 }
                 self.mem_map.desc(new).set_flag(PageFlags::ANON);
                 self.mem_map.desc(new).inc_mapcount();
+                let pa = map.pte_phys(addr);
                 map.set(
                     addr,
                     Entry::new(
@@ -276,6 +282,8 @@ impl<M: PagingMode> Kernel<M> {
                     ),
                 );
                 drop(map);
+                self.page_remove_rmap(p, old, pa);
+                self.page_add_rmap(new, pa, mm, addr.as_u32());
                 drop(g);
                 self.flush_one(cx, mm, addr);
                 if old != self.zero_page {
@@ -318,6 +326,7 @@ impl<M: PagingMode> Kernel<M> {
                 };
                 self.mem_map.desc(new).set_flag(PageFlags::ANON);
                 self.mem_map.desc(new).inc_mapcount();
+                self.page_add_rmap(new, map.pte_phys(addr), mm, addr.as_u32());
                 map.set(
                     addr,
                     Entry::new(
@@ -360,6 +369,7 @@ impl<M: PagingMode> Kernel<M> {
                         f |= EntryFlags::DIRTY;
                     }
                 }
+                self.page_add_rmap(page, map.pte_phys(addr), mm, addr.as_u32());
                 map.set(addr, Entry::new(page, f));
                 mm.rss.set(mm.rss.get() + 1);
                 self.counters.inc(Counter::FaultsShared);
@@ -407,6 +417,7 @@ impl<M: PagingMode> Kernel<M> {
                 f |= EntryFlags::DIRTY;
             }
         }
+        self.page_add_rmap(pfn, map.pte_phys(addr), mm, addr.as_u32());
         map.set(addr, Entry::new(pfn, f));
         drop(map);
         mm.rss.set(mm.rss.get() + 1);

@@ -59,14 +59,16 @@ impl<M: PagingMode> Kernel<M> {
             let pmd = self.pmd_offset(p, &mm.pgd, a);
             if pmd.is_present() {
                 let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
+                let ptp = map.page();
                 let mut freed_rss = 0;
-                map.for_each(a, next, |_, pte| {
+                map.for_each(a, next, |va, pte| {
                     if pte.is_none() {
                         return None;
                     }
                     if pte_maps_page(pte) {
                         let pfn = pte.pfn();
                         if pfn != self.zero_page {
+                            self.page_remove_rmap(p, pfn, pte_phys::<M>(ptp, va));
                             self.mem_map.desc(pfn).dec_mapcount();
                             gather.pages.push(pfn);
                         }
@@ -91,6 +93,7 @@ impl<M: PagingMode> Kernel<M> {
         for e in gather.swap {
             self.free_swap_and_cache(cx, e);
         }
+        self.rmap_trim(cx);
     }
 
     /// `free_pgtables`: free the pte pages of every pmd range that `[start, end)` touches and
@@ -166,6 +169,8 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             let dst_pmd = self.pmd_offset(p, &dst.pgd, a);
+            // room for the child's reverse-map entries (rmap reclaim only)
+            self.rmap_reserve(cx, (next - addr) >> 12)?;
             let mut dg = dst.page_table_lock.lock(p);
             let mut dmap = pte_alloc_map(self, cx, &mut dg, &dst_pmd, a, &dst.nr_ptes)?;
             // Map the source pte page first, then take the source's lock: a persistent kmap
@@ -186,6 +191,7 @@ impl<M: PagingMode> Kernel<M> {
                             let desc = self.mem_map.desc(pfn);
                             desc.get_page();
                             desc.inc_mapcount();
+                            self.page_add_rmap(pfn, d.pte_phys(va), dst, va.as_u32());
                         }
                         if cow && pte.has(EntryFlags::RW) {
                             pte = pte.without(EntryFlags::RW);
@@ -294,7 +300,16 @@ impl<M: PagingMode> Kernel<M> {
                     let so = VirtAddr::new((o.as_u64() + off) as u32);
                     let pte = s.clear(so);
                     if !pte.is_none() {
-                        d.set(VirtAddr::new((n.as_u64() + off) as u32), pte);
+                        let dn = VirtAddr::new((n.as_u64() + off) as u32);
+                        if pte_maps_page(pte) {
+                            self.page_move_rmap(
+                                pte.pfn(),
+                                s.pte_phys(so),
+                                d.pte_phys(dn),
+                                dn.as_u32(),
+                            );
+                        }
+                        d.set(dn, pte);
                     }
                     off += 4096;
                 }
@@ -355,4 +370,10 @@ impl<M: PagingMode> Kernel<M> {
         self.pgd_free(cx, &mm.pgd);
         let _ = PageOwner::PageTable;
     }
+}
+
+/// Physical address of the pte for `va` in pte page `ptp`.
+#[inline(always)]
+pub(crate) fn pte_phys<M: PagingMode>(ptp: Pfn, va: VirtAddr) -> u64 {
+    ptp.addr().as_u64() + (M::pte_index(va) * M::ENTRY_BYTES) as u64
 }

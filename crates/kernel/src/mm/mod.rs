@@ -7,6 +7,7 @@ pub mod mremap;
 pub mod populate;
 pub mod process;
 pub mod reclaim;
+pub mod rmap;
 pub mod shm;
 pub mod swap;
 pub mod tlb;

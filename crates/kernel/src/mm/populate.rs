@@ -10,6 +10,7 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::errno::Errno;
 use crate::kernel::Kernel;
+use crate::mm::memory::pte_phys;
 use crate::mm::shm::ObjSlot;
 use crate::mm::vma::Backing;
 use crate::mm::PROT_WRITE;
@@ -52,6 +53,11 @@ impl<M: PagingMode> Kernel<M> {
                 let a = VirtAddr::new(cur as u32);
                 let next = M::pmd_end(a).min(stop);
                 loop {
+                    // room for the reverse-map entries (rmap reclaim only)
+                    if self.rmap_reserve(&mut cx, (next - cur) >> 12).is_err() {
+                        result = Err(Errno::ENOMEM);
+                        break 'vmas;
+                    }
                     let pmd = self.pmd_offset(p, &mm.pgd, a);
                     let mut g = mm.page_table_lock.lock(p);
                     let Ok(mut map) = pte_alloc_map(self, &mut cx, &mut g, &pmd, a, &mm.nr_ptes)
@@ -104,6 +110,7 @@ impl<M: PagingMode> Kernel<M> {
                         continue; // re-walk: the entries may have changed
                     }
                     let mut added = 0u64;
+                    let ptp = map.page();
                     map.for_each(a, next, |va, old| {
                         if !old.is_none() {
                             return None;
@@ -117,6 +124,7 @@ impl<M: PagingMode> Kernel<M> {
                                 let d = self.mem_map.desc(new);
                                 d.set_flag(PageFlags::ANON);
                                 d.inc_mapcount();
+                                self.page_add_rmap(new, pte_phys::<M>(ptp, va), &mm, va.as_u32());
                                 Entry::new(
                                     new,
                                     EntryFlags::PRESENT
@@ -144,6 +152,12 @@ impl<M: PagingMode> Kernel<M> {
                                         let d = self.mem_map.desc(pg);
                                         d.get_page();
                                         d.inc_mapcount();
+                                        self.page_add_rmap(
+                                            pg,
+                                            pte_phys::<M>(ptp, va),
+                                            &mm,
+                                            va.as_u32(),
+                                        );
                                         let mut f = EntryFlags::PRESENT
                                             | EntryFlags::USER
                                             | EntryFlags::ACCESSED;

@@ -115,11 +115,13 @@ impl<M: PagingMode> Kernel<M> {
                 return Err(e);
             }
         };
+        let mm = Rc::new(mm);
+        self.rmap_register_mm(&mm);
         self.procs.borrow_mut().insert(
             pid,
             Rc::new(Process {
                 pid,
-                mm: Rc::new(mm),
+                mm,
                 parent: None,
                 killed: Cell::new(None),
                 kstack,
@@ -153,7 +155,11 @@ impl<M: PagingMode> Kernel<M> {
             par.mm.clone()
         } else {
             match self.dup_mm(&mut cx, &par.mm) {
-                Ok(mm) => Rc::new(mm),
+                Ok(mm) => {
+                    let mm = Rc::new(mm);
+                    self.rmap_register_mm(&mm);
+                    mm
+                }
                 Err(e) => {
                     self.task_free(&cx, kstack);
                     return Err(e);

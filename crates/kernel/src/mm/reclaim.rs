@@ -45,15 +45,18 @@ pub const SWAP_CLUSTER_MAX: u64 = 32;
 pub enum ReclaimKind {
     /// Scan process page tables (`swap_out`), the 2.5.5 default.
     Scan,
+    /// Reverse maps: per-page chains of pte addresses (Rik van Riel's VM).
+    Rmap,
 }
 
 impl ReclaimKind {
     /// Both.
-    pub const ALL: [ReclaimKind; 1] = [ReclaimKind::Scan];
+    pub const ALL: [ReclaimKind; 2] = [ReclaimKind::Scan, ReclaimKind::Rmap];
     /// The command-line name.
     pub const fn name(self) -> &'static str {
         match self {
             ReclaimKind::Scan => "scan",
+            ReclaimKind::Rmap => "rmap",
         }
     }
     /// Parse a command-line name.
@@ -124,6 +127,9 @@ impl<M: PagingMode> Kernel<M> {
             match self.opts.reclaim {
                 ReclaimKind::Scan => {
                     self.swap_out(cx, target);
+                }
+                ReclaimKind::Rmap => {
+                    self.rmap_reclaim(cx, target, priority);
                 }
             }
         }

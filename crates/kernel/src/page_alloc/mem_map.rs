@@ -119,13 +119,15 @@ pub enum PageOwner {
     User,
     /// The page cache.
     PageCache,
+    /// Reverse-map chains (`pte_chain` blocks, rmap reclaim only).
+    PteChain,
     /// Anything else (the buddy allocator's default for a freshly allocated block).
     Other,
 }
 
 impl PageOwner {
     /// Number of owners.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// All owners, in discriminant order.
     pub const ALL: [PageOwner; PageOwner::COUNT] = [
         PageOwner::Free,
@@ -137,6 +139,7 @@ impl PageOwner {
         PageOwner::PagePool,
         PageOwner::User,
         PageOwner::PageCache,
+        PageOwner::PteChain,
         PageOwner::Other,
     ];
     /// Short name used in reports.
@@ -151,6 +154,7 @@ impl PageOwner {
             PageOwner::PagePool => "page pools",
             PageOwner::User => "user",
             PageOwner::PageCache => "page cache",
+            PageOwner::PteChain => "pte chains",
             PageOwner::Other => "other",
         }
     }

@@ -260,7 +260,8 @@ impl<M: PagingMode> Kernel<M> {
         if n > 0 {
             self.counters.inc(Counter::PtAllocDrains);
         }
-        n
+        // and the reverse-map chain pool's spare pages
+        n + self.rmap_drain(cx)
     }
 
     /// Pages held by the page-table pools (low, high).

@@ -13,8 +13,8 @@ pub mod pte;
 pub mod tables;
 
 pub use pte::{
-    pte_alloc_kernel, pte_alloc_map, pte_offset_kernel, pte_offset_map, KernelPte, PteMap,
-    PteMapNested, PtePage, PteSlot,
+    pte_alloc_kernel, pte_alloc_map, pte_map_phys, pte_offset_kernel, pte_offset_map, KernelPte,
+    PteByPhys, PteMap, PteMapNested, PtePage, PteSlot,
 };
 pub use tables::{KernelTables, PmdEntry, TableKind, UserPgd, UserTables};
 

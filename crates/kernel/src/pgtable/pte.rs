@@ -82,6 +82,11 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
     pub fn page(&self) -> Pfn {
         self.page
     }
+    /// Physical address of the pte for `addr` (what a reverse-map entry records).
+    #[inline(always)]
+    pub fn pte_phys(&self, addr: VirtAddr) -> u64 {
+        self.page.addr().as_u64() + (M::pte_index(addr) * M::ENTRY_BYTES) as u64
+    }
     /// The user address range this pte page maps: `[start, end)` (end may be 4 GB).
     pub fn span(&self) -> (VirtAddr, u64) {
         (
@@ -274,6 +279,11 @@ impl<P: Platform, M: PagingMode> PteView<'_, '_, '_, P, M> {
     /// The pte page's frame.
     pub fn page(&self) -> Pfn {
         self.0.page()
+    }
+    /// Physical address of the pte for `addr`.
+    #[inline(always)]
+    pub fn pte_phys(&self, addr: VirtAddr) -> u64 {
+        self.0.pte_phys(addr)
     }
 }
 
@@ -500,4 +510,54 @@ pub fn pte_alloc_kernel<'k, P: Platform, M: PagingMode>(
     }
     let pmd = k.pmd_offset_k(p, addr);
     Ok(pte_offset_kernel(k, p, &pmd, addr))
+}
+
+/// One user pte reached by its *physical* address (a reverse-map entry), mapped with the
+/// third atomic slot `KM_PTE2` when its pte page is in high memory (a kernel pointer to a
+/// highmem pte is meaningless once unmapped, so rmap keeps physical addresses). The caller
+/// holds the page-table lock of the mm the pte belongs to: the mapping borrows that guard and
+/// the context, so nothing that may sleep can run while it lives. Unmapped on drop.
+pub struct PteByPhys<'a, 'p, P: Platform, M: PagingMode> {
+    k: &'a Kernel<M>,
+    cx: &'a Ctx<'p, P>,
+    base: VirtAddr,
+    va: VirtAddr,
+}
+
+impl<P: Platform, M: PagingMode> PteByPhys<'_, '_, P, M> {
+    /// The pte (a copy).
+    pub fn get(&self) -> Entry {
+        M::entry_from_raw(self.k.read_entry(self.cx.p(), self.va))
+    }
+    /// `set_pte`.
+    pub fn set(&mut self, pte: Entry) {
+        self.k.write_entry(self.cx.p(), self.va, pte);
+    }
+}
+
+impl<P: Platform, M: PagingMode> Drop for PteByPhys<'_, '_, P, M> {
+    fn drop(&mut self) {
+        self.k
+            .kunmap_atomic_slot(self.cx, self.base, KmType::Pte2, "rmap pte_unmap");
+    }
+}
+
+/// Map the pte at physical address `pte_pa` (KM_PTE2 for a high pte page, the direct map for
+/// a low one). `_ptl` is the guard of the page-table lock of the pte's mm.
+pub fn pte_map_phys<'a, 'p, P: Platform, M: PagingMode>(
+    k: &'a Kernel<M>,
+    cx: &'a Ctx<'p, P>,
+    _ptl: &'a SpinGuard<'_, (), P>,
+    pte_pa: u64,
+) -> PteByPhys<'a, 'p, P, M> {
+    k.counters.inc(Counter::PteMaps);
+    let page = Pfn(pte_pa >> 12);
+    let off = (pte_pa & 0xfff) as u32;
+    let base = k.kmap_atomic_slot(cx, page, KmType::Pte2, "rmap pte_map");
+    PteByPhys {
+        k,
+        cx,
+        base,
+        va: VirtAddr::new(base.as_u32() + off),
+    }
 }
