@@ -110,8 +110,10 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event as words for hashing: a tag and up to four fields.
-    fn words(&self) -> [u64; 5] {
+    /// The event as words for hashing: a tag and up to four fields. Names are hashed with
+    /// [`str_hash`], through the memo `names`.
+    #[inline]
+    fn words(&self, names: &mut NameHashes) -> [u64; 5] {
         fn t(task: TaskId) -> u64 {
             u64::from(task.0)
         }
@@ -134,8 +136,8 @@ impl Event {
                 acquired,
                 at,
                 ..
-            } => [5, t(task), str_hash(name), u64::from(acquired), at],
-            Event::Sleep { task, what, at, .. } => [6, t(task), str_hash(what), at, 0],
+            } => [5, t(task), names.get(name), u64::from(acquired), at],
+            Event::Sleep { task, what, at, .. } => [6, t(task), names.get(what), at, 0],
             Event::Wake { task, waker, cpu } => [7, t(task), t(waker), u64::from(cpu), 0],
             Event::Spawn { task, cpu } => [8, t(task), u64::from(cpu), 0, 0],
             Event::Exit { task, code, at } => [9, t(task), code as u32 as u64, at, 0],
@@ -158,6 +160,46 @@ fn str_hash(s: &str) -> u64 {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
+/// Slots of [`NameHashes`].
+const NAME_SLOTS: usize = 64;
+
+/// A memo of [`str_hash`] keyed by the string's address and length.
+///
+/// Lock and queue names are a few dozen `&'static str`s hashed millions of times (every lock
+/// acquire and release is an event), so each distinct name is hashed once and then found by its
+/// address. This only caches a pure function of the string's bytes: the event hash is the same
+/// with or without it, whatever the addresses (two copies of one name at different addresses
+/// simply take two slots, and a slot taken over by another name is recomputed).
+#[derive(Clone, Debug)]
+struct NameHashes {
+    /// (address, length, hash) per slot; address 0 (no `&str` has it) marks an empty slot.
+    slots: [(usize, usize, u64); NAME_SLOTS],
+}
+
+impl NameHashes {
+    fn new() -> Self {
+        Self {
+            slots: [(0, 0, 0); NAME_SLOTS],
+        }
+    }
+
+    /// `str_hash(s)`, from the memo when `s` was hashed before. `'static`: the bytes at a
+    /// cached address can never change.
+    #[inline]
+    fn get(&mut self, s: &'static str) -> u64 {
+        let (addr, len) = (s.as_ptr() as usize, s.len());
+        // Fibonacci hashing of the address: names sit side by side in read-only data.
+        let i = (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) % NAME_SLOTS;
+        let slot = &mut self.slots[i];
+        if slot.0 == addr && slot.1 == len {
+            return slot.2;
+        }
+        let h = str_hash(s);
+        *slot = (addr, len, h);
+        h
+    }
+}
+
 /// The running hash (FNV-1a over 64-bit words) and the optional trace.
 #[derive(Clone, Debug)]
 pub struct EventLog {
@@ -165,6 +207,7 @@ pub struct EventLog {
     count: u64,
     trace: Vec<Event>,
     trace_limit: usize,
+    names: NameHashes,
 }
 
 impl EventLog {
@@ -175,6 +218,7 @@ impl EventLog {
             count: 0,
             trace: Vec::new(),
             trace_limit,
+            names: NameHashes::new(),
         }
     }
 
@@ -182,7 +226,7 @@ impl EventLog {
     #[inline]
     pub fn record(&mut self, ev: Event) {
         let mut h = self.hash;
-        for w in ev.words() {
+        for w in ev.words(&mut self.names) {
             // FNV-1a on whole words: cheap, order-sensitive, and good enough to tell two
             // interleavings apart (this is a fingerprint, not a cryptographic digest).
             h = (h ^ w).wrapping_mul(FNV_PRIME);
@@ -233,6 +277,29 @@ mod tests {
         assert_ne!(x.hash(), y.hash());
         assert_eq!(x.count(), 2);
         assert!(x.trace().is_empty());
+    }
+
+    #[test]
+    fn name_memo_gives_the_plain_hash() {
+        let mut memo = NameHashes::new();
+        // the same text at two addresses, and names that share slots, all hash as str_hash
+        let owned: &'static str = Box::leak(String::from("zone->lock").into_boxed_str());
+        let names = ["zone->lock", owned, "mm->page_table_lock", "", "a"];
+        for _ in 0..3 {
+            for n in &names {
+                assert_eq!(memo.get(n), str_hash(n), "{n:?}");
+            }
+        }
+        assert_eq!(str_hash("zone->lock"), str_hash(owned));
+        // more names than slots: evicted entries are recomputed, never wrong
+        let many: Vec<&'static str> = (0..4 * NAME_SLOTS)
+            .map(|i| &*Box::leak(format!("lock{i}").into_boxed_str()))
+            .collect();
+        for _ in 0..2 {
+            for n in &many {
+                assert_eq!(memo.get(n), str_hash(n));
+            }
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use highpte_arch::PAGE_SHIFT;
 use highpte_arch::{Entry, EntryFlags, Pae, PageFaultErrorCode, PagingMode, TwoLevel, VirtAddr};
 
 use crate::phys::{PhysMem, PhysMemError};
-use crate::tlb::{Tlb, TlbEntry};
+use crate::tlb::{fast, Tlb, TlbEntry};
 
 /// The paging-related control registers of one CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -373,6 +373,38 @@ fn access_code<M: PagingMode>(regs: &MmuRegs, access: Access, user: bool) -> Pag
     code
 }
 
+/// The [`fast`] bit of an access that a TLB hit completes with no further work; 0 (never
+/// fast) for instruction fetches, which check NX.
+#[inline(always)]
+fn fast_need(access: Access, user: bool) -> u8 {
+    match (access, user) {
+        (Access::Read, true) => fast::USER_READ,
+        (Access::Write, true) => fast::USER_WRITE,
+        (Access::Read, false) => fast::KERNEL_READ,
+        (Access::Write, false) => fast::KERNEL_WRITE,
+        (Access::Fetch, _) => 0,
+    }
+}
+
+/// The host-side fast path of [`translate`]: the physical address when the TLB's fast path
+/// (see [`crate::tlb`]) completes the access with no further work, `None` otherwise. A `Some`
+/// is exactly what [`translate`] would return (a TLB hit, counted as one), so a caller may try
+/// this first and fall back to [`translate`] or [`translate_in`] on `None`.
+#[inline(always)]
+pub fn translate_fast(
+    regs: &MmuRegs,
+    tlb: &mut Tlb,
+    va: VirtAddr,
+    access: Access,
+    user: bool,
+) -> Option<u64> {
+    if !regs.paging {
+        return None;
+    }
+    let pfn = tlb.lookup_fast(va.vpn(), fast_need(access, user))?;
+    Some((pfn << PAGE_SHIFT) | u64::from(va.page_offset()))
+}
+
 /// Translate `va` for an `access` in user (CPL 3) or supervisor mode, as the CPU does: see the
 /// module docs. Picks the paging mode from `regs.pae` once and runs the monomorphised walk.
 ///
@@ -411,6 +443,13 @@ pub fn translate_in<M: PagingMode>(
         M::NAME,
         regs.pae
     );
+    if let Some(pa) = translate_fast(regs, tlb, va, access, user) {
+        return Ok(Translation {
+            pa,
+            tlb_hit: true,
+            levels_walked: 0,
+        });
+    }
     if !regs.paging {
         return Ok(Translation {
             pa: va.as_u64(),

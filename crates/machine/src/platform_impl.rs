@@ -474,7 +474,10 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
             t.held.push(HeldLock { name, id });
             st.cost.spin_lock_uncontended
         } else {
-            if let Some(i) = t.held.iter().rposition(|l| l.id == id) {
+            // Locks are mostly released in reverse order: the last one is the common case.
+            if t.held.last().is_some_and(|l| l.id == id) {
+                t.held.pop();
+            } else if let Some(i) = t.held.iter().rposition(|l| l.id == id) {
                 t.held.remove(i);
             }
             st.lock_releases += 1;

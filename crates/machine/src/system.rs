@@ -452,7 +452,9 @@ impl<'a, M: PagingMode> User<'a, M> {
         self.ret();
     }
 
-    #[inline]
+    /// The page-fault path of the user accesses below, out of line so their TLB-hit loop
+    /// stays small.
+    #[inline(never)]
     fn fault(&mut self, pf: crate::mmu::PageFault, tries: &mut u32) -> Result<(), Signal> {
         *tries += 1;
         if *tries > MAX_FAULT_RETRIES {

@@ -8,6 +8,21 @@
 //!
 //! Entries cache the *combined* rights of all paging-structure entries of the walk (SDM
 //! 4.10.2.2): writable and user are the AND over the levels, nx the OR, dirty the leaf's D.
+//!
+//! # The fast path (a host-side cache, not simulated hardware)
+//!
+//! Behind the simulated arrays sits a small direct-mapped cache of the most recent *lookup
+//! results*: vpn, frame and the data accesses the cached entry allows without any further
+//! work. [`Tlb::lookup_fast`] answers from it with one compare, and counts the hit exactly as
+//! [`Tlb::lookup`] would. It never changes what the simulated TLB does:
+//!
+//! - it is filled only by [`Tlb::lookup`], with the entry that lookup returned;
+//! - every operation that can change a later `lookup` result (insert, eviction, invalidate,
+//!   `invlpg`, flushes) clears the fast slots it may affect, so a fast hit always equals what
+//!   `lookup` would return now;
+//! - it grants a write only through an entry cached dirty, so a write through a clean entry
+//!   still takes the slow path that re-walks and sets D (SDM 4.8); instruction fetches and
+//!   supervisor writes that rely on CR0.WP being clear always take the slow path.
 
 use highpte_arch::{VirtAddr, PAGE_SHIFT};
 
@@ -20,6 +35,41 @@ pub const DEFAULT_LARGE_ENTRIES: usize = 8;
 
 /// Tag of an empty slot: no vpn (20 bits) can equal it.
 const INVALID_TAG: u32 = u32::MAX;
+
+/// Slots of the fast-path cache (direct mapped by `vpn % FAST_SLOTS`).
+const FAST_SLOTS: usize = 64;
+
+/// Data accesses a fast-path slot can allow, as [`Tlb::lookup_fast`]'s `need` bits.
+pub mod fast {
+    /// A user-mode (CPL 3) read.
+    pub const USER_READ: u8 = 1;
+    /// A user-mode write (entry writable at every level, user, and already dirty).
+    pub const USER_WRITE: u8 = 2;
+    /// A supervisor read.
+    pub const KERNEL_READ: u8 = 4;
+    /// A supervisor write (entry writable and already dirty; the CR0.WP-clear case is left to
+    /// the slow path).
+    pub const KERNEL_WRITE: u8 = 8;
+}
+
+/// One slot of the fast-path cache: a recent lookup result and the accesses it allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FastSlot {
+    /// The 4 KB vpn, or [`INVALID_TAG`].
+    vpn: u32,
+    /// [`fast`] bits: the accesses that need nothing beyond this translation.
+    allows: u8,
+    /// The 4 KB frame `vpn` maps to.
+    pfn: u64,
+}
+
+impl FastSlot {
+    const EMPTY: FastSlot = FastSlot {
+        vpn: INVALID_TAG,
+        allows: 0,
+        pfn: 0,
+    };
+}
 
 /// One cached translation.
 ///
@@ -86,6 +136,8 @@ pub struct Tlb {
     /// `large_shift - 12`: 4 KB pages per large page, as a shift.
     large_vpn_shift: u32,
     stats: TlbStats,
+    /// The fast-path cache of recent lookup results (see the module docs).
+    fast: [FastSlot; FAST_SLOTS],
 }
 
 impl Tlb {
@@ -127,6 +179,7 @@ impl Tlb {
             large_shift,
             large_vpn_shift: large_shift - PAGE_SHIFT,
             stats: TlbStats::default(),
+            fast: [FastSlot::EMPTY; FAST_SLOTS],
         }
     }
 
@@ -154,11 +207,68 @@ impl Tlb {
             for (way, &tag) in tags.iter().enumerate() {
                 if tag == vpn {
                     self.stats.hits += 1;
-                    return self.entries.get(set).map(|e| e[way]);
+                    let e = self.entries.get(set).map(|e| e[way]);
+                    if let Some(e) = e {
+                        self.fill_fast(&e);
+                    }
+                    return e;
                 }
             }
         }
-        self.lookup_large(vpn)
+        let e = self.lookup_large(vpn);
+        if let Some(e) = &e {
+            self.fill_fast(e);
+        }
+        e
+    }
+
+    /// The fast path of [`Tlb::lookup`]: the frame of `vpn` if a recent lookup returned an
+    /// entry that allows one of the `need` accesses ([`fast`] bits) as it stands, counting the
+    /// hit as `lookup` does. `None` says nothing: ask [`Tlb::lookup`].
+    #[inline(always)]
+    pub fn lookup_fast(&mut self, vpn: u32, need: u8) -> Option<u64> {
+        let slot = &self.fast[vpn as usize % FAST_SLOTS];
+        if slot.vpn == vpn && slot.allows & need != 0 {
+            self.stats.hits += 1;
+            Some(slot.pfn)
+        } else {
+            None
+        }
+    }
+
+    /// Remember `e`, the entry [`Tlb::lookup`] just returned for `e.vpn`, in the fast path.
+    #[inline(always)]
+    fn fill_fast(&mut self, e: &TlbEntry) {
+        let write = e.writable && e.dirty;
+        let mut allows = fast::KERNEL_READ;
+        if write {
+            allows |= fast::KERNEL_WRITE;
+        }
+        if e.user {
+            allows |= fast::USER_READ;
+            if write {
+                allows |= fast::USER_WRITE;
+            }
+        }
+        self.fast[e.vpn as usize % FAST_SLOTS] = FastSlot {
+            vpn: e.vpn,
+            allows,
+            pfn: e.pfn,
+        };
+    }
+
+    /// Forget the fast-path slot of `vpn`, if it holds `vpn`.
+    #[inline(always)]
+    fn forget_fast(&mut self, vpn: u32) {
+        let slot = &mut self.fast[vpn as usize % FAST_SLOTS];
+        if slot.vpn == vpn {
+            *slot = FastSlot::EMPTY;
+        }
+    }
+
+    /// Forget the whole fast path (a large entry or many entries changed).
+    fn forget_all_fast(&mut self) {
+        self.fast = [FastSlot::EMPTY; FAST_SLOTS];
     }
 
     /// The slow half of [`Tlb::lookup`]: the large-page array.
@@ -202,6 +312,9 @@ impl Tlb {
                 }
             },
         };
+        // Lookups of the new entry's page and of an evicted one now answer differently.
+        self.forget_fast(self.tags[set][way]);
+        self.forget_fast(e.vpn);
         self.tags[set][way] = e.vpn;
         self.entries[set][way] = e;
     }
@@ -226,6 +339,8 @@ impl Tlb {
                 }
             },
         };
+        // Every page of the new large page and of an evicted one may now look up differently.
+        self.forget_all_fast();
         self.large_tags[slot] = tag;
         self.large[slot] = e;
     }
@@ -234,6 +349,7 @@ impl Tlb {
     /// Used for the implicit invalidation of a page fault (SDM 4.10.4.2).
     #[inline]
     pub fn invalidate(&mut self, vpn: u32) {
+        self.forget_fast(vpn);
         let set = (vpn & self.set_mask) as usize;
         for tag in &mut self.tags[set] {
             if *tag == vpn {
@@ -241,10 +357,15 @@ impl Tlb {
             }
         }
         let large_tag = vpn >> self.large_vpn_shift;
+        let mut large_dropped = false;
         for tag in self.large_tags.iter_mut() {
             if *tag == large_tag {
                 *tag = INVALID_TAG;
+                large_dropped = true;
             }
+        }
+        if large_dropped {
+            self.forget_all_fast();
         }
     }
 
@@ -259,6 +380,7 @@ impl Tlb {
     /// A CR3 load: drop every non-global entry (SDM 4.10.4.1).
     pub fn flush_nonglobal(&mut self) {
         self.stats.flushes_nonglobal += 1;
+        self.forget_all_fast();
         let small = self
             .tags
             .iter_mut()
@@ -279,6 +401,7 @@ impl Tlb {
     /// Drop every entry, global ones too (a CR4.PGE toggle, SDM 4.10.4.1).
     pub fn flush_all(&mut self) {
         self.stats.flushes_all += 1;
+        self.forget_all_fast();
         self.tags.fill([INVALID_TAG; TLB_WAYS]);
         self.large_tags.fill(INVALID_TAG);
     }
@@ -442,6 +565,71 @@ mod tests {
         assert!(t.is_empty());
         let s = t.stats();
         assert_eq!((s.flushes_nonglobal, s.flushes_all), (1, 1));
+    }
+
+    /// The fast path answers only what `lookup` would answer now, and counts it the same.
+    #[test]
+    fn fast_path_follows_the_arrays() {
+        use fast::{KERNEL_READ, KERNEL_WRITE, USER_READ, USER_WRITE};
+        let mut t = Tlb::new(21);
+        // filled by a lookup only, not by an insert
+        t.insert(e4k(3, 30));
+        assert_eq!(t.lookup_fast(3, USER_READ), None);
+        assert_eq!(t.lookup(3).map(|e| e.pfn), Some(30));
+        assert_eq!(t.lookup_fast(3, USER_READ), Some(30));
+        assert_eq!(t.lookup_fast(3, KERNEL_READ), Some(30));
+        // a clean entry never allows a write on the fast path (D must be set by a walk)
+        assert_eq!(t.lookup_fast(3, USER_WRITE | KERNEL_WRITE), None);
+        assert_eq!(t.stats().hits, 3);
+        // dirty: writes allowed; a supervisor-only entry allows no user access
+        t.insert(TlbEntry {
+            dirty: true,
+            ..e4k(3, 30)
+        });
+        assert_eq!(t.lookup_fast(3, USER_READ), None, "insert forgets the page");
+        t.lookup(3);
+        assert_eq!(t.lookup_fast(3, USER_WRITE), Some(30));
+        t.insert(TlbEntry {
+            user: false,
+            dirty: true,
+            ..e4k(4, 40)
+        });
+        t.lookup(4);
+        assert_eq!(t.lookup_fast(4, USER_READ | USER_WRITE), None);
+        assert_eq!(t.lookup_fast(4, KERNEL_WRITE), Some(40));
+        // invlpg, eviction and flushes forget
+        t.invlpg(VirtAddr::new(3 << 12));
+        assert_eq!(t.lookup_fast(3, USER_READ), None);
+        for i in 0..4u32 {
+            t.insert(e4k(4 + 16 * (i + 1), 0)); // same set as vpn 4: evicts it at last
+            assert_eq!(t.lookup(4).is_some(), i < 3);
+            assert_eq!(t.lookup_fast(4, KERNEL_READ).is_some(), i < 3);
+        }
+        t.insert(e4k(5, 50));
+        t.lookup(5);
+        t.flush_nonglobal();
+        assert_eq!(t.lookup_fast(5, KERNEL_READ), None);
+        // a large entry: cached per 4 KB page, forgotten when the large entry goes
+        t.insert(TlbEntry {
+            vpn: 0x200,
+            pfn: 0x4_0000,
+            large: true,
+            ..e4k(0, 0)
+        });
+        t.lookup(0x234);
+        assert_eq!(t.lookup_fast(0x234, USER_READ), Some(0x4_0034));
+        t.invalidate(0x3ff);
+        assert_eq!(t.lookup_fast(0x234, USER_READ), None);
+        assert_eq!(t.lookup(0x234), None);
+        // a slot holds one page: a page that shares it replaces it
+        t.insert(e4k(6, 60));
+        t.insert(e4k(6 + FAST_SLOTS as u32, 61));
+        t.lookup(6);
+        t.lookup(6 + FAST_SLOTS as u32);
+        assert_eq!(t.lookup_fast(6, USER_READ), None);
+        assert_eq!(t.lookup_fast(6 + FAST_SLOTS as u32, USER_READ), Some(61));
+        t.flush_all();
+        assert_eq!(t.lookup_fast(6 + FAST_SLOTS as u32, KERNEL_READ), None);
     }
 
     #[test]
