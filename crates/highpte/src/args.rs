@@ -4,6 +4,7 @@
 use clap::Args;
 use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
 use highpte_arch::{Config, MemoryVariant, MAX_CPUS};
+use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{KernelOptions, PtAllocKind, PteStrategy};
 use std::process::ExitCode;
 
@@ -93,6 +94,21 @@ fn parse_pt_alloc(s: &str) -> Result<PtAllocKind, String> {
     })
 }
 
+fn parse_swap(s: &str) -> Result<u64, String> {
+    let v = parse_size(s).map_err(|e| format!("swap size '{s}' is not a size ({e})"))?;
+    if v > highpte_workload::spec::MAX_SWAP {
+        return Err(format!(
+            "swap size '{s}' is too big: at most 64G (2^24 slots of 4 KB)"
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
+    ReclaimKind::from_name(s)
+        .ok_or_else(|| format!("unknown reclaim design '{s}': expected scan or rmap"))
+}
+
 fn parse_highmem(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| format!("highmem size '{s}' is not a size ({e})"))
 }
@@ -127,6 +143,12 @@ pub struct MachineArgs {
     /// Turn on the debugging helpers (CONFIG_DEBUG_HIGHMEM and more).
     #[arg(long)]
     pub debug: bool,
+    /// Swap device size (e.g. 2G; 0 for none): reclaim may swap pages out.
+    #[arg(long, value_parser = parse_swap)]
+    pub swap: Option<u64>,
+    /// Reclaim design: scan (page-table scan, the 2.5.5 default) or rmap (reverse maps).
+    #[arg(long, value_parser = parse_reclaim)]
+    pub reclaim: Option<ReclaimKind>,
     /// Use only this many persistent kmap entries (a power of two up to LAST_PKMAP).
     #[arg(long = "pkmap-entries", value_parser = clap::value_parser!(u32).range(2..=1024))]
     pub pkmap_entries: Option<u32>,
@@ -169,6 +191,12 @@ impl MachineArgs {
         }
         k.debug = self.debug;
         k.pkmap_entries = self.pkmap_entries;
+        if let Some(s) = self.swap {
+            k.swap_pages = s / 4096;
+        }
+        if let Some(r) = self.reclaim {
+            k.reclaim = r;
+        }
         k
     }
 }

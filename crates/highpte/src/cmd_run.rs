@@ -94,6 +94,10 @@ pub fn report_json(r: &RunReport) -> Value {
         "preempt": r.preempt,
         "strategy": r.strategy,
         "pt_alloc": r.pt_alloc,
+        "reclaim": r.reclaim,
+        "swap_bytes": r.swap_bytes,
+        "reclaim_zones": r.reclaim_zones.iter().map(|(z, s, rc)| json!({"zone": z, "scanned": s, "reclaimed": rc})).collect::<Vec<_>>(),
+        "pte_chain_peak_bytes": r.pte_chain_peak_bytes,
         "seed": r.seed,
         "processes_started": r.processes_started,
         "processes_failed": r.processes_failed,
@@ -150,6 +154,25 @@ pub fn print_report(r: &RunReport) {
         "  {:<14}{:>12} kB   {:>12} kB in low / high memory",
         "PageTables:", r.meminfo_peak.page_tables_low, r.meminfo_peak.page_tables_high
     );
+    if r.swap_bytes > 0 || r.reclaim_zones.iter().any(|z| z.1 > 0) {
+        println!();
+        println!(
+            "reclaim ({}), swap {}:",
+            r.reclaim,
+            highpte_arch::size::DisplaySize(r.swap_bytes)
+        );
+        for (z, s, rc) in &r.reclaim_zones {
+            if *s > 0 || *rc > 0 {
+                println!("  {z:<8} {s:>10} pages scanned {rc:>10} reclaimed");
+            }
+        }
+        if r.pte_chain_peak_bytes > 0 {
+            println!(
+                "  reverse-map chains: {} at most, in low memory",
+                report::mb(r.pte_chain_peak_bytes / 1024)
+            );
+        }
+    }
     println!();
     println!("counters:");
     let mut line = String::new();

@@ -4,6 +4,7 @@
 
 use clap::Args;
 use highpte_arch::MemoryVariant;
+use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{FailAlloc, PteStrategy};
 use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
 use highpte_workload::{builtin, Op, Size, WorkloadSpec};
@@ -50,6 +51,62 @@ pub struct StressArgs {
     /// there (site=NAME:N). Random decisions come from the seed: the run replays.
     #[arg(long, value_parser = parse_fail_alloc, default_value = "off")]
     pub fail_alloc: FailAlloc,
+    /// Overcommit: a small machine with swap twice its RAM; every process first writes its
+    /// share of a ballast twice the size of RAM, all read it back (checking every stamp), then
+    /// churn runs with the ballast swapped out.
+    #[arg(long)]
+    pub overcommit: bool,
+    /// Reclaim design: scan (page-table scan) or rmap (reverse maps).
+    #[arg(long, value_parser = parse_reclaim, default_value = "scan")]
+    pub reclaim: ReclaimKind,
+}
+
+fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
+    ReclaimKind::from_name(s)
+        .ok_or_else(|| format!("unknown reclaim design '{s}': expected scan or rmap"))
+}
+
+/// RAM for an overcommit cell: the smallest machine of each configuration that still has
+/// high memory (896 MB of low memory + 128 MB), or 128 MB without highmem.
+pub fn overcommit_ram(v: MemoryVariant) -> u64 {
+    match v {
+        MemoryVariant::NoHighmem => 128 << 20,
+        _ => 1 << 30,
+    }
+}
+
+/// Turn a churn cell into an overcommit cell: swap twice RAM, and a ballast phase that
+/// writes and then verifies twice RAM of private memory before the churn.
+pub fn overcommit_spec(s: &mut WorkloadSpec, reclaim: ReclaimKind) -> anyhow::Result<()> {
+    let v = s
+        .machine
+        .variant()
+        .ok_or_else(|| anyhow::anyhow!("unknown configuration"))?;
+    let ram = overcommit_ram(v);
+    s.machine.ram = Size(ram);
+    s.machine.swap = Size(2 * ram);
+    s.machine.reclaim = Some(reclaim.name().to_string());
+    let share = (2 * ram / u64::from(s.processes.count.max(1))).div_ceil(4096) * 4096;
+    let text = format!(
+        r#"
+name = "ballast"
+[[phases]]
+name = "fill"
+ops = [
+  {{ op = "mmap", name = "ballast", size = "{share}" }},
+  {{ op = "touch", region = "ballast", write = true }},
+]
+[[phases]]
+name = "verify"
+ops = [ {{ op = "touch", region = "ballast" }} ]
+"#
+    );
+    let b = highpte_workload::parse_workload(&text, "overcommit")
+        .map_err(|e| anyhow::anyhow!("overcommit phases: {e}"))?;
+    let mut phases = b.phases;
+    phases.append(&mut s.phases);
+    s.phases = phases;
+    Ok(())
 }
 
 fn parse_fail_alloc(s: &str) -> Result<FailAlloc, String> {
@@ -75,6 +132,7 @@ pub fn stress_spec(
     ops: u64,
     processes: u32,
     strategy: Option<PteStrategy>,
+    overcommit: Option<ReclaimKind>,
 ) -> anyhow::Result<WorkloadSpec> {
     let mut s = builtin("churn").ok_or_else(|| anyhow::anyhow!("built-in churn missing"))?;
     s.machine.config = v.name().to_string();
@@ -91,6 +149,9 @@ pub fn stress_spec(
                 *n = ops;
             }
         }
+    }
+    if let Some(r) = overcommit {
+        overcommit_spec(&mut s, r)?;
     }
     if let Err(p) = s.validate() {
         anyhow::bail!(
@@ -128,8 +189,9 @@ pub fn replay_command(
     seed: u64,
     ops: u64,
     processes: u32,
+    overcommit: Option<ReclaimKind>,
 ) -> String {
-    format!(
+    let mut c = format!(
         "highpte stress --config {} --cpus {} --preempt {} --seed {} --ops {} --processes {}",
         v.name(),
         cpus,
@@ -137,7 +199,11 @@ pub fn replay_command(
         seed,
         ops,
         processes
-    )
+    );
+    if let Some(r) = overcommit {
+        c.push_str(&format!(" --overcommit --reclaim {r}"));
+    }
+    c
 }
 
 fn faults(r: &RunReport) -> u64 {
@@ -158,9 +224,18 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.ops,
         a.processes,
         a.strategy,
+        a.overcommit.then_some(a.reclaim),
     )?;
     let r = stress_run_failing(&spec, a.fail_alloc)?;
-    let mut replay = replay_command(a.config, a.cpus, preempt, a.seed, a.ops, a.processes);
+    let mut replay = replay_command(
+        a.config,
+        a.cpus,
+        preempt,
+        a.seed,
+        a.ops,
+        a.processes,
+        a.overcommit.then_some(a.reclaim),
+    );
     if a.fail_alloc != FailAlloc::Off {
         replay.push_str(&format!(" --fail-alloc {}", a.fail_alloc));
     }
@@ -235,6 +310,14 @@ pub struct MatrixArgs {
     /// Print the grid as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Overcommit every cell: swap twice RAM and a ballast twice RAM written and verified
+    /// before the churn (see `highpte stress --overcommit`).
+    #[arg(long)]
+    pub overcommit: bool,
+    /// With --overcommit: the reclaim designs to run, scan, rmap or both (each doubles the
+    /// grid).
+    #[arg(long, default_value = "both", value_parser = ["scan", "rmap", "both"])]
+    pub reclaim: String,
 }
 
 #[derive(Clone)]
@@ -243,6 +326,7 @@ struct Cell {
     cpus: u32,
     preempt: bool,
     seed: u64,
+    reclaim: Option<ReclaimKind>,
 }
 
 struct CellResult {
@@ -254,17 +338,29 @@ struct CellResult {
 }
 
 pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
+    let designs: Vec<Option<ReclaimKind>> = if !a.overcommit {
+        vec![None]
+    } else {
+        match a.reclaim.as_str() {
+            "scan" => vec![Some(ReclaimKind::Scan)],
+            "rmap" => vec![Some(ReclaimKind::Rmap)],
+            _ => vec![Some(ReclaimKind::Scan), Some(ReclaimKind::Rmap)],
+        }
+    };
     let mut cells = Vec::new();
-    for smp in [false, true] {
-        for preempt in [true, false] {
-            for v in MemoryVariant::ALL {
-                for seed in 1..=a.seeds {
-                    cells.push(Cell {
-                        variant: v,
-                        cpus: if smp { a.smp_cpus } else { 1 },
-                        preempt,
-                        seed,
-                    });
+    for &reclaim in &designs {
+        for smp in [false, true] {
+            for preempt in [true, false] {
+                for v in MemoryVariant::ALL {
+                    for seed in 1..=a.seeds {
+                        cells.push(Cell {
+                            variant: v,
+                            cpus: if smp { a.smp_cpus } else { 1 },
+                            preempt,
+                            seed,
+                            reclaim,
+                        });
+                    }
                 }
             }
         }
@@ -294,6 +390,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                     a.ops,
                     a.processes,
                     None,
+                    c.reclaim,
                 )
                 .and_then(|spec| stress_run(&spec));
                 let cr = match res {
@@ -331,44 +428,59 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     t.set_header(header);
     let mut failing: Vec<String> = Vec::new();
     let (mut total_ops, mut total_faults) = (0u64, 0u64);
-    for smp in [false, true] {
-        for preempt in [true, false] {
-            let mut row = vec![format!(
-                "{}-preempt {}",
-                if smp { "SMP" } else { "UP" },
-                if preempt { "on" } else { "off" }
-            )];
-            for v in MemoryVariant::ALL {
-                let mut pass = true;
-                let (mut ops, mut fl) = (0u64, 0u64);
-                for (i, c) in cells.iter().enumerate() {
-                    if c.variant == v && (c.cpus > 1) == smp && c.preempt == preempt {
-                        if let Some(r) = &results[i] {
-                            ops += r.ops;
-                            fl += r.faults;
-                            if !r.pass {
-                                pass = false;
-                                failing.push(format!(
-                                    "{}\n    {}",
-                                    replay_command(v, c.cpus, preempt, c.seed, a.ops, a.processes),
-                                    r.failures.first().cloned().unwrap_or_default()
-                                ));
+    for &reclaim in &designs {
+        for smp in [false, true] {
+            for preempt in [true, false] {
+                let mut row = vec![format!(
+                    "{}-preempt {}{}",
+                    if smp { "SMP" } else { "UP" },
+                    if preempt { "on" } else { "off" },
+                    reclaim.map(|r| format!(", {r}")).unwrap_or_default()
+                )];
+                for v in MemoryVariant::ALL {
+                    let mut pass = true;
+                    let (mut ops, mut fl) = (0u64, 0u64);
+                    for (i, c) in cells.iter().enumerate() {
+                        if c.variant == v
+                            && (c.cpus > 1) == smp
+                            && c.preempt == preempt
+                            && c.reclaim == reclaim
+                        {
+                            if let Some(r) = &results[i] {
+                                ops += r.ops;
+                                fl += r.faults;
+                                if !r.pass {
+                                    pass = false;
+                                    failing.push(format!(
+                                        "{}\n    {}",
+                                        replay_command(
+                                            v,
+                                            c.cpus,
+                                            preempt,
+                                            c.seed,
+                                            a.ops,
+                                            a.processes,
+                                            c.reclaim
+                                        ),
+                                        r.failures.first().cloned().unwrap_or_default()
+                                    ));
+                                }
+                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
                             }
-                            grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "pass": r.pass, "operations": r.ops, "faults": r.faults, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
                         }
                     }
+                    all_pass &= pass;
+                    total_ops += ops;
+                    total_faults += fl;
+                    row.push(format!(
+                        "{} {} ops / {} faults",
+                        if pass { "pass" } else { "FAIL" },
+                        ops,
+                        fl
+                    ));
                 }
-                all_pass &= pass;
-                total_ops += ops;
-                total_faults += fl;
-                row.push(format!(
-                    "{} {} ops / {} faults",
-                    if pass { "pass" } else { "FAIL" },
-                    ops,
-                    fl
-                ));
+                t.add_row(row);
             }
-            t.add_row(row);
         }
     }
     if a.json {
@@ -380,10 +492,13 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
         );
     } else {
         println!("The seed's test matrix: churn VM stress (fork, mremap, shm, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
+        if a.overcommit {
+            println!("Overcommitted: swap twice RAM, a ballast twice RAM written and verified first; reclaim {}", a.reclaim);
+        }
         println!("{t}");
         println!(
             "{} cells x {} seeds: {} operations, {} page faults, {} in {:.1} s host time on {} thread(s)",
-            20,
+            20 * designs.len(),
             a.seeds,
             total_ops,
             total_faults,

@@ -16,6 +16,10 @@ pub fn meminfo_json(m: &Meminfo) -> Value {
         "PageTablesLow": m.page_tables_low,
         "PageTablesHigh": m.page_tables_high,
         "PageTablePools": m.pt_pools,
+        "SwapTotal": m.swap_total,
+        "SwapFree": m.swap_free,
+        "SwapCached": m.swap_cached,
+        "PteChains": m.pte_chains,
     })
 }
 
@@ -30,8 +34,17 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         ("HighFree", m.high_free),
         ("PageTables", m.page_tables),
     ];
-    rows.iter()
-        .map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
+    let swap = [
+        ("SwapTotal", m.swap_total),
+        ("SwapFree", m.swap_free),
+        ("SwapCached", m.swap_cached),
+    ];
+    let chains = [("PteChains", m.pte_chains)];
+    let rows = rows
+        .iter()
+        .chain(swap.iter().filter(|_| m.swap_total > 0))
+        .chain(chains.iter().filter(|_| m.pte_chains > 0));
+    rows.map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
         .collect()
 }
 

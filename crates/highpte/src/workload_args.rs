@@ -79,6 +79,12 @@ impl WorkloadArgs {
         if m.debug {
             spec.machine.debug = true;
         }
+        if let Some(s) = m.swap {
+            spec.machine.swap = highpte_workload::Size(s);
+        }
+        if let Some(r) = m.reclaim {
+            spec.machine.reclaim = Some(r.name().to_string());
+        }
         if let Some(s) = self.seed {
             spec.machine.seed = s;
         }

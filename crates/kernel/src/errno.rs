@@ -23,6 +23,8 @@ impl Errno {
     pub const EACCES: Errno = Errno(13);
     /// Bad address.
     pub const EFAULT: Errno = Errno(14);
+    /// Device or resource busy (swapon of a device already on).
+    pub const EBUSY: Errno = Errno(16);
     /// File exists (IPC key exists with IPC_EXCL).
     pub const EEXIST: Errno = Errno(17);
     /// Invalid argument.
@@ -43,6 +45,7 @@ impl Errno {
             12 => "ENOMEM",
             13 => "EACCES",
             14 => "EFAULT",
+            16 => "EBUSY",
             17 => "EEXIST",
             22 => "EINVAL",
             28 => "ENOSPC",

@@ -36,6 +36,8 @@ pub struct Meminfo {
     pub swap_free: u64,
     /// `SwapCached`: pages in the swap cache.
     pub swap_cached: u64,
+    /// Low memory holding reverse-map chains (rmap reclaim only).
+    pub pte_chains: u64,
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -72,6 +74,11 @@ impl<M: PagingMode> Kernel<M> {
         m.swap_total = total * 4;
         m.swap_free = (total - used) * 4;
         m.swap_cached = cached * 4;
+        m.pte_chains = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::PteChain))
+            .sum::<u64>()
+            * 4;
         m
     }
 

@@ -338,6 +338,22 @@ impl<'a, M: PagingMode> User<'a, M> {
         r
     }
 
+    /// `swapoff` of the swap device: every swapped page comes back into memory.
+    pub fn swapoff(&mut self) -> Result<(), Errno> {
+        self.check_killed()?;
+        let r = self.k.sys_swapoff(self.h, self.pid);
+        self.ret();
+        r
+    }
+
+    /// `swapon` of the swap device configured at boot.
+    pub fn swapon(&mut self) -> Result<(), Errno> {
+        self.check_killed()?;
+        let r = self.k.sys_swapon(self.h, self.pid);
+        self.ret();
+        r
+    }
+
     /// `fork()`: a child process running `child` (it exits when `child` returns). With
     /// `share_vm` the child is a thread sharing this address space (`clone(CLONE_VM)`).
     pub fn fork(

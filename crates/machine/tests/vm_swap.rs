@@ -333,3 +333,97 @@ fn shared_pages_survive_swap_rmap() {
         dispatch!(v, shared_swap(v, ReclaimKind::Rmap));
     }
 }
+
+/// swapoff brings every page back (private, COW-shared with a child, SysV), then the device
+/// is off; with more swapped than memory can hold it fails with ENOMEM and changes nothing.
+fn swapoff_brings_everything_back<M: PagingMode>(v: MemoryVariant, reclaim: ReclaimKind) {
+    use highpte_kernel::mm::shm::{IPC_CREAT, IPC_PRIVATE};
+    use highpte_kernel::Errno;
+    let ram = ram_for(v);
+    let mut sys = boot_swap::<M>(v, ram, 2, ram * 2, reclaim);
+    let b = quiesce(&mut sys);
+    let code = run_process(&mut sys, move |u| {
+        let k = u.kernel();
+        // a ballast bigger than RAM pushes the rest out to swap
+        let n = (ram / 4 / 4096) as u32;
+        let a = u.mmap(0, n as u64 * 4096, RW, PA).unwrap();
+        let id = u
+            .shmget(IPC_PRIVATE, n as u64 * 4096, IPC_CREAT | 0o600)
+            .unwrap();
+        let s = u.shmat(id, 0, 0).unwrap();
+        for i in 0..n {
+            u.store_u32(a + i * PAGE, stamp(i, 30)).unwrap();
+            u.store_u32(s + i * PAGE, stamp(i, 31)).unwrap();
+        }
+        let big = ram + ram / 4;
+        let ballast = u.mmap(0, big, RW, PA).unwrap();
+        for i in 0..(big / 4096) as u32 {
+            u.store_u32(ballast + i * PAGE, i).unwrap();
+        }
+        // too much on swap to fit: ENOMEM, nothing lost, the device still on
+        assert_eq!(u.swapoff(), Err(Errno::ENOMEM));
+        let (total, used, _) = k.swap_usage(u.handle());
+        assert_eq!(total, ram * 2 / 4096 - 1);
+        assert!(used > 0);
+        inv(u, "after a failed swapoff");
+        u.munmap(ballast, big).unwrap();
+        // a child shares the private pages (swap entries and COW pages)
+        let child = u
+            .fork("child", false, move |c| {
+                c.pause();
+                0
+            })
+            .unwrap();
+        let before_in = k.counters().get(Counter::Pswpin);
+        let used_before = k.swap_usage(u.handle()).1;
+        assert!(used_before > 0, "nothing was on swap before swapoff");
+        assert_eq!(u.swapoff(), Ok(()));
+        assert_eq!(
+            k.swap_usage(u.handle()),
+            (0, 0, 0),
+            "swap still in use after swapoff"
+        );
+        assert!(k.counters().get(Counter::Pswpin) > before_in);
+        assert_eq!(
+            u.swapoff(),
+            Err(Errno::EINVAL),
+            "swapoff of a device already off"
+        );
+        inv(u, "after swapoff");
+        let majors = k.counters().get(Counter::FaultsMajor);
+        for i in 0..n {
+            assert_eq!(
+                u.load_u32(a + i * PAGE).unwrap(),
+                stamp(i, 30),
+                "private page {i}"
+            );
+            assert_eq!(
+                u.load_u32(s + i * PAGE).unwrap(),
+                stamp(i, 31),
+                "shm page {i}"
+            );
+        }
+        // everything was in memory: no page had to be read in
+        assert_eq!(k.counters().get(Counter::FaultsMajor), majors);
+        assert_eq!(u.swapon(), Ok(()));
+        assert_eq!(u.swapon(), Err(Errno::EBUSY));
+        u.kill(child, Signal::Sigkill);
+        u.wait().unwrap();
+        u.shmdt(s).unwrap();
+        u.shm_rmid(id).unwrap();
+        0
+    });
+    assert_eq!(code, 0);
+    assert_no_leak(&mut sys, &b, &format!("{v} {reclaim} swapoff"));
+}
+
+#[test]
+fn swapoff_brings_every_page_back() {
+    // the rmap design in a highpte configuration (its chains point into high pte pages)
+    for (v, r) in [
+        (MemoryVariant::NoHighmem, ReclaimKind::Scan),
+        (MemoryVariant::Highmem64gHighpte, ReclaimKind::Rmap),
+    ] {
+        dispatch!(v, swapoff_brings_everything_back(v, r));
+    }
+}

@@ -10,6 +10,7 @@
 
 use crate::spec::{Op, Pattern, Phase, Prot, RunBy, WorkloadSpec};
 use highpte_arch::{Config, Pae, PagingMode, TwoLevel};
+use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::mm::shm::{IPC_CREAT, SHM_RDONLY};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_EXEC,
@@ -147,6 +148,14 @@ pub struct RunReport {
     pub strategy: String,
     /// Page-table allocator.
     pub pt_alloc: String,
+    /// Reclaim design (`scan` or `rmap`).
+    pub reclaim: String,
+    /// Swap device size in bytes (0: none).
+    pub swap_bytes: u64,
+    /// Per zone: (name, pages scanned by reclaim, pages reclaimed).
+    pub reclaim_zones: Vec<(String, u64, u64)>,
+    /// Most bytes of reverse-map chains in use at once (rmap only).
+    pub pte_chain_peak_bytes: u64,
     /// Seed.
     pub seed: u64,
     /// Top-level processes started.
@@ -227,6 +236,11 @@ pub fn spec_config(spec: &WorkloadSpec) -> Result<(Config, KernelOptions), RunEr
             .ok_or_else(|| RunError(format!("unknown page-table allocator '{a}'")))?;
     }
     k.debug = m.debug;
+    k.swap_pages = m.swap.0 / 4096;
+    if let Some(r) = &m.reclaim {
+        k.reclaim = ReclaimKind::from_name(r)
+            .ok_or_else(|| RunError(format!("unknown reclaim design '{r}'")))?;
+    }
     Ok((cfg, k))
 }
 
@@ -458,6 +472,16 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         preempt: cfg.preempt,
         strategy: k.options().strategy.name().to_string(),
         pt_alloc: k.options().pt_alloc.name().to_string(),
+        reclaim: k.options().reclaim.name().to_string(),
+        swap_bytes: k.options().swap_pages * 4096,
+        reclaim_zones: highpte_kernel::page_alloc::ZoneType::ALL
+            .iter()
+            .map(|z| {
+                let (s, r) = k.reclaim_stats(*z);
+                (z.name().to_string(), s, r)
+            })
+            .collect(),
+        pte_chain_peak_bytes: k.rmap_usage().1,
         seed: spec.machine.seed,
         processes_started: c.slots.len() as u32,
         processes_failed: failed_top + c.children_failed,

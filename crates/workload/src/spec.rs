@@ -28,6 +28,10 @@ pub const MAX_RAM: u64 = 64 * GB;
 pub const STRATEGIES: &[&str] = &["lowmem", "atomic", "persistent"];
 /// The page-table allocators a file may name.
 pub const PT_ALLOCS: &[&str] = &["pool", "quicklist", "buddy"];
+/// Reclaim designs a workload may name.
+pub const RECLAIMS: &[&str] = &["scan", "rmap"];
+/// Largest swap device: 2^24 slots of 4 KB (the swap entry's offset field).
+pub const MAX_SWAP: u64 = 64 * GB;
 
 // ---------------------------------------------------------------------------------------------
 // Sizes
@@ -325,6 +329,12 @@ pub struct MachineSpec {
     pub seed: u64,
     /// The kernel's debugging helpers (slot checks, cleared slots). Default false.
     pub debug: bool,
+    /// Size of the swap device (0 to 64G, in 4 KB slots). Default 0: no swap.
+    pub swap: Size,
+    /// How memory is reclaimed: `scan` (page-table scan, the 2.5.5 default) or `rmap`
+    /// (reverse maps); absent: `scan`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reclaim: Option<String>,
 }
 
 impl Default for MachineSpec {
@@ -338,6 +348,8 @@ impl Default for MachineSpec {
             pt_alloc: None,
             seed: 1,
             debug: false,
+            swap: Size(0),
+            reclaim: None,
         }
     }
 }
@@ -986,6 +998,25 @@ impl WorkloadSpec {
                     with(&p, "strategy"),
                     format!("unknown strategy \"{s}\"; expected one of: lowmem, atomic, persistent"),
                     "remove the key to use the config's default (atomic with -highpte configs, lowmem otherwise)",
+                );
+            }
+        }
+        if m.swap.0 > MAX_SWAP {
+            c.push(
+                with(&p, "swap"),
+                format!(
+                    "swap = \"{}\" is too big; at most 64G (2^24 slots of 4 KB)",
+                    m.swap
+                ),
+                "use e.g. swap = \"8G\", or 0 for no swap",
+            );
+        }
+        if let Some(s) = &m.reclaim {
+            if !RECLAIMS.contains(&s.as_str()) {
+                c.push(
+                    with(&p, "reclaim"),
+                    format!("unknown reclaim design \"{s}\"; expected one of: scan, rmap"),
+                    "remove the key to use the default (scan)",
                 );
             }
         }

@@ -10,6 +10,7 @@ pub mod reclaim;
 pub mod rmap;
 pub mod shm;
 pub mod swap;
+pub mod swapoff;
 pub mod tlb;
 pub mod vma;
 

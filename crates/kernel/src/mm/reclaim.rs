@@ -259,15 +259,22 @@ impl<M: PagingMode> Kernel<M> {
             self.unlock_page(p, pfn);
             d.put_page();
             // someone may have mapped or dirtied it while it was written
-            if d.count() == 1 && d.mapcount() == 0 && !d.test_flag(PageFlags::DIRTY) {
-                if self.delete_from_swap_cache(p, pfn) == 0 {
+            let gone = self.delete_if(p, pfn, |d, _| {
+                d.count() == 1
+                    && d.mapcount() == 0
+                    && !d.test_flag(PageFlags::DIRTY)
+                    && !d.test_flag(PageFlags::LOCKED)
+            });
+            match gone {
+                Some(0) => {
                     self.free_pages(cx, pfn, 0);
                     bump(&self.reclaim.reclaimed[zone]);
                     self.counters.inc(Counter::PgSteal);
                     freed += 1;
                 }
-            } else if d.count() == 1 && d.mapcount() == 0 {
-                self.page_deactivate(pfn);
+                Some(_) => {}
+                None if d.count() == 1 && d.mapcount() == 0 => self.page_deactivate(pfn),
+                None => {}
             }
         }
         freed

@@ -278,27 +278,51 @@ impl<M: PagingMode> Kernel<M> {
             self.rmap.hand.set(pfn.0 + 1);
             looked += 1;
             let d = self.mem_map.desc(pfn);
-            if d.test_flag(PageFlags::LOCKED) || d.is_reserved() {
-                continue;
-            }
             let anon = d.test_flag(PageFlags::ANON);
-            if !anon && !d.test_flag(PageFlags::SHARED) {
+            if d.is_reserved() || (!anon && !d.test_flag(PageFlags::SHARED)) {
                 continue;
             }
+            // pin and lock the page (it has a chain, so it is mapped and in use): the lock
+            // operations below may let others run, and it must not go away meanwhile
+            if !self.trylock_page(pfn) {
+                continue;
+            }
+            d.get_page();
+            unmapped += self.rmap_reclaim_page(cx, pfn, &entries, anon);
+            self.unlock_page(p, pfn);
+            self.put_user_page(cx, pfn);
+            if !self.swap_has_room(p) && anon {
+                break;
+            }
+        }
+        unmapped
+    }
+
+    /// Age or unmap one pinned, locked page.
+    fn rmap_reclaim_page<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pfn: Pfn,
+        entries: &[RmapEntry],
+        anon: bool,
+    ) -> u64 {
+        let p = cx.p();
+        let d = self.mem_map.desc(pfn);
+        {
             self.reclaim.scanned[self.page_zone(pfn) as usize]
                 .set(self.reclaim.scanned[self.page_zone(pfn) as usize].get() + 1);
             self.counters.inc(Counter::PgScan);
-            match self.page_referenced(cx, pfn, &entries) {
+            match self.page_referenced(cx, pfn, entries) {
                 Some(false) => {}
                 // referenced, or a pte's mm was busy: try again next time round
-                _ => continue,
+                _ => return 0,
             }
             let swap = if anon {
                 match self.page_swap_entry(pfn) {
                     Some(e) => Some(e),
                     None => {
                         let Some(e) = self.get_swap_page(p) else {
-                            break; // swap is full
+                            return 0; // swap is full
                         };
                         self.add_to_swap_cache(p, pfn, e);
                         d.set_flag(PageFlags::DIRTY);
@@ -309,9 +333,8 @@ impl<M: PagingMode> Kernel<M> {
             } else {
                 None
             };
-            unmapped += self.try_to_unmap(cx, pfn, &entries, swap);
+            self.try_to_unmap(cx, pfn, entries, swap)
         }
-        unmapped
     }
 
     /// `page_referenced`: test and clear the accessed bit of every pte of the chain, each

@@ -116,7 +116,13 @@ impl<M: PagingMode> Kernel<M> {
     /// Swap state for reports: (total slots, used slots, swap-cache pages).
     pub fn swap_usage<P: Platform>(&self, p: &P) -> (u64, u64, u64) {
         let s = self.swap.lock(p);
-        (s.total(), s.inuse(), s.cached())
+        // a device swapped off (and emptied) does not count, as in /proc/meminfo
+        let total = if s.active || s.inuse() > 0 {
+            s.total()
+        } else {
+            0
+        };
+        (total, s.inuse(), s.cached())
     }
 
     /// True if a swap device is on and has room.
@@ -208,32 +214,70 @@ impl<M: PagingMode> Kernel<M> {
     /// `delete_from_swap_cache`: drop the cache's slot reference and page reference. Returns
     /// the page's remaining count (the caller frees it at zero).
     pub(crate) fn delete_from_swap_cache<P: Platform>(&self, p: &P, pfn: Pfn) -> u32 {
-        let Some(e) = self.page_swap_entry(pfn) else {
-            return self.mem_map.desc(pfn).count();
-        };
-        self.swap.lock(p).cache.remove(&e.offset);
+        self.delete_if(p, pfn, |_, _| true)
+            .unwrap_or_else(|| self.mem_map.desc(pfn).count())
+    }
+
+    /// Take `pfn` out of the swap cache if it is there and `ok(page, slot count)` holds, all
+    /// under `swap_lock` with nothing in between that could let another task run (a lock
+    /// operation may; host bookkeeping does not). Returns the page's remaining count.
+    pub(crate) fn delete_if<P: Platform>(
+        &self,
+        p: &P,
+        pfn: Pfn,
+        ok: impl FnOnce(&crate::page_alloc::PageDesc, u16) -> bool,
+    ) -> Option<u32> {
         let d = self.mem_map.desc(pfn);
-        d.clear_flag(PageFlags::SWAPCACHE);
-        d.set_private(0);
-        self.swap_free(p, e);
-        d.put_page()
+        let (left, discard) = {
+            let mut s = self.swap.lock(p);
+            let e = self.page_swap_entry(pfn)?;
+            if s.cache_page(e) != Some(pfn) || !ok(d, s.count(e)) {
+                return None;
+            }
+            s.cache.remove(&e.offset);
+            d.clear_flag(PageFlags::SWAPCACHE);
+            d.set_private(0);
+            let c = &mut s.map[e.offset as usize];
+            let mut discard = None;
+            if *c < SWAP_MAP_MAX {
+                *c -= 1;
+                if *c == 0 {
+                    s.inuse -= 1;
+                    discard = Some(e);
+                }
+            }
+            (d.put_page(), discard)
+        };
+        if let Some(e) = discard {
+            p.block_discard(BlockDev::Swap(e.typ), e.offset as u64);
+        }
+        Some(left)
     }
 
     /// `lookup_swap_cache`: the page for `e` with a reference taken, waiting while it is
-    /// under I/O.
+    /// under I/O. The reference is taken under `swap_lock`, so the page cannot be freed
+    /// between the lookup and the reference.
     pub(crate) fn lookup_swap_cache<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
         e: SwapEntry,
     ) -> Option<Pfn> {
         loop {
-            let pfn = self.swap.lock(cx.p()).cache_page(e)?;
-            if self.mem_map.desc(pfn).test_flag(PageFlags::LOCKED) {
-                self.wait_on_page(cx, pfn);
-                continue;
+            let found = {
+                let s = self.swap.lock(cx.p());
+                let pfn = s.cache_page(e)?;
+                let d = self.mem_map.desc(pfn);
+                if d.test_flag(PageFlags::LOCKED) {
+                    Err(pfn)
+                } else {
+                    d.get_page();
+                    Ok(pfn)
+                }
+            };
+            match found {
+                Ok(pfn) => return Some(pfn),
+                Err(pfn) => self.wait_on_page(cx, pfn),
             }
-            self.mem_map.desc(pfn).get_page();
-            return Some(pfn);
         }
     }
 
@@ -340,16 +384,15 @@ impl<M: PagingMode> Kernel<M> {
             self.free_pages(cx, pfn, 0);
             return;
         }
-        if left == 1 && d.mapcount() == 0 && !d.test_flag(PageFlags::LOCKED) {
-            if let Some(e) = self.page_swap_entry(pfn) {
-                if self.swap_count(cx.p(), e) == 1 {
-                    if self.delete_from_swap_cache(cx.p(), pfn) == 0 {
-                        self.free_pages(cx, pfn, 0);
-                    }
-                } else {
-                    // only the cache holds it now: a candidate for write-out
-                    self.page_deactivate(pfn);
-                }
+        if left == 1 && d.mapcount() == 0 && d.test_flag(PageFlags::SWAPCACHE) {
+            let gone = self.delete_if(cx.p(), pfn, |d, slot| {
+                slot == 1 && d.count() == 1 && d.mapcount() == 0 && !d.test_flag(PageFlags::LOCKED)
+            });
+            match gone {
+                Some(0) => self.free_pages(cx, pfn, 0),
+                Some(_) => {}
+                // other ptes still hold its slot: a candidate for write-out
+                None => self.page_deactivate(pfn),
             }
         }
     }
@@ -358,19 +401,36 @@ impl<M: PagingMode> Kernel<M> {
     /// holds the slot now and nobody uses the cached page, both go.
     pub(crate) fn free_swap_and_cache<P: Platform>(&self, cx: &Ctx<'_, P>, e: SwapEntry) {
         let p = cx.p();
-        if self.swap_free(p, e) != 1 {
-            return;
-        }
-        let Some(pfn) = self.swap.lock(p).cache_page(e) else {
-            return;
+        let (pfn, discard) = {
+            let mut s = self.swap.lock(p);
+            let c = &mut s.map[e.offset as usize];
+            if *c == 0 {
+                drop(s);
+                p.bug(crate::platform::BugReport {
+                    kind: "swap_free of a free slot",
+                    message: alloc::format!("swap entry {:?} freed with count 0", e),
+                });
+            }
+            if *c < SWAP_MAP_MAX {
+                *c -= 1;
+            }
+            let left = *c;
+            if left == 0 {
+                s.inuse -= 1;
+            }
+            let pfn = if left == 1 { s.cache_page(e) } else { None };
+            (pfn, left == 0)
         };
-        let d = self.mem_map.desc(pfn);
-        if d.count() == 1
-            && d.mapcount() == 0
-            && !d.test_flag(PageFlags::LOCKED)
-            && self.delete_from_swap_cache(p, pfn) == 0
-        {
-            self.free_pages(cx, pfn, 0);
+        if discard {
+            p.block_discard(BlockDev::Swap(e.typ), e.offset as u64);
+        }
+        if let Some(pfn) = pfn {
+            let gone = self.delete_if(p, pfn, |d, slot| {
+                slot == 1 && d.count() == 1 && d.mapcount() == 0 && !d.test_flag(PageFlags::LOCKED)
+            });
+            if gone == Some(0) {
+                self.free_pages(cx, pfn, 0);
+            }
         }
     }
 
@@ -379,17 +439,15 @@ impl<M: PagingMode> Kernel<M> {
     /// and the faulting process owns it.
     pub(crate) fn reuse_swap_page<P: Platform>(&self, p: &P, pfn: Pfn) -> bool {
         let d = self.mem_map.desc(pfn);
-        let Some(e) = self.page_swap_entry(pfn) else {
-            return false;
-        };
-        if d.mapcount() != 1 || d.count() != 2 || d.test_flag(PageFlags::LOCKED) {
+        if !d.test_flag(PageFlags::SWAPCACHE) {
             return false;
         }
-        if self.swap_count(p, e) != 1 {
-            return false;
+        let gone = self.delete_if(p, pfn, |d, slot| {
+            slot == 1 && d.mapcount() == 1 && d.count() == 2 && !d.test_flag(PageFlags::LOCKED)
+        });
+        if gone.is_some() {
+            d.set_flag(PageFlags::DIRTY);
         }
-        self.delete_from_swap_cache(p, pfn);
-        d.set_flag(PageFlags::DIRTY);
-        true
+        gone.is_some()
     }
 }
