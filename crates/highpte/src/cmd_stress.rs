@@ -124,6 +124,7 @@ pub fn stress_ram(v: MemoryVariant) -> u64 {
 }
 
 /// The churn workload for one cell.
+#[allow(clippy::too_many_arguments)]
 pub fn stress_spec(
     v: MemoryVariant,
     cpus: u32,
