@@ -208,9 +208,13 @@ pub fn replay_command(
 }
 
 fn faults(r: &RunReport) -> u64 {
+    counter(r, "faults")
+}
+
+fn counter(r: &RunReport, name: &str) -> u64 {
     r.counters
         .iter()
-        .find(|(k, _)| k == "faults")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| *v)
         .unwrap_or(0)
 }
@@ -334,6 +338,8 @@ struct CellResult {
     pass: bool,
     ops: u64,
     faults: u64,
+    pswpout: u64,
+    pswpin: u64,
     failures: Vec<String>,
     hash: u64,
 }
@@ -399,6 +405,8 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         pass: !r.failed_checks(),
                         ops: r.operations,
                         faults: faults(&r),
+                        pswpout: counter(&r, "pswpout"),
+                        pswpin: counter(&r, "pswpin"),
                         failures: r.check_failures.clone(),
                         hash: r.event_hash,
                     },
@@ -406,6 +414,8 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         pass: false,
                         ops: 0,
                         faults: 0,
+                        pswpout: 0,
+                        pswpin: 0,
                         failures: vec![e.to_string()],
                         hash: 0,
                     },
@@ -466,7 +476,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                                         r.failures.first().cloned().unwrap_or_default()
                                     ));
                                 }
-                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
+                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
                             }
                         }
                     }

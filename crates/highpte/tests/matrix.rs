@@ -43,6 +43,46 @@ fn the_twenty_kernels_pass_churn_stress() {
     assert!(out.status.success());
 }
 
+/// The matrix overcommitted (swap twice RAM, a ballast twice RAM checked page by page, then
+/// churn) with both reclaim designs: every cell passes and every cell swapped both ways.
+#[test]
+fn the_twenty_kernels_pass_overcommitted_with_both_reclaim_designs() {
+    let out = Command::cargo_bin("highpte")
+        .unwrap()
+        .args([
+            "matrix",
+            "--overcommit",
+            "--seeds",
+            "1",
+            "--ops",
+            "100",
+            "--processes",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("matrix --json is JSON");
+    let cells = v["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 40, "20 kernels x 2 reclaim designs");
+    for c in cells {
+        assert_eq!(c["pass"], true, "cell failed: {c}");
+        assert!(
+            c["pswpout"].as_u64().unwrap() > 0,
+            "nothing swapped out: {c}"
+        );
+        assert!(c["pswpin"].as_u64().unwrap() > 0, "nothing swapped in: {c}");
+    }
+    for r in ["scan", "rmap"] {
+        assert_eq!(
+            cells.iter().filter(|c| c["reclaim"] == r).count(),
+            20,
+            "{r}"
+        );
+    }
+    assert!(out.status.success());
+}
+
 #[test]
 fn a_stress_cell_replays_bit_for_bit() {
     let run = || {

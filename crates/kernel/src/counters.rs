@@ -94,6 +94,10 @@ counters! {
     PgUnmapped = "pgunmapped",
     /// Pages reclaim freed.
     PgSteal = "pgsteal",
+    /// Times an allocation woke kswapd.
+    KswapdWakeups = "kswapd_wakeups",
+    /// Reclaim passes kswapd made.
+    KswapdRuns = "kswapd_runs",
 }
 
 impl Counter {

@@ -77,6 +77,7 @@ impl<M: PagingMode> Kernel<M> {
                 break;
             }
             let want = crate::mm::reclaim::SWAP_CLUSTER_MAX.max(1 << order);
+            self.counters.inc(Counter::ReclaimRuns);
             if self.try_to_free_pages(cx, want) == 0 {
                 fruitless += 1;
             }
@@ -144,12 +145,16 @@ impl<M: PagingMode> Kernel<M> {
         };
         for wm in [Watermark::Low, min] {
             for &zt in zonelist(gfp) {
-                let got = {
+                let (got, low) = {
                     let mut z = self.zones[zt as usize].lock(p);
-                    z.alloc(&self.mem_map, order, wm)
+                    let got = z.alloc(&self.mem_map, order, wm);
+                    (got, !z.watermark_ok(0, Watermark::Low))
                 };
                 if let Ok(pfn) = got {
                     self.prep_new_page(pfn, order, owner, zt);
+                    if low {
+                        self.wakeup_kswapd(p);
+                    }
                     return Some(pfn);
                 }
             }

@@ -454,6 +454,21 @@ impl<M: PagingMode> Machine<M> {
             .spawn(name.into(), cpu_hint, None, Box::new(body))
     }
 
+    /// Create a daemon task (a kernel thread such as kswapd): like [`Machine::spawn`], but a
+    /// run ends when the other tasks have exited and the daemons are asleep.
+    pub fn spawn_daemon(
+        &mut self,
+        name: impl Into<String>,
+        cpu_hint: Option<u32>,
+        body: impl FnOnce(&TaskHandle<M>) -> i32 + 'static,
+    ) -> Result<TaskId, SpawnError> {
+        let st = self.st_mut();
+        let id = st.spawn(name.into(), cpu_hint, None, Box::new(body))?;
+        st.tasks[id.0 as usize].daemon = true;
+        st.live_tasks -= 1;
+        Ok(id)
+    }
+
     /// Run until every task has exited, a bug is reported, nothing can progress, or the cycle
     /// limit passes. After a bug or a deadlock the machine stays stopped: later calls return
     /// the same outcome.

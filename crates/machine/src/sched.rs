@@ -276,7 +276,9 @@ impl<M: PagingMode> MachineState<M> {
         c.spinning = false;
         let at = c.clock;
         self.tasks[task.0 as usize].state = TaskState::Exited { code };
-        self.live_tasks -= 1;
+        if !self.tasks[task.0 as usize].daemon {
+            self.live_tasks -= 1;
+        }
         self.progress += 1;
         self.stats.exited += 1;
         self.events.record(Event::Exit { task, code, at });

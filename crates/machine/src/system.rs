@@ -114,6 +114,20 @@ impl<M: PagingMode> System<M> {
                 "the boot task ended without a kernel".into(),
             ));
         }
+        if kopts.swap_pages > 0 {
+            // kswapd: background reclaim, woken when a zone falls under pages_low
+            let k = kernel.clone();
+            machine
+                .spawn_daemon("kswapd", Some(0), move |h| match k.get() {
+                    Some(k) => k.kswapd(h),
+                    None => 1,
+                })
+                .map_err(SystemError::Spawn)?;
+            match machine.run() {
+                RunOutcome::Completed => {}
+                other => return Err(SystemError::BootRun(other.to_string())),
+            }
+        }
         Ok(Self { machine, kernel })
     }
 

@@ -122,6 +122,9 @@ pub(crate) struct TaskInfo {
     /// The CPU it last ran on (or was queued on, before it first ran).
     pub last_cpu: u32,
     pub has_run: bool,
+    /// A daemon (a kernel thread such as kswapd): a run ends when only daemons are left
+    /// and they are all asleep.
+    pub daemon: bool,
 }
 
 impl TaskInfo {
@@ -134,6 +137,7 @@ impl TaskInfo {
             where_label: "start",
             last_cpu: cpu,
             has_run: false,
+            daemon: false,
         }
     }
 }

@@ -24,9 +24,10 @@ use crate::kernel::Kernel;
 use crate::mm::shm::{ObjSlot, ShmObject};
 use crate::mm::vma::Backing;
 use crate::mm::Mm;
+use crate::page_alloc::Watermark;
 use crate::page_alloc::{PageFlags, ZoneType};
 use crate::pgtable::pte_offset_map;
-use crate::platform::{Platform, TaskId};
+use crate::platform::{Platform, TaskId, WaitQueueKey};
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -71,9 +72,16 @@ impl fmt::Display for ReclaimKind {
     }
 }
 
+/// The wait queue kswapd sleeps on (`kswapd_wait`).
+pub const KSWAPD_WAIT: WaitQueueKey = WaitQueueKey(0x6b73_7761_7064_0000);
+
 /// Reclaim's cursors and statistics.
 #[derive(Default)]
 pub struct ReclaimState {
+    /// A kswapd thread runs.
+    kswapd_running: Cell<bool>,
+    /// kswapd was woken and has not finished balancing.
+    kswapd_awake: Cell<bool>,
     /// The process whose address space the scan visits next (`swap_mm`).
     next_mm: Cell<u32>,
     /// The shared object the shared-memory shrinker visits next.
@@ -113,7 +121,6 @@ impl<M: PagingMode> Kernel<M> {
     /// only once *every* pte that maps it is gone, which for a page shared by many processes
     /// takes a scan of each of them.
     pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
-        self.counters.inc(Counter::ReclaimRuns);
         let mut freed = 0;
         for priority in (0..=DEF_PRIORITY).rev() {
             freed += self.shrink_cache(cx, want - freed);
@@ -134,6 +141,51 @@ impl<M: PagingMode> Kernel<M> {
             }
         }
         freed
+    }
+
+    /// `wakeup_kswapd`: a zone fell under `pages_low`; the daemon (if one runs: with swap)
+    /// reclaims in the background until every zone is back above `pages_high`.
+    pub(crate) fn wakeup_kswapd<P: Platform>(&self, p: &P) {
+        if self.reclaim.kswapd_running.get() && !self.reclaim.kswapd_awake.get() {
+            self.reclaim.kswapd_awake.set(true);
+            self.counters.inc(Counter::KswapdWakeups);
+            p.wake_up_all(KSWAPD_WAIT);
+        }
+    }
+
+    /// True if some zone with pages is under its `pages_high` watermark.
+    fn zones_need_balance<P: Platform>(&self, p: &P) -> bool {
+        ZoneType::ALL.iter().any(|&z| {
+            let g = self.zones[z as usize].lock(p);
+            g.managed_pages() > 0 && !g.watermark_ok(0, Watermark::High)
+        })
+    }
+
+    /// The body of `kswapd`, a kernel thread that never returns: sleep until an allocation
+    /// leaves a zone under `pages_low`, then reclaim (`balance_pgdat`) until every zone is
+    /// above `pages_high` again or reclaim makes no progress. The machine runs it as a
+    /// daemon (a run ends when only daemons are left, asleep).
+    pub fn kswapd<P: Platform>(&self, p: &P) -> i32 {
+        // SAFETY: the entry of a kernel thread: nothing held, nothing mapped.
+        let mut cx = unsafe { SleepCtx::enter(p) };
+        self.reclaim.kswapd_running.set(true);
+        loop {
+            let token = p.prepare_to_wait(KSWAPD_WAIT);
+            if !self.reclaim.kswapd_awake.get() {
+                cx.sleep_on(KSWAPD_WAIT, token, "kswapd wait", "kswapd");
+                continue;
+            }
+            let mut rounds = 0;
+            while self.zones_need_balance(p) && self.reclaim_can_help(p) && rounds < 64 {
+                rounds += 1;
+                self.counters.inc(Counter::KswapdRuns);
+                if self.try_to_free_pages(&mut cx, SWAP_CLUSTER_MAX) == 0 {
+                    break;
+                }
+                cx.cond_resched();
+            }
+            self.reclaim.kswapd_awake.set(false);
+        }
     }
 
     /// Remember a new shared-memory object for reclaim.
