@@ -26,6 +26,9 @@ counters! {
     KmapAtomic = "kmap_atomic",
     /// kmap_atomic calls that returned the direct map of a low page.
     KmapAtomicLow = "kmap_atomic_lowmem",
+    /// kmap_atomic calls of a high page whose slot already mapped it (no pte write, no
+    /// invlpg; counted in `kmap_atomic` too).
+    KmapAtomicReused = "kmap_atomic_reused",
     /// Persistent kmap calls that mapped a high page.
     Kmap = "kmap",
     /// Persistent kunmap calls.

@@ -304,3 +304,138 @@ fn pkmap_full_sleeps_until_kunmap() {
         "A-ready wait and the kmap wait"
     );
 }
+
+/// Without the debug helpers `kunmap_atomic` leaves the slot's pte in place, so mapping the
+/// same page into the same slot again needs no pte write and no invlpg (counted as
+/// `kmap_atomic_reused`); mapping another page flushes, and mapping the first one after it
+/// flushes again and reads the first page's data, not the other's (no stale translation).
+/// With the debug helpers the unmap clears the slot and every map flushes.
+fn atomic_same_page_again<M: PagingMode>(v: MemoryVariant, debug: bool) {
+    let mut sys = Setup::new(v).debug(debug).boot_traced::<M>(1 << 20);
+    let (a, b) = run_raw(&mut sys, 1, |_, k, cx| (high_page(k, cx), high_page(k, cx)));
+    let tlb0 = tlb_counts(&sys);
+    let seen = run_raw(&mut sys, 1, move |h, k, cx| {
+        let c = k.counters();
+        let inv = || c.get(Counter::Invlpg);
+        let mut flushes = Vec::new();
+        let mut vals = Vec::new();
+        for (pfn, write) in [(a, Some(0x1111)), (a, None), (b, Some(0x2222)), (a, None)] {
+            let i0 = inv();
+            let va = k.kmap_atomic(cx, pfn, KmType::User0, "test");
+            flushes.push(inv() - i0);
+            let at = VirtAddr::new(va.as_u32() + 8);
+            if let Some(x) = write {
+                h.write_u32(at, x);
+            }
+            vals.push(h.read_u32(at));
+            k.kunmap_atomic(cx, va, KmType::User0, "test");
+        }
+        (flushes, vals, c.get(Counter::KmapAtomicReused))
+    });
+    let (flushes, vals, reused) = seen;
+    assert_eq!(vals, vec![0x1111, 0x1111, 0x2222, 0x1111]);
+    if debug {
+        // the map flushes after the previous unmap cleared the slot (and flushed too)
+        assert_eq!(flushes, vec![1, 1, 1, 1]);
+        assert_eq!(reused, 0);
+    } else {
+        assert_eq!(
+            flushes,
+            vec![1, 0, 1, 1],
+            "the second map of a reuses the slot"
+        );
+        assert_eq!(reused, 1);
+    }
+    let tlb1 = tlb_counts(&sys);
+    let expect = if debug { 8 } else { 3 };
+    assert_eq!(tlb1[1].0 - tlb0[1].0, expect, "local invlpgs on CPU 1");
+    assert_eq!(tlb1[0], tlb0[0], "CPU 0's TLB must not be touched");
+}
+
+#[test]
+fn kmap_atomic_same_page_again_skips_the_flush_2level() {
+    atomic_same_page_again::<TwoLevel>(MemoryVariant::Highmem4gHighpte, false);
+}
+#[test]
+fn kmap_atomic_same_page_again_skips_the_flush_pae() {
+    atomic_same_page_again::<Pae>(MemoryVariant::Highmem64gHighpte, false);
+}
+#[test]
+fn kmap_atomic_same_page_again_flushes_with_debug_pae() {
+    atomic_same_page_again::<Pae>(MemoryVariant::Highmem64gHighpte, true);
+}
+
+/// A write fault on never-touched private anonymous memory whose pte page exists takes its
+/// page before mapping the pte page, so it maps the pte page once (not twice: map, see
+/// pte_none, unmap to allocate, map again); and consecutive faults in one pte page find the
+/// KM_PTE0 slot already mapping it, so they pay no invlpg for it.
+fn write_fault_maps_pte_once<M: PagingMode>(v: MemoryVariant) {
+    use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+    const N: u32 = 64;
+    // debug off: with the debug helpers each unmap clears the slot, so nothing is reused
+    let mut sys = Setup::new(v).debug(false).boot::<M>();
+    let before: Rc<Cell<[u64; 4]>> = Rc::default();
+    let after: Rc<Cell<[u64; 4]>> = Rc::default();
+    let (b, a) = (before.clone(), after.clone());
+    let out = run_process(&mut sys, 0, move |u| {
+        let k = u.kernel();
+        let snap = || {
+            let c = k.counters();
+            [
+                c.get(Counter::Faults),
+                c.get(Counter::PteMaps),
+                c.get(Counter::KmapAtomicReused),
+                c.get(Counter::Invlpg),
+            ]
+        };
+        let base = u
+            .mmap(
+                0,
+                u64::from(N) * 4096 * 2,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+            )
+            .unwrap();
+        // a page-aligned run of N pages inside one pte page, its pmd already populated
+        let span = M::PTE_PAGE_SPAN;
+        let first = if (base % span) + 2 * N * 4096 <= span {
+            base
+        } else {
+            base - base % span + span
+        };
+        u.store_u32(first + N * 4096, 7).unwrap();
+        b.set(snap());
+        for i in 0..N {
+            u.store_u32(first + i * 4096, i).unwrap();
+        }
+        a.set(snap());
+        for i in 0..N {
+            assert_eq!(u.load_u32(first + i * 4096).unwrap(), i);
+        }
+        0
+    });
+    assert!(out.is_completed(), "{out}");
+    let (b, a) = (before.get(), after.get());
+    let d: Vec<u64> = (0..4).map(|i| a[i] - b[i]).collect();
+    assert_eq!(d[0], u64::from(N), "one fault per page");
+    assert_eq!(d[1], u64::from(N), "one pte map per fault");
+    assert_eq!(
+        d[2],
+        u64::from(N),
+        "every KM_PTE0 map found the slot mapping the pte page"
+    );
+    assert_eq!(
+        d[3],
+        u64::from(N),
+        "one invlpg per fault: the data page's clear (KM_USER0)"
+    );
+}
+
+#[test]
+fn anonymous_write_fault_maps_its_pte_page_once_pae() {
+    write_fault_maps_pte_once::<Pae>(MemoryVariant::Highmem64gHighpte);
+}
+#[test]
+fn anonymous_write_fault_maps_its_pte_page_once_2level() {
+    write_fault_maps_pte_once::<TwoLevel>(MemoryVariant::Highmem4gHighpte);
+}

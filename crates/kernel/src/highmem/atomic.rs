@@ -3,7 +3,9 @@
 //! Mapping disables preemption (so the task cannot migrate away from its CPU's slot), writes
 //! the slot's pte in the fixmap page table (a kernel table, in low memory, reached through the
 //! direct map) and invalidates that one address on this CPU only. A low page needs no slot: its
-//! direct-map address is returned.
+//! direct-map address is returned. If the slot's pte already maps the page (its last user on
+//! this CPU mapped the same page, and unmapping left the pte in place), the pte write and the
+//! `invlpg` are skipped: see `kmap_atomic_slot` for why that is exact.
 //!
 //! With the debug helpers on (`CONFIG_DEBUG_HIGHMEM`, but reporting the culprit instead of a
 //! bare BUG) mapping checks the slot is empty, unmapping checks the address is this CPU's slot
@@ -138,7 +140,35 @@ impl<M: PagingMode> Kernel<M> {
                 });
             }
         }
-        self.write_entry(p, pte_va, Entry::new(pfn, Self::kernel_page_flags()));
+        let want = Entry::new(pfn, Self::kernel_page_flags());
+        // The slot already maps this page: keep its pte and skip the flush.
+        //
+        // Why that is correct: the slot belongs to this CPU alone (`slot_index(cpu, ty)`), and
+        // only `kmap_atomic` and the debug `kunmap_atomic` of this CPU ever write its pte, each
+        // time followed by an `invlpg` of the slot address on this CPU. So at any moment this
+        // CPU's TLB holds, for the slot address, either nothing or the translation of the
+        // pte's *current* value; it cannot hold an older one, because every change of the pte
+        // was flushed (other CPUs' TLBs never serve this CPU's accesses). If the current value
+        // is exactly `want` (same frame, same flags; the kernel flags already carry ACCESSED
+        // and DIRTY, so the MMU never rewrites it), the TLB either has `want`'s translation or
+        // will walk to it: writing the same value again and flushing would change nothing.
+        //
+        // Without the debug helpers `kunmap_atomic` leaves the pte in place (as 2.5 did), so a
+        // slot that is mapped again for the page it mapped last hits this path: consecutive
+        // faults in one pte page, or a walker that remaps the table it just released. With
+        // the debug helpers unmapping clears the pte (and the check above needs the slot
+        // empty), so the path is never taken there: it is gated on `!debug` explicitly.
+        if !self.opts.debug && M::entry_from_raw(self.read_entry(p, pte_va)) == want {
+            self.counters.inc(Counter::KmapAtomic);
+            self.counters.inc(Counter::KmapAtomicReused);
+            self.atomic_slots[slot].set(Some(SlotUse {
+                task: p.task(),
+                pfn,
+                place,
+            }));
+            return va;
+        }
+        self.write_entry(p, pte_va, want);
         p.charge(KernelEvent::KmapAtomicPteWrite);
         p.invlpg(va);
         self.counters.inc(Counter::KmapAtomic);

@@ -4,7 +4,9 @@
 //! Every handler that must allocate drops its pte mapping and the page-table lock first (the
 //! allocation may sleep), then retakes the lock, remaps the pte and re-checks that it did not
 //! change meanwhile (`pte_same`); if it did, someone else handled the fault and the new page
-//! is given back.
+//! is given back. The common case, a write to a never-touched private anonymous page, takes
+//! its page before the first mapping instead (see `do_page_fault`), so it maps the pte page
+//! once.
 
 use crate::counters::Counter;
 use crate::ctx::SleepCtx;
@@ -81,7 +83,28 @@ impl<M: PagingMode> Kernel<M> {
             drop(vmas);
             return self.fault_oom(&mut cx, pid);
         }
+        // do_anonymous_page, page first: a write that found no translation (P clear in the
+        // error code) in a private anonymous VMA whose pte page exists will, unless it raced
+        // or finds a swap entry, need a new zeroed page. Allocate and clear it now, while
+        // nothing is mapped and no spinlock is held (it may sleep), so the handler maps the pte
+        // page once: map, see pte_none, install. Without this it maps, finds pte_none, drops
+        // everything to allocate, and maps again. A present pte (P set: copy-on-write, or a
+        // spurious fault) is left to the handler, which often reuses the old page and would
+        // waste this one; if the pte changed meanwhile, the page is given back at the end.
         let mut new_page: Option<Pfn> = None;
+        if write
+            && !code.contains(PageFaultErrorCode::PRESENT)
+            && matches!(vma.backing, Backing::Anon)
+            && self.pmd_offset(cx.p(), &mm.pgd, addr).is_present()
+        {
+            match self.alloc_zeroed_user_page(&mut cx, "do_anonymous_page") {
+                Some(pfn) => new_page = Some(pfn),
+                None => {
+                    drop(vmas);
+                    return self.fault_oom(&mut cx, pid);
+                }
+            }
+        }
         let mut swapped: Option<(SwapEntry, Pfn)> = None;
         loop {
             match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page, &mut swapped)
@@ -119,7 +142,12 @@ impl<M: PagingMode> Kernel<M> {
                     }
                 }
                 Step::SwapIn(e) => {
-                    // do_swap_page's read: nothing mapped, no spinlock held
+                    // do_swap_page's read: nothing mapped, no spinlock held. A page allocated
+                    // up front for a demand-zero fault is not needed: give it back before the
+                    // read sleeps, rather than hold it through the I/O.
+                    if let Some(pfn) = new_page.take() {
+                        self.free_pages(&cx, pfn, 0);
+                    }
                     if let Some((_, old)) = swapped.take() {
                         self.put_user_page(&cx, old);
                     }
@@ -137,11 +165,8 @@ impl<M: PagingMode> Kernel<M> {
                 }
                 Step::NeedPage(site) => {
                     // may sleep: no pte mapped, no spinlock held
-                    match self.alloc_pages(&mut cx, GFP_HIGHUSER, 0, PageOwner::User, site) {
-                        Some(pfn) => {
-                            self.clear_highpage(&cx, pfn);
-                            new_page = Some(pfn);
-                        }
+                    match self.alloc_zeroed_user_page(&mut cx, site) {
+                        Some(pfn) => new_page = Some(pfn),
                         None => {
                             drop(vmas);
                             return self.fault_oom(&mut cx, pid);
@@ -178,6 +203,19 @@ impl<M: PagingMode> Kernel<M> {
             self.put_user_page(&cx, pfn);
         }
         FaultOutcome::Handled
+    }
+
+    /// A new user page, zeroed (`alloc_page(GFP_HIGHUSER)` + `clear_user_highpage`). May
+    /// sleep: the caller holds no spinlock and has no pte mapped (the `&mut SleepCtx` proves
+    /// the second).
+    fn alloc_zeroed_user_page<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        site: &'static str,
+    ) -> Option<Pfn> {
+        let pfn = self.alloc_pages(cx, GFP_HIGHUSER, 0, PageOwner::User, site)?;
+        self.clear_highpage(cx, pfn);
+        Some(pfn)
     }
 
     /// A fault found no memory (nothing held: no lock, no mapping, no mmap_sem). The OOM
