@@ -432,6 +432,7 @@ impl<M: PagingMode> Kernel<M> {
                 crate::mm::swap::SwapState::new(opts.swap_pages),
             ),
             reclaim: Default::default(),
+            fs: crate::fs::FsState::new(),
             _mode: PhantomData,
         };
         Ok(k)

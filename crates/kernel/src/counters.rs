@@ -94,6 +94,14 @@ counters! {
     PgUnmapped = "pgunmapped",
     /// Pages reclaim freed.
     PgSteal = "pgsteal",
+    /// Faults on file-backed mappings.
+    FaultsFile = "faults_file",
+    /// File pages read from the disk (`readpage`; holes are zeroed, not read).
+    FsPagesRead = "fs_pages_read",
+    /// File pages written to the disk (`writepage`).
+    FsPagesWritten = "fs_pages_written",
+    /// Page-cache pages freed by reclaim.
+    PageCacheSteal = "pgsteal_pagecache",
 }
 
 impl Counter {

@@ -216,6 +216,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) reclaim: crate::mm::reclaim::ReclaimState,
     /// Fault injection: page allocations fail from a chosen point on.
     pub(crate) fail_allocs: crate::pages::FailInjection,
+    /// The simulated file system and the page cache.
+    pub(crate) fs: crate::fs::FsState,
     pub(crate) _mode: PhantomData<M>,
 }
 

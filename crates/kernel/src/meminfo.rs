@@ -36,6 +36,10 @@ pub struct Meminfo {
     pub swap_free: u64,
     /// `SwapCached`: pages in the swap cache.
     pub swap_cached: u64,
+    /// `Cached`: pages in the page cache (file data).
+    pub cached: u64,
+    /// `Dirty`: page-cache pages waiting to be written to the disk.
+    pub dirty: u64,
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -72,6 +76,8 @@ impl<M: PagingMode> Kernel<M> {
         m.swap_total = total * 4;
         m.swap_free = (total - used) * 4;
         m.swap_cached = cached * 4;
+        m.cached = self.fs.nr_cached.get() * 4;
+        m.dirty = self.fs.nr_dirty.get() * 4;
         m
     }
 

@@ -67,6 +67,10 @@ impl<M: PagingMode> Kernel<M> {
                     if pte_maps_page(pte) {
                         let pfn = pte.pfn();
                         if pfn != self.zero_page {
+                            if pte.has(EntryFlags::DIRTY) {
+                                // a written file page must reach the disk
+                                self.set_page_dirty(pfn);
+                            }
                             self.mem_map.desc(pfn).dec_mapcount();
                             gather.pages.push(pfn);
                         }

@@ -21,9 +21,8 @@
 use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
-use crate::mm::vma::Backing;
 use crate::mm::Mm;
-use crate::page_alloc::{PageFlags, ZoneType};
+use crate::page_alloc::{PageFlags, PageOwner, ZoneType};
 use crate::pgtable::pte_offset_map;
 use crate::platform::{Platform, TaskId};
 use alloc::collections::VecDeque;
@@ -94,20 +93,35 @@ impl<M: PagingMode> Kernel<M> {
     /// True if reclaim might free something: pages in the swap cache, or a swap device with
     /// room.
     pub(crate) fn reclaim_can_help<P: Platform>(&self, p: &P) -> bool {
-        !self.reclaim.inactive.borrow().is_empty() || self.swap_has_room(p)
+        !self.reclaim.inactive.borrow().is_empty()
+            || self.swap_has_room(p)
+            || self.page_cache_pages() > 0
+    }
+
+    /// True if scanning page tables can free something: anonymous pages can go to swap, or
+    /// page-cache pages can be unmapped.
+    fn scan_can_help<P: Platform>(&self, p: &P) -> bool {
+        self.swap_has_room(p) || self.page_cache_pages() > 0
     }
 
     /// `try_to_free_pages`: free up to `want` pages. Returns the pages freed. May sleep.
     pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
         self.counters.inc(Counter::ReclaimRuns);
-        let mut freed = self.shrink_cache(cx, want);
-        if freed < want && self.swap_has_room(cx.p()) {
+        // clean page cache first, before anonymous memory
+        let mut freed = self.shrink_page_cache(cx, want);
+        if freed < want {
+            freed += self.shrink_cache(cx, want - freed);
+        }
+        if freed < want && self.scan_can_help(cx.p()) {
             match self.opts.reclaim {
                 ReclaimKind::Scan => {
                     self.swap_out(cx, want - freed);
                 }
             }
             freed += self.shrink_cache(cx, want - freed);
+            if freed < want {
+                freed += self.shrink_page_cache(cx, want - freed);
+            }
         }
         freed
     }
@@ -191,7 +205,7 @@ impl<M: PagingMode> Kernel<M> {
                     continue;
                 }
                 unmapped += self.swap_out_mm(cx, mm, want - unmapped);
-                if !self.swap_has_room(cx.p()) {
+                if !self.scan_can_help(cx.p()) {
                     return unmapped;
                 }
             }
@@ -210,7 +224,7 @@ impl<M: PagingMode> Kernel<M> {
         let ranges: Vec<(u32, u32, bool)> = vmas
             .iter()
             .filter(|v| v.end > addr)
-            .map(|v| (v.start, v.end, matches!(v.backing, Backing::Anon)))
+            .map(|v| (v.start, v.end, v.backing.has_anon_pages()))
             .collect();
         for (start, end, anon) in ranges {
             let mut a = (start.max(addr)) as u64;
@@ -223,7 +237,7 @@ impl<M: PagingMode> Kernel<M> {
                 if unmapped >= want {
                     return unmapped;
                 }
-                if !self.swap_has_room(p) {
+                if !self.scan_can_help(p) {
                     return unmapped;
                 }
             }
@@ -273,6 +287,17 @@ impl<M: PagingMode> Kernel<M> {
                 if pte.has(EntryFlags::ACCESSED) {
                     // referenced since the last pass: age it
                     return Some(pte.without(EntryFlags::ACCESSED));
+                }
+                if d.owner() == PageOwner::PageCache {
+                    // a file page: just unmap it (the cache keeps it, shrink_page_cache
+                    // writes it back and frees it)
+                    if pte.has(EntryFlags::DIRTY) {
+                        self.set_page_dirty(pfn);
+                    }
+                    d.dec_mapcount();
+                    batch.push(pfn);
+                    rss_dropped += 1;
+                    return Some(highpte_arch::Entry::NONE);
                 }
                 if !anon || !d.test_flag(PageFlags::ANON) {
                     return None;
