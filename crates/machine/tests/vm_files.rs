@@ -821,3 +821,96 @@ fn highpte_strategies_see_the_same_files() {
         assert_no_leak(&mut sys, &b, &format!("{v} {s}"));
     }
 }
+
+/// A shared file mapping bigger than RAM, without swap: the page-table scan unmaps file pages
+/// whose accessed bit is clear, the page-cache shrinker writes them back and frees them, and
+/// every stamp stored through the mapping reads back (through the mapping and with read()).
+fn mapping_bigger_than_ram<M: PagingMode>(v: MemoryVariant, ram: u64, what: &str) {
+    let len = ram + 32 * MB;
+    let sys = run_checked::<M>(v, ram, 1, what, move |u| {
+        let fd = u.open("mapped", O_CREAT | O_RDWR).unwrap();
+        u.ftruncate(fd, len as i64).unwrap();
+        let n = (len / 4096) as u32;
+        let a = u.mmap_file(0, len, RW, MAP_SHARED, fd, 0).unwrap();
+        for i in 0..n {
+            u.store_u32(a + i * PAGE + 8, stamp(i, 11)).unwrap();
+        }
+        for i in 0..n {
+            assert_eq!(
+                u.load_u32(a + i * PAGE + 8).unwrap(),
+                stamp(i, 11),
+                "page {i}"
+            );
+        }
+        inv(u, "mapping bigger than RAM");
+        u.munmap(a, len).unwrap();
+        let mut b = [0u8; 4];
+        for i in (0..n).step_by(1021) {
+            u.lseek(fd, i as i64 * 4096 + 8, SEEK_SET).unwrap();
+            u.read(fd, &mut b).unwrap();
+            assert_eq!(u32::from_le_bytes(b), stamp(i, 11), "read page {i}");
+        }
+        u.close(fd).unwrap();
+        u.unlink("mapped").unwrap();
+        0
+    });
+    let k = sys.kernel();
+    assert!(
+        k.counters().get(Counter::PgUnmapped) > 0,
+        "{v}: the scan unmapped no file page"
+    );
+    assert!(k.counters().get(Counter::FsPagesWritten) >= (len - ram) / 4096);
+}
+
+#[test]
+fn shared_mapping_bigger_than_ram_is_written_back() {
+    each_config("mapping bigger than RAM", |v, ram, what| {
+        dispatch!(v, mapping_bigger_than_ram(v, ram, what))
+    });
+}
+
+/// With swap: the copy-on-write copies of a private file mapping are anonymous pages, and
+/// swap takes them when memory runs short; the file keeps its own data.
+fn private_copies_swap<M: PagingMode>(v: MemoryVariant, ram: u64, what: &str) {
+    let mut sys = boot_with::<M>(v, ram, 1, |ko| ko.swap_pages = 2 * ram / 4096);
+    let b = quiesce(&mut sys);
+    let len = ram + ram / 4;
+    let code = run_process(&mut sys, move |u| {
+        let fd = u.open("cow", O_CREAT | O_RDWR).unwrap();
+        u.ftruncate(fd, len as i64).unwrap();
+        let n = (len / 4096) as u32;
+        let a = u.mmap_file(0, len, RW, MAP_PRIVATE, fd, 0).unwrap();
+        for i in 0..n {
+            u.store_u32(a + i * PAGE, stamp(i, 12)).unwrap();
+        }
+        for i in 0..n {
+            assert_eq!(u.load_u32(a + i * PAGE).unwrap(), stamp(i, 12), "page {i}");
+        }
+        assert!(
+            u.kernel().counters().get(Counter::Pswpout) > 0,
+            "nothing swapped"
+        );
+        inv(u, "private copies swapped");
+        u.munmap(a, len).unwrap();
+        // the file itself was never written
+        let mut buf = [0xffu8; 4096];
+        u.lseek(fd, 4096 * 7, SEEK_SET).unwrap();
+        assert_eq!(u.read(fd, &mut buf), Ok(4096));
+        assert!(buf.iter().all(|&x| x == 0));
+        u.close(fd).unwrap();
+        u.unlink("cow").unwrap();
+        0
+    });
+    assert_eq!(code, 0, "{v} {what}");
+    assert_no_leak(&mut sys, &b, &format!("{v} {what}"));
+    let q = quiesce(&mut sys);
+    assert_eq!(q.mi.swap_free, q.mi.swap_total, "{v}: swap slots left");
+    assert_eq!(q.mi.cached, 0);
+}
+
+#[test]
+fn private_file_copies_are_swapped_like_anonymous_memory() {
+    for (v, ram) in [FILE_CONFIGS[0], FILE_CONFIGS[3]] {
+        dispatch!(v, private_copies_swap(v, ram, "private copies and swap"));
+    }
+}

@@ -7,7 +7,7 @@
 //! one more (and a map count), as do transient users (a `read`, a fault that read it in, the
 //! writeback of reclaim). `PG_locked` is held while the page is read or written (and while
 //! `write` fills it); whoever needs it waits on the page's wait queue. `PG_uptodate` says the
-//! contents are valid; `PG_dirty` that the disk block is stale ([`Kernel::set_page_dirty`]
+//! contents are valid; `PG_dirty` that the disk block is stale (`Kernel::set_page_dirty`
 //! keeps the `Dirty` count).
 //!
 //! Reclaim ([`Kernel::shrink_page_cache`]) walks the pages oldest first: clean pages nobody
@@ -331,17 +331,21 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// Drop the lazily deleted entries of the inactive list when they outnumber the live
-    /// ones (keeps its host memory proportional to the page cache).
+    /// Drop the lazily deleted (and duplicated) entries of the inactive list when they
+    /// outnumber the live ones (keeps its host memory proportional to the page cache).
     pub(crate) fn lru_compact(&self) {
         let mut lru = self.fs.lru.borrow_mut();
         if lru.len() as u64 <= 2 * self.fs.nr_cached.get() + 4096 {
             return;
         }
         let inodes = self.fs.inodes.borrow();
+        let mut seen = alloc::collections::BTreeSet::new();
         lru.retain(|(ino, idx, pfn)| {
             let d = self.mem_map.desc(*pfn);
-            inodes.contains_key(ino) && d.owner() == PageOwner::PageCache && d.private() == *idx
+            inodes.contains_key(ino)
+                && d.owner() == PageOwner::PageCache
+                && d.private() == *idx
+                && seen.insert(pfn.0)
         });
     }
 
@@ -399,6 +403,7 @@ impl<M: PagingMode> Kernel<M> {
             }
             self.iput(cx, inode);
         }
+        self.lru_compact();
         freed
     }
 

@@ -221,17 +221,23 @@ impl<M: PagingMode> Kernel<M> {
         };
         let mut unmapped = 0;
         let mut addr = mm.swap_address.get();
-        let ranges: Vec<(u32, u32, bool)> = vmas
+        let ranges: Vec<(u32, u32, bool, Option<u32>)> = vmas
             .iter()
             .filter(|v| v.end > addr)
-            .map(|v| (v.start, v.end, v.backing.has_anon_pages()))
+            .map(|v| {
+                let ino = match &v.backing {
+                    crate::mm::vma::Backing::File { file, .. } => Some(file.ino),
+                    _ => None,
+                };
+                (v.start, v.end, v.backing.has_anon_pages(), ino)
+            })
             .collect();
-        for (start, end, anon) in ranges {
+        for (start, end, anon, ino) in ranges {
             let mut a = (start.max(addr)) as u64;
             while a < end as u64 {
                 let va = VirtAddr::new(a as u32);
                 let next = M::pmd_end(va).min(end as u64);
-                unmapped += self.swap_out_pmd(cx, mm, va, next, anon, want - unmapped);
+                unmapped += self.swap_out_pmd(cx, mm, va, next, (anon, ino), want - unmapped);
                 a = next;
                 mm.swap_address.set(next as u32);
                 if unmapped >= want {
@@ -250,14 +256,16 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Scan the ptes of `[start, end)` (inside one pte page) through one mapping
-    /// (`swap_out_pmd` around `try_to_swap_out`).
+    /// (`swap_out_pmd` around `try_to_swap_out`). `anon`: the VMA may hold anonymous pages
+    /// (which go to swap); `ino`: the file it maps, whose unreferenced pages are unmapped and
+    /// queued for `shrink_page_cache`.
     fn swap_out_pmd<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
         mm: &Mm,
         start: VirtAddr,
         end: u64,
-        anon: bool,
+        (anon, ino): (bool, Option<u32>),
         want: u64,
     ) -> u64 {
         let p = cx.p();
@@ -293,6 +301,10 @@ impl<M: PagingMode> Kernel<M> {
                     // writes it back and frees it)
                     if pte.has(EntryFlags::DIRTY) {
                         self.set_page_dirty(pfn);
+                    }
+                    if let Some(ino) = ino {
+                        // next in line for shrink_page_cache (the inactive end)
+                        self.fs.lru.borrow_mut().push_front((ino, d.private(), pfn));
                     }
                     d.dec_mapcount();
                     batch.push(pfn);
