@@ -1,8 +1,8 @@
 //! Fault injection at every named allocation site: every site in
 //! [`ALLOC_SITES`](highpte_kernel::ALLOC_SITES) is reached by a scenario (a process that
 //! mmaps, touches, makes many VMAs, splits them, uses shared anonymous memory and SysV shm,
-//! forks a child that writes copy-on-write, mremaps, populates a range, grows its heap and
-//! exits; plus a kernel task that allocates a kernel pte page), and then failed in turn: every
+//! forks a child that writes copy-on-write, mremaps, populates a range, writes, reads and maps
+//! an unlinked file, grows its heap and exits; plus a kernel task that allocates a kernel pte page), and then failed in turn: every
 //! allocation at the site, and the 1st, 2nd, 3rd... one alone. Each run must complete (no
 //! kernel bug, no deadlock, no fault loop), the failure must show as ENOMEM from a system
 //! call or an OOM kill (never another errno or signal), the invariants must hold, and once
