@@ -13,7 +13,7 @@
 //!
 //! An inode is referenced by the inode table (always), by its name while linked, by every open
 //! file description and by every VMA mapping it (`Backing::File`). `unlink` removes the name;
-//! the inode, its pages and its blocks go when the last other reference does ([`Kernel::iput`]
+//! the inode, its pages and its blocks go when the last other reference does (`Kernel::iput`
 //! checks on every release, and the page-cache shrinker prunes any it finds).
 //!
 //! # Descriptor tables
