@@ -434,6 +434,7 @@ impl<M: PagingMode> Kernel<M> {
             reclaim: Default::default(),
             rmap: Default::default(),
             shared_objects: RefCell::new(Vec::new()),
+            fs: crate::fs::FsState::new(),
             _mode: PhantomData,
         };
         Ok(k)

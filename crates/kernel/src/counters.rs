@@ -101,6 +101,14 @@ counters! {
     KswapdWakeups = "kswapd_wakeups",
     /// Reclaim passes kswapd made.
     KswapdRuns = "kswapd_runs",
+    /// Faults on file-backed mappings.
+    FaultsFile = "faults_file",
+    /// File pages read from the disk (`readpage`; holes are zeroed, not read).
+    FsPagesRead = "fs_pages_read",
+    /// File pages written to the disk (`writepage`).
+    FsPagesWritten = "fs_pages_written",
+    /// Page-cache pages freed by reclaim.
+    PageCacheSteal = "pgsteal_pagecache",
 }
 
 impl Counter {

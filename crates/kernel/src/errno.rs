@@ -29,10 +29,18 @@ impl Errno {
     pub const EEXIST: Errno = Errno(17);
     /// Invalid argument.
     pub const EINVAL: Errno = Errno(22);
+    /// Too many open files (the fd table is full).
+    pub const EMFILE: Errno = Errno(24);
+    /// File too large.
+    pub const EFBIG: Errno = Errno(27);
     /// No space left (too many shm segments).
     pub const ENOSPC: Errno = Errno(28);
+    /// File name too long.
+    pub const ENAMETOOLONG: Errno = Errno(36);
     /// Identifier removed.
     pub const EIDRM: Errno = Errno(43);
+    /// Value too large for the data type (an mmap offset past what a page index holds).
+    pub const EOVERFLOW: Errno = Errno(75);
 
     /// The symbolic name.
     pub const fn name(self) -> &'static str {
@@ -48,8 +56,12 @@ impl Errno {
             16 => "EBUSY",
             17 => "EEXIST",
             22 => "EINVAL",
+            24 => "EMFILE",
+            27 => "EFBIG",
             28 => "ENOSPC",
+            36 => "ENAMETOOLONG",
             43 => "EIDRM",
+            75 => "EOVERFLOW",
             _ => "E?",
         }
     }

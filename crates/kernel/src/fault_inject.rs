@@ -83,6 +83,11 @@ pub const ALLOC_SITE_INFO: &[AllocSite] = &[
         description: "pages populate_range pre-faults (a database pre-paging its SGA)",
         on_failure: "populate_range fails with ENOMEM (what was filled stays)",
     },
+    AllocSite {
+        name: "page_cache_alloc",
+        description: "page-cache page (high memory): read, write, truncate and file-mapping faults",
+        on_failure: "read / write fail with ENOMEM (or return the bytes done); a fault: OOM kill",
+    },
 ];
 
 /// The name of every allocation site of the kernel.
@@ -97,9 +102,10 @@ pub const ALLOC_SITES: &[&str] = &[
     "do_wp_page",
     "shmem_getpage",
     "populate_range",
+    "page_cache_alloc",
 ];
 
-const NSITES: usize = 10;
+const NSITES: usize = 11;
 
 /// The index of a site in [`ALLOC_SITES`].
 pub fn site_index(name: &str) -> Option<usize> {

@@ -5,7 +5,10 @@
 //! - no frame is both free and mapped;
 //! - each zone's free lists are consistent, and per zone: pages by owner + free = present;
 //! - page-table pages per zone match the tables that exist, and each mm's VmPTE and RSS match
-//!   its page tables.
+//!   its page tables;
+//! - page-cache pages: owned by the page cache, cached once, count = map count + the cache's
+//!   reference; a file pte maps the file's cached page at its index (or, in a private
+//!   mapping, an anonymous copy); `Cached` and `Dirty` match the pages.
 //!
 //! (That no TLB maps a freed frame is checked by the machine, which owns the TLBs, with
 //! [`Kernel::page_is_free`].)
@@ -53,6 +56,8 @@ impl<M: PagingMode> Kernel<M> {
     pub fn check_invariants<P: Platform>(&self, p: &P) -> Vec<String> {
         // SAFETY: called between steps, at a kernel entry point.
         let mut cx = unsafe { SleepCtx::enter(p) };
+        // background reclaim changes everything it touches: let it finish first
+        self.wait_kswapd_idle(&mut cx);
         let mut bad: Vec<String> = Vec::new();
         let mut maps: BTreeMap<u64, u32> = BTreeMap::new();
         // swap ptes per slot
@@ -119,10 +124,10 @@ impl<M: PagingMode> Kernel<M> {
                         }
                         if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
                             *swap_refs.entry(e.offset).or_insert(0) += 1;
-                            if !matches!(
-                                vmas.containing(va.as_u32()).map(|v| &v.backing),
-                                Some(Backing::Anon)
-                            ) {
+                            if !vmas
+                                .containing(va.as_u32())
+                                .is_some_and(|v| v.backing.has_anon_pages())
+                            {
                                 bad.push(format!(
                                     "mm {:#x}: swap pte {:#x} at {} outside a private VMA",
                                     mm.cr3,
@@ -170,6 +175,24 @@ impl<M: PagingMode> Kernel<M> {
                                     bad.push(format!(
                                         "mm {:#x}: shared pte at {} maps pfn {:#x}, its object has {:?} at {}",
                                         mm.cr3, va, pfn.0, obj.page(idx), idx
+                                    ));
+                                }
+                            }
+                            Backing::File { file, pgoff, shared } => {
+                                let idx = pgoff + ((va.as_u32() - v.start) >> 12);
+                                let owner = self.mem_map.desc(pfn).owner();
+                                let ok = if owner == PageOwner::PageCache {
+                                    (*shared || !rw) && self.cache_page(p, file, idx) == Some(pfn)
+                                } else {
+                                    // a private copy (copy-on-write) of the file page
+                                    !shared && owner == PageOwner::User
+                                };
+                                if !ok {
+                                    bad.push(format!(
+                                        "mm {:#x}: file pte {:#x} at {} (index {} of inode {}, {}) maps pfn {:#x} owned by {}, the cache has {:?}",
+                                        mm.cr3, pte.bits(), va, idx, file.ino,
+                                        if *shared { "shared" } else { "private" },
+                                        pfn.0, owner.name(), self.cache_page(p, file, idx)
                                     ));
                                 }
                             }
@@ -297,6 +320,74 @@ impl<M: PagingMode> Kernel<M> {
                 bad.push(format!("{} swap ptes hold free slot {}", n, o));
             }
         }
+        // the page cache: page → (inode, index), one reference each
+        let mut page_cache: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+        let mut dirty_cached = 0u64;
+        let inodes = self.all_inodes();
+        for inode in &inodes {
+            let pages: Vec<(u32, Pfn)> =
+                inode.pages.lock(p).iter().map(|(i, f)| (*i, *f)).collect();
+            for (idx, pfn) in pages {
+                let d = self.mem_map.desc(pfn);
+                if d.owner() != PageOwner::PageCache || d.private() != idx {
+                    bad.push(format!(
+                        "inode {} index {}: page-cache pfn {:#x} owned by {} with private {}",
+                        inode.ino,
+                        idx,
+                        pfn.0,
+                        d.owner().name(),
+                        d.private()
+                    ));
+                }
+                if d.test_flag(PageFlags::DIRTY) {
+                    dirty_cached += 1;
+                }
+                if page_cache.insert(pfn.0, (inode.ino, idx)).is_some() {
+                    bad.push(format!("page-cache pfn {:#x} is cached twice", pfn.0));
+                }
+            }
+        }
+        for inode in inodes {
+            self.iput(&cx, inode);
+        }
+        let cache_owned: u64 = ZoneType::ALL
+            .iter()
+            .map(|z| self.owner_pages(*z, PageOwner::PageCache))
+            .sum();
+        if cache_owned != page_cache.len() as u64 || self.fs.nr_cached.get() != cache_owned {
+            bad.push(format!(
+                "{} pages owned by the page cache, {} in the files' caches, Cached counts {}",
+                cache_owned,
+                page_cache.len(),
+                self.fs.nr_cached.get()
+            ));
+        }
+        if dirty_cached != self.fs.nr_dirty.get() {
+            bad.push(format!(
+                "{} dirty page-cache pages but Dirty counts {}",
+                dirty_cached,
+                self.fs.nr_dirty.get()
+            ));
+        }
+        for (&pfn, &(ino, idx)) in &page_cache {
+            if maps.contains_key(&pfn) {
+                continue;
+            }
+            let d = self.mem_map.desc(Pfn(pfn));
+            if d.count() != 1 || d.mapcount() != 0 {
+                bad.push(format!(
+                    "page-cache pfn {:#x} (inode {}, index {}): count {} mapcount {} but only the cache holds it",
+                    pfn,
+                    ino,
+                    idx,
+                    d.count(),
+                    d.mapcount()
+                ));
+            }
+            if self.page_is_free(p, Pfn(pfn)) {
+                bad.push(format!("page-cache pfn {:#x} is on a free list", pfn));
+            }
+        }
         for (&pfn, &n) in &maps {
             if pfn == self.zero_page.0 {
                 continue;
@@ -318,8 +409,10 @@ impl<M: PagingMode> Kernel<M> {
                     n
                 ));
             }
-            let want =
-                n + obj_refs.get(&pfn).copied().unwrap_or(0) + u32::from(cache.contains_key(&pfn));
+            let want = n
+                + obj_refs.get(&pfn).copied().unwrap_or(0)
+                + u32::from(cache.contains_key(&pfn))
+                + u32::from(page_cache.contains_key(&pfn));
             if d.count() != want {
                 bad.push(format!(
                     "pfn {:#x}: reference count {} but {} mappings and object references",
@@ -356,7 +449,9 @@ impl<M: PagingMode> Kernel<M> {
             }
         }
         // every user page is accounted for: mapped, or held by a shared object
-        let mut user_frames = maps.len() as u64 - u64::from(maps.contains_key(&self.zero_page.0));
+        let mut user_frames = maps.len() as u64
+            - u64::from(maps.contains_key(&self.zero_page.0))
+            - maps.keys().filter(|f| page_cache.contains_key(f)).count() as u64;
         user_frames += obj_refs.keys().filter(|f| !maps.contains_key(f)).count() as u64;
         user_frames += cache
             .keys()

@@ -221,6 +221,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,
     /// Fault injection: page allocations fail from a chosen point on.
     pub(crate) fail_allocs: crate::pages::FailInjection,
+    /// The simulated file system and the page cache.
+    pub(crate) fs: crate::fs::FsState,
     pub(crate) _mode: PhantomData<M>,
 }
 

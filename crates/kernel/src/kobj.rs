@@ -24,6 +24,13 @@ pub enum KObj {
     Vma,
     /// A shm segment: `shmid_kernel` plus its page index of `bytes`.
     ShmSeg,
+    /// An in-core inode of the simulated file system (`struct inode` with its
+    /// `address_space`, about 480 bytes on 2.5 i386).
+    Inode,
+    /// A directory entry (`struct dentry` with a short inline name, about 144 bytes).
+    Dentry,
+    /// An open file description (`struct file`, about 128 bytes).
+    File,
 }
 
 impl KObj {
@@ -34,6 +41,9 @@ impl KObj {
             KObj::MmStruct => 416,
             KObj::Vma => 88,
             KObj::ShmSeg => 192,
+            KObj::Inode => 480,
+            KObj::Dentry => 144,
+            KObj::File => 128,
         }
     }
 }

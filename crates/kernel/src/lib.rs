@@ -12,6 +12,7 @@ pub mod counters;
 pub mod ctx;
 pub mod errno;
 pub mod fault_inject;
+pub mod fs;
 pub mod highmem;
 pub mod invariants;
 pub mod kernel;

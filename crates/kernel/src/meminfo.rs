@@ -38,6 +38,10 @@ pub struct Meminfo {
     pub swap_cached: u64,
     /// Low memory holding reverse-map chains (rmap reclaim only).
     pub pte_chains: u64,
+    /// `Cached`: pages in the page cache (file data).
+    pub cached: u64,
+    /// `Dirty`: page-cache pages waiting to be written to the disk.
+    pub dirty: u64,
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -79,6 +83,8 @@ impl<M: PagingMode> Kernel<M> {
             .map(|z| self.owner_pages(*z, PageOwner::PteChain))
             .sum::<u64>()
             * 4;
+        m.cached = self.fs.nr_cached.get() * 4;
+        m.dirty = self.fs.nr_dirty.get() * 4;
         m
     }
 

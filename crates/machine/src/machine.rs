@@ -525,6 +525,22 @@ impl<M: PagingMode> Machine<M> {
         self.st().cpus.get(cpu as usize).map(|c| c.regs)
     }
 
+    /// The contents of block `block` of `dev` (zeros if never written), read without
+    /// counting an I/O (for tests that look at the disk itself).
+    pub fn disk_block(&self, dev: highpte_kernel::BlockDev, block: u64) -> [u8; 4096] {
+        let mut buf = [0u8; 4096];
+        self.st().disks.peek(dev, block, &mut buf);
+        buf
+    }
+
+    /// Blocks read and written on every block device since boot, and the blocks holding
+    /// data.
+    pub fn disk_stats(&self) -> (u64, u64, usize) {
+        let d = &self.st().disks;
+        let (r, w) = d.io_counts();
+        (r, w, d.stored_blocks())
+    }
+
     /// The TLB of `cpu` (None if out of range), e.g. to check no entry maps a freed frame.
     pub fn tlb(&self, cpu: u32) -> Option<&Tlb> {
         self.st().cpus.get(cpu as usize).map(|c| &c.tlb)

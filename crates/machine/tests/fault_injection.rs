@@ -1,8 +1,8 @@
 //! Fault injection at every named allocation site: every site in
 //! [`ALLOC_SITES`](highpte_kernel::ALLOC_SITES) is reached by a scenario (a process that
 //! mmaps, touches, makes many VMAs, splits them, uses shared anonymous memory and SysV shm,
-//! forks a child that writes copy-on-write, mremaps, populates a range, grows its heap and
-//! exits; plus a kernel task that allocates a kernel pte page), and then failed in turn: every
+//! forks a child that writes copy-on-write, mremaps, populates a range, writes, reads and maps
+//! an unlinked file, grows its heap and exits; plus a kernel task that allocates a kernel pte page), and then failed in turn: every
 //! allocation at the site, and the 1st, 2nd, 3rd... one alone. Each run must complete (no
 //! kernel bug, no deadlock, no fault loop), the failure must show as ENOMEM from a system
 //! call or an OOM kill (never another errno or signal), the invariants must hold, and once
@@ -13,6 +13,7 @@
 mod vm_common;
 use highpte_arch::{Config, MemoryVariant, PagingMode, VirtAddr};
 use highpte_kernel::fault_inject::SiteStats;
+use highpte_kernel::fs::{O_CREAT, O_RDWR};
 use highpte_kernel::mm::shm::IPC_CREAT;
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ,
@@ -217,6 +218,34 @@ fn scenario<M: PagingMode>(u: &mut User<'_, M>, key: i32, strict: bool) -> i32 {
             .populate_range(u.handle(), u.pid(), s, 64 * 4096, false);
         u.handle().return_to_user();
         assert!(matches!(r, Ok(_) | Err(Errno::ENOMEM)), "{r:?}");
+    }
+    // a file, unlinked at once (the descriptor keeps it; exit closes it): written (page-cache
+    // pages), read back, mapped shared and private (a copy-on-write copy)
+    let name = format!("file{key}");
+    if let Some(fd) = sys!(u, strict, u.open(&name, O_CREAT | O_RDWR)) {
+        u.unlink(&name).expect("unlink allocates nothing");
+        let data: Vec<u8> = (0..3 * 4096 + 100u32).map(|i| (i % 251) as u8).collect();
+        let n = sys!(u, strict, u.write(fd, &data)).unwrap_or(0);
+        assert_eq!(u.lseek(fd, 0, 0), Ok(0));
+        let mut back = vec![0u8; n];
+        if let Some(r) = sys!(u, strict, u.read(fd, &mut back)) {
+            assert_eq!(&back[..r], &data[..r], "file read back");
+        }
+        let pages = (n / 4096) as u32;
+        if let Some(m) = sys!(u, strict, u.mmap_file(0, 4 * 4096, RW, MAP_SHARED, fd, 0)) {
+            for i in 0..pages {
+                let off = (i * 4096) as usize;
+                let w = u32::from_le_bytes(data[off..off + 4].try_into().unwrap());
+                assert_eq!(acc!(u.load_u32(m + i * PAGE)), w, "shared file page {i}");
+            }
+            sys!(u, strict, u.munmap(m, 4 * 4096));
+        }
+        if let Some(m) = sys!(u, strict, u.mmap_file(0, 4 * 4096, RW, MAP_PRIVATE, fd, 0)) {
+            if pages > 0 {
+                acc!(u.store_u32(m, 0x1234));
+                assert_eq!(acc!(u.load_u32(m)), 0x1234);
+            }
+        }
     }
     // the heap
     let cur = u.brk(0);

@@ -38,6 +38,11 @@ enum Step {
     SwapIn(SwapEntry),
     /// Page `idx` of the VMA's shared object is on swap: read it in with nothing held.
     ShmSwapIn(u32, SwapEntry),
+    /// A file mapping needs this page of its file read in (`filemap_nopage`) with nothing
+    /// held, then a retry.
+    FileRead(u32),
+    /// Try again at once (a private file page was mapped read-only for a write: now copy).
+    Retry,
     Oom,
     Sigbus,
 }
@@ -106,9 +111,25 @@ impl<M: PagingMode> Kernel<M> {
             }
         }
         let mut swapped: Option<(SwapEntry, Pfn)> = None;
+        // a page of a mapped file read in by an earlier attempt (with a reference)
+        let mut file_page: Option<(u32, Pfn)> = None;
         loop {
-            match self.handle_mm_fault(&mut cx, &mm, &vma, addr, write, &mut new_page, &mut swapped)
-            {
+            let step = self.handle_mm_fault(
+                &mut cx,
+                &mm,
+                &vma,
+                addr,
+                write,
+                &mut new_page,
+                &mut swapped,
+                &mut file_page,
+            );
+            if !matches!(step, Step::FileRead(_) | Step::Retry | Step::Done) {
+                if let Some((_, pfn)) = file_page.take() {
+                    self.page_cache_release(&cx, pfn);
+                }
+            }
+            match step {
                 Step::Done => break,
                 Step::ShmSwapIn(idx, e) => {
                     let Backing::Shared { obj, .. } = &vma.backing else {
@@ -139,6 +160,36 @@ impl<M: PagingMode> Kernel<M> {
                         self.swap_free(cx.p(), e);
                     } else {
                         self.free_pages(&cx, new, 0);
+                    }
+                }
+                Step::Retry => {}
+                Step::FileRead(idx) => {
+                    // filemap_nopage's read: nothing mapped, no spinlock held
+                    if let Some((_, old)) = file_page.take() {
+                        self.page_cache_release(&cx, old);
+                    }
+                    match self.filemap_nopage(&mut cx, &vma, idx) {
+                        Ok(pfn) => file_page = Some((idx, pfn)),
+                        Err(crate::mm::filemap::NoPage::Sigbus) => {
+                            if let Some(pfn) = new_page.take() {
+                                self.free_pages(&cx, pfn, 0);
+                            }
+                            if let Some((_, pfn)) = swapped.take() {
+                                self.put_user_page(&cx, pfn);
+                            }
+                            self.counters.inc(Counter::FaultsSigbus);
+                            return FaultOutcome::Signal(Signal::Sigbus);
+                        }
+                        Err(crate::mm::filemap::NoPage::Oom) => {
+                            drop(vmas);
+                            if let Some(pfn) = new_page.take() {
+                                self.free_pages(&cx, pfn, 0);
+                            }
+                            if let Some((_, pfn)) = swapped.take() {
+                                self.put_user_page(&cx, pfn);
+                            }
+                            return self.fault_oom(&mut cx, pid);
+                        }
                     }
                 }
                 Step::SwapIn(e) => {
@@ -202,6 +253,9 @@ impl<M: PagingMode> Kernel<M> {
         if let Some((_, pfn)) = swapped.take() {
             self.put_user_page(&cx, pfn);
         }
+        if let Some((_, pfn)) = file_page.take() {
+            self.page_cache_release(&cx, pfn);
+        }
         FaultOutcome::Handled
     }
 
@@ -252,6 +306,7 @@ impl<M: PagingMode> Kernel<M> {
         write: bool,
         new_page: &mut Option<Pfn>,
         swapped: &mut Option<(SwapEntry, Pfn)>,
+        file_page: &mut Option<(u32, Pfn)>,
     ) -> Step {
         let p = cx.p();
         let pmd = self.pmd_offset(p, &mm.pgd, addr);
@@ -412,6 +467,15 @@ impl<M: PagingMode> Kernel<M> {
                 mm.rss.set(mm.rss.get() + 1);
                 self.counters.inc(Counter::FaultsShared);
                 Step::Done
+            }
+            Backing::File { .. } => {
+                use crate::mm::filemap::FileFault;
+                match self.filemap_fault_pte(p, &mut map, mm, vma, addr, write, file_page) {
+                    FileFault::Done => Step::Done,
+                    FileFault::Retry => Step::Retry,
+                    FileFault::Read(idx) => Step::FileRead(idx),
+                    FileFault::Sigbus => Step::Sigbus,
+                }
             }
         }
     }

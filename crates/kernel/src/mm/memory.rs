@@ -69,6 +69,10 @@ impl<M: PagingMode> Kernel<M> {
                         let pfn = pte.pfn();
                         if pfn != self.zero_page {
                             self.page_remove_rmap(p, pfn, pte_phys::<M>(ptp, va));
+                            if pte.has(EntryFlags::DIRTY) {
+                                // a written file page must reach the disk
+                                self.set_page_dirty(pfn);
+                            }
                             self.mem_map.desc(pfn).dec_mapcount();
                             gather.pages.push(pfn);
                         }

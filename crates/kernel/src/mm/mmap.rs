@@ -99,7 +99,8 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// `mmap(addr, len, prot, flags, -1, 0)` for anonymous memory.
+    /// `mmap(addr, len, prot, flags, fd, offset)`: anonymous memory (`MAP_ANONYMOUS`, `fd`
+    /// ignored) or a file mapping of the open file `fd` from byte `offset`.
     #[allow(clippy::too_many_arguments)]
     pub fn sys_mmap<P: Platform>(
         &self,
@@ -141,11 +142,15 @@ impl<M: PagingMode> Kernel<M> {
         if offset & (PAGE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
-        if flags & MAP_ANONYMOUS == 0 {
-            // no file systems yet: every fd is bad
-            return Err(Errno::EBADF);
-        }
-        let _ = fd;
+        // a file mapping: the open file's inode and access mode (fget)
+        let file = if flags & MAP_ANONYMOUS == 0 {
+            let f = self.fget(pid, fd)?;
+            let r = (f.inode.clone(), f.readable, f.writable);
+            self.fput(&cx, f);
+            Some(r)
+        } else {
+            None
+        };
         if len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -167,9 +172,32 @@ impl<M: PagingMode> Kernel<M> {
         if kind != MAP_SHARED && kind != MAP_PRIVATE {
             return Err(Errno::EINVAL);
         }
+        let mut may_write = true;
+        if let Some((_, readable, writable)) = &file {
+            // do_mmap_pgoff: the page offset must not wrap; a shared writable mapping needs
+            // a descriptor open for writing, every file mapping one open for reading
+            if (offset >> 12) + (len >> 12) > u32::MAX as u64 {
+                return Err(Errno::EOVERFLOW);
+            }
+            if kind == MAP_SHARED && !writable {
+                if prot & PROT_WRITE != 0 {
+                    return Err(Errno::EACCES);
+                }
+                may_write = false;
+            }
+            if !readable {
+                return Err(Errno::EACCES);
+            }
+        }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(&mut cx, &mm)?;
-        let backing = if kind == MAP_SHARED {
+        let backing = if let Some((inode, _, _)) = file {
+            Backing::File {
+                file: inode,
+                pgoff: (offset >> 12) as u32,
+                shared: kind == MAP_SHARED,
+            }
+        } else if kind == MAP_SHARED {
             self.kobj_charge(&mut cx, KObj::ShmSeg, len / PAGE * 8)
                 .map_err(|_| Errno::ENOMEM)?;
             let obj = Rc::new(ShmObject::new(0, len));
@@ -220,7 +248,7 @@ impl<M: PagingMode> Kernel<M> {
             prot,
             backing,
             heap: false,
-            may_write: true,
+            may_write,
         });
         let n = vmas.len();
         drop(vmas);
@@ -232,8 +260,10 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     fn release_backing<P: Platform>(&self, cx: &crate::ctx::Ctx<'_, P>, b: Backing) {
-        if let Backing::Shared { obj, .. } = b {
-            self.shm_release(cx, obj);
+        match b {
+            Backing::Shared { obj, .. } => self.shm_release(cx, obj),
+            Backing::File { file, .. } => self.iput(cx, file),
+            Backing::Anon => {}
         }
     }
 

@@ -1,6 +1,7 @@
 //! Address spaces: mm, VMAs, the system calls that change them, faults, fork and exit.
 
 pub mod fault;
+pub mod filemap;
 pub mod memory;
 pub mod mmap;
 pub mod mremap;

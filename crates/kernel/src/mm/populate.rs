@@ -9,7 +9,9 @@
 use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::errno::Errno;
+use crate::errno::Signal;
 use crate::kernel::Kernel;
+use crate::mm::fault::FaultOutcome;
 use crate::mm::memory::pte_phys;
 use crate::mm::shm::ObjSlot;
 use crate::mm::vma::Backing;
@@ -18,7 +20,7 @@ use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
 use crate::pgtable::pte_alloc_map;
 use crate::platform::{Platform, TaskId};
 use alloc::vec::Vec;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, VirtAddr};
 
 impl<M: PagingMode> Kernel<M> {
     /// Fault in `[start, start + len)` of task `pid` for reading or writing. Returns the number
@@ -43,12 +45,20 @@ impl<M: PagingMode> Kernel<M> {
         let mut filled = 0u64;
         let mut reserve: Vec<Pfn> = Vec::new();
         let mut result = Ok(());
+        // file mappings are faulted in after the walk, page by page (their pages may have to
+        // be read from the disk, with nothing held)
+        let mut file_ranges: Vec<(u64, u64)> = Vec::new();
         'vmas: for vma in &list {
             if (vma.start as u64) > cur || (write && !vma.writable()) || !vma.readable() {
                 result = Err(Errno::EFAULT);
                 break;
             }
             let stop = end.min(vma.end as u64);
+            if matches!(vma.backing, Backing::File { .. }) {
+                file_ranges.push((cur, stop));
+                cur = stop;
+                continue;
+            }
             while cur < stop {
                 let a = VirtAddr::new(cur as u32);
                 let next = M::pmd_end(a).min(stop);
@@ -84,7 +94,7 @@ impl<M: PagingMode> Kernel<M> {
                                 None
                             });
                         }
-                        Backing::Anon => {}
+                        Backing::Anon | Backing::File { .. } => {}
                     }
                     if need > reserve.len() {
                         drop(map);
@@ -134,6 +144,7 @@ impl<M: PagingMode> Kernel<M> {
                                         | EntryFlags::DIRTY,
                                 )
                             }),
+                            Backing::File { .. } => None,
                             Backing::Shared { obj, pgoff, .. } => {
                                 let idx = pgoff + ((va.as_u32() - vma.start) >> 12);
                                 if idx >= obj.nr_pages() {
@@ -192,6 +203,29 @@ impl<M: PagingMode> Kernel<M> {
         drop(vmas);
         for pfn in reserve {
             self.free_pages(&cx, pfn, 0);
+        }
+        let code = PageFaultErrorCode::USER
+            | if write {
+                PageFaultErrorCode::WRITE
+            } else {
+                PageFaultErrorCode::empty()
+            };
+        'files: for (s, e) in file_ranges {
+            let mut a = s;
+            while a < e {
+                match self.do_page_fault(p, pid, VirtAddr::new(a as u32), code) {
+                    FaultOutcome::Handled => filled += 1,
+                    FaultOutcome::Signal(Signal::Sigbus) => {
+                        result = Err(Errno::EFAULT);
+                        break 'files;
+                    }
+                    FaultOutcome::Signal(_) => {
+                        result = Err(Errno::ENOMEM);
+                        break 'files;
+                    }
+                }
+                a += 4096;
+            }
         }
         self.counters.add(Counter::PopulatedPtes, filled);
         result.map(|_| filled)

@@ -166,6 +166,8 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
         };
+        // the child gets copies of the descriptors, sharing the open files
+        self.files_fork(parent, child);
         self.procs.borrow_mut().insert(
             child,
             Rc::new(Process {
@@ -235,6 +237,7 @@ impl<M: PagingMode> Kernel<M> {
         let Some(proc_) = self.process(pid) else {
             return;
         };
+        self.files_exit(&cx, pid);
         let mm = proc_.mm.clone();
         let users = mm.users.get() - 1;
         mm.users.set(users);

@@ -22,10 +22,9 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
 use crate::mm::shm::{ObjSlot, ShmObject};
-use crate::mm::vma::Backing;
 use crate::mm::Mm;
 use crate::page_alloc::Watermark;
-use crate::page_alloc::{PageFlags, ZoneType};
+use crate::page_alloc::{PageFlags, PageOwner, ZoneType};
 use crate::pgtable::pte_offset_map;
 use crate::platform::{Platform, TaskId, WaitQueueKey};
 use alloc::collections::VecDeque;
@@ -74,6 +73,8 @@ impl fmt::Display for ReclaimKind {
 
 /// The wait queue kswapd sleeps on (`kswapd_wait`).
 pub const KSWAPD_WAIT: WaitQueueKey = WaitQueueKey(0x6b73_7761_7064_0000);
+/// The wait queue kswapd wakes when it goes back to sleep.
+pub const KSWAPD_IDLE: WaitQueueKey = WaitQueueKey(0x6b73_7761_7064_0001);
 
 /// Reclaim's cursors and statistics.
 #[derive(Default)]
@@ -111,7 +112,15 @@ impl<M: PagingMode> Kernel<M> {
     /// True if reclaim might free something: pages in the swap cache, or a swap device with
     /// room.
     pub(crate) fn reclaim_can_help<P: Platform>(&self, p: &P) -> bool {
-        !self.reclaim.inactive.borrow().is_empty() || self.swap_has_room(p)
+        !self.reclaim.inactive.borrow().is_empty()
+            || self.swap_has_room(p)
+            || self.page_cache_pages() > 0
+    }
+
+    /// True if scanning page tables can free something: anonymous pages can go to swap, or
+    /// page-cache pages can be unmapped.
+    fn scan_can_help<P: Platform>(&self, p: &P) -> bool {
+        self.swap_has_room(p) || self.page_cache_pages() > 0
     }
 
     /// `try_to_free_pages`: free up to `want` pages. Returns the pages freed. May sleep.
@@ -123,11 +132,20 @@ impl<M: PagingMode> Kernel<M> {
     pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
         let mut freed = 0;
         for priority in (0..=DEF_PRIORITY).rev() {
-            freed += self.shrink_cache(cx, want - freed);
+            // clean page cache first, before anonymous memory
+            let lru = self.fs.lru.borrow().len() as u64;
+            freed += self.shrink_page_cache_limit(
+                cx,
+                want - freed,
+                ((want - freed) * 32 + 64).max(lru >> priority),
+            );
+            if freed < want {
+                freed += self.shrink_cache(cx, want - freed);
+            }
             if freed < want {
                 freed += self.shrink_shared(cx, want - freed);
             }
-            if freed >= want || !self.swap_has_room(cx.p()) {
+            if freed >= want || !self.scan_can_help(cx.p()) {
                 break;
             }
             let target = want << (DEF_PRIORITY - priority);
@@ -185,6 +203,18 @@ impl<M: PagingMode> Kernel<M> {
                 cx.cond_resched();
             }
             self.reclaim.kswapd_awake.set(false);
+            p.wake_up_all(KSWAPD_IDLE);
+        }
+    }
+
+    /// Wait until kswapd is asleep (the invariant checker needs a quiet machine).
+    pub(crate) fn wait_kswapd_idle<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) {
+        loop {
+            let token = cx.p().prepare_to_wait(KSWAPD_IDLE);
+            if !self.reclaim.kswapd_awake.get() {
+                return;
+            }
+            cx.sleep_on(KSWAPD_IDLE, token, "kswapd to finish", "check_invariants");
         }
     }
 
@@ -362,7 +392,7 @@ impl<M: PagingMode> Kernel<M> {
                     continue;
                 }
                 unmapped += self.swap_out_mm(cx, mm, want - unmapped);
-                if !self.swap_has_room(cx.p()) {
+                if !self.scan_can_help(cx.p()) {
                     return unmapped;
                 }
             }
@@ -378,23 +408,29 @@ impl<M: PagingMode> Kernel<M> {
         };
         let mut unmapped = 0;
         let mut addr = mm.swap_address.get();
-        let ranges: Vec<(u32, u32, bool)> = vmas
+        let ranges: Vec<(u32, u32, bool, Option<u32>)> = vmas
             .iter()
             .filter(|v| v.end > addr)
-            .map(|v| (v.start, v.end, matches!(v.backing, Backing::Anon)))
+            .map(|v| {
+                let ino = match &v.backing {
+                    crate::mm::vma::Backing::File { file, .. } => Some(file.ino),
+                    _ => None,
+                };
+                (v.start, v.end, v.backing.has_anon_pages(), ino)
+            })
             .collect();
-        for (start, end, anon) in ranges {
+        for (start, end, anon, ino) in ranges {
             let mut a = (start.max(addr)) as u64;
             while a < end as u64 {
                 let va = VirtAddr::new(a as u32);
                 let next = M::pmd_end(va).min(end as u64);
-                unmapped += self.swap_out_pmd(cx, mm, va, next, anon, want - unmapped);
+                unmapped += self.swap_out_pmd(cx, mm, va, next, (anon, ino), want - unmapped);
                 a = next;
                 mm.swap_address.set(next as u32);
                 if unmapped >= want {
                     return unmapped;
                 }
-                if !self.swap_has_room(p) {
+                if !self.scan_can_help(p) {
                     return unmapped;
                 }
             }
@@ -407,14 +443,16 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Scan the ptes of `[start, end)` (inside one pte page) through one mapping
-    /// (`swap_out_pmd` around `try_to_swap_out`).
+    /// (`swap_out_pmd` around `try_to_swap_out`). `anon`: the VMA may hold anonymous pages
+    /// (which go to swap); `ino`: the file it maps, whose unreferenced pages are unmapped and
+    /// queued for `shrink_page_cache`.
     fn swap_out_pmd<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
         mm: &Mm,
         start: VirtAddr,
         end: u64,
-        anon: bool,
+        (anon, ino): (bool, Option<u32>),
         want: u64,
     ) -> u64 {
         let p = cx.p();
@@ -444,6 +482,21 @@ impl<M: PagingMode> Kernel<M> {
                 if pte.has(EntryFlags::ACCESSED) {
                     // referenced since the last pass: age it
                     return Some(pte.without(EntryFlags::ACCESSED));
+                }
+                if d.owner() == PageOwner::PageCache {
+                    // a file page: just unmap it (the cache keeps it, shrink_page_cache
+                    // writes it back and frees it)
+                    if pte.has(EntryFlags::DIRTY) {
+                        self.set_page_dirty(pfn);
+                    }
+                    if let Some(ino) = ino {
+                        // next in line for shrink_page_cache (the inactive end)
+                        self.fs.lru.borrow_mut().push_front((ino, d.private(), pfn));
+                    }
+                    d.dec_mapcount();
+                    batch.push(pfn);
+                    rss_dropped += 1;
+                    return Some(highpte_arch::Entry::NONE);
                 }
                 if !anon || !d.test_flag(PageFlags::ANON) {
                     // a shared object's page: drop the pte; the object keeps the page, which

@@ -279,7 +279,8 @@ impl<M: PagingMode> Kernel<M> {
             looked += 1;
             let d = self.mem_map.desc(pfn);
             let anon = d.test_flag(PageFlags::ANON);
-            if d.is_reserved() || (!anon && !d.test_flag(PageFlags::SHARED)) {
+            let file = d.owner() == PageOwner::PageCache;
+            if d.is_reserved() || (!anon && !file && !d.test_flag(PageFlags::SHARED)) {
                 continue;
             }
             // pin and lock the page (it has a chain, so it is mapped and in use): the lock
@@ -397,7 +398,12 @@ impl<M: PagingMode> Kernel<M> {
                 let v = pte.get();
                 if v.is_present() && v.pfn() == pfn {
                     if v.has(EntryFlags::DIRTY) {
-                        d.set_flag(PageFlags::DIRTY);
+                        if d.owner() == PageOwner::PageCache {
+                            // a written file page must reach the disk
+                            self.set_page_dirty(pfn);
+                        } else {
+                            d.set_flag(PageFlags::DIRTY);
+                        }
                     }
                     match swap {
                         Some(s) => {

@@ -21,12 +21,29 @@ pub enum Backing {
         /// The SysV segment id, if this VMA is a `shmat` attachment.
         shmid: Option<u32>,
     },
+    /// A file mapping (`vm_file`); `pgoff` is the file page at the VMA's start.
+    File {
+        /// The file.
+        file: Rc<crate::fs::Inode>,
+        /// File page index of `start`.
+        pgoff: u32,
+        /// `MAP_SHARED` (writes reach the file) rather than `MAP_PRIVATE` (copy on write).
+        shared: bool,
+    },
 }
 
 impl Backing {
-    /// True for shared mappings.
+    /// True for shared mappings (shared memory objects and `MAP_SHARED` files).
     pub fn is_shared(&self) -> bool {
-        matches!(self, Backing::Shared { .. })
+        matches!(
+            self,
+            Backing::Shared { .. } | Backing::File { shared: true, .. }
+        )
+    }
+    /// True where private anonymous pages may live (and so swap entries): anonymous memory
+    /// and the copy-on-write copies of a private file mapping.
+    pub fn has_anon_pages(&self) -> bool {
+        matches!(self, Backing::Anon | Backing::File { shared: false, .. })
     }
 }
 
@@ -68,8 +85,11 @@ impl Vma {
     pub(crate) fn split_off(&self, at: u32) -> Vma {
         let mut v = self.clone();
         v.start = at;
-        if let Backing::Shared { pgoff, .. } = &mut v.backing {
-            *pgoff += (at - self.start) >> 12;
+        match &mut v.backing {
+            Backing::Shared { pgoff, .. } | Backing::File { pgoff, .. } => {
+                *pgoff += (at - self.start) >> 12;
+            }
+            Backing::Anon => {}
         }
         v
     }
@@ -94,6 +114,18 @@ impl Vma {
                     obj: b,
                     pgoff: pb,
                     shmid: sb,
+                },
+            ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> 12) == *pb,
+            (
+                Backing::File {
+                    file: a,
+                    pgoff: pa,
+                    shared: sa,
+                },
+                Backing::File {
+                    file: b,
+                    pgoff: pb,
+                    shared: sb,
                 },
             ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> 12) == *pb,
             _ => false,
