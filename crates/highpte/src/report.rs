@@ -16,6 +16,8 @@ pub fn meminfo_json(m: &Meminfo) -> Value {
         "PageTablesLow": m.page_tables_low,
         "PageTablesHigh": m.page_tables_high,
         "PageTablePools": m.pt_pools,
+        "Cached": m.cached,
+        "Dirty": m.dirty,
         "SwapTotal": m.swap_total,
         "SwapFree": m.swap_free,
         "SwapCached": m.swap_cached,
@@ -33,6 +35,8 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         ("HighTotal", m.high_total),
         ("HighFree", m.high_free),
         ("PageTables", m.page_tables),
+        ("Cached", m.cached),
+        ("Dirty", m.dirty),
     ];
     let swap = [
         ("SwapTotal", m.swap_total),

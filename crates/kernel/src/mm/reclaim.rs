@@ -7,7 +7,7 @@
 //!   its page used since the last pass: clear the bit (age it) and move on. Otherwise unmap the
 //!   page: an anonymous page gets a swap slot and goes to the swap cache, its pte becomes the
 //!   swap entry; a shared page's pte is just cleared (its object keeps it). Then
-//!   [`Kernel::shrink_cache`] writes out and frees the pages nobody maps any more.
+//!   `shrink_cache` writes out and frees the pages nobody maps any more.
 //! * **rmap** (Rik van Riel's VM, 2.5.27+): walk the *pages* instead, by a clock over every
 //!   mapped user page, and unmap each through its reverse-map chain — the physical addresses
 //!   of the ptes that map it, each mapped with the third atomic slot `KM_PTE2`. See
