@@ -9,7 +9,7 @@
 //! once.
 
 use crate::counters::Counter;
-use crate::ctx::SleepCtx;
+use crate::ctx::{Ctx, SleepCtx};
 use crate::errno::Signal;
 use crate::kernel::Kernel;
 use crate::mm::shm::ObjSlot;
@@ -143,9 +143,7 @@ impl<M: PagingMode> Kernel<M> {
                         "shmem_getpage",
                     ) else {
                         drop(vmas);
-                        if let Some(pfn) = new_page.take() {
-                            self.free_pages(&cx, pfn, 0);
-                        }
+                        self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                         return self.fault_oom(&mut cx, pid);
                     };
                     if obj.slot(idx) == ObjSlot::Swapped(e) {
@@ -171,23 +169,13 @@ impl<M: PagingMode> Kernel<M> {
                     match self.filemap_nopage(&mut cx, &vma, idx) {
                         Ok(pfn) => file_page = Some((idx, pfn)),
                         Err(crate::mm::filemap::NoPage::Sigbus) => {
-                            if let Some(pfn) = new_page.take() {
-                                self.free_pages(&cx, pfn, 0);
-                            }
-                            if let Some((_, pfn)) = swapped.take() {
-                                self.put_user_page(&cx, pfn);
-                            }
+                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                             self.counters.inc(Counter::FaultsSigbus);
                             return FaultOutcome::Signal(Signal::Sigbus);
                         }
                         Err(crate::mm::filemap::NoPage::Oom) => {
                             drop(vmas);
-                            if let Some(pfn) = new_page.take() {
-                                self.free_pages(&cx, pfn, 0);
-                            }
-                            if let Some((_, pfn)) = swapped.take() {
-                                self.put_user_page(&cx, pfn);
-                            }
+                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                             return self.fault_oom(&mut cx, pid);
                         }
                     }
@@ -196,20 +184,12 @@ impl<M: PagingMode> Kernel<M> {
                     // do_swap_page's read: nothing mapped, no spinlock held. A page allocated
                     // up front for a demand-zero fault is not needed: give it back before the
                     // read sleeps, rather than hold it through the I/O.
-                    if let Some(pfn) = new_page.take() {
-                        self.free_pages(&cx, pfn, 0);
-                    }
-                    if let Some((_, old)) = swapped.take() {
-                        self.put_user_page(&cx, old);
-                    }
+                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                     match self.swapin_page(&mut cx, e, "do_swap_page") {
                         Some(Some(pfn)) => swapped = Some((e, pfn)),
                         Some(None) => {} // the slot went away: the pte changed, retry
                         None => {
                             drop(vmas);
-                            if let Some(pfn) = new_page.take() {
-                                self.free_pages(&cx, pfn, 0);
-                            }
                             return self.fault_oom(&mut cx, pid);
                         }
                     }
@@ -220,43 +200,46 @@ impl<M: PagingMode> Kernel<M> {
                         Some(pfn) => new_page = Some(pfn),
                         None => {
                             drop(vmas);
+                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                             return self.fault_oom(&mut cx, pid);
                         }
                     }
                 }
                 Step::Oom => {
                     drop(vmas);
-                    if let Some(pfn) = new_page.take() {
-                        self.free_pages(&cx, pfn, 0);
-                    }
-                    if let Some((_, pfn)) = swapped.take() {
-                        self.put_user_page(&cx, pfn);
-                    }
+                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                     return self.fault_oom(&mut cx, pid);
                 }
                 Step::Sigbus => {
-                    if let Some(pfn) = new_page.take() {
-                        self.free_pages(&cx, pfn, 0);
-                    }
-                    if let Some((_, pfn)) = swapped.take() {
-                        self.put_user_page(&cx, pfn);
-                    }
+                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
                     self.counters.inc(Counter::FaultsSigbus);
                     return FaultOutcome::Signal(Signal::Sigbus);
                 }
             }
         }
+        // raced: someone else populated the pte
+        self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
+        FaultOutcome::Handled
+    }
+
+    /// Give back what the attempts of one fault held and did not use: a page allocated for a
+    /// demand-zero or copy-on-write fault, a page read in from swap, a page-cache page.
+    fn fault_release<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        new_page: &mut Option<Pfn>,
+        swapped: &mut Option<(SwapEntry, Pfn)>,
+        file_page: &mut Option<(u32, Pfn)>,
+    ) {
         if let Some(pfn) = new_page.take() {
-            // raced: someone else populated the pte
-            self.free_pages(&cx, pfn, 0);
+            self.free_pages(cx, pfn, 0);
         }
         if let Some((_, pfn)) = swapped.take() {
-            self.put_user_page(&cx, pfn);
+            self.put_user_page(cx, pfn);
         }
         if let Some((_, pfn)) = file_page.take() {
-            self.page_cache_release(&cx, pfn);
+            self.page_cache_release(cx, pfn);
         }
-        FaultOutcome::Handled
     }
 
     /// A new user page, zeroed (`alloc_page(GFP_HIGHUSER)` + `clear_user_highpage`). May

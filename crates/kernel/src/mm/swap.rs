@@ -315,10 +315,7 @@ impl<M: PagingMode> Kernel<M> {
         pfn: Pfn,
         e: SwapEntry,
     ) {
-        cx.p().might_sleep("swap_readpage");
-        cx.p()
-            .block_io(BlockDev::Swap(e.typ), e.offset as u64, pfn, false);
-        self.counters.inc(Counter::Pswpin);
+        self.rw_swap_page(cx, pfn, e, false);
     }
 
     /// `swap_writepage` of a locked page (may sleep).
@@ -328,10 +325,29 @@ impl<M: PagingMode> Kernel<M> {
         pfn: Pfn,
         e: SwapEntry,
     ) {
-        cx.p().might_sleep("swap_writepage");
+        self.rw_swap_page(cx, pfn, e, true);
+    }
+
+    /// One page of swap I/O (may sleep).
+    fn rw_swap_page<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pfn: Pfn,
+        e: SwapEntry,
+        write: bool,
+    ) {
+        cx.p().might_sleep(if write {
+            "swap_writepage"
+        } else {
+            "swap_readpage"
+        });
         cx.p()
-            .block_io(BlockDev::Swap(e.typ), e.offset as u64, pfn, true);
-        self.counters.inc(Counter::Pswpout);
+            .block_io(BlockDev::Swap(e.typ), e.offset as u64, pfn, write);
+        self.counters.inc(if write {
+            Counter::Pswpout
+        } else {
+            Counter::Pswpin
+        });
     }
 
     /// `read_swap_cache_async` for a fault: the page of `e` with a reference, read in if it
