@@ -90,6 +90,22 @@ impl SwapState {
     pub fn cache_entries(&self) -> impl Iterator<Item = (u32, Pfn)> + '_ {
         self.cache.iter().map(|(&o, &p)| (o, p))
     }
+    /// One user of slot `e` less (a slot at `SWAP_MAP_MAX` stays): the remaining count, or
+    /// `None` if the slot was already free.
+    fn put(&mut self, e: SwapEntry) -> Option<u16> {
+        let c = &mut self.map[e.offset as usize];
+        if *c == 0 {
+            return None;
+        }
+        if *c < SWAP_MAP_MAX {
+            *c -= 1;
+            if *c == 0 {
+                self.inuse -= 1;
+            }
+        }
+        Some(*c)
+    }
+
     fn alloc(&mut self) -> Option<SwapEntry> {
         if !self.active || self.inuse as usize + 1 >= self.map.len() {
             return None;
@@ -150,29 +166,22 @@ impl<M: PagingMode> Kernel<M> {
     /// `swap_free`: one user less; returns the remaining count. A slot that reaches zero is
     /// free and its block forgotten.
     pub(crate) fn swap_free<P: Platform>(&self, p: &P, e: SwapEntry) -> u16 {
-        let left = {
-            let mut s = self.swap.lock(p);
-            let c = &mut s.map[e.offset as usize];
-            if *c == 0 {
-                drop(s);
-                p.bug(crate::platform::BugReport {
-                    kind: "swap_free of a free slot",
-                    message: alloc::format!("swap entry {:?} freed with count 0", e),
-                });
-            }
-            if *c < SWAP_MAP_MAX {
-                *c -= 1;
-            }
-            let left = *c;
-            if left == 0 {
-                s.inuse -= 1;
-            }
-            left
+        let left = self.swap.lock(p).put(e);
+        let Some(left) = left else {
+            Self::free_slot_bug(p, e)
         };
         if left == 0 {
             p.block_discard(BlockDev::Swap(e.typ), e.offset as u64);
         }
         left
+    }
+
+    #[cold]
+    fn free_slot_bug<P: Platform>(p: &P, e: SwapEntry) -> ! {
+        p.bug(crate::platform::BugReport {
+            kind: "swap_free of a free slot",
+            message: alloc::format!("swap entry {:?} freed with count 0", e),
+        })
     }
 
     /// Use count of a slot.
@@ -237,15 +246,7 @@ impl<M: PagingMode> Kernel<M> {
             s.cache.remove(&e.offset);
             d.clear_flag(PageFlags::SWAPCACHE);
             d.set_private(0);
-            let c = &mut s.map[e.offset as usize];
-            let mut discard = None;
-            if *c < SWAP_MAP_MAX {
-                *c -= 1;
-                if *c == 0 {
-                    s.inuse -= 1;
-                    discard = Some(e);
-                }
-            }
+            let discard = (s.put(e) == Some(0)).then_some(e);
             (d.put_page(), discard)
         };
         if let Some(e) = discard {
@@ -419,21 +420,10 @@ impl<M: PagingMode> Kernel<M> {
         let p = cx.p();
         let (pfn, discard) = {
             let mut s = self.swap.lock(p);
-            let c = &mut s.map[e.offset as usize];
-            if *c == 0 {
+            let Some(left) = s.put(e) else {
                 drop(s);
-                p.bug(crate::platform::BugReport {
-                    kind: "swap_free of a free slot",
-                    message: alloc::format!("swap entry {:?} freed with count 0", e),
-                });
-            }
-            if *c < SWAP_MAP_MAX {
-                *c -= 1;
-            }
-            let left = *c;
-            if left == 0 {
-                s.inuse -= 1;
-            }
+                Self::free_slot_bug(p, e)
+            };
             let pfn = if left == 1 { s.cache_page(e) } else { None };
             (pfn, left == 0)
         };
