@@ -76,7 +76,8 @@ pub fn overcommit_ram(v: MemoryVariant) -> u64 {
 }
 
 /// Turn a churn cell into an overcommit cell: swap twice RAM, and a ballast phase that
-/// writes and then verifies twice RAM of private memory before the churn.
+/// writes twice RAM of private memory and half of RAM of files (one per process, through
+/// `write()`), then verifies both (`read()` for the files) before the churn.
 pub fn overcommit_spec(s: &mut WorkloadSpec, reclaim: ReclaimKind) -> anyhow::Result<()> {
     let v = s
         .machine
@@ -87,6 +88,7 @@ pub fn overcommit_spec(s: &mut WorkloadSpec, reclaim: ReclaimKind) -> anyhow::Re
     s.machine.swap = Size(2 * ram);
     s.machine.reclaim = Some(reclaim.name().to_string());
     let share = (2 * ram / u64::from(s.processes.count.max(1))).div_ceil(4096) * 4096;
+    let file_share = (ram / 2 / u64::from(s.processes.count.max(1))).div_ceil(4096) * 4096;
     let text = format!(
         r#"
 name = "ballast"
@@ -95,10 +97,14 @@ name = "fill"
 ops = [
   {{ op = "mmap", name = "ballast", size = "{share}" }},
   {{ op = "touch", region = "ballast", write = true }},
+  {{ op = "file_write", file = "ballast-{{p}}", size = "{file_share}" }},
 ]
 [[phases]]
 name = "verify"
-ops = [ {{ op = "touch", region = "ballast" }} ]
+ops = [
+  {{ op = "touch", region = "ballast" }},
+  {{ op = "file_read", file = "ballast-{{p}}" }},
+]
 "#
     );
     let b = highpte_workload::parse_workload(&text, "overcommit")

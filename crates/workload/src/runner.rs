@@ -10,6 +10,7 @@
 
 use crate::spec::{Op, Pattern, Phase, Prot, RunBy, WorkloadSpec};
 use highpte_arch::{Config, Pae, PagingMode, TwoLevel};
+use highpte_kernel::mm::filemap::MS_SYNC;
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::mm::shm::{IPC_CREAT, SHM_RDONLY};
 use highpte_kernel::mm::{
@@ -29,6 +30,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 mod churn;
+mod files;
 
 /// Called after each step with its report.
 pub type StepCallback = Rc<dyn Fn(&StepReport)>;
@@ -297,6 +299,8 @@ pub(crate) struct Ctl {
     step: usize,
     operations: u64,
     children_failed: u32,
+    /// Files by name: the stamp-history object of the file that name now refers to.
+    files: BTreeMap<String, u64>,
 }
 
 /// A region a process has mapped.
@@ -310,6 +314,11 @@ pub(crate) struct Region {
     /// Page index of `addr` in the object.
     pub(crate) pgoff: u32,
     pub(crate) shm: bool,
+    /// A file mapping (`mmap_file`): `obj` is the file.
+    pub(crate) file: bool,
+    /// A private file mapping: a page reads as the file until this process writes it, then
+    /// as its own copy (a private stamp).
+    pub(crate) cow: bool,
 }
 
 /// One process's user-side state.
@@ -322,9 +331,11 @@ pub(crate) struct PCtx {
     pub(crate) generation: u32,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) seed: u64,
+    /// Files this process has open, by name.
+    pub(crate) files: BTreeMap<String, files::FileRec>,
 }
 
-fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
+pub(crate) fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
     let mut x =
         seed ^ (u64::from(writer) << 40) ^ (u64::from(page) << 8) ^ (u64::from(generation) << 52);
     x ^= x >> 33;
@@ -367,6 +378,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         step: 0,
         operations: 0,
         children_failed: 0,
+        files: BTreeMap::new(),
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -678,6 +690,14 @@ fn driver<M: PagingMode>(
     });
     // like ipcrm at the end of a benchmark: SysV segments outlive their processes
     k.shm_remove_all(h);
+    // and files outlive them too: remove them, so that their page cache goes
+    for (name, ..) in k.fs_files(h) {
+        if let Err(e) = k.sys_unlink(h, &name) {
+            ctl.borrow_mut()
+                .checks
+                .push(format!("unlink '{name}' at the end failed: {}", e.name()));
+        }
+    }
     k.pt_drain_all_pools_entry(h);
     let mut bad = Vec::new();
     if inv == InvariantChecks::EachStep {
@@ -724,6 +744,7 @@ fn process_main<M: PagingMode>(
         generation: 0,
         rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(index) << 32) ^ 0x9e37_79b9),
         seed,
+        files: BTreeMap::new(),
     };
     let key = WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0));
     let h = u.handle();
@@ -913,6 +934,8 @@ fn run_op<M: PagingMode>(
                     obj,
                     pgoff: 0,
                     shm: false,
+                    file: false,
+                    cow: false,
                 },
             );
         }
@@ -1014,6 +1037,8 @@ fn run_op<M: PagingMode>(
                     obj: Some(shm_obj_key(id, *key)),
                     pgoff: 0,
                     shm: true,
+                    file: false,
+                    cow: false,
                 },
             );
         }
@@ -1070,30 +1095,7 @@ fn run_op<M: PagingMode>(
             let n = count.unwrap_or(u64::from(pages));
             let mut next = 0u32;
             for i in 0..n {
-                let page = match pattern {
-                    Pattern::Sequential => (i % u64::from(pages)) as u32,
-                    Pattern::Random => pc.rng.random_range(0..pages),
-                    Pattern::Strided { stride } => {
-                        let s = (stride.0 / 4096).max(1) as u32;
-                        let p = next % pages;
-                        next = next.wrapping_add(s);
-                        if next >= pages {
-                            next = (next % pages + 1) % pages.max(1);
-                        }
-                        p
-                    }
-                    Pattern::HotCold {
-                        hot_fraction,
-                        hot_weight,
-                    } => {
-                        let hot = ((f64::from(pages) * hot_fraction).ceil() as u32).clamp(1, pages);
-                        if pc.rng.random_bool(hot_weight.clamp(0.0, 1.0)) || hot == pages {
-                            pc.rng.random_range(0..hot)
-                        } else {
-                            pc.rng.random_range(hot..pages)
-                        }
-                    }
-                };
+                let page = pick_page(pc, *pattern, i, pages, &mut next);
                 if let Err(s) = access(u, pc, ctl, &r, a + page * 4096, *write, *stamp) {
                     fail(u, pc, ctl, "touch", s.name().to_string());
                     return PhaseEnd::Failed;
@@ -1138,11 +1140,170 @@ fn run_op<M: PagingMode>(
         },
         Op::Pause {} => return PhaseEnd::Pause,
         Op::Exit {} => return PhaseEnd::Exit,
+        Op::FileWrite {
+            file,
+            size,
+            offset,
+            pattern,
+            count,
+        } => {
+            let file = &file_name(file, pc);
+            let f = sys!(files::open_file(u, pc, ctl, file, true));
+            let first = (offset.0 / 4096) as u32;
+            let pages = size.pages().max(1) as u32;
+            let n = count.unwrap_or(u64::from(pages));
+            let mut next = 0u32;
+            for i in 0..n {
+                let idx = first + pick_page(pc, *pattern, i, pages, &mut next);
+                sys!(files::write_page(u, pc, ctl, &f, idx, true));
+            }
+        }
+        Op::FileRead {
+            file,
+            offset,
+            size,
+            pattern,
+            count,
+        } => {
+            let file = &file_name(file, pc);
+            let f = sys!(files::open_file(u, pc, ctl, file, false));
+            let end = sys!(files::file_size(u, &f)).div_ceil(4096);
+            let first = offset.0 / 4096;
+            let pages = match size {
+                Some(s) => s.pages(),
+                None => end.saturating_sub(first),
+            };
+            if pages == 0 || first + pages > end {
+                fail(
+                    u,
+                    pc,
+                    ctl,
+                    "file_read",
+                    format!(
+                        "pages {first}..{} of file '{file}' are past its end ({end} pages)",
+                        first + pages.max(1)
+                    ),
+                );
+                return PhaseEnd::Failed;
+            }
+            let pages = pages as u32;
+            let n = count.unwrap_or(u64::from(pages));
+            let mut next = 0u32;
+            for i in 0..n {
+                let idx = first as u32 + pick_page(pc, *pattern, i, pages, &mut next);
+                if !sys!(files::read_page(u, pc, ctl, &f, file, idx, true)) {
+                    fail(
+                        u,
+                        pc,
+                        ctl,
+                        "file_read",
+                        format!("page {idx} of file '{file}' is past its end"),
+                    );
+                    return PhaseEnd::Failed;
+                }
+            }
+        }
+        Op::MmapFile {
+            name,
+            file,
+            offset,
+            size,
+            prot,
+            shared,
+            populate,
+        } => {
+            let file = &file_name(file, pc);
+            let f = sys!(files::open_file(u, pc, ctl, file, false));
+            let len = match size {
+                Some(s) => s.0,
+                None => sys!(files::file_size(u, &f)).saturating_sub(offset.0),
+            };
+            if len == 0 {
+                fail(
+                    u,
+                    pc,
+                    ctl,
+                    "mmap_file",
+                    format!("file '{file}' has no pages from offset {offset}"),
+                );
+                return PhaseEnd::Failed;
+            }
+            let mut flags = if *shared { MAP_SHARED } else { MAP_PRIVATE };
+            if *populate {
+                flags |= MAP_POPULATE;
+            }
+            let addr = sys!(u.mmap_file(0, len, prot_bits(*prot), flags, f.fd, offset.0));
+            let pages = len.div_ceil(4096) as u32;
+            pc.regions.insert(
+                name.clone(),
+                files::file_region(
+                    &f,
+                    addr,
+                    pages,
+                    (offset.0 / 4096) as u32,
+                    prot_bits(*prot),
+                    *shared,
+                ),
+            );
+        }
+        Op::Msync { region } => {
+            let r = region!(region);
+            sys!(u.msync(r.addr, u64::from(r.len), MS_SYNC));
+        }
+        Op::Fsync { file } => {
+            let file = &file_name(file, pc);
+            let f = sys!(files::open_file(u, pc, ctl, file, false));
+            sys!(u.fsync(f.fd));
+        }
+        Op::Unlink { file } => {
+            let file = &file_name(file, pc);
+            sys!(files::unlink_file(u, pc, ctl, file));
+        }
         Op::Random { ops, mix, max_size } => {
             return churn::run_random(u, pc, spec, ctl, *ops, mix, max_size.0, true)
         }
     }
     PhaseEnd::Done
+}
+
+/// A file name of the workload with `{p}` replaced by the process's index (a forked child
+/// shares its parent's).
+fn file_name(file: &str, pc: &PCtx) -> String {
+    file.replace("{p}", &pc.index.to_string())
+}
+
+/// The `i`th page (of `pages`) a pattern visits; `next` carries a strided walk's position.
+pub(crate) fn pick_page(
+    pc: &mut PCtx,
+    pattern: Pattern,
+    i: u64,
+    pages: u32,
+    next: &mut u32,
+) -> u32 {
+    match pattern {
+        Pattern::Sequential => (i % u64::from(pages)) as u32,
+        Pattern::Random => pc.rng.random_range(0..pages),
+        Pattern::Strided { stride } => {
+            let s = (stride.0 / 4096).max(1) as u32;
+            let p = *next % pages;
+            *next = next.wrapping_add(s);
+            if *next >= pages {
+                *next = (*next % pages + 1) % pages.max(1);
+            }
+            p
+        }
+        Pattern::HotCold {
+            hot_fraction,
+            hot_weight,
+        } => {
+            let hot = ((f64::from(pages) * hot_fraction).ceil() as u32).clamp(1, pages);
+            if pc.rng.random_bool(hot_weight.clamp(0.0, 1.0)) || hot == pages {
+                pc.rng.random_range(0..hot)
+            } else {
+                pc.rng.random_range(hot..pages)
+            }
+        }
+    }
 }
 
 /// One user access to `va` of region `r`: a write leaves a stamp, a read checks it.
@@ -1156,7 +1317,12 @@ pub(crate) fn access<M: PagingMode>(
     stamp: bool,
 ) -> Result<(), Signal> {
     let page = va & !0xfff;
-    let shared_key = r.obj.map(|o| (o, r.pgoff + ((page - r.addr) >> 12)));
+    // a private file mapping reads the file until this process writes the page (COW)
+    let private_copy = r.cow && (write || pc.stamps.contains_key(&page));
+    let shared_key = r
+        .obj
+        .filter(|_| !private_copy)
+        .map(|o| (o, r.pgoff + ((page - r.addr) >> 12)));
     if write {
         pc.generation = pc.generation.wrapping_add(1);
         let v = if stamp {
@@ -1167,18 +1333,9 @@ pub(crate) fn access<M: PagingMode>(
         match (stamp, shared_key) {
             (true, Some(k)) => {
                 // recorded before the store: a racing reader may see it at once
-                {
-                    let mut c = ctl.borrow_mut();
-                    let h = c.shared_stamps.entry(k).or_default();
-                    h.push(v);
-                    if h.len() > 4 {
-                        h.remove(0);
-                    }
-                }
+                record_shared(ctl, k, v);
                 if let Err(s) = u.store_u32(page, v) {
-                    if let Some(h) = ctl.borrow_mut().shared_stamps.get_mut(&k) {
-                        h.retain(|x| *x != v);
-                    }
+                    unrecord_shared(ctl, k, v);
                     return Err(s);
                 }
             }
@@ -1192,13 +1349,7 @@ pub(crate) fn access<M: PagingMode>(
         let v = u.load_u32(page)?;
         if stamp {
             let ok = match shared_key {
-                Some(k) => {
-                    let c = ctl.borrow();
-                    match c.shared_stamps.get(&k) {
-                        Some(h) if !h.is_empty() => h.contains(&v),
-                        _ => v == 0,
-                    }
-                }
+                Some(k) => shared_ok(ctl, k, v),
                 None => v == pc.stamps.get(&page).copied().unwrap_or(0),
             };
             if !ok {
@@ -1222,7 +1373,7 @@ pub(crate) fn access<M: PagingMode>(
                         pc.seed,
                         r.addr,
                         r.len,
-                        if r.shm { " shm" } else if r.obj.is_some() { " shared anonymous" } else { " private" },
+                        region_kind(r),
                         pte
                     ),
                 );
@@ -1230,6 +1381,44 @@ pub(crate) fn access<M: PagingMode>(
         }
     }
     Ok(())
+}
+
+/// What kind of mapping a region is, for messages.
+pub(crate) fn region_kind(r: &Region) -> &'static str {
+    match (r.shm, r.file, r.cow, r.obj.is_some()) {
+        (true, ..) => " shm",
+        (_, true, true, _) => " private file",
+        (_, true, false, _) => " shared file",
+        (_, _, _, true) => " shared anonymous",
+        _ => " private",
+    }
+}
+
+/// Record `v` as written to shared page `k` (before the store: a racing reader may see it at
+/// once). The history keeps the last four values.
+pub(crate) fn record_shared(ctl: &Rc<RefCell<Ctl>>, k: (u64, u32), v: u32) {
+    let mut c = ctl.borrow_mut();
+    let h = c.shared_stamps.entry(k).or_default();
+    h.push(v);
+    if h.len() > 4 {
+        h.remove(0);
+    }
+}
+
+/// Take back a value whose store failed.
+pub(crate) fn unrecord_shared(ctl: &Rc<RefCell<Ctl>>, k: (u64, u32), v: u32) {
+    if let Some(h) = ctl.borrow_mut().shared_stamps.get_mut(&k) {
+        h.retain(|x| *x != v);
+    }
+}
+
+/// True if `v` may be read from shared page `k`: one of its recent stamps, or zero if it was
+/// never written.
+pub(crate) fn shared_ok(ctl: &Rc<RefCell<Ctl>>, k: (u64, u32), v: u32) -> bool {
+    match ctl.borrow().shared_stamps.get(&k) {
+        Some(h) if !h.is_empty() => h.contains(&v),
+        _ => v == 0,
+    }
 }
 
 pub(crate) fn forget_stamps(pc: &mut PCtx, addr: u32, len: u32) {

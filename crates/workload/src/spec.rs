@@ -596,6 +596,77 @@ pub enum Op {
     Pause {},
     /// `exit` now. Ends the process's phases.
     Exit {},
+    /// `write()` pages of a file (created if it does not exist; extended as written): each
+    /// written page starts with a data stamp, the rest of the page is zeros.
+    FileWrite {
+        /// File name (one flat namespace shared by every process).
+        file: String,
+        /// Length of the written range of the file.
+        size: Size,
+        /// Start of the range in the file (page-aligned). Default 0.
+        #[serde(default)]
+        offset: Size,
+        /// Which pages, in which order. Default `"sequential"`.
+        #[serde(default)]
+        pattern: Pattern,
+        /// Number of page writes. Default: one per page of the range.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+    /// `read()` pages of a file, checking the stamp each page starts with.
+    FileRead {
+        /// File name; some `file_write` of the workload must write it.
+        file: String,
+        /// Start of the range in the file (page-aligned). Default 0.
+        #[serde(default)]
+        offset: Size,
+        /// Length of the range. Default: to the end of the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<Size>,
+        /// Which pages, in which order. Default `"sequential"`.
+        #[serde(default)]
+        pattern: Pattern,
+        /// Number of page reads. Default: one per page of the range.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+    /// `mmap` a file and name the mapping (then `touch` it like any region).
+    MmapFile {
+        /// Region name.
+        name: String,
+        /// File name; some `file_write` of the workload must write it.
+        file: String,
+        /// Start in the file (page-aligned). Default 0.
+        #[serde(default)]
+        offset: Size,
+        /// Length of the mapping. Default: from `offset` to the end of the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<Size>,
+        /// Protection. Default `"rw"`.
+        #[serde(default = "default_prot")]
+        prot: Prot,
+        /// `MAP_SHARED` (writes reach the file) or `MAP_PRIVATE` (writes copy). Default true.
+        #[serde(default = "yes")]
+        shared: bool,
+        /// `MAP_POPULATE`. Default false.
+        #[serde(default)]
+        populate: bool,
+    },
+    /// `msync(MS_SYNC)` a file mapping: write its dirty pages back.
+    Msync {
+        /// Region name given to `mmap_file`.
+        region: String,
+    },
+    /// `fsync` a file: write its dirty page-cache pages back.
+    Fsync {
+        /// File name.
+        file: String,
+    },
+    /// `unlink` a file: its pages go when the last descriptor and mapping do.
+    Unlink {
+        /// File name.
+        file: String,
+    },
     /// A seeded random mix of system calls and accesses (the `churn` generator).
     Random {
         /// Number of operations.
@@ -632,6 +703,12 @@ impl Op {
             Op::Pause {} => "pause",
             Op::Exit {} => "exit",
             Op::Random { .. } => "random",
+            Op::FileWrite { .. } => "file_write",
+            Op::FileRead { .. } => "file_read",
+            Op::MmapFile { .. } => "mmap_file",
+            Op::Msync { .. } => "msync",
+            Op::Fsync { .. } => "fsync",
+            Op::Unlink { .. } => "unlink",
         }
     }
 }
@@ -736,7 +813,9 @@ impl<'de> Deserialize<'de> for Pattern {
 /// attaches, detaches or removes a SysV segment; `fork` forks a child that runs up to 16 random
 /// ops of its own (never forking) and exits, while the parent waits for it; `exit` ends the
 /// process, which a fresh process (new mm) replaces for the remaining ops; `read` and `write`
-/// access a random page of a random region, writes leaving data stamps and reads checking them.
+/// access a random page of a random region, writes leaving data stamps and reads checking them;
+/// `file` creates a small file, `write()`s or `read()`s one of its pages (stamped and checked),
+/// maps it shared or private, `msync`s or `fsync`s it, or closes and unlinks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mix {
@@ -760,6 +839,8 @@ pub struct Mix {
     pub read: u32,
     /// Default 30.
     pub write: u32,
+    /// Default 6.
+    pub file: u32,
 }
 
 impl Default for Mix {
@@ -775,13 +856,14 @@ impl Default for Mix {
             exit: 1,
             read: 30,
             write: 30,
+            file: 6,
         }
     }
 }
 
 impl Mix {
     /// The weights with their names, in file order.
-    pub fn weights(&self) -> [(&'static str, u32); 10] {
+    pub fn weights(&self) -> [(&'static str, u32); 11] {
         [
             ("mmap", self.mmap),
             ("munmap", self.munmap),
@@ -793,6 +875,7 @@ impl Mix {
             ("exit", self.exit),
             ("read", self.read),
             ("write", self.write),
+            ("file", self.file),
         ]
     }
     /// The sum of the weights.
@@ -885,6 +968,8 @@ fn with(path: &[PathSeg], k: &str) -> Vec<PathSeg> {
 enum RegionKind {
     Mmap(u64),
     Shm(Option<u64>),
+    /// A file mapping (length known if the op gave one).
+    File(Option<u64>),
 }
 
 #[derive(Clone, Default)]
@@ -1154,6 +1239,7 @@ impl WorkloadSpec {
                 }
             }
         }
+        self.check_files(c);
         // Process 0 runs every top-level phase; the other processes all but the `first` ones.
         // Region names belong to each process; shm keys are global (phases are barriers, so
         // process 0's segments exist when the others get there).
@@ -1209,6 +1295,53 @@ impl WorkloadSpec {
         }
     }
 
+    /// Files are one namespace shared by every process: a file read, mapped, synced or
+    /// unlinked must be written by some `file_write` of the workload.
+    fn check_files(&self, c: &mut Checker) {
+        let written: BTreeSet<&str> = self
+            .phases
+            .iter()
+            .flat_map(|p| p.ops.iter())
+            .filter_map(|op| match op {
+                Op::FileWrite { file, .. } => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        for (i, ph) in self.phases.iter().enumerate() {
+            for (j, op) in ph.ops.iter().enumerate() {
+                let file = match op {
+                    Op::FileRead { file, .. }
+                    | Op::MmapFile { file, .. }
+                    | Op::Fsync { file }
+                    | Op::Unlink { file } => file,
+                    _ => continue,
+                };
+                if file_name_problem(file).is_some() || written.contains(file.as_str()) {
+                    continue;
+                }
+                let p = vec![
+                    key("phases"),
+                    PathSeg::Index(i),
+                    key("ops"),
+                    PathSeg::Index(j),
+                    key("file"),
+                ];
+                c.push(
+                    p,
+                    format!("file \"{file}\" is never written: no file_write op of the workload names it"),
+                    if written.is_empty() {
+                        format!("create it first with {{ op = \"file_write\", file = \"{file}\", size = ... }}")
+                    } else {
+                        format!(
+                            "files the workload writes: {}; or add {{ op = \"file_write\", file = \"{file}\", size = ... }}",
+                            written.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                );
+            }
+        }
+    }
+
     /// Walks phase `i` in order, defining and using region names and shm keys.
     fn flow_phase(
         &self,
@@ -1251,7 +1384,9 @@ impl WorkloadSpec {
                 r
             };
             let region_len = |r: Option<RegionKind>| match r {
-                Some(RegionKind::Mmap(n)) | Some(RegionKind::Shm(Some(n))) => Some(n),
+                Some(RegionKind::Mmap(n))
+                | Some(RegionKind::Shm(Some(n)))
+                | Some(RegionKind::File(Some(n))) => Some(n),
                 _ => None,
             };
             match op {
@@ -1334,7 +1469,28 @@ impl WorkloadSpec {
                         }
                     }
                 }
-                Op::Brk { .. } | Op::Wait {} | Op::Pause {} | Op::Exit {} | Op::Random { .. } => {}
+                Op::MmapFile { name, size, .. } => {
+                    scope
+                        .regions
+                        .insert(name.clone(), RegionKind::File(size.map(|s| s.0)));
+                }
+                Op::Msync { region } => match use_region(scope, c, region) {
+                    Some(RegionKind::File(_)) | None => {}
+                    Some(_) => c.push(
+                        with(&p, "region"),
+                        format!("region \"{region}\" is not a file mapping; msync writes back the pages of a file mapped by mmap_file"),
+                        "name a region made by { op = \"mmap_file\", ... }",
+                    ),
+                },
+                Op::Brk { .. }
+                | Op::Wait {}
+                | Op::Pause {}
+                | Op::Exit {}
+                | Op::Random { .. }
+                | Op::FileWrite { .. }
+                | Op::FileRead { .. }
+                | Op::Fsync { .. }
+                | Op::Unlink { .. } => {}
             }
         }
         stack.pop();
@@ -1418,6 +1574,99 @@ fn check_map_size(size: Size, p: &[PathSeg], what: &str, c: &mut Checker) {
     }
 }
 
+/// The largest file: page indexes are 32 bits in this kernel (`MAX_FILE_BYTES`).
+pub const MAX_FILE: u64 = 1 << 40;
+
+fn file_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty file name")
+    } else if name.len() > 255 {
+        Some("the file name is longer than 255 bytes (NAME_MAX)")
+    } else if name.contains(['/', '\0']) {
+        Some("the file name contains '/' or a NUL byte; the file system is one flat directory")
+    } else {
+        None
+    }
+}
+
+fn check_file_name(name: &str, p: &[PathSeg], c: &mut Checker) {
+    if let Some(m) = file_name_problem(name) {
+        c.push(
+            with(p, "file"),
+            m,
+            "use a short name such as file = \"data\"",
+        );
+    }
+}
+
+fn check_file_range(offset: Size, size: Option<Size>, p: &[PathSeg], c: &mut Checker) {
+    if !offset.0.is_multiple_of(PAGE_SIZE) {
+        c.push(
+            with(p, "offset"),
+            format!(
+                "offset = {} is not page-aligned; expected a multiple of 4K",
+                offset.0
+            ),
+            "use an offset such as \"4K\" or \"1M\"",
+        );
+    }
+    if size == Some(Size(0)) {
+        c.push(
+            with(p, "size"),
+            "size = 0; expected at least 1 byte",
+            "use a size such as \"64M\"",
+        );
+    }
+    let end = offset.0.saturating_add(size.map_or(0, |s| s.0));
+    if end > MAX_FILE {
+        c.push(
+            with(p, if size.is_some() { "size" } else { "offset" }),
+            format!(
+                "the range ends at {} bytes, past the largest file (1T)",
+                end
+            ),
+            "keep offset + size at most \"1T\"",
+        );
+    }
+}
+
+fn check_count_pattern(count: Option<u64>, pattern: Pattern, p: &[PathSeg], c: &mut Checker) {
+    if count == Some(0) {
+        c.push(
+            with(p, "count"),
+            "count = 0; expected at least 1 access",
+            "remove count for one access per page",
+        );
+    }
+    match pattern {
+        Pattern::Strided { stride } if stride.0 == 0 => c.push(
+            with(p, "pattern"),
+            "strided pattern with stride = 0; expected at least 1 byte",
+            "use e.g. pattern = { kind = \"strided\", stride = \"8K\" }",
+        ),
+        Pattern::HotCold {
+            hot_fraction,
+            hot_weight,
+        } => {
+            if !(hot_fraction > 0.0 && hot_fraction <= 1.0) {
+                c.push(
+                            with(p, "pattern"),
+                            format!("hot_fraction = {hot_fraction} is out of range; expected more than 0 and at most 1"),
+                            "use e.g. hot_fraction = 0.1 (10% of the pages are hot)",
+                        );
+            }
+            if !(0.0..=1.0).contains(&hot_weight) {
+                c.push(
+                            with(p, "pattern"),
+                            format!("hot_weight = {hot_weight} is out of range; expected a probability from 0 to 1"),
+                            "use e.g. hot_weight = 0.9 (90% of the accesses go to the hot pages)",
+                        );
+            }
+        }
+        _ => {}
+    }
+}
+
 fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
     let check_name = |name: &str, k: &str, c: &mut Checker| {
         if name.trim().is_empty() {
@@ -1468,42 +1717,7 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
                 );
             }
         }
-        Op::Touch { count, pattern, .. } => {
-            if *count == Some(0) {
-                c.push(
-                    with(p, "count"),
-                    "count = 0; expected at least 1 access",
-                    "remove count for one access per page",
-                );
-            }
-            match *pattern {
-                Pattern::Strided { stride } if stride.0 == 0 => c.push(
-                    with(p, "pattern"),
-                    "strided pattern with stride = 0; expected at least 1 byte",
-                    "use e.g. pattern = { kind = \"strided\", stride = \"8K\" }",
-                ),
-                Pattern::HotCold {
-                    hot_fraction,
-                    hot_weight,
-                } => {
-                    if !(hot_fraction > 0.0 && hot_fraction <= 1.0) {
-                        c.push(
-                            with(p, "pattern"),
-                            format!("hot_fraction = {hot_fraction} is out of range; expected more than 0 and at most 1"),
-                            "use e.g. hot_fraction = 0.1 (10% of the pages are hot)",
-                        );
-                    }
-                    if !(0.0..=1.0).contains(&hot_weight) {
-                        c.push(
-                            with(p, "pattern"),
-                            format!("hot_weight = {hot_weight} is out of range; expected a probability from 0 to 1"),
-                            "use e.g. hot_weight = 0.9 (90% of the accesses go to the hot pages)",
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
+        Op::Touch { count, pattern, .. } => check_count_pattern(*count, *pattern, p, c),
         Op::Fork { children, .. } => {
             if *children == 0 {
                 c.push(
@@ -1544,7 +1758,45 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
                 );
             }
         }
+        Op::FileWrite {
+            file,
+            size,
+            offset,
+            count,
+            pattern,
+        } => {
+            check_file_name(file, p, c);
+            check_file_range(*offset, Some(*size), p, c);
+            check_count_pattern(*count, *pattern, p, c);
+        }
+        Op::FileRead {
+            file,
+            offset,
+            size,
+            count,
+            pattern,
+        } => {
+            check_file_name(file, p, c);
+            check_file_range(*offset, *size, p, c);
+            check_count_pattern(*count, *pattern, p, c);
+        }
+        Op::MmapFile {
+            name,
+            file,
+            offset,
+            size,
+            ..
+        } => {
+            check_name(name, "name", c);
+            check_file_name(file, p, c);
+            check_file_range(*offset, None, p, c);
+            if let Some(s) = size {
+                check_map_size(*s, p, "mmap_file", c);
+            }
+        }
+        Op::Fsync { file } | Op::Unlink { file } => check_file_name(file, p, c),
         Op::Munmap { .. }
+        | Op::Msync { .. }
         | Op::Mprotect { .. }
         | Op::Shmdt { .. }
         | Op::ShmRmid { .. }

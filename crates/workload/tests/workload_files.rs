@@ -235,6 +235,12 @@ ops = [
   { op = "fork", children = 3, child_phase = "kid" },
   { op = "wait" },
   { op = "random", ops = 5, mix = { mmap = 1, write = 0 }, max_size = "64K" },
+  { op = "file_write", file = "f{p}", size = "64K", offset = "8K", pattern = "random", count = 4 },
+  { op = "file_read", file = "f{p}", offset = "4K", size = "8K", pattern = "sequential", count = 3 },
+  { op = "mmap_file", name = "m", file = "f{p}", offset = "4K", size = "8K", prot = "r", shared = false, populate = true },
+  { op = "msync", region = "m" },
+  { op = "fsync", file = "f{p}" },
+  { op = "unlink", file = "f{p}" },
   { op = "exit" },
 ]
 [[phases]]
@@ -251,7 +257,19 @@ ops = [ { op = "pause" } ]
 fn round_trip_serialize_then_parse() {
     let mut specs: Vec<WorkloadSpec> = BUILTINS.iter().map(|n| builtin(n).unwrap()).collect();
     let all = parse_workload(EVERYTHING, "everything.toml").unwrap();
-    assert_eq!(all.phases[0].ops.len(), 18);
+    assert_eq!(all.phases[0].ops.len(), 24);
+    assert_eq!(
+        all.phases[0].ops[19],
+        Op::MmapFile {
+            name: "m".into(),
+            file: "f{p}".into(),
+            offset: Size(4096),
+            size: Some(Size(8192)),
+            prot: Prot::R,
+            shared: false,
+            populate: true,
+        }
+    );
     assert_eq!(
         all.phases[0].ops[3 + 1],
         Op::Brk {
@@ -294,6 +312,65 @@ fn round_trip_serialize_then_parse() {
             .unwrap_or_else(|e| panic!("{e}\n--- serialized:\n{text}"));
         assert_eq!(back, spec);
     }
+}
+
+#[test]
+fn file_op_problems() {
+    let base = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = [\n  { op = \"mmap\", name = \"anon\", size = \"1M\" },\n  { op = \"file_write\", file = \"data\", size = \"1M\" },\n  OP,\n]\n";
+    let with = |op: &str| base.replace("OP", op);
+    // the error points at the key on line 7, where the op starts at column 3
+    let check = |op: &str, key: &str, needle: &str| -> WorkloadError {
+        let col = 3 + op.rfind(&format!("{key} =")).expect("key in op");
+        assert_err(&with(op), 7, col, ErrorKind::Invalid, needle)
+    };
+    parse_workload(&with("{ op = \"file_read\", file = \"data\" }"), "ok.toml").unwrap();
+    let e = check(
+        "{ op = \"file_read\", file = \"dta\" }",
+        "file",
+        "file \"dta\" is never written: no file_write op of the workload names it",
+    );
+    assert!(e.hint.contains("\"data\""), "{e}");
+    check(
+        "{ op = \"file_write\", file = \"a/b\", size = \"4K\" }",
+        "file",
+        "contains '/'",
+    );
+    check(
+        "{ op = \"file_read\", file = \"data\", offset = 100 }",
+        "offset",
+        "offset = 100 is not page-aligned",
+    );
+    check(
+        "{ op = \"file_write\", file = \"data\", size = 0 }",
+        "size",
+        "size = 0",
+    );
+    check(
+        "{ op = \"file_write\", file = \"data\", size = \"2T\" }",
+        "size",
+        "past the largest file (1T)",
+    );
+    check(
+        "{ op = \"msync\", region = \"anon\" }",
+        "region",
+        "region \"anon\" is not a file mapping",
+    );
+    check(
+        "{ op = \"mmap_file\", name = \"m\", file = \"data\", size = \"4G\" }",
+        "size",
+        "larger than the 3G user address space",
+    );
+    check(
+        "{ op = \"file_read\", file = \"data\", count = 0 }",
+        "count",
+        "count = 0",
+    );
+    // a touch past the end of a mapped file range is caught like any region
+    check(
+        "{ op = \"mmap_file\", name = \"m\", file = \"data\", size = \"8K\" }, { op = \"touch\", region = \"m\", offset = \"8K\" }",
+        "offset",
+        "past the end of the region",
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -749,7 +826,7 @@ fn phase_and_fork_problems() {
     );
     assert!(e.hint.contains("name = \"init\""), "{e}");
     parse_workload(&others.replace("count = 2", "count = 1"), "one.toml").unwrap();
-    let mix = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = [ { op = \"random\", ops = 10, mix = { mmap = 0, munmap = 0, mprotect = 0, mremap = 0, brk = 0, shm = 0, fork = 0, exit = 0, read = 0, write = 0 } } ]\n";
+    let mix = "name = \"t\"\n[[phases]]\nname = \"a\"\nops = [ { op = \"random\", ops = 10, mix = { mmap = 0, munmap = 0, mprotect = 0, mremap = 0, brk = 0, shm = 0, fork = 0, exit = 0, read = 0, write = 0, file = 0 } } ]\n";
     assert_err(
         mix,
         4,
