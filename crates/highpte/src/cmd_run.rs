@@ -76,7 +76,7 @@ pub fn report_json(r: &RunReport) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len()})
+            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads})
         })
         .collect();
     let counters: serde_json::Map<String, Value> = r

@@ -63,6 +63,10 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     let mut header = vec!["processes".to_string()];
+    // page-cache columns when the workload reads files
+    let files = runs
+        .iter()
+        .any(|r| r.steps.iter().any(|s| s.file_reads > 0));
     for r in runs {
         let tag = if runs.len() > 1 {
             format!(" ({})", r.config)
@@ -72,6 +76,10 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
         header.push(format!("LowFree{tag}"));
         header.push(format!("PageTables low{tag}"));
         header.push(format!("PageTables high{tag}"));
+        if files {
+            header.push(format!("Cached{tag}"));
+            header.push(format!("read() hits{tag}"));
+        }
         header.push(format!("failures{tag}"));
     }
     t.set_header(header);
@@ -90,6 +98,14 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                     row.push(mb(s.meminfo.low_free));
                     row.push(mb(s.meminfo.page_tables_low));
                     row.push(mb(s.meminfo.page_tables_high));
+                    if files {
+                        row.push(mb(s.meminfo.cached));
+                        let prev = i.checked_sub(1).and_then(|j| r.steps.get(j));
+                        row.push(hit_rate(
+                            s.file_reads - prev.map_or(0, |p| p.file_reads),
+                            s.disk_reads - prev.map_or(0, |p| p.disk_reads),
+                        ));
+                    }
                     row.push(if s.failures.is_empty() {
                         "-".to_string()
                     } else {
@@ -97,17 +113,28 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                         format!("{} x {} {}", s.failures.len(), f.call, f.errno_or_signal)
                     });
                 }
-                None => row.extend([
-                    "".to_string(),
-                    "".to_string(),
-                    "".to_string(),
-                    "(stopped)".to_string(),
-                ]),
+                None => {
+                    let blank = if files { 5 } else { 3 };
+                    row.extend(std::iter::repeat_n(String::new(), blank));
+                    row.push("(stopped)".to_string());
+                }
             }
         }
         t.add_row(row);
     }
     t.to_string()
+}
+
+/// The share of `reads` page reads that did not go to the disk, or `-` if there were none.
+pub fn hit_rate(reads: u64, disk: u64) -> String {
+    if reads == 0 {
+        "-".to_string()
+    } else {
+        format!(
+            "{:.1}%",
+            100.0 * reads.saturating_sub(disk) as f64 / reads as f64
+        )
+    }
 }
 
 /// kB as GB with one decimal.
@@ -219,12 +246,17 @@ pub fn runs_table(
             "kmap",
             "invlpg",
             "TLB\nshootdowns",
-            "simulated\ncycles",
-            "host s",
         ]
         .iter()
         .map(|s| s.to_string()),
     );
+    let files = runs
+        .iter()
+        .any(|r| r.steps.iter().any(|s| s.file_reads > 0));
+    if files {
+        header.extend(["Cached".to_string(), "read() hits".to_string()]);
+    }
+    header.extend(["simulated\ncycles".to_string(), "host s".to_string()]);
     t.set_header(header);
     for (i, r) in runs.iter().enumerate() {
         let m = &r.meminfo_peak;
@@ -241,9 +273,16 @@ pub fn runs_table(
             run_counter(r, "kmap").to_string(),
             run_counter(r, "invlpg").to_string(),
             run_counter(r, "tlb_shootdowns").to_string(),
-            r.cycles.to_string(),
-            format!("{:.2}", r.host_seconds),
         ]);
+        if files {
+            let last = r.steps.last();
+            row.push(mb(m.cached));
+            row.push(hit_rate(
+                last.map_or(0, |s| s.file_reads),
+                last.map_or(0, |s| s.disk_reads),
+            ));
+        }
+        row.extend([r.cycles.to_string(), format!("{:.2}", r.host_seconds)]);
         t.add_row(row);
     }
     let first_numeric = 3 + usize::from(extra.is_some());

@@ -8,7 +8,7 @@ use std::path::Path;
 /// What a workload-running command takes besides the machine.
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
-    /// A built-in workload (sga, wli, forkstorm, churn) or a workload file (.toml).
+    /// A built-in workload (sga, wli, forkstorm, churn, pagecache) or a workload file (.toml).
     pub workload: String,
     #[command(flatten)]
     pub machine: MachineArgs,

@@ -195,7 +195,10 @@ fn run_bad_input_exits_2() {
     }
     bad_input(
         &["run", "nosuch"],
-        &["unknown workload 'nosuch'", "sga, wli, forkstorm, churn"],
+        &[
+            "unknown workload 'nosuch'",
+            "sga, wli, forkstorm, churn, pagecache",
+        ],
     );
     bad_input(&["run", "nosuch.toml"], &["nosuch.toml", "cannot read"]);
     bad_input(

@@ -5,7 +5,7 @@ use crate::file::parse_workload;
 use crate::spec::WorkloadSpec;
 
 /// Names of the built-in workloads, in the order the documentation presents them.
-pub const BUILTINS: &[&str] = &["sga", "wli", "forkstorm", "churn"];
+pub const BUILTINS: &[&str] = &["sga", "wli", "forkstorm", "churn", "pagecache"];
 
 /// The embedded text of a built-in workload file, by name.
 pub fn builtin_text(name: &str) -> Option<&'static str> {
@@ -14,6 +14,7 @@ pub fn builtin_text(name: &str) -> Option<&'static str> {
         "wli" => include_str!("../../../workloads/wli.toml"),
         "forkstorm" => include_str!("../../../workloads/forkstorm.toml"),
         "churn" => include_str!("../../../workloads/churn.toml"),
+        "pagecache" => include_str!("../../../workloads/pagecache.toml"),
         _ => return None,
     })
 }

@@ -85,7 +85,7 @@ pub fn load_workload(path: &Path) -> Result<WorkloadSpec, WorkloadError> {
             line: 0,
             column: 0,
             message: format!("cannot read the workload file: {e}"),
-            hint: "check the path, or name a built-in workload (sga, wli, forkstorm, churn)"
+            hint: "check the path, or name a built-in workload (sga, wli, forkstorm, churn, pagecache)"
                 .to_string(),
             kind: ErrorKind::Io,
         }),

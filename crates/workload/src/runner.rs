@@ -129,6 +129,11 @@ pub struct StepReport {
     pub cycles: u64,
     /// Host seconds so far.
     pub host_seconds: f64,
+    /// File pages read with `read()` by the workload's ops so far.
+    pub file_reads: u64,
+    /// Of those reads and every other page-cache miss, pages read from the disk so far
+    /// (`fs_pages_read`).
+    pub disk_reads: u64,
 }
 
 /// The result of a run.
@@ -301,6 +306,8 @@ pub(crate) struct Ctl {
     children_failed: u32,
     /// Files by name: the stamp-history object of the file that name now refers to.
     files: BTreeMap<String, u64>,
+    /// File pages read with `read()`.
+    file_reads: u64,
 }
 
 /// A region a process has mapped.
@@ -379,6 +386,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         operations: 0,
         children_failed: 0,
         files: BTreeMap::new(),
+        file_reads: 0,
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -549,15 +557,35 @@ fn driver<M: PagingMode>(
             let seed = spec.machine.seed;
             let pid = match h.spawn(format!("p{index}"), None, move |h2| {
                 let ctl3 = ctl2.clone();
+                let kc3 = kc2.clone();
                 let code =
                     run_new_process(h2, kc2, move |u| process_main(u, index, seed, spec2, ctl2));
                 // the kernel could not create the process (no memory): its body never ran,
-                // so nobody else marks its slot done
-                if let Some(sl) = ctl3.borrow_mut().slots.get_mut(index as usize) {
-                    if sl.state != PState::Exited {
-                        sl.state = PState::Exited;
-                        sl.failed = true;
-                    }
+                // so nobody else marks its slot done or reports the failure
+                let never_ran = ctl3
+                    .borrow()
+                    .slots
+                    .get(index as usize)
+                    .is_some_and(|sl| sl.state != PState::Exited);
+                if never_ran {
+                    let mi = kc3.get().map(|k| k.meminfo(h2)).unwrap_or_default();
+                    let mut c = ctl3.borrow_mut();
+                    let step = c.step;
+                    let processes_done =
+                        c.slots.iter().filter(|s| s.state == PState::Paused).count() as u32;
+                    c.failures.push(Failure {
+                        processes_done,
+                        process: index,
+                        pid: h2.id().0,
+                        call: "fork".to_string(),
+                        errno_or_signal: "ENOMEM".to_string(),
+                        low_free_kb: mi.low_free,
+                        high_free_kb: mi.high_free,
+                        step,
+                    });
+                    let sl = &mut c.slots[index as usize];
+                    sl.state = PState::Exited;
+                    sl.failed = true;
                 }
                 h2.wake_up_all(DRIVER_KEY);
                 code
@@ -633,6 +661,8 @@ fn driver<M: PagingMode>(
                 failures: c.failures.iter().filter(|f| f.step == s).cloned().collect(),
                 cycles: h.now(),
                 host_seconds: t0.elapsed().as_secs_f64(),
+                file_reads: c.file_reads,
+                disk_reads: k.counters().get(highpte_kernel::Counter::FsPagesRead),
             }
         };
         if inv == InvariantChecks::EachStep {

@@ -121,6 +121,7 @@ pub(crate) fn read_page<M: PagingMode>(
     let mut buf = [0u8; 4096];
     let n = if whole { 4096 } else { 4 };
     let got = u.read(f.fd, &mut buf[..n])?;
+    ctl.borrow_mut().file_reads += 1;
     if got < 4 {
         return Ok(false);
     }
