@@ -144,6 +144,9 @@ impl SwapFileArgs {
 
     /// The swap file of a command that runs one machine: PATH itself.
     pub fn single(&self) -> Option<PathBuf> {
+        if self.swap_file.is_some() {
+            ignore_file_size_signal();
+        }
         self.swap_file.clone()
     }
 
@@ -154,11 +157,22 @@ impl SwapFileArgs {
         let Some(base) = &self.swap_file else {
             return Ok(None);
         };
+        ignore_file_size_signal();
         let files = NumberedSwapFiles { base: base.clone() };
         highpte_machine::blockdev::SwapFile::create(&files.path(0))
             .map(drop)
             .map_err(|e| crate::workload_args::InputError(e.to_string()))?;
         Ok(Some(files))
+    }
+}
+
+/// Let a swap file that reaches the host's file-size limit (`ulimit -f`) fail its write with
+/// EFBIG, which stops the run with a message naming the file, rather than have SIGXFSZ kill
+/// the process without one.
+fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN installs no handler code, and nothing else in this program uses SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

@@ -154,3 +154,52 @@ fn a_swap_file_without_swap_is_bad_input() {
     );
     assert!(!Path::new("/tmp/unused-swap").exists());
 }
+
+#[test]
+fn a_host_write_error_stops_the_run_with_a_failed_check_naming_the_file() {
+    use std::os::unix::process::CommandExt;
+    let dir = tmp_dir("swap-file-full");
+    let w = workload(&dir);
+    let swap = dir.join("swap");
+    let swap_arg = swap.display().to_string();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("highpte"));
+    cmd.args(["run", &w, "--json", "--swap-file", &swap_arg]);
+    // SAFETY: setrlimit is async-signal-safe; the child only lowers its own file-size limit
+    // (64 blocks: the swap file's write of block 64 fails with EFBIG, as a full disk fails
+    // with ENOSPC) before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64 * 4096,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().expect("run highpte");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed check; stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
+    let outcome = v["outcome"].as_str().unwrap_or("");
+    assert!(
+        outcome.starts_with("host I/O error: writing block"),
+        "{outcome}"
+    );
+    assert!(outcome.contains(&swap_arg), "{outcome}");
+    assert!(outcome.contains("File too large"), "{outcome}");
+    let checks = v["check_failures"].to_string();
+    assert!(
+        checks.contains("simulation stopped: host I/O error"),
+        "{checks}"
+    );
+    assert!(!swap.exists(), "the swap file is removed");
+}
