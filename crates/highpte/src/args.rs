@@ -6,6 +6,7 @@ use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
 use highpte_arch::{Config, MemoryVariant, MAX_CPUS};
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{KernelOptions, PtAllocKind, PteStrategy};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Print a usage error as one line (plus clap's help/version output untouched) and exit 2.
@@ -113,6 +114,88 @@ fn parse_highmem(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| format!("highmem size '{s}' is not a size ({e})"))
 }
 
+/// `--swap-file PATH`: the swap device in a host file instead of host memory.
+#[derive(Args, Clone, Debug, Default)]
+pub struct SwapFileArgs {
+    /// Keep the swap device in this host file instead of host memory, for swap bigger than
+    /// the host can hold (needs swap). Created or emptied at the start, removed at the end.
+    /// Commands that run several machines (compare, sweep, matrix) give each run its own
+    /// file: PATH.0, PATH.1, ... in the order of the output.
+    #[arg(long = "swap-file", value_name = "PATH")]
+    pub swap_file: Option<PathBuf>,
+}
+
+impl SwapFileArgs {
+    /// Refuse `--swap-file` on a machine without swap; `how` says how to get swap in this
+    /// command.
+    pub fn require_swap(
+        &self,
+        has_swap: bool,
+        how: &str,
+    ) -> Result<(), crate::workload_args::InputError> {
+        match &self.swap_file {
+            Some(p) if !has_swap => Err(crate::workload_args::InputError(format!(
+                "--swap-file {} needs a swap device, and this machine has none: {how}",
+                p.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The swap file of a command that runs one machine: PATH itself.
+    pub fn single(&self) -> Option<PathBuf> {
+        if self.swap_file.is_some() {
+            ignore_file_size_signal();
+        }
+        self.swap_file.clone()
+    }
+
+    /// The swap file of run `index` of a command that runs several machines: PATH.index.
+    /// Creates and removes the first one now, so that a path the host refuses is reported
+    /// once, before any run starts.
+    pub fn numbered(&self) -> Result<Option<NumberedSwapFiles>, crate::workload_args::InputError> {
+        let Some(base) = &self.swap_file else {
+            return Ok(None);
+        };
+        ignore_file_size_signal();
+        let files = NumberedSwapFiles { base: base.clone() };
+        highpte_machine::blockdev::SwapFile::create(&files.path(0))
+            .map(drop)
+            .map_err(|e| crate::workload_args::InputError(e.to_string()))?;
+        Ok(Some(files))
+    }
+}
+
+/// Let a swap file that reaches the host's file-size limit (`ulimit -f`) fail its write with
+/// EFBIG, which stops the run with a message naming the file, rather than have SIGXFSZ kill
+/// the process without one.
+fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN installs no handler code, and nothing else in this program uses SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// One swap file per run: PATH.0, PATH.1, ...
+#[derive(Clone, Debug)]
+pub struct NumberedSwapFiles {
+    base: PathBuf,
+}
+
+impl NumberedSwapFiles {
+    /// The swap file of run `index`.
+    pub fn path(&self, index: usize) -> PathBuf {
+        numbered_path(&self.base, index)
+    }
+}
+
+/// `base` with `.index` appended to its file name.
+fn numbered_path(base: &Path, index: usize) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(format!(".{index}"));
+    PathBuf::from(s)
+}
+
 /// The machine and kernel: configuration, RAM, CPUs, preemption, strategies, debug.
 #[derive(Args, Clone, Debug)]
 pub struct MachineArgs {
@@ -146,6 +229,8 @@ pub struct MachineArgs {
     /// Swap device size (e.g. 2G; 0 for none): reclaim may swap pages out.
     #[arg(long, value_parser = parse_swap)]
     pub swap: Option<u64>,
+    #[command(flatten)]
+    pub swap_file: SwapFileArgs,
     /// Reclaim design: scan (page-table scan, the 2.5.5 default) or rmap (reverse maps).
     #[arg(long, value_parser = parse_reclaim)]
     pub reclaim: Option<ReclaimKind>,

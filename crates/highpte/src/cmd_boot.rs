@@ -22,9 +22,15 @@ pub fn run(a: &BootArgs) -> anyhow::Result<u8> {
 
 fn boot<M: PagingMode>(a: &BootArgs, cfg: highpte_arch::Config) -> anyhow::Result<u8> {
     let kopts = a.machine.kernel_options(&cfg);
+    a.machine
+        .swap_file
+        .require_swap(kopts.swap_pages > 0, "give --swap SIZE (more than 0)")?;
+    let mopts = MachineOptions {
+        swap_file: a.machine.swap_file.single(),
+        ..MachineOptions::default()
+    };
     let t0 = Instant::now();
-    let mut sys = System::<M>::boot(cfg, kopts, MachineOptions::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let boot_seconds = t0.elapsed().as_secs_f64();
     let cycles = sys.machine.elapsed_cycles();
     let (mi, zones, owners) = sys

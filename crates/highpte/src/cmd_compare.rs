@@ -4,6 +4,7 @@
 //! Also the machinery `sweep` shares: building one checked [`WorkloadSpec`] per cell
 //! ([`cell_spec`]) and running cells on a pool of host threads ([`run_cells`]).
 
+use crate::args::NumberedSwapFiles;
 use crate::report;
 use crate::workload_args::{InputError, WorkloadArgs};
 use clap::Args;
@@ -214,12 +215,14 @@ pub fn host_cpus() -> usize {
 /// Run every spec, `jobs` at a time on host threads (each run builds its own machine inside
 /// its thread), and return the results in the order of `specs`. A progress bar counts the runs
 /// on stderr when `progress` is set.
-/// `highmem` is the `highmem=` limit applied to every run (`--highmem`).
+/// `highmem` is the `highmem=` limit applied to every run (`--highmem`); with `swap_files`,
+/// run `i` keeps its swap device in file `i` (`--swap-file`).
 pub fn run_cells(
     specs: &[WorkloadSpec],
     jobs: usize,
     progress: bool,
     highmem: Option<u64>,
+    swap_files: Option<&NumberedSwapFiles>,
 ) -> Vec<CellResult> {
     let jobs = jobs.clamp(1, specs.len().max(1));
     let bar = if progress {
@@ -243,14 +246,13 @@ pub fn run_cells(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(spec) = specs.get(i) else { break };
+                let mut opts = RunOptions {
+                    highmem_limit: highmem,
+                    ..RunOptions::default()
+                };
+                opts.machine.swap_file = swap_files.map(|f| f.path(i));
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runner::run(
-                        spec,
-                        &RunOptions {
-                            highmem_limit: highmem,
-                            ..RunOptions::default()
-                        },
-                    )
+                    runner::run(spec, &opts)
                 }));
                 let r = match outcome {
                     Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
@@ -395,7 +397,14 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
     }
     let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(host_cpus);
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let results = run_cells(&specs, jobs, progress, a.w.machine.highmem);
+    let swap_files = a.w.machine.swap_file.numbered()?;
+    let results = run_cells(
+        &specs,
+        jobs,
+        progress,
+        a.w.machine.highmem,
+        swap_files.as_ref(),
+    );
     let (done, status) = collect(results, &labels);
     let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
     fallback_notes(&runs, &mut notes);

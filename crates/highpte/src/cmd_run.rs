@@ -41,6 +41,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         ..Default::default()
     };
     opts.highmem_limit = a.w.machine.highmem;
+    opts.machine.swap_file = a.w.machine.swap_file.single();
     if let Some(n) = a.w.machine.pkmap_entries {
         opts.kernel_tweak = Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {
             k.pkmap_entries = Some(n)

@@ -2,6 +2,7 @@
 //! stress workload with stress-mode interleavings, data stamps, invariants and the debugging
 //! helpers on, replayable bit for bit from the seed.
 
+use crate::args::SwapFileArgs;
 use clap::Args;
 use highpte_arch::MemoryVariant;
 use highpte_kernel::mm::reclaim::ReclaimKind;
@@ -9,6 +10,7 @@ use highpte_kernel::{FailAlloc, PteStrategy};
 use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
 use highpte_workload::{builtin, Op, Size, WorkloadSpec};
 use serde_json::json;
+use std::path::PathBuf;
 
 fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
     s.parse::<MemoryVariant>().map_err(|_| format!("unknown configuration '{s}': expected one of nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"))
@@ -59,6 +61,8 @@ pub struct StressArgs {
     /// Reclaim design: scan (page-table scan) or rmap (reverse maps).
     #[arg(long, value_parser = parse_reclaim, default_value = "scan")]
     pub reclaim: ReclaimKind,
+    #[command(flatten)]
+    pub swap_file: SwapFileArgs,
 }
 
 fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
@@ -172,21 +176,29 @@ pub fn stress_spec(
     Ok(s)
 }
 
-/// Run one stress cell.
-pub fn stress_run(spec: &WorkloadSpec) -> anyhow::Result<RunReport> {
-    stress_run_failing(spec, FailAlloc::Off)
+/// Run one stress cell, its swap device in `swap_file` if given.
+pub fn stress_run(spec: &WorkloadSpec, swap_file: Option<PathBuf>) -> anyhow::Result<RunReport> {
+    stress_run_failing(spec, FailAlloc::Off, swap_file)
 }
 
 /// Run one stress cell with page allocations failing as `fail_alloc` says.
-pub fn stress_run_failing(spec: &WorkloadSpec, fail_alloc: FailAlloc) -> anyhow::Result<RunReport> {
-    let opts = RunOptions {
+pub fn stress_run_failing(
+    spec: &WorkloadSpec,
+    fail_alloc: FailAlloc,
+    swap_file: Option<PathBuf>,
+) -> anyhow::Result<RunReport> {
+    let mut opts = RunOptions {
         fail_alloc,
         stress: true,
         invariants: InvariantChecks::EachStep,
         ..Default::default()
     };
+    opts.machine.swap_file = swap_file;
     runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// How a stress command gets swap, for the `--swap-file` check.
+const STRESS_SWAP_HOW: &str = "stress cells have swap only with --overcommit";
 
 /// The exact command that replays a cell.
 pub fn replay_command(
@@ -226,6 +238,7 @@ fn counter(r: &RunReport, name: &str) -> u64 {
 }
 
 pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
+    a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
     let preempt = a.preempt == "on";
     let spec = stress_spec(
         a.config,
@@ -237,7 +250,7 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.strategy,
         a.overcommit.then_some(a.reclaim),
     )?;
-    let r = stress_run_failing(&spec, a.fail_alloc)?;
+    let r = stress_run_failing(&spec, a.fail_alloc, a.swap_file.single())?;
     let mut replay = replay_command(
         a.config,
         a.cpus,
@@ -329,6 +342,8 @@ pub struct MatrixArgs {
     /// grid).
     #[arg(long, default_value = "both", value_parser = ["scan", "rmap", "both"])]
     pub reclaim: String,
+    #[command(flatten)]
+    pub swap_file: SwapFileArgs,
 }
 
 #[derive(Clone)]
@@ -351,6 +366,8 @@ struct CellResult {
 }
 
 pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
+    a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
+    let swap_files = a.swap_file.numbered()?;
     let designs: Vec<Option<ReclaimKind>> = if !a.overcommit {
         vec![None]
     } else {
@@ -405,7 +422,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                     None,
                     c.reclaim,
                 )
-                .and_then(|spec| stress_run(&spec));
+                .and_then(|spec| stress_run(&spec, swap_files.as_ref().map(|f| f.path(i))));
                 let cr = match res {
                     Ok(r) => CellResult {
                         pass: !r.failed_checks(),

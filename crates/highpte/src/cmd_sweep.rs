@@ -283,7 +283,14 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
         .map(|j| j as usize)
         .unwrap_or_else(cmd_compare::host_cpus);
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let results = cmd_compare::run_cells(&specs, jobs, progress, a.w.machine.highmem);
+    let swap_files = a.w.machine.swap_file.numbered()?;
+    let results = cmd_compare::run_cells(
+        &specs,
+        jobs,
+        progress,
+        a.w.machine.highmem,
+        swap_files.as_ref(),
+    );
     let (done, status) = cmd_compare::collect(results, &labels);
     let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
     cmd_compare::fallback_notes(&runs, &mut notes);

@@ -106,6 +106,10 @@ impl WorkloadArgs {
                 }
             }
         }
+        m.swap_file.require_swap(
+            spec.machine.swap.0 > 0,
+            "give --swap SIZE (more than 0), or run a workload with swap",
+        )?;
         if let Err(problems) = spec.validate() {
             let msg: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             return Err(InputError(format!(

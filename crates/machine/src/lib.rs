@@ -19,6 +19,7 @@ pub mod system;
 pub mod task;
 pub mod tlb;
 
+pub use blockdev::{HostIoError, SwapFileError};
 pub use cpu::CpuStats;
 pub use deadlock::{DeadlockKind, DeadlockReport, TaskActivity, TaskReport};
 pub use events::Event;

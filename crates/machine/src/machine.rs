@@ -82,6 +82,11 @@ pub struct MachineOptions {
     /// Back simulated memory with host huge pages where the host allows (fewer host page
     /// faults, less precise host memory accounting).
     pub huge_pages: bool,
+    /// Keep the swap device's blocks in this host file instead of host memory (for swap
+    /// bigger than the host can hold). Created or truncated when the machine is built,
+    /// removed when it is dropped; see [`crate::blockdev::swap_file`]. The simulation is the
+    /// same bit for bit either way.
+    pub swap_file: Option<std::path::PathBuf>,
 }
 
 impl Default for MachineOptions {
@@ -100,6 +105,7 @@ impl Default for MachineOptions {
             trace_limit: 0,
             cost: CostModel::default(),
             huge_pages: false,
+            swap_file: None,
         }
     }
 }
@@ -124,6 +130,9 @@ pub enum MachineError {
     /// Physical memory could not be set up.
     #[error(transparent)]
     Phys(#[from] PhysMemError),
+    /// The swap file could not be created or opened.
+    #[error(transparent)]
+    SwapFile(#[from] crate::blockdev::SwapFileError),
 }
 
 /// Machine-wide counters.
@@ -209,6 +218,9 @@ pub enum RunOutcome {
     Bug(Box<BugInfo>),
     /// [`MachineOptions::max_cycles`] passed.
     TimeLimit,
+    /// The host could not read or write the swap file (e.g. its file system is full): the
+    /// simulation cannot go on.
+    HostIo(Box<crate::blockdev::HostIoError>),
 }
 
 impl RunOutcome {
@@ -225,6 +237,7 @@ impl fmt::Display for RunOutcome {
             RunOutcome::Deadlock(d) => write!(f, "{d}"),
             RunOutcome::Bug(b) => write!(f, "{b}"),
             RunOutcome::TimeLimit => write!(f, "stopped at the cycle limit"),
+            RunOutcome::HostIo(e) => write!(f, "{e}"),
         }
     }
 }
@@ -380,6 +393,7 @@ impl<M: PagingMode> Machine<M> {
             });
         }
         let phys = PhysMem::new(opts.ram_bytes)?;
+        let disks = crate::blockdev::BlockStore::new(opts.swap_file.as_deref())?;
         if opts.huge_pages {
             // fewer host page faults for dense simulated memory (page tables, big segments)
             let _ = phys.set_huge_pages(true);
@@ -403,7 +417,7 @@ impl<M: PagingMode> Machine<M> {
             cost: opts.cost.clone(),
             rng: ChaCha8Rng::seed_from_u64(opts.seed),
             events: EventLog::new(opts.trace_limit),
-            disks: crate::blockdev::BlockStore::default(),
+            disks,
             log: Vec::new(),
             opts,
             os: None,
@@ -526,11 +540,22 @@ impl<M: PagingMode> Machine<M> {
     }
 
     /// The contents of block `block` of `dev` (zeros if never written), read without
-    /// counting an I/O (for tests that look at the disk itself).
-    pub fn disk_block(&self, dev: highpte_kernel::BlockDev, block: u64) -> [u8; 4096] {
+    /// counting an I/O (for tests that look at the disk itself). Fails only if the block is
+    /// in a swap file the host cannot read.
+    pub fn disk_block(
+        &self,
+        dev: highpte_kernel::BlockDev,
+        block: u64,
+    ) -> Result<[u8; 4096], crate::blockdev::HostIoError> {
         let mut buf = [0u8; 4096];
-        self.st().disks.peek(dev, block, &mut buf);
-        buf
+        self.st().disks.peek(dev, block, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The block devices: where their blocks live and how many (e.g. to check that a swap
+    /// file keeps swap out of host memory).
+    pub fn block_store(&self) -> &crate::blockdev::BlockStore {
+        &self.st().disks
     }
 
     /// Blocks read and written on every block device since boot, and the blocks holding

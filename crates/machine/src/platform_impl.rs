@@ -66,6 +66,22 @@ impl<M: PagingMode> TaskHandle<M> {
         })
     }
 
+    /// The host failed a swap-file transfer: log it and stop the run
+    /// ([`RunOutcome::HostIo`]). Not a kernel bug, and nothing the kernel could handle: the
+    /// page's data is gone (read) or was never saved (write).
+    #[cold]
+    fn host_io_failure(&self, e: crate::blockdev::HostIoError) -> ! {
+        let st = self.st();
+        let c = st.cur_cpu;
+        st.log
+            .push(format!("[{:>14}] cpu{c}: {e}", st.cpus[c].clock));
+        st.fail(RunOutcome::HostIo(Box::new(e)));
+        loop {
+            // The scheduler stops the run and never resumes this task.
+            self.suspend(Yield::Stop);
+        }
+    }
+
     /// A kernel bug found by the machine's own checks (preempt_count underflow, atomic sleep).
     #[cold]
     fn atomic_bug(&self, kind: &'static str, what: String) -> ! {
@@ -229,9 +245,13 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         if write {
             let r = self.st().phys.read_bytes(pa, &mut buf);
             self.phys_ok(r, pa);
-            self.st().disks.write(dev, block, &buf);
+            if let Err(e) = self.st().disks.write(dev, block, &buf) {
+                self.host_io_failure(e);
+            }
         } else {
-            self.st().disks.read(dev, block, &mut buf);
+            if let Err(e) = self.st().disks.read(dev, block, &mut buf) {
+                self.host_io_failure(e);
+            }
             let r = self.st().phys.write_bytes(pa, &buf);
             self.phys_ok(r, pa);
         }
@@ -628,7 +648,7 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         st.fail(RunOutcome::Bug(Box::new(info)));
         loop {
             // The scheduler stops the run on a bug and never resumes this task.
-            self.suspend(Yield::Bug);
+            self.suspend(Yield::Stop);
         }
     }
 

@@ -257,7 +257,7 @@ impl<M: PagingMode> MachineState<M> {
             Yield::Sleep => {
                 self.cpus[cpu].current = None;
             }
-            Yield::Bug => {}
+            Yield::Stop => {}
         }
     }
 

@@ -52,8 +52,9 @@ pub(crate) enum Yield {
     Schedule,
     /// Asleep on a wait queue (already queued).
     Sleep,
-    /// A bug was reported: stop the run.
-    Bug,
+    /// A bug was reported, or the host failed the machine (a swap-file I/O error): stop the
+    /// run.
+    Stop,
 }
 
 /// Where a task was preempted.

@@ -399,8 +399,8 @@ fn msync_case<M: PagingMode>(v: MemoryVariant, ram: u64, what: &str) {
     let k = sys.kernel();
     let b1 = k.fs_block_of("synced", 1).unwrap();
     let b2 = k.fs_block_of("synced", 2).unwrap();
-    let d1 = sys.machine.disk_block(BlockDev::Disk, b1);
-    let d2 = sys.machine.disk_block(BlockDev::Disk, b2);
+    let d1 = sys.machine.disk_block(BlockDev::Disk, b1).unwrap();
+    let d2 = sys.machine.disk_block(BlockDev::Disk, b2).unwrap();
     assert_eq!(
         u32::from_le_bytes(d1[40..44].try_into().unwrap()),
         0xabcd_0123
@@ -419,7 +419,7 @@ fn msync_case<M: PagingMode>(v: MemoryVariant, ram: u64, what: &str) {
     });
     assert_eq!(code, 0);
     assert_eq!(
-        sys.machine.disk_block(BlockDev::Disk, b1),
+        sys.machine.disk_block(BlockDev::Disk, b1).unwrap(),
         [0u8; 4096],
         "blocks discarded"
     );
