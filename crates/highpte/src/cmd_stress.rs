@@ -54,8 +54,9 @@ pub struct StressArgs {
     #[arg(long, value_parser = parse_fail_alloc, default_value = "off")]
     pub fail_alloc: FailAlloc,
     /// Overcommit: a small machine with swap twice its RAM; every process first writes its
-    /// share of a ballast twice the size of RAM, all read it back (checking every stamp), then
-    /// churn runs with the ballast swapped out.
+    /// share of a ballast twice the size of RAM and of a file ballast half the size of RAM
+    /// (write()), all read both back (checking every stamp), then churn runs with the ballast
+    /// swapped out.
     #[arg(long)]
     pub overcommit: bool,
     /// Reclaim design: scan (page-table scan) or rmap (reverse maps).
@@ -334,7 +335,7 @@ pub struct MatrixArgs {
     /// Print the grid as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Overcommit every cell: swap twice RAM and a ballast twice RAM written and verified
+    /// Overcommit every cell: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified
     /// before the churn (see `highpte stress --overcommit`).
     #[arg(long)]
     pub overcommit: bool,
@@ -361,6 +362,9 @@ struct CellResult {
     faults: u64,
     pswpout: u64,
     pswpin: u64,
+    /// File pages read from and written to the disk.
+    fs_read: u64,
+    fs_written: u64,
     failures: Vec<String>,
     hash: u64,
 }
@@ -430,6 +434,8 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         faults: faults(&r),
                         pswpout: counter(&r, "pswpout"),
                         pswpin: counter(&r, "pswpin"),
+                        fs_read: counter(&r, "fs_pages_read"),
+                        fs_written: counter(&r, "fs_pages_written"),
                         failures: r.check_failures.clone(),
                         hash: r.event_hash,
                     },
@@ -439,6 +445,8 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         faults: 0,
                         pswpout: 0,
                         pswpin: 0,
+                        fs_read: 0,
+                        fs_written: 0,
                         failures: vec![e.to_string()],
                         hash: 0,
                     },
@@ -462,6 +470,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     t.set_header(header);
     let mut failing: Vec<String> = Vec::new();
     let (mut total_ops, mut total_faults) = (0u64, 0u64);
+    let (mut total_swapped, mut total_file_io) = (0u64, 0u64);
     for &reclaim in &designs {
         for smp in [false, true] {
             for preempt in [true, false] {
@@ -483,6 +492,8 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                             if let Some(r) = &results[i] {
                                 ops += r.ops;
                                 fl += r.faults;
+                                total_swapped += r.pswpout + r.pswpin;
+                                total_file_io += r.fs_read + r.fs_written;
                                 if !r.pass {
                                     pass = false;
                                     failing.push(format!(
@@ -499,7 +510,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                                         r.failures.first().cloned().unwrap_or_default()
                                     ));
                                 }
-                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
+                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
                             }
                         }
                     }
@@ -525,17 +536,19 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
             )?
         );
     } else {
-        println!("The seed's test matrix: churn VM stress (fork, mremap, shm, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
+        println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
         if a.overcommit {
-            println!("Overcommitted: swap twice RAM, a ballast twice RAM written and verified first; reclaim {}", a.reclaim);
+            println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", a.reclaim);
         }
         println!("{t}");
         println!(
-            "{} cells x {} seeds: {} operations, {} page faults, {} in {:.1} s host time on {} thread(s)",
+            "{} cells x {} seeds: {} operations, {} page faults, {} pages swapped out and in, {} file pages written back and read from the disk, {} in {:.1} s host time on {} thread(s)",
             20 * designs.len(),
             a.seeds,
             total_ops,
             total_faults,
+            total_swapped,
+            total_file_io,
             if all_pass { "all pass" } else { "FAILURES" },
             t0.elapsed().as_secs_f64(),
             jobs

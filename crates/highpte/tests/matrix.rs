@@ -43,8 +43,9 @@ fn the_twenty_kernels_pass_churn_stress() {
     assert!(out.status.success());
 }
 
-/// The matrix overcommitted (swap twice RAM, a ballast twice RAM checked page by page, then
-/// churn) with both reclaim designs: every cell passes and every cell swapped both ways.
+/// The matrix overcommitted (swap twice RAM, a ballast twice RAM checked page by page and a
+/// file ballast of half of RAM checked through read(), then churn with file I/O) with both
+/// reclaim designs: every cell passes, swapped both ways and read file pages back from the disk.
 #[test]
 fn the_twenty_kernels_pass_overcommitted_with_both_reclaim_designs() {
     let out = Command::cargo_bin("highpte")
@@ -72,6 +73,15 @@ fn the_twenty_kernels_pass_overcommitted_with_both_reclaim_designs() {
             "nothing swapped out: {c}"
         );
         assert!(c["pswpin"].as_u64().unwrap() > 0, "nothing swapped in: {c}");
+        // the file ballast (half of RAM) was written back and read again from the disk
+        assert!(
+            c["fs_pages_written"].as_u64().unwrap() > 0,
+            "no file page written back: {c}"
+        );
+        assert!(
+            c["fs_pages_read"].as_u64().unwrap() > 0,
+            "no file page read back: {c}"
+        );
     }
     for r in ["scan", "rmap"] {
         assert_eq!(
