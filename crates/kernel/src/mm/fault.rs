@@ -29,6 +29,13 @@ pub enum FaultOutcome {
     Signal(Signal),
 }
 
+/// A fault attempt could not get memory (it gave back what it held): the OOM path.
+struct NoMemory;
+
+/// How many times one fault waits for an OOM victim to exit and tries again before the
+/// faulting task is killed itself (see `fault_oom`).
+const OOM_FAULT_WAITS: u32 = 4;
+
 enum Step {
     Done,
     /// The handler needs a new page (it dropped its locks): allocate at this site and retry.
@@ -49,7 +56,8 @@ enum Step {
 
 impl<M: PagingMode> Kernel<M> {
     /// `do_page_fault`: the machine calls this for a user-mode page fault of task `pid` at
-    /// `addr` with the hardware error code.
+    /// `addr` with the hardware error code. An attempt that finds no memory goes to the OOM
+    /// killer (`fault_oom`), and the fault is tried again only if another task was killed.
     pub fn do_page_fault<P: Platform>(
         &self,
         p: &P,
@@ -61,16 +69,41 @@ impl<M: PagingMode> Kernel<M> {
         let mut cx = unsafe { SleepCtx::enter(p) };
         p.charge(KernelEvent::Fault);
         self.counters.inc(Counter::Faults);
+        // waits of this fault for an OOM victim to exit
+        let mut oom_waits = 0;
+        loop {
+            match self.fault_attempt(&mut cx, pid, addr, code) {
+                Ok(out) => return out,
+                Err(NoMemory) => {
+                    if let Some(out) = self.fault_oom(&mut cx, pid, &mut oom_waits) {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt at a fault, from the VMA lookup on. `Err(NoMemory)`: an allocation failed;
+    /// everything the attempt took is given back and nothing is held (no lock, no mapping, no
+    /// mmap_sem): the caller takes the OOM path.
+    fn fault_attempt<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        addr: VirtAddr,
+        code: PageFaultErrorCode,
+    ) -> Result<FaultOutcome, NoMemory> {
+        let p = cx.p();
         p.set_where("do_page_fault");
         let Some(mm) = self.mm_of(pid) else {
-            return FaultOutcome::Signal(Signal::Sigsegv);
+            return Ok(FaultOutcome::Signal(Signal::Sigsegv));
         };
         let write = code.contains(PageFaultErrorCode::WRITE);
         let fetch = code.contains(PageFaultErrorCode::INSTR);
-        let vmas = mm.mmap_sem.read(&mut cx, "do_page_fault");
+        let vmas = mm.mmap_sem.read(cx, "do_page_fault");
         let Some(vma) = vmas.containing(addr.as_u32()).cloned() else {
             self.counters.inc(Counter::FaultsSigsegv);
-            return FaultOutcome::Signal(Signal::Sigsegv);
+            return Ok(FaultOutcome::Signal(Signal::Sigsegv));
         };
         let allowed = if write {
             vma.writable()
@@ -81,12 +114,12 @@ impl<M: PagingMode> Kernel<M> {
         };
         if !allowed || code.contains(PageFaultErrorCode::RSVD) {
             self.counters.inc(Counter::FaultsSigsegv);
-            return FaultOutcome::Signal(Signal::Sigsegv);
+            return Ok(FaultOutcome::Signal(Signal::Sigsegv));
         }
         // room for the reverse-map entry this fault may add (rmap reclaim only)
-        if self.rmap_reserve(&mut cx, 1).is_err() {
+        if self.rmap_reserve(cx, 1).is_err() {
             drop(vmas);
-            return self.fault_oom(&mut cx, pid);
+            return Err(NoMemory);
         }
         // do_anonymous_page, page first: a write that found no translation (P clear in the
         // error code) in a private anonymous VMA whose pte page exists will, unless it raced
@@ -102,11 +135,11 @@ impl<M: PagingMode> Kernel<M> {
             && matches!(vma.backing, Backing::Anon)
             && self.pmd_offset(cx.p(), &mm.pgd, addr).is_present()
         {
-            match self.alloc_zeroed_user_page(&mut cx, "do_anonymous_page") {
+            match self.alloc_zeroed_user_page(cx, "do_anonymous_page") {
                 Some(pfn) => new_page = Some(pfn),
                 None => {
                     drop(vmas);
-                    return self.fault_oom(&mut cx, pid);
+                    return Err(NoMemory);
                 }
             }
         }
@@ -115,7 +148,7 @@ impl<M: PagingMode> Kernel<M> {
         let mut file_page: Option<(u32, Pfn)> = None;
         loop {
             let step = self.handle_mm_fault(
-                &mut cx,
+                cx,
                 &mm,
                 &vma,
                 addr,
@@ -126,7 +159,7 @@ impl<M: PagingMode> Kernel<M> {
             );
             if !matches!(step, Step::FileRead(_) | Step::Retry | Step::Done) {
                 if let Some((_, pfn)) = file_page.take() {
-                    self.page_cache_release(&cx, pfn);
+                    self.page_cache_release(cx, pfn);
                 }
             }
             match step {
@@ -135,19 +168,15 @@ impl<M: PagingMode> Kernel<M> {
                     let Backing::Shared { obj, .. } = &vma.backing else {
                         unreachable!("a shared-object fault outside a shared VMA");
                     };
-                    let Some(new) = self.alloc_pages(
-                        &mut cx,
-                        GFP_HIGHUSER,
-                        0,
-                        PageOwner::User,
-                        "shmem_getpage",
-                    ) else {
+                    let Some(new) =
+                        self.alloc_pages(cx, GFP_HIGHUSER, 0, PageOwner::User, "shmem_getpage")
+                    else {
                         drop(vmas);
-                        self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-                        return self.fault_oom(&mut cx, pid);
+                        self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+                        return Err(NoMemory);
                     };
                     if obj.slot(idx) == ObjSlot::Swapped(e) {
-                        self.swap_readpage(&mut cx, new, e);
+                        self.swap_readpage(cx, new, e);
                         self.counters.inc(Counter::FaultsMajor);
                     }
                     // the read slept: install only if nobody did meanwhile (no yield between
@@ -157,26 +186,26 @@ impl<M: PagingMode> Kernel<M> {
                         obj.set_page(idx, new);
                         self.swap_free(cx.p(), e);
                     } else {
-                        self.free_pages(&cx, new, 0);
+                        self.free_pages(cx, new, 0);
                     }
                 }
                 Step::Retry => {}
                 Step::FileRead(idx) => {
                     // filemap_nopage's read: nothing mapped, no spinlock held
                     if let Some((_, old)) = file_page.take() {
-                        self.page_cache_release(&cx, old);
+                        self.page_cache_release(cx, old);
                     }
-                    match self.filemap_nopage(&mut cx, &vma, idx) {
+                    match self.filemap_nopage(cx, &vma, idx) {
                         Ok(pfn) => file_page = Some((idx, pfn)),
                         Err(crate::mm::filemap::NoPage::Sigbus) => {
-                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
+                            self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
                             self.counters.inc(Counter::FaultsSigbus);
-                            return FaultOutcome::Signal(Signal::Sigbus);
+                            return Ok(FaultOutcome::Signal(Signal::Sigbus));
                         }
                         Err(crate::mm::filemap::NoPage::Oom) => {
                             drop(vmas);
-                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-                            return self.fault_oom(&mut cx, pid);
+                            self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+                            return Err(NoMemory);
                         }
                     }
                 }
@@ -184,42 +213,42 @@ impl<M: PagingMode> Kernel<M> {
                     // do_swap_page's read: nothing mapped, no spinlock held. A page allocated
                     // up front for a demand-zero fault is not needed: give it back before the
                     // read sleeps, rather than hold it through the I/O.
-                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-                    match self.swapin_page(&mut cx, e, "do_swap_page") {
+                    self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+                    match self.swapin_page(cx, e, "do_swap_page") {
                         Some(Some(pfn)) => swapped = Some((e, pfn)),
                         Some(None) => {} // the slot went away: the pte changed, retry
                         None => {
                             drop(vmas);
-                            return self.fault_oom(&mut cx, pid);
+                            return Err(NoMemory);
                         }
                     }
                 }
                 Step::NeedPage(site) => {
                     // may sleep: no pte mapped, no spinlock held
-                    match self.alloc_zeroed_user_page(&mut cx, site) {
+                    match self.alloc_zeroed_user_page(cx, site) {
                         Some(pfn) => new_page = Some(pfn),
                         None => {
                             drop(vmas);
-                            self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-                            return self.fault_oom(&mut cx, pid);
+                            self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+                            return Err(NoMemory);
                         }
                     }
                 }
                 Step::Oom => {
                     drop(vmas);
-                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-                    return self.fault_oom(&mut cx, pid);
+                    self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+                    return Err(NoMemory);
                 }
                 Step::Sigbus => {
-                    self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
+                    self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
                     self.counters.inc(Counter::FaultsSigbus);
-                    return FaultOutcome::Signal(Signal::Sigbus);
+                    return Ok(FaultOutcome::Signal(Signal::Sigbus));
                 }
             }
         }
         // raced: someone else populated the pte
-        self.fault_release(&cx, &mut new_page, &mut swapped, &mut file_page);
-        FaultOutcome::Handled
+        self.fault_release(cx, &mut new_page, &mut swapped, &mut file_page);
+        Ok(FaultOutcome::Handled)
     }
 
     /// Give back what the attempts of one fault held and did not use: a page allocated for a
@@ -257,12 +286,33 @@ impl<M: PagingMode> Kernel<M> {
 
     /// A fault found no memory (nothing held: no lock, no mapping, no mmap_sem). The OOM
     /// killer picks a victim; if that is this task it dies. Otherwise this task waits until
-    /// the victim has exited and given its memory back, then retries the access: a bystander
-    /// that faults while memory is exhausted is not killed with the hog.
-    fn fault_oom<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) -> FaultOutcome {
+    /// the victim has exited and given its memory back, and the fault is tried again (`None`):
+    /// a bystander that faults while memory is exhausted is not killed with the hog.
+    ///
+    /// The memory a victim gives back is not kept for the tasks that wait for it: other tasks
+    /// that are running meanwhile may take all of it before a waiter runs again, and its next
+    /// attempt fail as well, victim after victim (each kill then frees memory only for others).
+    /// So after `OOM_FAULT_WAITS` fruitless waits the faulting task is the victim itself, as
+    /// 2.5's `do_page_fault` kills the task whose fault returned VM_FAULT_OOM: the fault
+    /// either succeeds or the task is killed, it never loops.
+    fn fault_oom<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        waits: &mut u32,
+    ) -> Option<FaultOutcome> {
         let p = cx.p();
+        if let Some(s) = self.pending_kill(pid) {
+            // already killed (by an OOM kill meanwhile): die rather than kill another
+            return Some(FaultOutcome::Signal(s));
+        }
+        if *waits >= OOM_FAULT_WAITS {
+            self.oom_kill_process(p, pid, pid);
+            return Some(FaultOutcome::Signal(Signal::Sigkill));
+        }
         match self.out_of_memory(p, pid) {
             Some(v) if v != pid => {
+                *waits += 1;
                 let key = crate::platform::WaitQueueKey(
                     crate::mm::process::OOM_EXIT_KEY_BASE + v.0 as u64,
                 );
@@ -270,10 +320,11 @@ impl<M: PagingMode> Kernel<M> {
                 if self.process(v).is_some() {
                     cx.sleep_on(key, token, "OOM victim to exit", "out_of_memory");
                 }
-                FaultOutcome::Handled
+                // killed meanwhile: die rather than try again
+                self.pending_kill(pid).map(FaultOutcome::Signal)
             }
             // this task is the victim, or there is nothing else to kill
-            _ => FaultOutcome::Signal(Signal::Sigkill),
+            _ => Some(FaultOutcome::Signal(Signal::Sigkill)),
         }
     }
 

@@ -361,26 +361,33 @@ impl<M: PagingMode> Kernel<M> {
                 .max_by_key(|pr| (pr.mm.rss.get(), pr.pid.0))
                 .map(|pr| pr.pid)
         }?;
-        if let Some(v) = self.process(victim) {
-            v.killed.set(Some(Signal::Sigkill));
-            self.counters.inc(Counter::OomKills);
-            let m = self.meminfo(p);
-            p.log(format_args!(
-                "Out of Memory: Killed process {} (rss {} pages); fault by task {}; LowFree {} kB, HighFree {} kB",
-                victim,
-                v.mm.rss.get(),
-                faulting,
-                m.low_free,
-                m.high_free
-            ));
-            p.wake_up_all(crate::platform::WaitQueueKey(
-                PAUSE_KEY_BASE + victim.0 as u64,
-            ));
-            p.wake_up_all(crate::platform::WaitQueueKey(
-                WAIT_KEY_BASE + victim.0 as u64,
-            ));
-        }
+        self.oom_kill_process(p, victim, faulting);
         Some(victim)
+    }
+
+    /// Kill `victim` for the OOM killer (a fault of task `faulting` found no memory): mark it,
+    /// log it, wake it if it sleeps where a kill ends the sleep.
+    pub(crate) fn oom_kill_process<P: Platform>(&self, p: &P, victim: TaskId, faulting: TaskId) {
+        let Some(v) = self.process(victim) else {
+            return;
+        };
+        v.killed.set(Some(Signal::Sigkill));
+        self.counters.inc(Counter::OomKills);
+        let m = self.meminfo(p);
+        p.log(format_args!(
+            "Out of Memory: Killed process {} (rss {} pages); fault by task {}; LowFree {} kB, HighFree {} kB",
+            victim,
+            v.mm.rss.get(),
+            faulting,
+            m.low_free,
+            m.high_free
+        ));
+        p.wake_up_all(crate::platform::WaitQueueKey(
+            PAUSE_KEY_BASE + victim.0 as u64,
+        ));
+        p.wake_up_all(crate::platform::WaitQueueKey(
+            WAIT_KEY_BASE + victim.0 as u64,
+        ));
     }
 
     /// The signal pending for a task (it must die at return to user), if any.
