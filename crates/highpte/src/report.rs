@@ -110,7 +110,20 @@ pub fn steps_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                         "-".to_string()
                     } else {
                         let f = &s.failures[0];
-                        format!("{} x {} {}", s.failures.len(), f.call, f.errno_or_signal)
+                        let same = s
+                            .failures
+                            .iter()
+                            .all(|g| g.call == f.call && g.errno_or_signal == f.errno_or_signal);
+                        if same {
+                            format!("{} x {} {}", s.failures.len(), f.call, f.errno_or_signal)
+                        } else {
+                            format!(
+                                "{} (first: {} {})",
+                                s.failures.len(),
+                                f.call,
+                                f.errno_or_signal
+                            )
+                        }
                     });
                 }
                 None => {
