@@ -5,6 +5,7 @@ use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::fault_inject::{FailAlloc, SiteStats};
 use crate::kernel::Kernel;
+use crate::mm::reclaim::ZoneMask;
 use crate::page_alloc::{zonelist, GfpFlags, PageFlags, PageOwner, Watermark, ZoneType};
 use crate::platform::{BugReport, KernelEvent, Platform};
 use alloc::format;
@@ -68,17 +69,20 @@ impl<M: PagingMode> Kernel<M> {
             return None;
         }
         // __alloc_pages's slow path: direct reclaim between attempts, while it frees pages
+        // the request can use (in its classzone: a GFP_KERNEL request gains nothing from
+        // high pages freed)
+        let classzone = zonelist(gfp)[0];
         let mut fruitless = 0;
         loop {
             if let Some(pfn) = self.alloc_from_zones(p, gfp, order, owner) {
                 return Some(pfn);
             }
-            if fruitless >= 2 || !self.reclaim_can_help(p) {
+            if fruitless >= 2 || !self.reclaim_can_help(p, ZoneMask::classzone(classzone)) {
                 break;
             }
             let want = crate::mm::reclaim::SWAP_CLUSTER_MAX.max(1 << order);
             self.counters.inc(Counter::ReclaimRuns);
-            if self.try_to_free_pages(cx, want) == 0 {
+            if self.try_to_free_pages(cx, classzone, want) == 0 {
                 fruitless += 1;
             }
         }
