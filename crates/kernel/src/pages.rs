@@ -141,17 +141,22 @@ impl<M: PagingMode> Kernel<M> {
         owner: PageOwner,
     ) -> Option<Pfn> {
         // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
-        // (a quarter of it for requests that cannot sleep).
+        // (a quarter of it for requests that cannot sleep), each zone also keeping what the
+        // zones before it in the list keep.
         let min = if gfp.can_sleep() {
             Watermark::Min
         } else {
             Watermark::AtomicMin
         };
         for wm in [Watermark::Low, min] {
+            // the watermark adds up along the zonelist (`min += z->pages_low`): a zone
+            // fallen back to keeps what the zones before it keep, see alloc_from_zonelist
+            let mut reserve = 0;
             for &zt in zonelist(gfp) {
                 let (got, low) = {
                     let mut z = self.zones[zt as usize].lock(p);
-                    let got = z.alloc(&self.mem_map, order, wm);
+                    let got = z.alloc_above(&self.mem_map, order, wm, reserve);
+                    reserve += wm.pages(&z.watermarks());
                     (got, !z.watermark_ok(0, Watermark::Low))
                 };
                 if let Ok(pfn) = got {
