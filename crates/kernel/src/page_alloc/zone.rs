@@ -729,6 +729,35 @@ mod tests {
     }
 
     #[test]
+    fn highuser_fallback_leaves_low_memory_a_reserve() {
+        let mm = MemMap::new(512);
+        let mut zones = small_zones(&mm);
+        // HIGHUSER until refused: HighMem down to min (8), Normal down to its min plus
+        // HighMem's (16), DMA down to the three mins (24).
+        let mut got = [0u64; 3];
+        while let Ok((_, t)) = alloc_from_zonelist(&mut zones, &mm, GFP_HIGHUSER, 0) {
+            got[t.index()] += 1;
+        }
+        assert_eq!(zones.each_ref().map(|z| z.free_pages()), [24, 16, 8]);
+        assert_eq!(got, [40, 176, 248]);
+        // GFP_KERNEL still gets Normal down to its own min, then DMA down to both mins.
+        for (n, t) in [(8, ZoneType::Normal), (8, ZoneType::Dma)] {
+            for _ in 0..n {
+                assert_eq!(
+                    alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
+                        .unwrap()
+                        .1,
+                    t
+                );
+            }
+        }
+        assert_eq!(
+            alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0),
+            Err(AllocFailure::BelowWatermark { order: 0 })
+        );
+    }
+
+    #[test]
     fn zone_free_checks_and_returns() {
         let mm = MemMap::new(512);
         let mut zones = small_zones(&mm);
