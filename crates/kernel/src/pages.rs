@@ -5,6 +5,7 @@ use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::fault_inject::{FailAlloc, SiteStats};
 use crate::kernel::Kernel;
+use crate::mm::reclaim::ZoneMask;
 use crate::page_alloc::{zonelist, GfpFlags, PageFlags, PageOwner, Watermark, ZoneType};
 use crate::platform::{BugReport, KernelEvent, Platform};
 use alloc::format;
@@ -68,17 +69,20 @@ impl<M: PagingMode> Kernel<M> {
             return None;
         }
         // __alloc_pages's slow path: direct reclaim between attempts, while it frees pages
+        // the request can use (in its classzone: a GFP_KERNEL request gains nothing from
+        // high pages freed)
+        let classzone = zonelist(gfp)[0];
         let mut fruitless = 0;
         loop {
             if let Some(pfn) = self.alloc_from_zones(p, gfp, order, owner) {
                 return Some(pfn);
             }
-            if fruitless >= 2 || !self.reclaim_can_help(p) {
+            if fruitless >= 2 || !self.reclaim_can_help(p, ZoneMask::classzone(classzone)) {
                 break;
             }
             let want = crate::mm::reclaim::SWAP_CLUSTER_MAX.max(1 << order);
             self.counters.inc(Counter::ReclaimRuns);
-            if self.try_to_free_pages(cx, want) == 0 {
+            if self.try_to_free_pages(cx, classzone, want) == 0 {
                 fruitless += 1;
             }
         }
@@ -137,17 +141,22 @@ impl<M: PagingMode> Kernel<M> {
         owner: PageOwner,
     ) -> Option<Pfn> {
         // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
-        // (a quarter of it for requests that cannot sleep).
+        // (a quarter of it for requests that cannot sleep), each zone also keeping what the
+        // zones before it in the list keep.
         let min = if gfp.can_sleep() {
             Watermark::Min
         } else {
             Watermark::AtomicMin
         };
         for wm in [Watermark::Low, min] {
+            // the watermark adds up along the zonelist (`min += z->pages_low`): a zone
+            // fallen back to keeps what the zones before it keep, see alloc_from_zonelist
+            let mut reserve = 0;
             for &zt in zonelist(gfp) {
                 let (got, low) = {
                     let mut z = self.zones[zt as usize].lock(p);
-                    let got = z.alloc(&self.mem_map, order, wm);
+                    let got = z.alloc_above(&self.mem_map, order, wm, reserve);
+                    reserve += wm.pages(&z.watermarks());
                     (got, !z.watermark_ok(0, Watermark::Low))
                 };
                 if let Ok(pfn) = got {

@@ -114,8 +114,9 @@ impl<M: PagingMode> System<M> {
                 "the boot task ended without a kernel".into(),
             ));
         }
-        if kopts.swap_pages > 0 {
-            // kswapd: background reclaim, woken when a zone falls under pages_low
+        {
+            // kswapd: background reclaim, woken when a zone falls under pages_low; it runs
+            // with or without swap (clean page cache can always be dropped), as in Linux
             let k = kernel.clone();
             machine
                 .spawn_daemon("kswapd", Some(0), move |h| match k.get() {

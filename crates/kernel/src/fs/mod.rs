@@ -29,6 +29,7 @@ use crate::ctx::{Ctx, SleepCtx};
 use crate::errno::Errno;
 use crate::kernel::Kernel;
 use crate::kobj::KObj;
+use crate::mm::reclaim::ZoneMask;
 use crate::platform::{BlockDev, Platform, TaskId};
 use crate::sync::{Mutex, SpinLock};
 use alloc::collections::{BTreeMap, VecDeque};
@@ -138,11 +139,14 @@ pub struct FsState {
     /// Descriptor tables by process.
     fds: RefCell<BTreeMap<TaskId, Vec<Option<Rc<OpenFile>>>>>,
     disk: SpinLock<DiskAlloc>,
-    /// Page-cache pages in the order they were added (the inactive list): (ino, index,
-    /// page). Entries are checked when taken; stale ones (the page left) are dropped.
-    pub(crate) lru: RefCell<VecDeque<(u32, u32, Pfn)>>,
+    /// Page-cache pages of each zone (indexed by [`crate::page_alloc::ZoneType`]) in the
+    /// order they were added (the zone's inactive list, as 2.5's per-zone LRUs): (ino,
+    /// index, page). Entries are checked when taken; stale ones (the page left) are dropped.
+    pub(crate) lru: [RefCell<VecDeque<(u32, u32, Pfn)>>; 3],
     /// Pages in the page cache.
     pub(crate) nr_cached: Cell<u64>,
+    /// Pages in the page cache, per zone.
+    pub(crate) nr_cached_zone: [Cell<u64>; 3],
     /// Page-cache pages with PG_dirty.
     pub(crate) nr_dirty: Cell<u64>,
 }
@@ -162,8 +166,9 @@ impl FsState {
                     free: Vec::new(),
                 },
             ),
-            lru: RefCell::new(VecDeque::new()),
+            lru: Default::default(),
             nr_cached: Cell::new(0),
+            nr_cached_zone: Default::default(),
             nr_dirty: Cell::new(0),
         }
     }
@@ -200,13 +205,13 @@ impl<M: PagingMode> Kernel<M> {
         let ino = inode.ino;
         drop(inode);
         if dead {
-            self.destroy_inode(cx, ino);
+            self.destroy_inode(cx, ino, ZoneMask::ALL);
         }
     }
 
     /// Free every unlinked inode nobody references any more (a reference dropped without
     /// [`Kernel::iput`], e.g. a transient copy of a VMA, cannot keep a file alive).
-    pub(crate) fn prune_inodes<P: Platform>(&self, cx: &Ctx<'_, P>) -> u64 {
+    pub(crate) fn prune_inodes<P: Platform>(&self, cx: &Ctx<'_, P>, zones: ZoneMask) -> u64 {
         let dead: Vec<u32> = self
             .fs
             .inodes
@@ -217,15 +222,15 @@ impl<M: PagingMode> Kernel<M> {
             .collect();
         let mut freed = 0;
         for ino in dead {
-            freed += self.destroy_inode(cx, ino);
+            freed += self.destroy_inode(cx, ino, zones);
         }
         freed
     }
 
     /// Free an unreferenced, unlinked inode: its cached pages, its disk blocks, its kernel
-    /// objects. Returns the pages freed. Nobody can be doing I/O on its pages: every I/O
-    /// holds a reference to the inode.
-    fn destroy_inode<P: Platform>(&self, cx: &Ctx<'_, P>, ino: u32) -> u64 {
+    /// objects. Returns the pages freed in `zones`. Nobody can be doing I/O on its pages:
+    /// every I/O holds a reference to the inode.
+    fn destroy_inode<P: Platform>(&self, cx: &Ctx<'_, P>, ino: u32, zones: ZoneMask) -> u64 {
         let Some(inode) = self.fs.inodes.borrow_mut().remove(&ino) else {
             return 0;
         };
@@ -235,10 +240,10 @@ impl<M: PagingMode> Kernel<M> {
         for (_, pfn) in pages {
             let d = self.mem_map.desc(pfn);
             self.clear_page_dirty(pfn);
-            self.fs.nr_cached.set(self.fs.nr_cached.get() - 1);
+            self.cache_count_sub(pfn);
             if d.put_page() == 0 {
+                freed += u64::from(zones.contains(self.page_zone(pfn)));
                 self.free_pages(cx, pfn, 0);
-                freed += 1;
             }
         }
         let blocks = core::mem::take(&mut *inode.blocks.borrow_mut());

@@ -10,17 +10,20 @@
 //! contents are valid; `PG_dirty` that the disk block is stale (`Kernel::set_page_dirty`
 //! keeps the `Dirty` count).
 //!
-//! Reclaim ([`Kernel::shrink_page_cache`]) walks the pages oldest first: clean pages nobody
-//! maps are freed, dirty ones written back first; mapped pages wait for the page-table scan
-//! to unmap them.
+//! Reclaim ([`Kernel::shrink_page_cache`]) walks each zone's pages oldest first: clean pages
+//! nobody maps are freed, dirty ones written back first; mapped pages wait for the page-table
+//! scan to unmap them. Each zone has its own list, so reclaim frees pages in the zones the
+//! allocation that needs them can use.
 
 use super::Inode;
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::errno::Errno;
 use crate::kernel::Kernel;
-use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
+use crate::mm::reclaim::ZoneMask;
+use crate::page_alloc::{PageFlags, PageOwner, ZoneType, GFP_HIGHUSER};
 use crate::platform::{BlockDev, Platform};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use highpte_arch::{PagingMode, Pfn};
 
@@ -121,8 +124,10 @@ impl<M: PagingMode> Kernel<M> {
                 self.free_pages(cx, new, 0);
                 continue;
             }
-            self.fs.nr_cached.set(self.fs.nr_cached.get() + 1);
-            self.fs.lru.borrow_mut().push_back((inode.ino, idx, new));
+            self.cache_count_add(new);
+            self.lru_of(new)
+                .borrow_mut()
+                .push_back((inode.ino, idx, new));
             return Ok((new, true));
         }
     }
@@ -270,7 +275,7 @@ impl<M: PagingMode> Kernel<M> {
             d.put_page()
         };
         self.clear_page_dirty(pfn);
-        self.fs.nr_cached.set(self.fs.nr_cached.get() - 1);
+        self.cache_count_sub(pfn);
         Some(left)
     }
 
@@ -347,45 +352,79 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// Drop the lazily deleted (and duplicated) entries of the inactive list when they
-    /// outnumber the live ones (keeps its host memory proportional to the page cache).
+    /// The inactive list of the zone holding `pfn`.
+    pub(crate) fn lru_of(&self, pfn: Pfn) -> &core::cell::RefCell<VecDeque<(u32, u32, Pfn)>> {
+        &self.fs.lru[self.page_zone(pfn) as usize]
+    }
+
+    /// Count a page into the page cache (`Cached`, and its zone's share).
+    pub(crate) fn cache_count_add(&self, pfn: Pfn) {
+        let z = &self.fs.nr_cached_zone[self.page_zone(pfn) as usize];
+        z.set(z.get() + 1);
+        self.fs.nr_cached.set(self.fs.nr_cached.get() + 1);
+    }
+
+    /// Count a page out of the page cache.
+    pub(crate) fn cache_count_sub(&self, pfn: Pfn) {
+        let z = &self.fs.nr_cached_zone[self.page_zone(pfn) as usize];
+        z.set(z.get() - 1);
+        self.fs.nr_cached.set(self.fs.nr_cached.get() - 1);
+    }
+
+    /// Drop the lazily deleted (and duplicated) entries of each zone's inactive list when
+    /// they outnumber the live ones (keeps its host memory proportional to the page cache).
     pub(crate) fn lru_compact(&self) {
-        let mut lru = self.fs.lru.borrow_mut();
-        if lru.len() as u64 <= 2 * self.fs.nr_cached.get() + 4096 {
-            return;
+        for zone in ZoneType::ALL {
+            let mut lru = self.fs.lru[zone as usize].borrow_mut();
+            if lru.len() as u64 <= 2 * self.fs.nr_cached_zone[zone as usize].get() + 4096 {
+                continue;
+            }
+            let inodes = self.fs.inodes.borrow();
+            let mut seen = alloc::collections::BTreeSet::new();
+            lru.retain(|(ino, idx, pfn)| {
+                let d = self.mem_map.desc(*pfn);
+                inodes.contains_key(ino)
+                    && d.owner() == PageOwner::PageCache
+                    && d.private() == *idx
+                    && seen.insert(pfn.0)
+            });
         }
-        let inodes = self.fs.inodes.borrow();
-        let mut seen = alloc::collections::BTreeSet::new();
-        lru.retain(|(ino, idx, pfn)| {
-            let d = self.mem_map.desc(*pfn);
-            inodes.contains_key(ino)
-                && d.owner() == PageOwner::PageCache
-                && d.private() == *idx
-                && seen.insert(pfn.0)
-        });
     }
 
-    /// Reclaim page-cache pages (`shrink_cache` over the page cache): oldest first, free
-    /// clean pages nobody maps or uses, write back dirty ones first; a page referenced since
-    /// it was last looked at gets a second chance. Returns the pages freed. May sleep.
+    /// Reclaim page-cache pages (`shrink_cache` over the page cache) in any zone: oldest
+    /// first, free clean pages nobody maps or uses, write back dirty ones first; a page
+    /// referenced since it was last looked at gets a second chance. Returns the pages freed.
+    /// May sleep.
     pub fn shrink_page_cache<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
-        self.shrink_page_cache_limit(cx, want, want * 32 + 64)
+        let mut freed = self.prune_inodes(cx, ZoneMask::ALL);
+        for zone in ZoneType::ALL.into_iter().rev() {
+            if freed >= want {
+                break;
+            }
+            let left = want - freed;
+            freed += self.shrink_page_cache_zone(cx, zone, left, left * 32 + 64);
+        }
+        freed
     }
 
-    /// [`Kernel::shrink_page_cache`] looking at up to `limit` pages of the list (reclaim's
-    /// later priorities look further: after an rmap pass the pages it unmapped may sit
-    /// anywhere in the list).
-    pub(crate) fn shrink_page_cache_limit<P: Platform>(
+    /// [`Kernel::shrink_page_cache`] over the inactive list of one zone (2.5's
+    /// `shrink_zone`), looking at up to `limit` pages of it (reclaim's later priorities look
+    /// further: after an rmap pass the pages it unmapped may sit anywhere in the list).
+    /// Frees only pages of `zone`, so reclaim for an allocation that needs low memory does
+    /// not throw away high-memory cache that cannot help it.
+    pub(crate) fn shrink_page_cache_zone<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
+        zone: ZoneType,
         want: u64,
         limit: u64,
     ) -> u64 {
         let p = cx.p();
-        let mut freed = self.prune_inodes(cx);
+        let lru = &self.fs.lru[zone as usize];
+        let mut freed = 0;
         let mut looked = 0;
         while freed < want && looked < limit {
-            let Some((ino, idx, pfn)) = self.fs.lru.borrow_mut().pop_front() else {
+            let Some((ino, idx, pfn)) = lru.borrow_mut().pop_front() else {
                 break;
             };
             looked += 1;
@@ -399,12 +438,12 @@ impl<M: PagingMode> Kernel<M> {
             let d = self.mem_map.desc(pfn);
             let busy = d.mapcount() > 0 || d.count() > 1 || d.test_flag(PageFlags::LOCKED);
             if busy || d.test_and_clear_flag(PageFlags::REFERENCED) {
-                self.fs.lru.borrow_mut().push_back((ino, idx, pfn));
+                lru.borrow_mut().push_back((ino, idx, pfn));
                 self.iput(cx, inode);
                 continue;
             }
-            let zone = self.page_zone(pfn) as usize;
-            self.reclaim.scanned[zone].set(self.reclaim.scanned[zone].get() + 1);
+            let z = zone as usize;
+            self.reclaim.scanned[z].set(self.reclaim.scanned[z].get() + 1);
             if d.test_flag(PageFlags::DIRTY) {
                 d.get_page(); // ours while the write sleeps
                 d.set_flag(PageFlags::LOCKED);
@@ -423,12 +462,12 @@ impl<M: PagingMode> Kernel<M> {
             });
             if removed == Some(0) {
                 self.free_pages(cx, pfn, 0);
-                self.reclaim.reclaimed[zone].set(self.reclaim.reclaimed[zone].get() + 1);
+                self.reclaim.reclaimed[z].set(self.reclaim.reclaimed[z].get() + 1);
                 self.counters.inc(Counter::PgSteal);
                 self.counters.inc(Counter::PageCacheSteal);
                 freed += 1;
             } else if self.cache_page(p, &inode, idx) == Some(pfn) {
-                self.fs.lru.borrow_mut().push_back((ino, idx, pfn));
+                lru.borrow_mut().push_back((ino, idx, pfn));
             }
             self.iput(cx, inode);
         }
@@ -439,5 +478,14 @@ impl<M: PagingMode> Kernel<M> {
     /// Pages in the page cache.
     pub fn page_cache_pages(&self) -> u64 {
         self.fs.nr_cached.get()
+    }
+
+    /// Pages in the page cache in `zones`.
+    pub fn page_cache_pages_in(&self, zones: ZoneMask) -> u64 {
+        ZoneType::ALL
+            .into_iter()
+            .filter(|&z| zones.contains(z))
+            .map(|z| self.fs.nr_cached_zone[z as usize].get())
+            .sum()
     }
 }

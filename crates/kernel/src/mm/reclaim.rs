@@ -71,6 +71,44 @@ impl fmt::Display for ReclaimKind {
     }
 }
 
+/// A set of zones: the zones a reclaim pass frees pages in.
+///
+/// An allocation can use the zones of its zonelist, the *classzone* and the zones below it
+/// (2.4's `memclass`: a `GFP_KERNEL` request cannot use a high page, a `GFP_HIGHUSER` one can
+/// use any). Reclaim for it frees pages only there, as 2.4's `shrink_cache` and
+/// `try_to_swap_out` skip pages outside the classzone and 2.5's `shrink_caches` visits only
+/// the classzone's zones: freeing high-memory cache for a request that needs low memory
+/// helps nobody.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct ZoneMask(u8);
+
+impl ZoneMask {
+    /// No zone.
+    pub const NONE: ZoneMask = ZoneMask(0);
+    /// Every zone.
+    pub const ALL: ZoneMask = ZoneMask(0b111);
+    /// One zone.
+    pub const fn of(zone: ZoneType) -> Self {
+        ZoneMask(1 << zone as u8)
+    }
+    /// The zones an allocation whose first zone is `classzone` may use: it and those below.
+    pub const fn classzone(classzone: ZoneType) -> Self {
+        ZoneMask((2u8 << classzone as u8) - 1)
+    }
+    /// True if `zone` is in the set.
+    pub const fn contains(self, zone: ZoneType) -> bool {
+        self.0 & (1 << zone as u8) != 0
+    }
+    /// The set with `zone` added.
+    pub const fn with(self, zone: ZoneType) -> Self {
+        ZoneMask(self.0 | 1 << zone as u8)
+    }
+    /// True if the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// The wait queue kswapd sleeps on (`kswapd_wait`).
 pub const KSWAPD_WAIT: WaitQueueKey = WaitQueueKey(0x6b73_7761_7064_0000);
 /// The wait queue kswapd wakes when it goes back to sleep.
@@ -109,60 +147,122 @@ impl<M: PagingMode> Kernel<M> {
         )
     }
 
-    /// True if reclaim might free something: pages in the swap cache, or a swap device with
-    /// room.
-    pub(crate) fn reclaim_can_help<P: Platform>(&self, p: &P) -> bool {
+    /// True if anonymous pages can be reclaimed: a swap device has room, or pages already
+    /// in the swap cache can be unmapped without a new slot. Without either an anonymous
+    /// page has nowhere to go (2.5's `add_to_swap` fails), so reclaim does not look for
+    /// them.
+    pub(crate) fn anon_reclaimable<P: Platform>(&self, p: &P) -> bool {
+        self.swap_has_room(p) || self.swap.lock(p).cached() > 0
+    }
+
+    /// True if reclaim might free something in `zones`: pages on the swap cache's inactive
+    /// list, a swap device with room, or page-cache pages there.
+    pub(crate) fn reclaim_can_help<P: Platform>(&self, p: &P, zones: ZoneMask) -> bool {
         !self.reclaim.inactive.borrow().is_empty()
             || self.swap_has_room(p)
-            || self.page_cache_pages() > 0
+            || self.page_cache_pages_in(zones) > 0
     }
 
-    /// True if scanning page tables can free something: anonymous pages can go to swap, or
-    /// page-cache pages can be unmapped.
-    fn scan_can_help<P: Platform>(&self, p: &P) -> bool {
-        self.swap_has_room(p) || self.page_cache_pages() > 0
+    /// True if scanning page tables can free something in `zones`: anonymous pages can go to
+    /// swap, or page-cache pages there can be unmapped.
+    fn scan_can_help<P: Platform>(&self, p: &P, zones: ZoneMask) -> bool {
+        self.anon_reclaimable(p) || self.page_cache_pages_in(zones) > 0
     }
 
-    /// `try_to_free_pages`: free up to `want` pages. Returns the pages freed. May sleep.
+    /// The zones reclaim for an allocation with `classzone` works on: those of the classzone
+    /// under their `pages_high` watermark (2.5's `shrink_caches` skips a zone with enough
+    /// free memory), or the whole classzone if none is (the request failed all the same, a
+    /// higher order for instance).
+    pub(crate) fn zones_to_reclaim<P: Platform>(&self, p: &P, classzone: ZoneType) -> ZoneMask {
+        let class = ZoneMask::classzone(classzone);
+        let mut short = ZoneMask::NONE;
+        for z in ZoneType::ALL {
+            if !class.contains(z) {
+                continue;
+            }
+            let g = self.zones[z as usize].lock(p);
+            if g.managed_pages() > 0 && !g.watermark_ok(0, Watermark::High) {
+                short = short.with(z);
+            }
+        }
+        if short.is_empty() {
+            class
+        } else {
+            short
+        }
+    }
+
+    /// `try_to_free_pages`: free up to `want` pages that an allocation whose zonelist starts
+    /// at `classzone` can use. Returns the pages freed there. May sleep.
+    pub fn try_to_free_pages<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        classzone: ZoneType,
+        want: u64,
+    ) -> u64 {
+        let zones = self.zones_to_reclaim(cx.p(), classzone);
+        self.shrink_zones(cx, zones, want)
+    }
+
+    /// Free up to `want` pages in `zones`. Returns the pages freed there. May sleep.
     ///
-    /// Like 2.4's priorities (`DEF_PRIORITY` 6 down to 0), each round that falls short asks
-    /// the page-table scan to unmap twice as many pages as the one before: a page is freed
-    /// only once *every* pte that maps it is gone, which for a page shared by many processes
-    /// takes a scan of each of them.
-    pub fn try_to_free_pages<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+    /// Like 2.4's priorities (`DEF_PRIORITY` 6 down to 0), each round that falls short looks
+    /// further down the page-cache lists and asks the page-table scan to unmap twice as many
+    /// pages as the one before: a page is freed only once *every* pte that maps it is gone,
+    /// which for a page shared by many processes takes a scan of each of them. Only pages of
+    /// `zones` are freed or unmapped, and the page-cache lists are visited from the highest
+    /// zone down (2.5's `shrink_caches`), so a request that may use high memory takes its
+    /// pages there first.
+    pub(crate) fn shrink_zones<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        zones: ZoneMask,
+        want: u64,
+    ) -> u64 {
         let mut freed = 0;
         for priority in (0..=DEF_PRIORITY).rev() {
             // clean page cache first, before anonymous memory
-            let lru = self.fs.lru.borrow().len() as u64;
-            freed += self.shrink_page_cache_limit(
-                cx,
-                want - freed,
-                ((want - freed) * 32 + 64).max(lru >> priority),
-            );
-            if freed < want {
-                freed += self.shrink_cache(cx, want - freed);
+            freed += self.prune_inodes(cx, zones);
+            for zone in ZoneType::ALL.into_iter().rev() {
+                if freed >= want {
+                    break;
+                }
+                if !zones.contains(zone) {
+                    continue;
+                }
+                let lru = self.fs.lru[zone as usize].borrow().len() as u64;
+                let left = want - freed;
+                freed += self.shrink_page_cache_zone(
+                    cx,
+                    zone,
+                    left,
+                    (left * 32 + 64).max(lru >> priority),
+                );
             }
             if freed < want {
-                freed += self.shrink_shared(cx, want - freed);
+                freed += self.shrink_cache(cx, zones, want - freed, priority);
             }
-            if freed >= want || !self.scan_can_help(cx.p()) {
+            if freed < want {
+                freed += self.shrink_shared(cx, zones, want - freed);
+            }
+            if freed >= want || !self.scan_can_help(cx.p(), zones) {
                 break;
             }
             let target = want << (DEF_PRIORITY - priority);
             match self.opts.reclaim {
                 ReclaimKind::Scan => {
-                    self.swap_out(cx, target);
+                    self.swap_out(cx, zones, target);
                 }
                 ReclaimKind::Rmap => {
-                    self.rmap_reclaim(cx, target, priority);
+                    self.rmap_reclaim(cx, zones, target, priority);
                 }
             }
         }
         freed
     }
 
-    /// `wakeup_kswapd`: a zone fell under `pages_low`; the daemon (if one runs: with swap)
-    /// reclaims in the background until every zone is back above `pages_high`.
+    /// `wakeup_kswapd`: a zone fell under `pages_low`; the daemon reclaims in the background
+    /// until every zone is back above `pages_high`.
     pub(crate) fn wakeup_kswapd<P: Platform>(&self, p: &P) {
         if self.reclaim.kswapd_running.get() && !self.reclaim.kswapd_awake.get() {
             self.reclaim.kswapd_awake.set(true);
@@ -171,18 +271,22 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// True if some zone with pages is under its `pages_high` watermark.
-    fn zones_need_balance<P: Platform>(&self, p: &P) -> bool {
-        ZoneType::ALL.iter().any(|&z| {
-            let g = self.zones[z as usize].lock(p);
-            g.managed_pages() > 0 && !g.watermark_ok(0, Watermark::High)
-        })
+    /// Pages `zone` needs to be back at its `pages_high` watermark (0 for an empty zone).
+    fn zone_shortage<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
+        let g = self.zones[zone as usize].lock(p);
+        if g.managed_pages() == 0 {
+            return 0;
+        }
+        g.watermarks().high.saturating_sub(g.free_pages())
     }
 
     /// The body of `kswapd`, a kernel thread that never returns: sleep until an allocation
-    /// leaves a zone under `pages_low`, then reclaim (`balance_pgdat`) until every zone is
-    /// above `pages_high` again or reclaim makes no progress. The machine runs it as a
-    /// daemon (a run ends when only daemons are left, asleep).
+    /// leaves a zone under `pages_low`, then reclaim (`balance_pgdat`): each zone under
+    /// `pages_high` gets back what it lacks, `SWAP_CLUSTER_MAX` pages per pass and only pages
+    /// of that zone, until every zone is above `pages_high` again or no zone short of pages
+    /// can make progress. It runs with or without swap: clean page cache can always be
+    /// dropped. The machine runs it as a daemon (a run ends when only daemons are left,
+    /// asleep).
     pub fn kswapd<P: Platform>(&self, p: &P) -> i32 {
         // SAFETY: the entry of a kernel thread: nothing held, nothing mapped.
         let mut cx = unsafe { SleepCtx::enter(p) };
@@ -193,11 +297,30 @@ impl<M: PagingMode> Kernel<M> {
                 cx.sleep_on(KSWAPD_WAIT, token, "kswapd wait", "kswapd");
                 continue;
             }
+            // zones that made no progress are left alone until the next wakeup
+            let mut stuck = ZoneMask::NONE;
             let mut rounds = 0;
-            while self.zones_need_balance(p) && self.reclaim_can_help(p) && rounds < 64 {
-                rounds += 1;
-                self.counters.inc(Counter::KswapdRuns);
-                if self.try_to_free_pages(&mut cx, SWAP_CLUSTER_MAX) == 0 {
+            while rounds < 64 {
+                let mut progress = false;
+                for zone in ZoneType::ALL {
+                    let short = self.zone_shortage(p, zone);
+                    if short == 0 || stuck.contains(zone) {
+                        continue;
+                    }
+                    let mask = ZoneMask::of(zone);
+                    if !self.reclaim_can_help(p, mask) {
+                        stuck = stuck.with(zone);
+                        continue;
+                    }
+                    rounds += 1;
+                    self.counters.inc(Counter::KswapdRuns);
+                    if self.shrink_zones(&mut cx, mask, short.min(SWAP_CLUSTER_MAX)) == 0 {
+                        stuck = stuck.with(zone);
+                    } else {
+                        progress = true;
+                    }
+                }
+                if !progress {
                     break;
                 }
                 cx.cond_resched();
@@ -223,16 +346,24 @@ impl<M: PagingMode> Kernel<M> {
         self.shared_objects.borrow_mut().push(Rc::downgrade(obj));
     }
 
-    /// Swap out pages of shared-memory objects that no pte maps (`shmem_writepage`): each
-    /// goes to a fresh slot that the object's index then holds, and is freed. Returns the
-    /// pages freed.
+    /// Swap out pages of shared-memory objects in `zones` that no pte maps
+    /// (`shmem_writepage`): each goes to a fresh slot that the object's index then holds, and
+    /// is freed. Returns the pages freed.
     ///
     /// No reference to an object is held across the write (it may sleep, and a reference
     /// would keep the last detach from releasing the object). The slot is recorded in the
     /// object and the page copied to the device in one step with nothing in between that
     /// could let another task run, so a fault that finds the slot always reads the data.
-    fn shrink_shared<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+    fn shrink_shared<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        zones: ZoneMask,
+        want: u64,
+    ) -> u64 {
         let p = cx.p();
+        if !self.swap_has_room(p) {
+            return 0;
+        }
         self.shared_objects
             .borrow_mut()
             .retain(|w| w.strong_count() > 0);
@@ -263,6 +394,7 @@ impl<M: PagingMode> Kernel<M> {
                             if d.count() == 1
                                 && d.mapcount() == 0
                                 && !d.test_flag(PageFlags::LOCKED)
+                                && zones.contains(self.page_zone(pfn))
                             {
                                 found = Some((idx, pfn));
                                 break;
@@ -312,13 +444,24 @@ impl<M: PagingMode> Kernel<M> {
         self.reclaim.inactive.borrow_mut().push_back(pfn);
     }
 
-    /// Write out and free swap-cache pages that no pte maps and no one else holds
-    /// (`shrink_cache` over the inactive list). Returns the pages freed.
-    pub(crate) fn shrink_cache<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+    /// Write out and free swap-cache pages in `zones` that no pte maps and no one else holds
+    /// (`shrink_cache` over the inactive list; pages of other zones stay queued). Looks at
+    /// up to 1/2^`priority` of the list (at least four entries per page wanted), as 2.4's
+    /// `max_scan = nr_inactive_pages / priority`: entries whose page was mapped again or left
+    /// the cache are dropped on the way, and the pages the page-table scan just unmapped sit
+    /// at the back. Returns the pages freed.
+    pub(crate) fn shrink_cache<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        zones: ZoneMask,
+        want: u64,
+        priority: u32,
+    ) -> u64 {
         let p = cx.p();
         let mut freed = 0;
         let mut looked = 0;
-        let limit = want * 4;
+        let queued = self.reclaim.inactive.borrow().len() as u64;
+        let limit = (want * 4).max(queued >> priority).min(queued);
         while freed < want && looked < limit {
             let Some(pfn) = self.reclaim.inactive.borrow_mut().pop_front() else {
                 break;
@@ -329,7 +472,15 @@ impl<M: PagingMode> Kernel<M> {
             let Some(e) = self.page_swap_entry(pfn) else {
                 continue;
             };
-            if d.count() != 1 || d.mapcount() != 0 || !self.trylock_page(pfn) {
+            if d.count() != 1 || d.mapcount() != 0 {
+                continue;
+            }
+            if !zones.contains(self.page_zone(pfn)) {
+                // not what this reclaim is for: leave it queued
+                self.reclaim.inactive.borrow_mut().push_back(pfn);
+                continue;
+            }
+            if !self.trylock_page(pfn) {
                 continue;
             }
             d.get_page(); // ours while the I/O sleeps
@@ -362,9 +513,14 @@ impl<M: PagingMode> Kernel<M> {
         freed
     }
 
-    /// `swap_out`: visit processes round robin and unmap up to `want` pages from their page
-    /// tables. Returns the pages unmapped.
-    fn swap_out<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, want: u64) -> u64 {
+    /// `swap_out`: visit processes round robin and unmap up to `want` pages of `zones` from
+    /// their page tables. Returns the pages unmapped.
+    ///
+    /// Without swap room (and no page in the swap cache) an anonymous page cannot be
+    /// unmapped (2.5's `add_to_swap` fails), nor can a shared-memory page be swapped once
+    /// unmapped: the scan then walks only the file mappings, whose pages the page cache can
+    /// drop once unmapped, and skips every other VMA without looking at its page tables.
+    fn swap_out<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, zones: ZoneMask, want: u64) -> u64 {
         // distinct mms, starting at the cursor
         let order: Vec<(TaskId, Rc<Mm>)> = {
             let procs = self.procs.borrow();
@@ -391,8 +547,8 @@ impl<M: PagingMode> Kernel<M> {
                 if mm.dead.get() {
                     continue;
                 }
-                unmapped += self.swap_out_mm(cx, mm, want - unmapped);
-                if !self.scan_can_help(cx.p()) {
+                unmapped += self.swap_out_mm(cx, mm, zones, want - unmapped);
+                if !self.scan_can_help(cx.p(), zones) {
                     return unmapped;
                 }
             }
@@ -401,16 +557,25 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Scan one address space from where the last visit stopped (`mm->swap_address`).
-    fn swap_out_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, mm: &Mm, want: u64) -> u64 {
+    fn swap_out_mm<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        zones: ZoneMask,
+        want: u64,
+    ) -> u64 {
         let p = cx.p();
         let Some(vmas) = mm.mmap_sem.try_read(p) else {
             return 0;
         };
         let mut unmapped = 0;
         let mut addr = mm.swap_address.get();
+        let anon_ok = self.anon_reclaimable(p);
         let ranges: Vec<(u32, u32, bool, Option<u32>)> = vmas
             .iter()
             .filter(|v| v.end > addr)
+            // without swap only the pages of file mappings can be let go
+            .filter(|v| anon_ok || matches!(v.backing, crate::mm::vma::Backing::File { .. }))
             .map(|v| {
                 let ino = match &v.backing {
                     crate::mm::vma::Backing::File { file, .. } => Some(file.ino),
@@ -424,13 +589,14 @@ impl<M: PagingMode> Kernel<M> {
             while a < end as u64 {
                 let va = VirtAddr::new(a as u32);
                 let next = M::pmd_end(va).min(end as u64);
-                unmapped += self.swap_out_pmd(cx, mm, va, next, (anon, ino), want - unmapped);
+                unmapped +=
+                    self.swap_out_pmd(cx, mm, va, next, (anon, ino, zones), want - unmapped);
                 a = next;
                 mm.swap_address.set(next as u32);
                 if unmapped >= want {
                     return unmapped;
                 }
-                if !self.scan_can_help(p) {
+                if !self.scan_can_help(p, zones) {
                     return unmapped;
                 }
             }
@@ -445,14 +611,15 @@ impl<M: PagingMode> Kernel<M> {
     /// Scan the ptes of `[start, end)` (inside one pte page) through one mapping
     /// (`swap_out_pmd` around `try_to_swap_out`). `anon`: the VMA may hold anonymous pages
     /// (which go to swap); `ino`: the file it maps, whose unreferenced pages are unmapped and
-    /// queued for `shrink_page_cache`.
+    /// queued for `shrink_page_cache`; `zones`: only pages there are unmapped (2.4's
+    /// `memclass` test in `try_to_swap_out`), though any page's accessed bit is aged.
     fn swap_out_pmd<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
         mm: &Mm,
         start: VirtAddr,
         end: u64,
-        (anon, ino): (bool, Option<u32>),
+        (anon, ino, zones): (bool, Option<u32>, ZoneMask),
         want: u64,
     ) -> u64 {
         let p = cx.p();
@@ -460,6 +627,7 @@ impl<M: PagingMode> Kernel<M> {
         if !pmd.is_present() {
             return 0;
         }
+        let anon_ok = self.anon_reclaimable(p);
         let mut batch: Vec<Pfn> = Vec::new();
         let mut rss_dropped = 0;
         {
@@ -483,6 +651,10 @@ impl<M: PagingMode> Kernel<M> {
                     // referenced since the last pass: age it
                     return Some(pte.without(EntryFlags::ACCESSED));
                 }
+                if !zones.contains(self.page_zone(pfn)) {
+                    // don't bother replenishing zones not under pressure
+                    return None;
+                }
                 if d.owner() == PageOwner::PageCache {
                     // a file page: just unmap it (the cache keeps it, shrink_page_cache
                     // writes it back and frees it)
@@ -491,17 +663,19 @@ impl<M: PagingMode> Kernel<M> {
                     }
                     if let Some(ino) = ino {
                         // next in line for shrink_page_cache (the inactive end)
-                        self.fs.lru.borrow_mut().push_front((ino, d.private(), pfn));
+                        self.lru_of(pfn)
+                            .borrow_mut()
+                            .push_front((ino, d.private(), pfn));
                     }
                     d.dec_mapcount();
                     batch.push(pfn);
                     rss_dropped += 1;
                     return Some(highpte_arch::Entry::NONE);
                 }
-                if !anon || !d.test_flag(PageFlags::ANON) {
+                if !anon || !anon_ok || !d.test_flag(PageFlags::ANON) {
                     // a shared object's page: drop the pte; the object keeps the page, which
                     // shrink_shared can swap once nobody maps it
-                    if !d.test_flag(PageFlags::SHARED) {
+                    if !d.test_flag(PageFlags::SHARED) || !anon_ok {
                         return None;
                     }
                     d.dec_mapcount();

@@ -24,7 +24,7 @@
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::kernel::Kernel;
-use crate::mm::reclaim::ReclaimKind;
+use crate::mm::reclaim::{ReclaimKind, ZoneMask};
 use crate::mm::Mm;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_KERNEL};
 use crate::pgtable::{pte_map_phys, OutOfMemory};
@@ -253,10 +253,12 @@ impl<M: PagingMode> Kernel<M> {
     pub(crate) fn rmap_reclaim<P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
+        zones: ZoneMask,
         want: u64,
         priority: u32,
     ) -> u64 {
         let p = cx.p();
+        let anon_ok = self.anon_reclaimable(p);
         let chained = self.rmap.chains.borrow().len() as u64;
         let budget = (want * 16).max(chained >> priority);
         let mut looked = 0;
@@ -283,6 +285,11 @@ impl<M: PagingMode> Kernel<M> {
             if d.is_reserved() || (!anon && !file && !d.test_flag(PageFlags::SHARED)) {
                 continue;
             }
+            // only pages of the zones short of memory; without swap, only file pages
+            // (an anonymous or shared-memory page would have nowhere to go)
+            if !zones.contains(self.page_zone(pfn)) || (!file && !anon_ok) {
+                continue;
+            }
             // pin and lock the page (it has a chain, so it is mapped and in use): the lock
             // operations below may let others run, and it must not go away meanwhile
             if !self.trylock_page(pfn) {
@@ -292,9 +299,6 @@ impl<M: PagingMode> Kernel<M> {
             unmapped += self.rmap_reclaim_page(cx, pfn, &entries, anon);
             self.unlock_page(p, pfn);
             self.put_user_page(cx, pfn);
-            if !self.swap_has_room(p) && anon {
-                break;
-            }
         }
         unmapped
     }

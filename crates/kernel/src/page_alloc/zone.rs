@@ -12,7 +12,9 @@
 //! As 2.4/2.5's `free_area_init_core` with `zone_balance_ratio` 128, `zone_balance_min` 20 and
 //! `zone_balance_max` 255: `min = clamp(present_pages / 128, 20, 255)`, `low = 2 * min`,
 //! `high = 3 * min` (all 0 for an empty zone). A zone passes a watermark `w` for an order-`o`
-//! request if at least `w` pages stay free after taking the 2^o pages.
+//! request if at least `w` pages stay free after taking the 2^o pages; along a zonelist the
+//! zones fallen back to also keep the watermarks of the zones before them
+//! ([`alloc_from_zonelist`]).
 
 use super::buddy::{BuddyError, FreeArea, MAX_ORDER};
 use super::gfp::{zonelist, GfpFlags};
@@ -312,8 +314,15 @@ impl Zone {
     /// True if an order-`order` allocation would leave at least `watermark` pages free
     /// (`zone_watermark_ok`, without the per-order refinement of later kernels).
     pub fn watermark_ok(&self, order: u32, watermark: Watermark) -> bool {
+        self.watermark_ok_above(order, watermark, 0)
+    }
+    /// True if an order-`order` allocation would leave at least `watermark` pages plus
+    /// `reserve` free (the reserve of the zones before this one in a zonelist, see
+    /// [`alloc_from_zonelist`]).
+    pub fn watermark_ok_above(&self, order: u32, watermark: Watermark, reserve: u64) -> bool {
         let need = watermark
             .pages(&self.watermarks)
+            .saturating_add(reserve)
             .saturating_add(1u64 << order.min(63));
         self.free_pages() >= need
     }
@@ -334,10 +343,20 @@ impl Zone {
         order: u32,
         watermark: Watermark,
     ) -> Result<Pfn, AllocFailure> {
+        self.alloc_above(mm, order, watermark, 0)
+    }
+    /// Allocate 2^`order` pages if the zone keeps `watermark` plus `reserve` pages free.
+    pub fn alloc_above(
+        &mut self,
+        mm: &MemMap,
+        order: u32,
+        watermark: Watermark,
+        reserve: u64,
+    ) -> Result<Pfn, AllocFailure> {
         if order as usize >= MAX_ORDER {
             return Err(AllocFailure::InvalidOrder { order });
         }
-        if !self.watermark_ok(order, watermark) {
+        if !self.watermark_ok_above(order, watermark, reserve) {
             return Err(if self.has_block(order) {
                 AllocFailure::BelowWatermark { order }
             } else {
@@ -377,6 +396,12 @@ impl Zone {
 /// 3. only with [`GfpFlags::MEMALLOC`] (Linux's `PF_MEMALLOC`, set by the reclaimer itself):
 ///    again, ignoring watermarks.
 ///
+/// In passes 1 and 2 the watermark adds up along the list, as 2.4/2.5's `__alloc_pages`
+/// (`min += z->pages_low`): a zone reached by falling back also keeps free what the zones
+/// before it would have kept. A `GFP_HIGHUSER` request that spills from HighMem into Normal
+/// thus leaves Normal HighMem's watermark more than a `GFP_KERNEL` request does, a small
+/// reserve of low memory that only requests which need it can take.
+///
 /// This function never reclaims or sleeps: on [`AllocFailure::BelowWatermark`] a caller that
 /// may sleep reclaims (and wakes kswapd) and retries.
 pub fn alloc_from_zonelist(
@@ -400,14 +425,16 @@ pub fn alloc_from_zonelist(
     }
     let mut blocked = false;
     for wm in passes.into_iter().flatten() {
+        let mut reserve = 0;
         for &ty in list {
             let zone = &mut zones[ty.index()];
             debug_assert_eq!(zone.ty(), ty, "zones must be indexed by ZoneType::index");
-            match zone.alloc(mm, order, wm) {
+            match zone.alloc_above(mm, order, wm, reserve) {
                 Ok(pfn) => return Ok((pfn, ty)),
                 Err(AllocFailure::BelowWatermark { .. }) => blocked = true,
                 Err(_) => {}
             }
+            reserve += wm.pages(&zone.watermarks());
         }
     }
     Err(if blocked {
@@ -590,7 +617,7 @@ mod tests {
             assert!(mm.desc(p).test_flag(PageFlags::HIGHMEM));
         }
         assert_eq!(zones[2].free_pages(), 16);
-        // Then Normal (first pass, Normal above low).
+        // Then Normal (first pass, Normal above its low plus HighMem's).
         let (p, t) = alloc_from_zonelist(&mut zones, &mm, GFP_HIGHUSER, 0).unwrap();
         assert_eq!(t, ZoneType::Normal);
         assert!(!mm.desc(p).test_flag(PageFlags::HIGHMEM));
@@ -604,8 +631,28 @@ mod tests {
             );
         }
         assert_eq!(zones[1].free_pages(), 16);
-        // GFP_KERNEL now falls back to DMA (first pass).
-        for _ in 0..48 {
+        // GFP_KERNEL now falls back to DMA (first pass), down to DMA's low plus Normal's:
+        // 64 - 32 = 32.
+        for _ in 0..32 {
+            assert_eq!(
+                alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
+                    .unwrap()
+                    .1,
+                ZoneType::Dma
+            );
+        }
+        assert_eq!(zones[0].free_pages(), 32);
+        // The first pass fails: the second takes Normal down to min, then DMA down to its
+        // min plus Normal's (16).
+        for _ in 0..8 {
+            assert_eq!(
+                alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
+                    .unwrap()
+                    .1,
+                ZoneType::Normal
+            );
+        }
+        for _ in 0..16 {
             assert_eq!(
                 alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
                     .unwrap()
@@ -614,28 +661,11 @@ mod tests {
             );
         }
         assert_eq!(zones[0].free_pages(), 16);
-        // Every zone at low: the second pass takes Normal down to min.
-        for _ in 0..8 {
-            assert_eq!(
-                alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
-                    .unwrap()
-                    .1,
-                ZoneType::Normal
-            );
-        }
-        for _ in 0..8 {
-            assert_eq!(
-                alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
-                    .unwrap()
-                    .1,
-                ZoneType::Dma
-            );
-        }
         assert_eq!(
             alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0),
             Err(AllocFailure::BelowWatermark { order: 0 })
         );
-        // Atomic may go down to min / 4 = 2 pages.
+        // Atomic may go down to min / 4 = 2 pages (DMA: 2 + Normal's 2).
         for _ in 0..6 {
             assert_eq!(
                 alloc_from_zonelist(&mut zones, &mm, GFP_ATOMIC, 0)
@@ -644,7 +674,7 @@ mod tests {
                 ZoneType::Normal
             );
         }
-        for _ in 0..6 {
+        for _ in 0..12 {
             assert_eq!(
                 alloc_from_zonelist(&mut zones, &mm, GFP_ATOMIC, 0)
                     .unwrap()
@@ -652,6 +682,7 @@ mod tests {
                 ZoneType::Dma
             );
         }
+        assert_eq!(zones[0].free_pages(), 4);
         assert_eq!(
             alloc_from_zonelist(&mut zones, &mm, GFP_ATOMIC, 0),
             Err(AllocFailure::BelowWatermark { order: 0 })
@@ -674,7 +705,7 @@ mod tests {
             );
         }
         let memalloc_dma = GFP_DMA | GfpFlags::MEMALLOC;
-        for _ in 0..2 {
+        for _ in 0..4 {
             assert_eq!(
                 alloc_from_zonelist(&mut zones, &mm, memalloc_dma, 0)
                     .unwrap()
@@ -695,6 +726,35 @@ mod tests {
             z.check(&mm).unwrap();
             z.free_area().check_descriptors(&mm).unwrap();
         }
+    }
+
+    #[test]
+    fn highuser_fallback_leaves_low_memory_a_reserve() {
+        let mm = MemMap::new(512);
+        let mut zones = small_zones(&mm);
+        // HIGHUSER until refused: HighMem down to min (8), Normal down to its min plus
+        // HighMem's (16), DMA down to the three mins (24).
+        let mut got = [0u64; 3];
+        while let Ok((_, t)) = alloc_from_zonelist(&mut zones, &mm, GFP_HIGHUSER, 0) {
+            got[t.index()] += 1;
+        }
+        assert_eq!(zones.each_ref().map(|z| z.free_pages()), [24, 16, 8]);
+        assert_eq!(got, [40, 176, 248]);
+        // GFP_KERNEL still gets Normal down to its own min, then DMA down to both mins.
+        for (n, t) in [(8, ZoneType::Normal), (8, ZoneType::Dma)] {
+            for _ in 0..n {
+                assert_eq!(
+                    alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0)
+                        .unwrap()
+                        .1,
+                    t
+                );
+            }
+        }
+        assert_eq!(
+            alloc_from_zonelist(&mut zones, &mm, GFP_KERNEL, 0),
+            Err(AllocFailure::BelowWatermark { order: 0 })
+        );
     }
 
     #[test]
