@@ -56,7 +56,9 @@ fn a_file_bigger_than_ram_is_written_back_and_read_again_with_every_stamp() {
     assert!(v["first_failure"].is_null(), "{v}");
     let c = &v["counters"];
     let big = 1280u64 << 8; // pages
-                            // the file does not fit: nearly all of it was written back, and read back from the disk
+                            // the file does not fit: what reclaim took to make room was written back first, and the
+    // read-back found those pages on the disk (about 106,000 pages each way with this build: the
+    // high-memory cache turns over while the low-memory part of the cache stays)
     let written = c["fs_pages_written"].as_u64().unwrap();
     let read = c["fs_pages_read"].as_u64().unwrap();
     assert!(written >= big - (1 << 18), "written {written}: {c}");
