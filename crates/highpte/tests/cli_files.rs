@@ -55,8 +55,9 @@ fn a_file_bigger_than_ram_is_written_back_and_read_again_with_every_stamp() {
     assert_eq!(v["check_failures"].as_array().unwrap().len(), 0, "{v}");
     assert!(v["first_failure"].is_null(), "{v}");
     let c = &v["counters"];
-    let big = 1280u64 << 8; // pages
-                            // the file does not fit: what reclaim took to make room was written back first, and the
+    // pages of the big file
+    let big = 1280u64 << 8;
+    // the file does not fit: what reclaim took to make room was written back first, and the
     // read-back found those pages on the disk (about 106,000 pages each way with this build: the
     // high-memory cache turns over while the low-memory part of the cache stays)
     let written = c["fs_pages_written"].as_u64().unwrap();
