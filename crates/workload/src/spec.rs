@@ -1279,9 +1279,7 @@ impl WorkloadSpec {
         }
         // Child phases no fork names: check them with what the top-level sequence defined.
         let forked: BTreeSet<&str> = self
-            .phases
-            .iter()
-            .flat_map(|p| p.ops.iter())
+            .all_ops()
             .filter_map(|op| match op {
                 Op::Fork { child_phase, .. } => Some(child_phase.as_str()),
                 _ => None,
@@ -1295,13 +1293,16 @@ impl WorkloadSpec {
         }
     }
 
+    /// Every op of every phase, in file order.
+    fn all_ops(&self) -> impl Iterator<Item = &Op> {
+        self.phases.iter().flat_map(|p| p.ops.iter())
+    }
+
     /// Files are one namespace shared by every process: a file read, mapped, synced or
     /// unlinked must be written by some `file_write` of the workload.
     fn check_files(&self, c: &mut Checker) {
         let written: BTreeSet<&str> = self
-            .phases
-            .iter()
-            .flat_map(|p| p.ops.iter())
+            .all_ops()
             .filter_map(|op| match op {
                 Op::FileWrite { file, .. } => Some(file.as_str()),
                 _ => None,
