@@ -110,8 +110,11 @@ pub fn load_workload(path: &Path) -> Result<WorkloadSpec, WorkloadError> {
 /// Parses and validates workload TOML `text`; `file_name` is used in errors only.
 pub fn parse_workload(text: &str, file_name: &str) -> Result<WorkloadSpec, WorkloadError> {
     match toml::from_str::<WorkloadSpec>(text) {
-        Ok(spec) => match spec.validate() {
-            Ok(()) => Ok(spec),
+        Ok(mut spec) => match spec.validate() {
+            Ok(()) => {
+                crate::exact::place_ops(&mut spec, text, file_name);
+                Ok(spec)
+            }
             Err(problems) => {
                 let tree = toml::from_str::<Spanned<Node>>(text).ok();
                 // `validate` never returns an empty list, but do not rely on it.
@@ -186,7 +189,7 @@ fn shape_or_syntax_error(text: &str, file: &str, e: &toml::de::Error) -> Workloa
 
 /// Any TOML value, with the spans of every key and value inside it.
 #[derive(Debug)]
-enum Node {
+pub(crate) enum Node {
     Table(Vec<(Spanned<String>, Spanned<Node>)>),
     Array(Vec<Spanned<Node>>),
     Str(String),
@@ -249,7 +252,7 @@ impl<'de> Deserialize<'de> for Node {
 
 /// Byte offset of the key (or value) at `path`; the nearest enclosing one found if part of the
 /// path is not in the file (a default value).
-fn locate_path(root: &Spanned<Node>, path: &[PathSeg]) -> usize {
+pub(crate) fn locate_path(root: &Spanned<Node>, path: &[PathSeg]) -> usize {
     let mut node = root;
     let mut offset = 0;
     for seg in path {
