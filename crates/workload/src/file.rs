@@ -431,7 +431,9 @@ fn failing_element(root: &toml::Value, path: &[PathSeg]) -> Option<(usize, Strin
     };
     items.iter().enumerate().find_map(|(i, v)| {
         let err = match kind {
-            "ops" => crate::spec::Op::deserialize(v.clone()).err(),
+            // the trait's deserialize: the inherent one (serde `remote = "Self"`) knows only
+            // the convenient ops
+            "ops" => <crate::spec::Op as Deserialize>::deserialize(v.clone()).err(),
             "phases" => crate::spec::Phase::deserialize(v.clone()).err(),
             _ => None,
         };

@@ -713,13 +713,14 @@ fn driver<M: PagingMode>(
         if inv == InvariantChecks::EachStep {
             // quiescence: no child or replacement process still running or exiting
             wait_on(h, highpte_kernel::mm::process::PROCESS_EXIT_KEY, || {
-                let live = ctl
-                    .borrow()
+                let c = ctl.borrow();
+                let live = c
                     .slots
                     .iter()
                     .filter(|sl| matches!(sl.state, PState::Idle | PState::Paused))
                     .count();
-                k.nr_processes() <= live
+                // forked children that paused stay too
+                k.nr_processes() <= live + c.children_paused as usize
             });
             let bad = k.check_invariants(h);
             if !bad.is_empty() {
