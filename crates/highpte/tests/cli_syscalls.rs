@@ -329,12 +329,37 @@ fn an_offset_past_a_region_shrunk_by_munmap_is_a_file_error() {
         "{out}"
     );
     let out = bad(&format!(
-        "{HEAD}  {{ op = \"mmap\", name = \"a\", size = \"64K\" }},\n  {{ op = \"munmap\", region = \"a\", offset = \"16K\", size = \"16K\" }},\n  {{ op = \"mprotect\", region = \"a\", prot = \"r\", offset = \"16K\" }},\n]\n"
+        "{HEAD}  {{ op = \"mmap\", name = \"a\", size = \"64K\" }},\n  {{ op = \"munmap\", region = \"a\", offset = \"32K\" }},\n  {{ op = \"mprotect\", region = \"a\", prot = \"r\", offset = \"32K\" }},\n]\n"
     ));
     assert!(
-        out.contains("bad.toml:7:") && out.contains("offset"),
+        out.contains("bad.toml:7:")
+            && out.contains("offset 32K is past the end of the region (32K)"),
         "{out}"
     );
+}
+
+#[test]
+fn after_a_munmap_in_the_middle_the_tail_keeps_its_name_and_offsets() {
+    let dir = tmp_dir("syscalls-hole");
+    let p = dir.join("hole.toml");
+    let ops = [
+        "{ op = \"mmap\", name = \"a\", size = \"64K\", fixed_at = 0x50000000 }",
+        "{ op = \"touch\", region = \"a\", write = true }",
+        "{ op = \"munmap\", region = \"a\", offset = \"16K\", size = \"16K\" }",
+        "{ op = \"touch\", region = \"a\", offset = \"32K\" }",
+        "{ op = \"touch\", region = \"a\", size = \"16K\" }",
+        "{ op = \"load\", addr = \"a+16K\", expect = \"SIGSEGV\" }",
+        "{ op = \"load\", addr = \"a+32K\", expect = \"ok\" }",
+        "{ op = \"touch\", region = \"a\" }",
+    ];
+    std::fs::write(&p, format!("{HEAD}  {},\n]\n", ops.join(",\n  "))).expect("write");
+    let v = json_of(&["run", &p.display().to_string(), "--json"]);
+    // the tail's stamps read back at their offsets: no data-stamp mismatch
+    assert_eq!(v["check_failures"], Value::Array(vec![]));
+    assert_eq!(v["expectations_met"], 2);
+    // the last touch covers the hole: the process gets SIGSEGV there, as it should
+    assert_eq!(v["first_failure"]["call"], "touch");
+    assert_eq!(v["first_failure"]["errno_or_signal"], "SIGSEGV");
 }
 
 #[test]

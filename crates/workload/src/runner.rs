@@ -1109,9 +1109,14 @@ fn run_op<M: PagingMode>(
                 e.addr += l;
                 e.len -= l;
                 e.pgoff += l >> 12;
-            } else {
+            } else if u64::from(a) + u64::from(l) >= u64::from(r.addr) + u64::from(r.len) {
                 let e = pc.regions.get_mut(region).expect("region present");
                 e.len = a - r.addr;
+            } else {
+                // a hole in the middle: the name keeps naming the whole range, so the tail
+                // keeps its offsets; an access to the hole faults as it should
+                let e = pc.regions.get_mut(region).expect("region present");
+                e.len = r.len;
             }
         }
         Op::Mprotect {

@@ -28,8 +28,9 @@ pub(crate) fn names(e: &ExactOp, p: &[PathSeg], defined: &dyn Fn(&str) -> bool, 
 }
 
 /// What a `munmap` of `offset .. offset + size` leaves of region `name` (as the runner does):
-/// unmapping the head moves the region's start, unmapping the rest or a middle part keeps
-/// the head, unmapping all of it removes the name. Later offsets are checked against that.
+/// unmapping the head moves the region's start, unmapping the tail keeps the head, a hole
+/// in the middle keeps the whole range (the tail keeps its offsets), unmapping all of it
+/// removes the name. Later offsets are checked against that.
 pub(crate) fn after_munmap(
     regions: &mut std::collections::BTreeMap<String, RegionKind>,
     name: &str,
@@ -51,7 +52,13 @@ pub(crate) fn after_munmap(
     let cut = size
         .map_or(len - offset, |s| s.div_ceil(4096) * 4096)
         .min(len - offset);
-    let left = if offset == 0 { len - cut } else { offset };
+    let left = if offset == 0 {
+        len - cut
+    } else if offset + cut >= len {
+        offset
+    } else {
+        len
+    };
     if left == 0 {
         regions.remove(name);
         return;
