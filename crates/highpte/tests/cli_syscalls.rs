@@ -381,3 +381,48 @@ fn an_oom_kill_of_a_paused_process_is_a_failure_and_stops_the_ramp() {
         "the ramp stops at the kill"
     );
 }
+
+#[test]
+fn the_readme_examples_of_the_exact_layer_run_as_documented() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workloads/README.md"),
+    )
+    .expect("read workloads/README.md");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.contains("expect = "))
+        .collect();
+    assert_eq!(blocks.len(), 2, "the exact example and the hole example");
+    let dir = tmp_dir("syscalls-readme");
+    for (i, b) in blocks.iter().enumerate() {
+        let name = if b.contains("name = \"hole\"") {
+            "hole.toml"
+        } else {
+            "exact.toml"
+        };
+        let p = dir.join(name);
+        std::fs::write(&p, b).expect("write");
+        let (code, out) = run_file(&p);
+        assert_eq!(code, Some(0), "README example {i}: {out}");
+        // what the README says the run prints
+        let printed: Vec<&str> = readme
+            .split("```text\n")
+            .skip(1)
+            .filter_map(|t| t.split("```").next())
+            .filter(|t| t.contains(name))
+            .collect();
+        if name == "hole.toml" {
+            assert_eq!(printed.len(), 1);
+            for line in printed[0].lines() {
+                assert!(
+                    out.contains(line),
+                    "README says {line:?}; the run printed:\n{out}"
+                );
+            }
+        } else {
+            assert!(out.contains("5 expectations met"), "{out}");
+        }
+    }
+}
