@@ -1521,14 +1521,15 @@ impl WorkloadSpec {
                         scope.regions.contains_key(n) || scope.names.contains(n)
                     };
                     crate::exact::check::names(e, &p, &defined, c);
-                    if let Some(b) = &e.bind {
-                        scope.names.insert(b.clone());
-                    }
+                    // the child is a copy from before fork returns: it has not the pid bound
                     if let Some(&k) = op.child_phase().and_then(|cp| index.get(cp)) {
                         if self.phases[k].run_by == RunBy::Children {
                             let mut child = scope.clone();
                             self.flow_phase(k, &mut child, stack, index, c);
                         }
+                    }
+                    if let Some(b) = &e.bind {
+                        scope.names.insert(b.clone());
                     }
                 }
                 Op::Fork { child_phase, .. } => {

@@ -44,6 +44,13 @@ impl PartialEq for ExactOp {
 /// the stack area, `TASK_SIZE` and `PAGE_SIZE`.
 pub const BUILTIN_NAMES: &[&str] = &["heap_start", "brk", "stack_top", "TASK_SIZE", "PAGE_SIZE"];
 
+/// Keys of the convenient layer's ops that the exact layer does not take: a table mixing them
+/// with `expect` or `as` gets a message that says how to write it.
+const CONVENIENT_KEYS: &[&str] = &[
+    "region", "name", "shared", "fixed_at", "populate", "grow", "readonly", "create", "children",
+    "file", "stamp", "may_move",
+];
+
 /// True if the op table `v` belongs to the exact layer.
 pub fn is_exact(v: &toml::Value) -> bool {
     let Some(t) = v.as_table() else { return false };
@@ -76,7 +83,20 @@ impl ExactOp {
             }
         };
         let expect = t.remove("expect").map(Expect::deserialize).transpose()?;
-        let call = Call::deserialize(toml::Value::Table(t))?;
+        let call = Call::deserialize(toml::Value::Table(t)).map_err(|e| {
+            let field = e
+                .message()
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .filter(|f| CONVENIENT_KEYS.contains(f))
+                .map(str::to_string);
+            match field {
+                Some(k) => de::Error::custom(format!(
+                    "unknown field `{k}`: with as, expect or another exact key this op is in the exact layer, which takes addresses and lengths, not region names; write it with addr and len, e.g. {{ op = \"touch\", addr = \"heap\", len = \"64M\", expect = \"SIGSEGV\" }}"
+                )),
+                None => e,
+            }
+        })?;
         Ok(ExactOp {
             call,
             bind,
