@@ -77,7 +77,7 @@ pub fn report_json(r: &RunReport) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads})
+            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads, "procs": crate::report_proc::snapshots_json(&s.procs)})
         })
         .collect();
     let counters: serde_json::Map<String, Value> = r
@@ -115,6 +115,8 @@ pub fn report_json(r: &RunReport) -> Value {
         "event_hash": format!("{:#018x}", r.event_hash),
         "check_failures": r.check_failures,
         "outcome": r.outcome,
+        "proc_records": crate::report_proc::records_json(&r.proc_records),
+        "expectations_met": r.expectations_met,
     })
 }
 
@@ -174,6 +176,7 @@ pub fn print_report(r: &RunReport) {
             );
         }
     }
+    crate::report_proc::print_procs(r);
     println!();
     println!("counters:");
     let mut line = String::new();

@@ -15,6 +15,7 @@ mod cmd_sweep;
 mod plot;
 mod progress;
 mod report;
+mod report_proc;
 mod workload_args;
 
 use clap::{Parser, Subcommand};

@@ -110,8 +110,11 @@ pub fn load_workload(path: &Path) -> Result<WorkloadSpec, WorkloadError> {
 /// Parses and validates workload TOML `text`; `file_name` is used in errors only.
 pub fn parse_workload(text: &str, file_name: &str) -> Result<WorkloadSpec, WorkloadError> {
     match toml::from_str::<WorkloadSpec>(text) {
-        Ok(spec) => match spec.validate() {
-            Ok(()) => Ok(spec),
+        Ok(mut spec) => match spec.validate() {
+            Ok(()) => {
+                crate::exact::place_ops(&mut spec, text, file_name);
+                Ok(spec)
+            }
             Err(problems) => {
                 let tree = toml::from_str::<Spanned<Node>>(text).ok();
                 // `validate` never returns an empty list, but do not rely on it.
@@ -186,7 +189,7 @@ fn shape_or_syntax_error(text: &str, file: &str, e: &toml::de::Error) -> Workloa
 
 /// Any TOML value, with the spans of every key and value inside it.
 #[derive(Debug)]
-enum Node {
+pub(crate) enum Node {
     Table(Vec<(Spanned<String>, Spanned<Node>)>),
     Array(Vec<Spanned<Node>>),
     Str(String),
@@ -249,7 +252,7 @@ impl<'de> Deserialize<'de> for Node {
 
 /// Byte offset of the key (or value) at `path`; the nearest enclosing one found if part of the
 /// path is not in the file (a default value).
-fn locate_path(root: &Spanned<Node>, path: &[PathSeg]) -> usize {
+pub(crate) fn locate_path(root: &Spanned<Node>, path: &[PathSeg]) -> usize {
     let mut node = root;
     let mut offset = 0;
     for seg in path {
@@ -428,7 +431,9 @@ fn failing_element(root: &toml::Value, path: &[PathSeg]) -> Option<(usize, Strin
     };
     items.iter().enumerate().find_map(|(i, v)| {
         let err = match kind {
-            "ops" => crate::spec::Op::deserialize(v.clone()).err(),
+            // the trait's deserialize: the inherent one (serde `remote = "Self"`) knows only
+            // the convenient ops
+            "ops" => <crate::spec::Op as Deserialize>::deserialize(v.clone()).err(),
             "phases" => crate::spec::Phase::deserialize(v.clone()).err(),
             _ => None,
         };
@@ -606,13 +611,17 @@ fn key_hint(key: &str) -> Option<&'static str> {
         "run_by" => "run_by is one of \"first\", \"all\", \"each_new\", \"children\"",
         "size" | "offset" | "stride" | "max_size" => "sizes are strings with a K, M or G suffix such as \"64M\", or whole numbers of bytes",
         "grow" => "grow is a signed size such as \"1M\" or \"-512K\"",
-        "prot" => "prot is \"none\" or letters r, w, x such as \"r\", \"rw\", \"rwx\"",
+        "prot" => "prot is \"none\" or letters r, w, x such as \"r\", \"rw\", \"rwx\" in convenient ops; PROT_ names such as \"PROT_READ|PROT_WRITE\" (or an integer) in exact ops",
         "key" => "key is a whole number (the SysV IPC key), e.g. key = 1",
         "fixed_at" => "fixed_at is a page-aligned address such as 0x40000000",
         "pattern" => "pattern is \"sequential\", \"random\", { kind = \"strided\", stride = \"8K\" } or { kind = \"hot_cold\", hot_fraction = 0.1, hot_weight = 0.9 }",
         "hot_fraction" | "hot_weight" => "this is a number from 0 to 1, e.g. 0.1",
-        "op" => "op is one of mmap, munmap, mprotect, mremap, brk, shmget, shmat, shmdt, shm_rmid, touch, fork, wait, pause, exit, random",
+        "op" => "op is one of mmap, munmap, mprotect, mremap, brk, shmget, shmat, shmdt, shm_rmid, touch, fork, wait, pause, exit, random, file_write, file_read, mmap_file, msync, fsync, unlink; or, in the exact layer, load, store, proc, shmctl, open, close, read, write, lseek, ftruncate",
         "mix" => "mix is a table of whole-number weights, e.g. mix = { mmap = 10, read = 30 }",
+        "addr" | "len" | "old_len" | "new_len" | "new_addr" | "fd" | "shmid" | "value" => "an argument is an integer, a size such as \"4K\", a name bound with as, or a name plus or minus a size such as \"buf+4K\"",
+        "flags" | "cmd" | "whence" => "flags are an integer, names joined by | such as \"MAP_PRIVATE|MAP_ANONYMOUS\", or an array of names",
+        "expect" => "expect is \"ok\", an errno name such as \"EINVAL\", a signal such as \"SIGSEGV\", or { value = ... }",
+        "as" => "as is a name in quotes, e.g. as = \"buf\"",
         "phases" => "phases is an array of tables: [[phases]] then name = ..., ops = [ ... ]",
         "machine" => "machine is a table: [machine] then config = ..., ram = ...",
         "processes" => "processes is a table: [processes] then count = ...",

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod builtin;
+pub mod exact;
 pub mod file;
 pub mod runner;
 pub mod spec;

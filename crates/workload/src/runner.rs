@@ -134,6 +134,9 @@ pub struct StepReport {
     /// Of those reads and every other page-cache miss, pages read from the disk so far
     /// (`fs_pages_read`).
     pub disk_reads: u64,
+    /// `/proc/PID/maps` and `status` of every live process (top-level and forked children)
+    /// when the step's report was taken.
+    pub procs: Vec<crate::exact::ProcSnapshot>,
 }
 
 /// The result of a run.
@@ -205,6 +208,10 @@ pub struct RunReport {
     pub deadlocked: bool,
     /// After a deadlock: the persistent kmaps each task held (task, entry, page, where taken).
     pub pkmap_holders: Vec<(u32, u32, u64, String)>,
+    /// What the exact layer's `proc` ops recorded, in the order they ran.
+    pub proc_records: Vec<crate::exact::ProcRecord>,
+    /// `expect`s of the exact layer that were met.
+    pub expectations_met: u64,
 }
 
 impl RunReport {
@@ -308,6 +315,18 @@ pub(crate) struct Ctl {
     files: BTreeMap<String, u64>,
     /// File pages read with `read()`.
     file_reads: u64,
+    /// What the `proc` ops of the exact layer recorded.
+    pub(crate) proc_records: Vec<crate::exact::ProcRecord>,
+    /// `expect`s of the exact layer that were met.
+    pub(crate) expectations_met: u64,
+    /// Forked children that started, by pid: their label and whether they paused.
+    children: BTreeMap<u32, (String, bool)>,
+    /// Forked children not yet gone (counted by the parent before the fork, so that a step
+    /// report never misses a child that has not run yet) and, of them, those paused.
+    children_live: u32,
+    children_paused: u32,
+    /// The run is ending: the driver kills the paused processes (not a failure).
+    ending: bool,
 }
 
 /// A region a process has mapped.
@@ -340,6 +359,12 @@ pub(crate) struct PCtx {
     pub(crate) seed: u64,
     /// Files this process has open, by name.
     pub(crate) files: BTreeMap<String, files::FileRec>,
+    /// Values bound with `as` in the exact layer.
+    pub(crate) names: BTreeMap<String, u32>,
+    /// `p3` for top-level process 3, `p3c0` for its first child (reports, task names).
+    pub(crate) label: String,
+    /// Children forked so far (to label the next one).
+    pub(crate) forks: u32,
 }
 
 pub(crate) fn stamp_value(seed: u64, writer: u32, page: u32, generation: u32) -> u32 {
@@ -387,6 +412,12 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         children_failed: 0,
         files: BTreeMap::new(),
         file_reads: 0,
+        proc_records: Vec::new(),
+        expectations_met: 0,
+        children: BTreeMap::new(),
+        children_live: 0,
+        children_paused: 0,
+        ending: false,
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -528,6 +559,8 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         kernel_log: sys.machine.kernel_log().to_vec(),
         deadlocked,
         pkmap_holders,
+        proc_records: c.proc_records.clone(),
+        expectations_met: c.expectations_met,
     })
 }
 
@@ -639,7 +672,18 @@ fn driver<M: PagingMode>(
                     .all(|&i| ctl.borrow().slots[i].state != PState::Busy)
             });
         }
-        // the step report
+        // the step report, when every process is paused or done, children included
+        wait_until(h, || {
+            let c = ctl.borrow();
+            c.children_live == c.children_paused
+        });
+        // only for workloads of the exact layer: reading every mm's VMAs takes their
+        // mmap_sem, which would change the timing of the workloads that never asked
+        let procs = if spec.uses_exact_layer() {
+            proc_snapshots(k, h, &ctl)
+        } else {
+            Vec::new()
+        };
         let mi = k.meminfo(h);
         let owners: Vec<(String, u64)> = k
             .lowmem_by_owner()
@@ -663,18 +707,20 @@ fn driver<M: PagingMode>(
                 host_seconds: t0.elapsed().as_secs_f64(),
                 file_reads: c.file_reads,
                 disk_reads: k.counters().get(highpte_kernel::Counter::FsPagesRead),
+                procs,
             }
         };
         if inv == InvariantChecks::EachStep {
             // quiescence: no child or replacement process still running or exiting
             wait_on(h, highpte_kernel::mm::process::PROCESS_EXIT_KEY, || {
-                let live = ctl
-                    .borrow()
+                let c = ctl.borrow();
+                let live = c
                     .slots
                     .iter()
                     .filter(|sl| matches!(sl.state, PState::Idle | PState::Paused))
                     .count();
-                k.nr_processes() <= live
+                // forked children that paused stay too
+                k.nr_processes() <= live + c.children_paused as usize
             });
             let bad = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
             if !bad.is_empty() {
@@ -694,7 +740,18 @@ fn driver<M: PagingMode>(
             break;
         }
     }
-    // end: every process quits (paused ones are killed)
+    // end: every process quits (paused ones are killed, children too)
+    ctl.borrow_mut().ending = true;
+    let paused_children: Vec<u32> = ctl
+        .borrow()
+        .children
+        .iter()
+        .filter(|(_, (_, paused))| *paused)
+        .map(|(pid, _)| *pid)
+        .collect();
+    for pid in paused_children {
+        k.kill_task(h, TaskId(pid), Signal::Sigkill);
+    }
     let pids: Vec<(TaskId, PState)> = ctl
         .borrow()
         .slots
@@ -742,6 +799,32 @@ fn driver<M: PagingMode>(
     *end_out.borrow_mut() = Some((k.meminfo(h), bad));
 }
 
+/// `/proc` views of every live top-level process and forked child.
+fn proc_snapshots<M: PagingMode>(
+    k: &highpte_kernel::Kernel<M>,
+    h: &TaskHandle<M>,
+    ctl: &Rc<RefCell<Ctl>>,
+) -> Vec<crate::exact::ProcSnapshot> {
+    let live: Vec<(TaskId, String)> = {
+        let c = ctl.borrow();
+        c.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state != PState::Exited)
+            .map(|(i, s)| (s.pid, format!("p{i}")))
+            .chain(
+                c.children
+                    .iter()
+                    .map(|(pid, (l, _))| (TaskId(*pid), l.clone())),
+            )
+            .collect()
+    };
+    live.into_iter()
+        .filter(|(pid, _)| k.mm_of(*pid).is_some())
+        .map(|(pid, label)| crate::exact::ProcSnapshot::take(k, h, pid, label))
+        .collect()
+}
+
 /// Sleep on the driver's queue until `cond` holds.
 fn wait_until<M: PagingMode>(h: &TaskHandle<M>, cond: impl Fn() -> bool) {
     wait_on(h, DRIVER_KEY, cond)
@@ -775,6 +858,9 @@ fn process_main<M: PagingMode>(
         rng: ChaCha8Rng::seed_from_u64(seed ^ (u64::from(index) << 32) ^ 0x9e37_79b9),
         seed,
         files: BTreeMap::new(),
+        names: BTreeMap::new(),
+        label: format!("p{index}"),
+        forks: 0,
     };
     let key = WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0));
     let h = u.handle();
@@ -808,7 +894,13 @@ fn process_main<M: PagingMode>(
             PhaseEnd::Done => set_state(&ctl, index, PState::Idle, h),
             PhaseEnd::Pause => {
                 set_state(&ctl, index, PState::Paused, h);
-                let _ = u.pause();
+                let sig = u.pause();
+                if !ctl.borrow().ending {
+                    // killed while paused, before the end of the run: the OOM killer
+                    fail(u, &pc, &ctl, "pause", sig.name().to_string());
+                    ctl.borrow_mut().slots[index as usize].failed = true;
+                    break 1;
+                }
                 break 0;
             }
             PhaseEnd::Exit => break 0,
@@ -865,7 +957,7 @@ pub(crate) fn check_fail(ctl: &Rc<RefCell<Ctl>>, msg: String) {
     ctl.borrow_mut().checks.push(msg);
 }
 
-fn run_phase<M: PagingMode>(
+pub(crate) fn run_phase<M: PagingMode>(
     u: &mut User<'_, M>,
     pc: &mut PCtx,
     spec: &Rc<WorkloadSpec>,
@@ -888,7 +980,17 @@ fn run_phase<M: PagingMode>(
     PhaseEnd::Done
 }
 
-fn range_of(r: &Region, offset: u64, size: Option<u64>) -> (u32, u32) {
+/// The page range `offset .. offset + size` of region `r` (to its end without a size),
+/// clamped to the region; `None` if `offset` is at or past its end (an earlier munmap or
+/// mremap shrank it), so that no zero-length call reaches the kernel.
+fn range_of(r: &Region, offset: u64, size: Option<u64>) -> Option<(u32, u32)> {
+    if offset >= u64::from(r.len) {
+        return None;
+    }
+    Some(range_within(r, offset, size))
+}
+
+fn range_within(r: &Region, offset: u64, size: Option<u64>) -> (u32, u32) {
     let off = (offset.min(u64::from(r.len)) as u32) & !0xfff;
     let len = size
         .map(|s| s.min(u64::from(r.len - off)))
@@ -914,6 +1016,26 @@ fn run_op<M: PagingMode>(
                         ctl,
                         op.kind(),
                         format!("no region named '{}'", $name),
+                    );
+                    return PhaseEnd::Failed;
+                }
+            }
+        };
+    }
+    macro_rules! range {
+        ($r:expr, $region:expr, $offset:expr, $size:expr) => {
+            match range_of(&$r, $offset.0, $size.map(|s| s.0)) {
+                Some(x) => x,
+                None => {
+                    fail(
+                        u,
+                        pc,
+                        ctl,
+                        op.kind(),
+                        format!(
+                            "offset {:#x} is past the end of region '{}' ({:#x} bytes now)",
+                            $offset.0, $region, $r.len
+                        ),
                     );
                     return PhaseEnd::Failed;
                 }
@@ -948,6 +1070,8 @@ fn run_op<M: PagingMode>(
                 flags |= MAP_POPULATE;
             }
             let addr = sys!(u.mmap(fixed_at.unwrap_or(0), size.0, prot_bits(*prot), flags));
+            // the new mapping holds zero pages, whatever the range held before (MAP_FIXED)
+            forget_stamps(pc, addr, (size.0.div_ceil(4096) * 4096) as u32);
             let obj = if *shared {
                 let mut c = ctl.borrow_mut();
                 c.next_obj += 1;
@@ -975,7 +1099,7 @@ fn run_op<M: PagingMode>(
             size,
         } => {
             let r = region!(region);
-            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            let (a, l) = range!(r, region, offset, size);
             sys!(u.munmap(a, u64::from(l)));
             forget_stamps(pc, a, l);
             if a == r.addr && l >= r.len {
@@ -985,9 +1109,14 @@ fn run_op<M: PagingMode>(
                 e.addr += l;
                 e.len -= l;
                 e.pgoff += l >> 12;
-            } else {
+            } else if u64::from(a) + u64::from(l) >= u64::from(r.addr) + u64::from(r.len) {
                 let e = pc.regions.get_mut(region).expect("region present");
                 e.len = a - r.addr;
+            } else {
+                // a hole in the middle: the name keeps naming the whole range, so the tail
+                // keeps its offsets; an access to the hole faults as it should
+                let e = pc.regions.get_mut(region).expect("region present");
+                e.len = r.len;
             }
         }
         Op::Mprotect {
@@ -997,7 +1126,7 @@ fn run_op<M: PagingMode>(
             size,
         } => {
             let r = region!(region);
-            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            let (a, l) = range!(r, region, offset, size);
             sys!(u.mprotect(a, u64::from(l), prot_bits(*prot)));
             if a == r.addr && l >= r.len {
                 pc.regions.get_mut(region).expect("region present").prot = prot_bits(*prot);
@@ -1092,7 +1221,7 @@ fn run_op<M: PagingMode>(
             populate,
         } => {
             let r = region!(region);
-            let (a, l) = range_of(&r, offset.0, size.map(|s| s.0));
+            let (a, l) = range!(r, region, offset, size);
             if *populate {
                 let res = u.populate_range(a, u64::from(l), *write);
                 if let Err(e) = res {
@@ -1137,22 +1266,8 @@ fn run_op<M: PagingMode>(
                 fail(u, pc, ctl, "fork", format!("no phase '{child_phase}'"));
                 return PhaseEnd::Failed;
             };
-            for c in 0..*children {
-                let mut child = pc.clone();
-                child.rng = ChaCha8Rng::seed_from_u64(pc.rng.random());
-                let spec2 = spec.clone();
-                let ctl2 = ctl.clone();
-                let phase = phase.clone();
-                let r = u.fork(format!("p{}c{}", pc.index, c), false, move |cu| {
-                    let end = run_phase(cu, &mut child, &spec2, &phase, &ctl2);
-                    if end == PhaseEnd::Failed {
-                        ctl2.borrow_mut().children_failed += 1;
-                        1
-                    } else {
-                        0
-                    }
-                });
-                sys!(r);
+            for _ in 0..*children {
+                sys!(fork_child(u, pc, spec, ctl, phase.clone()));
             }
         }
         Op::Wait {} => loop {
@@ -1289,8 +1404,73 @@ fn run_op<M: PagingMode>(
         Op::Random { ops, mix, max_size } => {
             return churn::run_random(u, pc, spec, ctl, *ops, mix, max_size.0, true)
         }
+        Op::Exact(e) => return crate::exact::run::run_exact(u, pc, spec, e, ctl),
     }
     PhaseEnd::Done
+}
+
+/// `fork()` a child of process `pc` that runs `phase` once, then exits; if the phase ends in
+/// `pause`, the child stays alive (paused) until the run ends, like the parent.
+pub(crate) fn fork_child<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    spec: &Rc<WorkloadSpec>,
+    ctl: &Rc<RefCell<Ctl>>,
+    phase: Phase,
+) -> Result<TaskId, Errno> {
+    let mut child = pc.clone();
+    child.rng = ChaCha8Rng::seed_from_u64(pc.rng.random());
+    child.label = format!("{}c{}", pc.label, pc.forks);
+    child.forks = 0;
+    pc.forks += 1;
+    let spec2 = spec.clone();
+    let ctl2 = ctl.clone();
+    let name = child.label.clone();
+    ctl.borrow_mut().children_live += 1;
+    let r = u.fork(name, false, move |cu| {
+        let me = cu.pid().0;
+        ctl2.borrow_mut()
+            .children
+            .insert(me, (child.label.clone(), false));
+        let end = run_phase(cu, &mut child, &spec2, &phase, &ctl2);
+        let code = match end {
+            PhaseEnd::Failed => {
+                ctl2.borrow_mut().children_failed += 1;
+                1
+            }
+            PhaseEnd::Pause => {
+                {
+                    let mut c = ctl2.borrow_mut();
+                    c.children_paused += 1;
+                    if let Some(e) = c.children.get_mut(&me) {
+                        e.1 = true;
+                    }
+                }
+                cu.handle().wake_up_all(DRIVER_KEY);
+                let sig = cu.pause();
+                ctl2.borrow_mut().children_paused -= 1;
+                if ctl2.borrow().ending {
+                    0
+                } else {
+                    fail(cu, &child, &ctl2, "pause", sig.name().to_string());
+                    ctl2.borrow_mut().children_failed += 1;
+                    1
+                }
+            }
+            PhaseEnd::Done | PhaseEnd::Exit => 0,
+        };
+        {
+            let mut c = ctl2.borrow_mut();
+            c.children.remove(&me);
+            c.children_live -= 1;
+        }
+        cu.handle().wake_up_all(DRIVER_KEY);
+        code
+    });
+    if r.is_err() {
+        ctl.borrow_mut().children_live -= 1;
+    }
+    r
 }
 
 /// A file name of the workload with `{p}` replaced by the process's index (a forked child

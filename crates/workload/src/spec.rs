@@ -460,8 +460,16 @@ pub struct Phase {
 /// One operation of a phase: a system call, a burst of memory accesses, or process control.
 /// Written as a table whose `op` key names the variant: `{ op = "mmap", name = "heap", size =
 /// "64M" }`.
+///
+/// An op table of the exact layer (raw system-call arguments, `as`, `expect`: see
+/// [`crate::exact`]) reads as [`Op::Exact`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    remote = "Self",
+    tag = "op",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Op {
     /// `mmap` an anonymous region and name it.
     Mmap {
@@ -678,6 +686,33 @@ pub enum Op {
         #[serde(default = "default_max_size")]
         max_size: Size,
     },
+    /// An op of the exact layer: a system call with raw arguments, an access at an address,
+    /// a `/proc` view.
+    #[serde(skip)]
+    Exact(Box<crate::exact::ExactOp>),
+}
+
+impl Serialize for Op {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Op::Exact(e) => e.serialize(s),
+            other => Op::serialize(other, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    /// An exact-layer table becomes [`Op::Exact`]; any other is a convenient op.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        if crate::exact::is_exact(&v) {
+            crate::exact::ExactOp::from_value(v)
+                .map(|e| Op::Exact(Box::new(e)))
+                .map_err(|e| de::Error::custom(e.message()))
+        } else {
+            Op::deserialize(v).map_err(|e| de::Error::custom(e.message()))
+        }
+    }
 }
 
 fn default_max_size() -> Size {
@@ -685,6 +720,18 @@ fn default_max_size() -> Size {
 }
 
 impl Op {
+    /// The phase a `fork` (convenient or exact) runs in its children.
+    pub fn child_phase(&self) -> Option<&str> {
+        match self {
+            Op::Fork { child_phase, .. } => Some(child_phase),
+            Op::Exact(e) => match &e.call {
+                crate::exact::Call::Fork { child_phase } => Some(child_phase),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The `op` name as written in files.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -709,6 +756,7 @@ impl Op {
             Op::Msync { .. } => "msync",
             Op::Fsync { .. } => "fsync",
             Op::Unlink { .. } => "unlink",
+            Op::Exact(e) => e.call.kind(),
         }
     }
 }
@@ -939,7 +987,7 @@ impl fmt::Display for Problem {
     }
 }
 
-struct Checker {
+pub(crate) struct Checker {
     problems: Vec<Problem>,
 }
 
@@ -948,7 +996,12 @@ fn key(k: &str) -> PathSeg {
 }
 
 impl Checker {
-    fn push(&mut self, path: Vec<PathSeg>, message: impl Into<String>, hint: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        path: Vec<PathSeg>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             path,
             message: message.into(),
@@ -957,7 +1010,7 @@ impl Checker {
     }
 }
 
-fn with(path: &[PathSeg], k: &str) -> Vec<PathSeg> {
+pub(crate) fn with(path: &[PathSeg], k: &str) -> Vec<PathSeg> {
     let mut p = path.to_vec();
     p.push(key(k));
     p
@@ -965,7 +1018,7 @@ fn with(path: &[PathSeg], k: &str) -> Vec<PathSeg> {
 
 /// What validation knows about a named region at a point of a phase sequence.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum RegionKind {
+pub(crate) enum RegionKind {
     Mmap(u64),
     Shm(Option<u64>),
     /// A file mapping (length known if the op gave one).
@@ -976,6 +1029,8 @@ enum RegionKind {
 struct Scope {
     regions: BTreeMap<String, RegionKind>,
     keys: BTreeMap<i32, Option<u64>>,
+    /// Names bound by `as` in the exact layer.
+    names: BTreeSet<String>,
 }
 
 fn suggest_variant(ram: u64) -> String {
@@ -1216,8 +1271,8 @@ impl WorkloadSpec {
                     PathSeg::Index(j),
                 ];
                 check_op_values(op, &p, c);
-                if let Op::Fork { child_phase, .. } = op {
-                    match index.get(child_phase.as_str()) {
+                if let Some(child_phase) = op.child_phase() {
+                    match index.get(child_phase) {
                         None => c.push(
                             with(&p, "child_phase"),
                             format!("fork names child_phase \"{child_phase}\", but no phase has that name"),
@@ -1254,6 +1309,7 @@ impl WorkloadSpec {
             let mut others = Scope {
                 regions: BTreeMap::new(),
                 keys: scope.keys.clone(),
+                names: BTreeSet::new(),
             };
             let before = c.problems.len();
             for (i, ph) in self.phases.iter().enumerate() {
@@ -1278,13 +1334,7 @@ impl WorkloadSpec {
             c.problems.extend(new);
         }
         // Child phases no fork names: check them with what the top-level sequence defined.
-        let forked: BTreeSet<&str> = self
-            .all_ops()
-            .filter_map(|op| match op {
-                Op::Fork { child_phase, .. } => Some(child_phase.as_str()),
-                _ => None,
-            })
-            .collect();
+        let forked: BTreeSet<&str> = self.all_ops().filter_map(Op::child_phase).collect();
         for (i, ph) in self.phases.iter().enumerate() {
             if ph.run_by == RunBy::Children && !forked.contains(ph.name.as_str()) {
                 let mut s = scope.clone();
@@ -1398,8 +1448,12 @@ impl WorkloadSpec {
                     region,
                     offset,
                     size,
+                } => {
+                    let r = use_region(scope, c, region);
+                    check_range(region_len(r), *offset, *size, &p, c);
+                    crate::exact::check::after_munmap(&mut scope.regions, region, offset.0, size.map(|s| s.0));
                 }
-                | Op::Mprotect {
+                Op::Mprotect {
                     region,
                     offset,
                     size,
@@ -1460,6 +1514,22 @@ impl WorkloadSpec {
                             format!("shm key {k} is removed before any shmget creates it"),
                             format!("add {{ op = \"shmget\", key = {k}, size = ... }} earlier"),
                         );
+                    }
+                }
+                Op::Exact(e) => {
+                    let defined = |n: &str| {
+                        scope.regions.contains_key(n) || scope.names.contains(n)
+                    };
+                    crate::exact::check::names(e, &p, &defined, c);
+                    // the child is a copy from before fork returns: it has not the pid bound
+                    if let Some(&k) = op.child_phase().and_then(|cp| index.get(cp)) {
+                        if self.phases[k].run_by == RunBy::Children {
+                            let mut child = scope.clone();
+                            self.flow_phase(k, &mut child, stack, index, c);
+                        }
+                    }
+                    if let Some(b) = &e.bind {
+                        scope.names.insert(b.clone());
                     }
                 }
                 Op::Fork { child_phase, .. } => {
@@ -1803,7 +1873,8 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
         | Op::ShmRmid { .. }
         | Op::Wait {}
         | Op::Pause {}
-        | Op::Exit {} => {}
+        | Op::Exit {}
+        | Op::Exact(_) => {}
     }
 }
 

@@ -7,6 +7,7 @@ pub mod mmap;
 pub mod mremap;
 pub mod populate;
 pub mod process;
+pub mod procfs;
 pub mod reclaim;
 pub mod rmap;
 pub mod shm;

@@ -316,6 +316,9 @@ pub(crate) fn run_random<M: PagingMode>(
                         rng: ChaCha8Rng::seed_from_u64(rng_seed),
                         seed,
                         files: Default::default(),
+                        names: Default::default(),
+                        label: format!("p{index}x"),
+                        forks: 0,
                     };
                     let end = run_random(
                         nu, &mut npc, &spec2, &ctl2, remaining, &mix2, max_size, true,

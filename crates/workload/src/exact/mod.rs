@@ -1,0 +1,163 @@
+//! The exact layer of workload files: system calls with their raw i386 arguments, results
+//! bound to names (`as`), expected outcomes (`expect`), memory accesses at any address and
+//! `/proc` views. It sits beside the convenient layer (named regions, `touch` patterns, data
+//! stamps): an op table is exact when its op exists only here (`load`, `store`, `proc`,
+//! `shmctl`, the file descriptor calls) or when it has a key only this layer uses (`addr`,
+//! `len`, `flags`, `as`, `expect`, ...). Format: `workloads/README.md`, "The exact layer".
+
+pub mod call;
+pub mod check;
+pub mod proc_view;
+pub(crate) mod run;
+pub mod value;
+
+pub use call::{Call, ProcWhat};
+pub use proc_view::{ProcRecord, ProcSnapshot};
+pub use value::{Bits, Expect, Expr};
+
+use serde::de::{self, Deserialize};
+use serde::{Serialize, Serializer};
+
+/// One op of the exact layer: the call, the name its result is bound to, and what it is
+/// expected to do.
+#[derive(Debug, Clone)]
+pub struct ExactOp {
+    /// The call and its arguments.
+    pub call: Call,
+    /// `as`: the name the returned value is bound to (an address, a segment id, a pid ...).
+    pub bind: Option<String>,
+    /// `expect`: the outcome the op must have; without it a failure ends the process as in
+    /// the convenient layer.
+    pub expect: Option<Expect>,
+    /// Where the op is written (`FILE:LINE:COLUMN`), for reports; empty if not from a file.
+    pub at: String,
+}
+
+impl PartialEq for ExactOp {
+    /// Equal ops are equal wherever they are written.
+    fn eq(&self, o: &Self) -> bool {
+        self.call == o.call && self.bind == o.bind && self.expect == o.expect
+    }
+}
+
+/// Built-in names every process has: the start of the heap, the current break, the top of
+/// the stack area, `TASK_SIZE` and `PAGE_SIZE`.
+pub const BUILTIN_NAMES: &[&str] = &["heap_start", "brk", "stack_top", "TASK_SIZE", "PAGE_SIZE"];
+
+/// Keys of the convenient layer's ops that the exact layer does not take: a table mixing them
+/// with `expect` or `as` gets a message that says how to write it.
+const CONVENIENT_KEYS: &[&str] = &[
+    "region", "name", "shared", "fixed_at", "populate", "grow", "readonly", "create", "children",
+    "file", "stamp", "may_move",
+];
+
+/// True if the op table `v` belongs to the exact layer.
+pub fn is_exact(v: &toml::Value) -> bool {
+    let Some(t) = v.as_table() else { return false };
+    let op = t.get("op").and_then(|o| o.as_str()).unwrap_or("");
+    call::EXACT_ONLY_OPS.contains(&op) || call::EXACT_KEYS.iter().any(|k| t.contains_key(*k))
+}
+
+impl ExactOp {
+    /// Reads an exact op from its table.
+    pub fn from_value(v: toml::Value) -> Result<Self, toml::de::Error> {
+        let toml::Value::Table(mut t) = v else {
+            return Err(de::Error::custom(
+                "invalid type: expected an op table such as { op = \"load\", addr = \"buf\" }",
+            ));
+        };
+        let bind = match t.remove("as") {
+            None => None,
+            Some(toml::Value::String(s)) if value::is_name(&s) && !BUILTIN_NAMES.contains(&s.as_str()) => Some(s),
+            Some(toml::Value::String(s)) => {
+                return Err(de::Error::custom(format!(
+                    "invalid value: as = \"{s}\", expected a name: a letter or _, then letters, digits, _ or . (not a built-in name: {})",
+                    BUILTIN_NAMES.join(", ")
+                )))
+            }
+            Some(other) => {
+                return Err(de::Error::custom(format!(
+                    "invalid type: {} `{other}`, expected a name in quotes for `as`",
+                    other.type_str()
+                )))
+            }
+        };
+        let expect = t.remove("expect").map(Expect::deserialize).transpose()?;
+        let call = Call::deserialize(toml::Value::Table(t)).map_err(|e| {
+            let field = e
+                .message()
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .filter(|f| CONVENIENT_KEYS.contains(f))
+                .map(str::to_string);
+            match field {
+                Some(k) => de::Error::custom(format!(
+                    "unknown field `{k}`: with as, expect or another exact key this op is in the exact layer, which takes addresses and lengths, not region names; write it with addr and len, e.g. {{ op = \"touch\", addr = \"heap\", len = \"64M\", expect = \"SIGSEGV\" }}"
+                )),
+                None => e,
+            }
+        })?;
+        Ok(ExactOp {
+            call,
+            bind,
+            expect,
+            at: String::new(),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Written<'a> {
+    #[serde(flatten)]
+    call: &'a Call,
+    #[serde(rename = "as", skip_serializing_if = "Option::is_none")]
+    bind: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: &'a Option<Expect>,
+}
+
+impl Serialize for ExactOp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Written {
+            call: &self.call,
+            bind: &self.bind,
+            expect: &self.expect,
+        }
+        .serialize(s)
+    }
+}
+
+/// Writes into every exact op of `spec` where it stands in `text` (`FILE:LINE:COLUMN`), for
+/// the messages of unmet expectations.
+pub(crate) fn place_ops(spec: &mut crate::spec::WorkloadSpec, text: &str, file_name: &str) {
+    use crate::file::{line_col, locate_path, Node};
+    use crate::spec::{Op, PathSeg};
+    if !spec.uses_exact_layer() {
+        return;
+    }
+    let tree = toml::from_str::<toml::Spanned<Node>>(text).ok();
+    for (i, ph) in spec.phases.iter_mut().enumerate() {
+        for (j, op) in ph.ops.iter_mut().enumerate() {
+            if let Op::Exact(e) = op {
+                let path = [
+                    PathSeg::Key("phases".into()),
+                    PathSeg::Index(i),
+                    PathSeg::Key("ops".into()),
+                    PathSeg::Index(j),
+                ];
+                let offset = tree.as_ref().map_or(0, |t| locate_path(t, &path));
+                let (line, column) = line_col(text, offset);
+                e.at = format!("{file_name}:{line}:{column}");
+            }
+        }
+    }
+}
+
+impl crate::spec::WorkloadSpec {
+    /// True if any op belongs to the exact layer (the report then carries `/proc` views).
+    pub fn uses_exact_layer(&self) -> bool {
+        self.phases
+            .iter()
+            .any(|p| p.ops.iter().any(|o| matches!(o, crate::spec::Op::Exact(_))))
+    }
+}
