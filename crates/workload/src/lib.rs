@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod file;
+pub mod limits;
 pub mod runner;
 pub mod spec;
 

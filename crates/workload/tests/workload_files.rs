@@ -428,7 +428,7 @@ fn wrong_type() {
     assert_eq!(e.hint, "cpus is a whole number from 1 to 32, e.g. cpus = 4");
     assert_eq!(
         e.to_string(),
-        "bad.toml:6:8: error: machine.cpus: invalid type: string \"four\", expected a whole number from 0 to 4294967295\n  hint: cpus is a whole number from 1 to 32, e.g. cpus = 4"
+        "bad.toml:6:8: error: machine.cpus: invalid type: string \"four\", expected a whole number from 1 (UP) to 32\n  hint: cpus is a whole number from 1 to 32, e.g. cpus = 4"
     );
 }
 
