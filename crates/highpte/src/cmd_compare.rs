@@ -8,7 +8,6 @@ use crate::args::NumberedSwapFiles;
 use crate::report;
 use crate::workload_args::{InputError, WorkloadArgs};
 use clap::Args;
-use highpte_arch::size::DisplaySize;
 use highpte_arch::MemoryVariant;
 use highpte_kernel::{PtAllocKind, PteStrategy};
 use highpte_workload::runner::{self, RunOptions, RunReport};
@@ -111,12 +110,13 @@ pub struct CompareArgs {
     #[arg(long = "pt-allocs", value_parser = parse_pt_allocs)]
     pub pt_allocs: Option<PtAllocList>,
     /// Runs at a time (host threads) [default: the number of host CPUs].
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
+    pub jobs: Option<usize>,
     /// Print a JSON list with one run object per row (schema: docs/json.md).
     #[arg(long)]
     pub json: bool,
-    /// Write a plot of LowFree against processes, one series per run (SVG).
+    /// Write a plot of LowFree against processes, one series per run (SVG, or PNG by
+    /// extension).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// No progress output.
@@ -163,19 +163,11 @@ pub fn cell_spec(
 ) -> Result<WorkloadSpec, InputError> {
     let mut spec = base.clone();
     spec.machine.config = c.variant.name().to_string();
-    let max = c.variant.max_usable_ram();
-    if spec.machine.ram.0 > max {
-        let note = format!(
-            "{}: a {} kernel ignores RAM beyond {}, as Linux did: its runs on more RAM use {}",
-            c.variant.name(),
-            c.variant.name(),
-            DisplaySize(max),
-            DisplaySize(max)
-        );
+    if let Some(note) = crate::args::ram_note(c.variant, spec.machine.ram.0) {
         if !notes.contains(&note) {
             notes.push(note);
         }
-        spec.machine.ram = Size(max);
+        spec.machine.ram = Size(c.variant.max_usable_ram());
     }
     if let Some(s) = c.strategy {
         spec.machine.strategy = Some(s.name().to_string());
@@ -252,7 +244,7 @@ pub fn run_cells(
                 };
                 opts.machine.swap_file = swap_files.map(|f| f.path(i));
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runner::run(spec, &opts)
+                    runner::run(spec, &opts).map(crate::report::scrub)
                 }));
                 let r = match outcome {
                     Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
@@ -374,6 +366,9 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
         (None, p) => vec![p],
     };
     let base = base_spec(&a.w)?;
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
     let mut notes = Vec::new();
     let mut specs = Vec::new();
     let mut labels = Vec::new();
@@ -395,9 +390,9 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(host_cpus);
+    let jobs = a.jobs.unwrap_or_else(host_cpus);
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let swap_files = a.w.machine.swap_file.numbered()?;
+    let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
     let results = run_cells(
         &specs,
         jobs,

@@ -30,14 +30,13 @@ pub struct StressArgs {
     /// CPUs (1 = UP).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub cpus: u32,
-    /// Kernel preemption: on or off.
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-    pub preempt: String,
-    /// The seed.
-    #[arg(long, default_value_t = 1)]
+    #[command(flatten)]
+    pub preempt: crate::args::PreemptArgs,
+    /// The seed: 0 to 2^64-1.
+    #[arg(long, default_value_t = 1, value_parser = crate::args::parse_seed, allow_hyphen_values = true)]
     pub seed: u64,
-    /// Random operations per process.
-    #[arg(long, default_value_t = 400)]
+    /// Random operations per process: 1 to 1000000.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=MAX_OPS))]
     pub ops: u64,
     /// Processes.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -59,12 +58,19 @@ pub struct StressArgs {
     /// swapped out.
     #[arg(long)]
     pub overcommit: bool,
-    /// Reclaim design: scan (page-table scan) or rmap (reverse maps).
-    #[arg(long, value_parser = parse_reclaim, default_value = "scan")]
-    pub reclaim: ReclaimKind,
+    /// With --overcommit: the reclaim design, scan (page-table scan, the default) or rmap
+    /// (reverse maps).
+    #[arg(long, value_parser = parse_reclaim, requires = "overcommit")]
+    pub reclaim: Option<ReclaimKind>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
+
+/// The most random operations per process a stress cell takes (`--ops`).
+pub const MAX_OPS: u64 = 1_000_000;
 
 fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
     ReclaimKind::from_name(s)
@@ -195,7 +201,9 @@ pub fn stress_run_failing(
         ..Default::default()
     };
     opts.machine.swap_file = swap_file;
-    runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
+    runner::run(spec, &opts)
+        .map(crate::report::scrub)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// How a stress command gets swap, for the `--swap-file` check.
@@ -240,7 +248,8 @@ fn counter(r: &RunReport, name: &str) -> u64 {
 
 pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
     a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
-    let preempt = a.preempt == "on";
+    let preempt = a.preempt.value().unwrap_or(true);
+    let reclaim = a.reclaim.unwrap_or(ReclaimKind::Scan);
     let spec = stress_spec(
         a.config,
         a.cpus,
@@ -249,9 +258,10 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.ops,
         a.processes,
         a.strategy,
-        a.overcommit.then_some(a.reclaim),
+        a.overcommit.then_some(reclaim),
     )?;
-    let r = stress_run_failing(&spec, a.fail_alloc, a.swap_file.single())?;
+    let swap_file = a.swap_file.single()?;
+    let r = stress_run_failing(&spec, a.fail_alloc, swap_file)?;
     let mut replay = replay_command(
         a.config,
         a.cpus,
@@ -259,7 +269,7 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.seed,
         a.ops,
         a.processes,
-        a.overcommit.then_some(a.reclaim),
+        a.overcommit.then_some(reclaim),
     );
     if a.fail_alloc != FailAlloc::Off {
         replay.push_str(&format!(" --fail-alloc {}", a.fail_alloc));
@@ -277,7 +287,7 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
             r.workload,
             a.config,
             if a.cpus > 1 { "SMP" } else { "UP" },
-            a.preempt,
+            if preempt { "on" } else { "off" },
             a.seed,
             r.operations,
             faults(&r),
@@ -320,8 +330,8 @@ pub struct MatrixArgs {
     /// Seeds per kernel.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10000))]
     pub seeds: u64,
-    /// Random operations per process.
-    #[arg(long, default_value_t = 500)]
+    /// Random operations per process: 1 to 1000000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=MAX_OPS))]
     pub ops: u64,
     /// Processes per cell.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -329,8 +339,8 @@ pub struct MatrixArgs {
     /// CPUs of the SMP kernels.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=32))]
     pub smp_cpus: u32,
-    /// Host threads (default: the host's CPUs).
-    #[arg(long)]
+    /// Cells at a time (host threads) [default: the number of host CPUs].
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
     pub jobs: Option<usize>,
     /// Print the grid as JSON.
     #[arg(long)]
@@ -341,10 +351,22 @@ pub struct MatrixArgs {
     pub overcommit: bool,
     /// With --overcommit: the reclaim designs to run, scan, rmap or both (each doubles the
     /// grid).
-    #[arg(long, default_value = "both", value_parser = ["scan", "rmap", "both"])]
-    pub reclaim: String,
+    #[arg(long, value_parser = parse_reclaim_choice, requires = "overcommit")]
+    pub reclaim: Option<String>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_reclaim_choice(s: &str) -> Result<String, String> {
+    match s {
+        "scan" | "rmap" | "both" => Ok(s.to_string()),
+        _ => Err(format!(
+            "unknown reclaim design '{s}': expected scan, rmap or both"
+        )),
+    }
 }
 
 #[derive(Clone)]
@@ -371,11 +393,10 @@ struct CellResult {
 
 pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
-    let swap_files = a.swap_file.numbered()?;
     let designs: Vec<Option<ReclaimKind>> = if !a.overcommit {
         vec![None]
     } else {
-        match a.reclaim.as_str() {
+        match a.reclaim.as_deref().unwrap_or("both") {
             "scan" => vec![Some(ReclaimKind::Scan)],
             "rmap" => vec![Some(ReclaimKind::Rmap)],
             _ => vec![Some(ReclaimKind::Scan), Some(ReclaimKind::Rmap)],
@@ -399,6 +420,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    let swap_files = a.swap_file.numbered(cells.len())?;
     let jobs = a
         .jobs
         .unwrap_or_else(|| {
@@ -538,7 +560,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     } else {
         println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
         if a.overcommit {
-            println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", a.reclaim);
+            println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", a.reclaim.as_deref().unwrap_or("both"));
         }
         println!("{t}");
         println!(

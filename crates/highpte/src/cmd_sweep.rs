@@ -188,15 +188,15 @@ pub struct SweepArgs {
     #[arg(long, value_parser = cmd_compare::parse_configs)]
     pub configs: Option<ConfigList>,
     /// Write a plot: LowFree at the last step and processes failed against the value, one
-    /// series per configuration (SVG).
+    /// series per configuration (SVG, or PNG by extension).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print a JSON list with one run object per point (schema: docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Runs at a time (host threads) [default: the number of host CPUs].
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
+    pub jobs: Option<usize>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -224,6 +224,9 @@ fn with_value(base: &WorkloadSpec, name: VaryName, v: u64) -> WorkloadSpec {
 /// `highpte sweep`.
 pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
     let base = cmd_compare::base_spec(&a.w)?;
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
     let configs = match (&a.configs, a.w.machine.config) {
         (Some(_), Some(_)) => {
             return Err(InputError(
@@ -278,12 +281,9 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
             )
         })
         .collect();
-    let jobs = a
-        .jobs
-        .map(|j| j as usize)
-        .unwrap_or_else(cmd_compare::host_cpus);
+    let jobs = a.jobs.unwrap_or_else(cmd_compare::host_cpus);
     let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let swap_files = a.w.machine.swap_file.numbered()?;
+    let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
     let results = cmd_compare::run_cells(
         &specs,
         jobs,

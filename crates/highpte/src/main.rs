@@ -15,6 +15,7 @@ mod cmd_sweep;
 mod plot;
 mod progress;
 mod report;
+mod text;
 mod workload_args;
 
 use clap::{Parser, Subcommand};
@@ -63,7 +64,18 @@ enum Command {
     Sites(cmd_sites::SitesArgs),
 }
 
+/// Die quietly of SIGPIPE when the reader of stdout goes away (`highpte ... | head -1`), as
+/// Unix tools do, instead of panicking in `println!` (Rust starts programs with SIGPIPE
+/// ignored).
+fn default_sigpipe() {
+    // SAFETY: SIG_DFL installs no handler code; nothing else in this program uses SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return args::usage_error(e),
@@ -83,7 +95,7 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("highpte: {e:#}");
+            eprintln!("highpte: {}", text::display_message(&format!("{e:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -5,6 +5,44 @@ use highpte_workload::runner::RunReport;
 use plotters::prelude::*;
 use std::path::Path;
 
+/// Check a plot path before any simulation, so that a bad one costs nothing: it must end in
+/// `.svg` or `.png`, its directory must exist and take a new file, and the font the plots
+/// lay out their text with must be there.
+pub fn check_path(path: &Path) -> Result<(), crate::workload_args::InputError> {
+    use crate::workload_args::InputError;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("svg" | "png")) {
+        return Err(InputError(format!(
+            "--plot {}: plots are written as SVG or PNG, chosen by the file name: end it in .svg or .png",
+            path.display()
+        )));
+    }
+    let existed = path.exists();
+    if path.is_dir() {
+        return Err(InputError(format!(
+            "--plot {}: this is a directory; give a file name ending in .svg or .png",
+            path.display()
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| {
+            InputError(format!(
+                "--plot {}: cannot write the plot there ({e}); check that the directory exists and is writable",
+                path.display()
+            ))
+        })?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    register_font().map_err(|e| InputError(format!("--plot {}: {e}", path.display())))
+}
+
 /// Plot LowFree (MB) against processes for each run, one series per run.
 pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Result<()> {
     let png = path
@@ -159,17 +197,59 @@ pub fn sweep_plot(
         .flat_map(|s| s.points.iter().map(|p| p.2))
         .fold(1.0, f64::max);
     register_font()?;
-    let root = SVGBackend::new(path, (900, 760)).into_drawing_area();
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let bounds = SweepBounds {
+        min_x,
+        max_x,
+        max_low,
+        max_failed,
+    };
+    let size = (900, 760);
+    let fail = |e: String| anyhow::anyhow!("plot {}: {e}", path.display());
+    if png {
+        draw_sweep(
+            &BitMapBackend::new(path, size).into_drawing_area(),
+            title,
+            x_desc,
+            series,
+            &bounds,
+        )
+        .map_err(|e| fail(e.to_string()))
+    } else {
+        draw_sweep(
+            &SVGBackend::new(path, size).into_drawing_area(),
+            title,
+            x_desc,
+            series,
+            &bounds,
+        )
+        .map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The axis ranges of a sweep plot.
+struct SweepBounds {
+    min_x: f64,
+    max_x: f64,
+    max_low: f64,
+    max_failed: f64,
+}
+
+fn draw_sweep<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    series: &[SweepSeries],
+    b: &SweepBounds,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (min_x, max_x, max_low, max_failed) = (b.min_x, b.max_x, b.max_low, b.max_failed);
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
     let (top, bottom) = root.split_vertically(380);
     let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-    let panels: [(
-        &DrawingArea<SVGBackend, plotters::coord::Shift>,
-        &str,
-        f64,
-        usize,
-    ); 2] = [
+    let panels: [(&DrawingArea<DB, plotters::coord::Shift>, &str, f64, usize); 2] = [
         (&top, "LowFree at the last step (MB)", max_low, 1),
         (&bottom, "processes failed", max_failed, 2),
     ];

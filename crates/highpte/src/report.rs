@@ -34,7 +34,6 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         ("LowFree", m.low_free),
         ("HighTotal", m.high_total),
         ("HighFree", m.high_free),
-        ("PageTables", m.page_tables),
         ("Cached", m.cached),
         ("Dirty", m.dirty),
     ];
@@ -48,8 +47,18 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         .iter()
         .chain(swap.iter().filter(|_| m.swap_total > 0))
         .chain(chains.iter().filter(|_| m.pte_chains > 0));
-    rows.map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
-        .collect()
+    let mut lines: Vec<String> = rows
+        .map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
+        .collect();
+    // PageTables after HighFree, with where the pages are (one line, as /proc/meminfo has one).
+    lines.insert(
+        6,
+        format!(
+            "{:<14}{:>12} kB   ({} kB in low memory, {} kB in high memory)",
+            "PageTables:", m.page_tables, m.page_tables_low, m.page_tables_high
+        ),
+    );
+    lines
 }
 
 /// A byte count in MB with one decimal.
@@ -190,7 +199,7 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                         fail = format!(
                             "{}: process {} {} {} (LowFree {})",
                             r.config,
-                            f.process + 1,
+                            f.process,
                             f.call,
                             f.errno_or_signal,
                             mb(f.low_free_kb)
@@ -305,4 +314,50 @@ pub fn runs_table(
         }
     }
     t.to_string()
+}
+
+/// `s` without host memory addresses: the simulator names a lock by its name and its
+/// address in the host process (`'mmap_sem' (0x55d00fb49d10)`), which changes from run to
+/// run and means nothing to a reader. Parenthesised hexadecimal numbers of 9 digits or more
+/// are dropped; the simulated machine's own addresses are 32-bit (8 digits) and stay.
+pub fn strip_host_addresses(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (0x") {
+        let after = &rest[i + 4..];
+        let digits = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if digits >= 9 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 4]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A run report as the CLI shows it: host addresses dropped from its outcome and checks.
+pub fn scrub(mut r: highpte_workload::runner::RunReport) -> highpte_workload::runner::RunReport {
+    r.outcome = strip_host_addresses(&r.outcome);
+    for c in &mut r.check_failures {
+        *c = strip_host_addresses(c);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_are_dropped_and_simulated_ones_kept() {
+        assert_eq!(
+            strip_host_addresses(
+                "holds ['mmap_sem' (0x55d00fb49d10)], at 0xc0100000 (0xfee00000) (0x1"
+            ),
+            "holds ['mmap_sem'], at 0xc0100000 (0xfee00000) (0x1"
+        );
+    }
 }

@@ -80,13 +80,12 @@ fn one_line(s: &str) -> String {
 pub fn load_workload(path: &Path) -> Result<WorkloadSpec, WorkloadError> {
     let file = path.display().to_string();
     match crate::limits::read_workload_file(path) {
-        Err(e) => Err(WorkloadError {
+        Err((message, hint)) => Err(WorkloadError {
             file,
             line: 0,
             column: 0,
-            message: e,
-            hint: "check the path, or name a built-in workload (sga, wli, forkstorm, churn, pagecache)"
-                .to_string(),
+            message,
+            hint,
             kind: ErrorKind::Io,
         }),
         Ok(bytes) => match String::from_utf8(bytes) {

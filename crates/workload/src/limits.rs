@@ -36,21 +36,31 @@ pub const RANDOM_OP_WORK: u64 = 64;
 /// Reads the workload file at `path`, refusing one larger than
 /// [`MAX_WORKLOAD_FILE_BYTES`] without reading more than one byte past the cap (so a device
 /// such as `/dev/zero` or an endless pipe is refused too). The error says what and how to
-/// fix it.
-pub fn read_workload_file(path: &Path) -> Result<Vec<u8>, String> {
-    let file =
-        std::fs::File::open(path).map_err(|e| format!("cannot read the workload file: {e}"))?;
+/// fix it, as `(message, hint)`.
+pub fn read_workload_file(path: &Path) -> Result<Vec<u8>, (String, String)> {
+    let not_found = || {
+        "check the path, or name a built-in workload (sga, wli, forkstorm, churn, pagecache, kmap-deadlock)"
+            .to_string()
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| (format!("cannot read the workload file: {e}"), not_found()))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err("this is a directory, not a workload file".to_string());
+        return Err((
+            "this is a directory, not a workload file".to_string(),
+            not_found(),
+        ));
     }
     let mut bytes = Vec::new();
     file.take(MAX_WORKLOAD_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the workload file: {e}"))?;
+        .map_err(|e| (format!("cannot read the workload file: {e}"), not_found()))?;
     if bytes.len() as u64 > MAX_WORKLOAD_FILE_BYTES {
-        return Err(format!(
-            "the workload file is larger than {} (the most a workload file may hold)",
-            DisplaySize(MAX_WORKLOAD_FILE_BYTES)
+        return Err((
+            format!(
+                "the workload file is larger than {} (the most a workload file may hold)",
+                DisplaySize(MAX_WORKLOAD_FILE_BYTES)
+            ),
+            "a workload file is a short TOML text (see workloads/README.md); check that this is the file you meant".to_string(),
         ));
     }
     Ok(bytes)

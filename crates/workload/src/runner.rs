@@ -418,6 +418,14 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
             }
         }
     }
+    let event_hash = sys.machine.event_hash();
+    let clocks = sys.machine.cpu_clocks();
+    if deadlocked {
+        let done = steps_out.borrow().len();
+        if let Some(rep) = deadlock_step(&mut sys, &ctl, done, t0) {
+            steps_out.borrow_mut().push(rep);
+        }
+    }
     let mut checks = ctl.borrow().checks.clone();
     match &outcome {
         RunOutcome::Completed => {}
@@ -482,7 +490,6 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     machine.push(("tlb_misses".into(), tlb.1));
     machine.push(("invlpg_executed".into(), tlb.2));
     machine.push(("tlb_flushes".into(), tlb.3));
-    let clocks = sys.machine.cpu_clocks();
     Ok(RunReport {
         workload: spec.name.clone(),
         config: cfg.variant.name().to_string(),
@@ -521,13 +528,59 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         cycles: clocks.iter().copied().max().unwrap_or(0),
         cycles_all_cpus: clocks.iter().sum(),
         host_seconds: t0.elapsed().as_secs_f64(),
-        event_hash: sys.machine.event_hash(),
+        event_hash,
         operations: c.operations,
         check_failures: checks,
         outcome: outcome.to_string(),
         kernel_log: sys.machine.kernel_log().to_vec(),
         deadlocked,
         pkmap_holders,
+    })
+}
+
+/// The report of the step a deadlock stopped, with the machine as it stopped (read without
+/// locks: no task runs any more). `None` if that step was reported already.
+fn deadlock_step<M: PagingMode>(
+    sys: &mut System<M>,
+    ctl: &Rc<RefCell<Ctl>>,
+    steps_done: usize,
+    t0: Instant,
+) -> Option<StepReport> {
+    let step = ctl.borrow().step;
+    if step < steps_done {
+        return None;
+    }
+    let k = sys.kernel();
+    // SAFETY: the machine stopped at the deadlock; no simulated task runs any more.
+    let meminfo = unsafe { k.meminfo_stopped() };
+    let lowmem_by_owner = k
+        .lowmem_by_owner()
+        .into_iter()
+        .map(|(o, n)| (o.name().to_string(), n * 4))
+        .collect();
+    let disk_reads = k.counters().get(highpte_kernel::Counter::FsPagesRead);
+    let cycles = sys.machine.cpu_clocks().iter().copied().max().unwrap_or(0);
+    let c = ctl.borrow();
+    Some(StepReport {
+        step,
+        processes: c.slots.len() as u32,
+        processes_ok: c
+            .slots
+            .iter()
+            .filter(|sl| !sl.failed && sl.state != PState::Exited)
+            .count() as u32,
+        meminfo,
+        lowmem_by_owner,
+        failures: c
+            .failures
+            .iter()
+            .filter(|f| f.step == step)
+            .cloned()
+            .collect(),
+        cycles,
+        host_seconds: t0.elapsed().as_secs_f64(),
+        file_reads: c.file_reads,
+        disk_reads,
     })
 }
 

@@ -98,7 +98,17 @@ fn base_is_valid() {
 
 #[test]
 fn every_builtin_parses_validates_and_is_its_file() {
-    assert_eq!(BUILTINS, &["sga", "wli", "forkstorm", "churn", "pagecache"]);
+    assert_eq!(
+        BUILTINS,
+        &[
+            "sga",
+            "wli",
+            "forkstorm",
+            "churn",
+            "pagecache",
+            "kmap-deadlock"
+        ]
+    );
     assert_eq!(builtin_names().collect::<Vec<_>>(), BUILTINS);
     for name in BUILTINS {
         let spec = builtin(name).unwrap_or_else(|| panic!("builtin {name}"));
