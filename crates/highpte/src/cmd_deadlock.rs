@@ -69,7 +69,12 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     let base = spec()?;
     let mut found: Option<(u64, RunReport)> = None;
     let mut tried = 0;
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bar = bars.items(a.seeds, "seeds", "looking for a deadlock");
     for seed in 1..=a.seeds {
+        if let Some(b) = &bar {
+            b.set_position(seed - 1);
+        }
         let mut s = base.clone();
         s.machine.seed = seed;
         tried += 1;
@@ -80,6 +85,7 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
         }
     }
     let Some((seed, dead)) = found else {
+        bars.clear();
         println!(
             "No deadlock in seeds 1..={} with a {}-entry persistent kmap window: try more seeds (--seeds) or a smaller window (--entries).",
             a.seeds, a.entries
@@ -89,7 +95,9 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     let mut atomic = base.clone();
     atomic.machine.seed = seed;
     atomic.machine.strategy = Some("atomic".into());
-    let ok = run_one(&atomic, a.entries)?;
+    let ok = run_one(&atomic, a.entries);
+    bars.clear();
+    let ok = ok?;
     let replay_dead = replay(a.entries, seed, None);
     let replay_atomic = replay(a.entries, seed, Some("atomic"));
     if a.json {

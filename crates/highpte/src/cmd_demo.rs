@@ -87,7 +87,9 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
     }
     let bars = crate::progress::Bars::new(progress);
     let (s64, shp) = pair(&sga, &bars)?;
-    let (w64, whp) = pair(&wli, &bars)?;
+    let wli_runs = pair(&wli, &bars);
+    bars.clear();
+    let (w64, whp) = wli_runs?;
     if let Some(p) = &a.plot {
         crate::plot::steps_plot(
             p,

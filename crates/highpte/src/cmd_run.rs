@@ -142,7 +142,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         &mut opts,
         bars.bar(&spec, &format!("{} on {}", spec.name, spec.machine.config)),
     );
-    let rep = crate::report::scrub(runner::run(&spec, &opts)?);
+    let rep = runner::run(&spec, &opts).map(crate::report::scrub);
+    bars.clear();
+    let rep = rep?;
     if let Some(p) = &a.plot {
         crate::plot::steps_plot(p, &format!("{} on {}", rep.workload, rep.config), &[&rep])?;
     }

@@ -185,14 +185,15 @@ pub fn stress_spec(
 
 /// Run one stress cell, its swap device in `swap_file` if given.
 pub fn stress_run(spec: &WorkloadSpec, swap_file: Option<PathBuf>) -> anyhow::Result<RunReport> {
-    stress_run_failing(spec, FailAlloc::Off, swap_file)
+    stress_run_failing(spec, FailAlloc::Off, swap_file, None)
 }
 
-/// Run one stress cell with page allocations failing as `fail_alloc` says.
+/// Run one stress cell with page allocations failing as `fail_alloc` says, advancing `bar`.
 pub fn stress_run_failing(
     spec: &WorkloadSpec,
     fail_alloc: FailAlloc,
     swap_file: Option<PathBuf>,
+    bar: Option<indicatif::ProgressBar>,
 ) -> anyhow::Result<RunReport> {
     let mut opts = RunOptions {
         fail_alloc,
@@ -201,6 +202,7 @@ pub fn stress_run_failing(
         ..Default::default()
     };
     opts.machine.swap_file = swap_file;
+    crate::progress::attach(&mut opts, bar);
     runner::run(spec, &opts)
         .map(crate::report::scrub)
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -261,7 +263,11 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.overcommit.then_some(reclaim),
     )?;
     let swap_file = a.swap_file.single()?;
-    let r = stress_run_failing(&spec, a.fail_alloc, swap_file)?;
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bar = bars.bar(&spec, &format!("stress on {}", a.config));
+    let r = stress_run_failing(&spec, a.fail_alloc, swap_file, bar);
+    bars.clear();
+    let r = r?;
     let mut replay = replay_command(
         a.config,
         a.cpus,
@@ -429,6 +435,10 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                 .unwrap_or(2)
         })
         .max(1);
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bar = bars
+        .items(cells.len() as u64, "cells", "matrix")
+        .unwrap_or_else(indicatif::ProgressBar::hidden);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<CellResult>>> =
         std::sync::Mutex::new((0..cells.len()).map(|_| None).collect());
@@ -473,12 +483,14 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         hash: 0,
                     },
                 };
+                bar.inc(1);
                 if let Ok(mut g) = results.lock() {
                     g[i] = Some(cr);
                 }
             });
         }
     });
+    bars.clear();
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a matrix worker panicked"))?;

@@ -34,6 +34,9 @@ mod files;
 
 /// Called after each step with its report.
 pub type StepCallback = Rc<dyn Fn(&StepReport)>;
+/// Called after every operation a process starts, with the run's operations so far (for
+/// progress output that moves within a step).
+pub type OperationCallback = Rc<dyn Fn(u64)>;
 /// Adjusts the kernel options a workload implies.
 pub type KernelTweak = Rc<dyn Fn(&mut KernelOptions)>;
 /// Where the driver leaves the end-of-run meminfo and invariant report.
@@ -62,6 +65,8 @@ pub struct RunOptions {
     pub machine: MachineOptions,
     /// Called after each step with the step report (for progress output).
     pub on_step: Option<StepCallback>,
+    /// Called as each operation starts with the operations so far (for progress output).
+    pub on_operation: Option<OperationCallback>,
     /// Kernel options overriding those the workload implies (e.g. persistent-kmap window).
     pub kernel_tweak: Option<KernelTweak>,
     /// Fault injection for page allocations, set right after boot (`--fail-alloc`).
@@ -82,6 +87,7 @@ impl Default for RunOptions {
                 ..Default::default()
             },
             on_step: None,
+            on_operation: None,
             kernel_tweak: None,
             fail_alloc: highpte_kernel::FailAlloc::Off,
             highmem_limit: None,
@@ -308,6 +314,19 @@ pub(crate) struct Ctl {
     files: BTreeMap<String, u64>,
     /// File pages read with `read()`.
     file_reads: u64,
+    on_operation: Option<OperationCallback>,
+}
+
+/// Count one operation and tell the progress callback.
+pub(crate) fn count_operation(ctl: &Rc<RefCell<Ctl>>) {
+    let (n, cb) = {
+        let mut c = ctl.borrow_mut();
+        c.operations += 1;
+        (c.operations, c.on_operation.clone())
+    };
+    if let Some(cb) = cb {
+        cb(n);
+    }
 }
 
 /// A region a process has mapped.
@@ -387,6 +406,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         children_failed: 0,
         files: BTreeMap::new(),
         file_reads: 0,
+        on_operation: opts.on_operation.clone(),
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -927,7 +947,7 @@ fn run_phase<M: PagingMode>(
 ) -> PhaseEnd {
     for _ in 0..phase.repeat.max(1) {
         for op in &phase.ops {
-            ctl.borrow_mut().operations += 1;
+            count_operation(ctl);
             match run_op(u, pc, spec, op, ctl) {
                 PhaseEnd::Done => {}
                 other => return other,
