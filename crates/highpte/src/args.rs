@@ -266,7 +266,8 @@ impl SwapFileArgs {
     /// empties its swap file and removes it at the end, which must never happen to a file the
     /// run did not create.
     fn refuse_existing(&self, path: &Path) -> Result<(), crate::workload_args::InputError> {
-        if self.overwrite || std::fs::symlink_metadata(path).is_err() {
+        // A directory (or nothing) is left to the swap file's own check, which names it.
+        if self.overwrite || std::fs::symlink_metadata(path).map_or(true, |m| m.is_dir()) {
             return Ok(());
         }
         Err(crate::workload_args::InputError(format!(

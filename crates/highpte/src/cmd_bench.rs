@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// notes}], "host_seconds"}.
     #[arg(long)]
     pub json: bool,
+    /// Print CSV instead of the tables: one row per table cell, columns table, row, column,
+    /// value (long format, for pandas).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -121,9 +125,10 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<u8> {
     let t_all = Instant::now();
     let mut out = Output::new(
         a.report.clone(),
-        a.json,
-        crate::progress::enabled(a.quiet, a.json),
+        a.json || a.csv,
+        crate::progress::enabled(a.quiet, a.json || a.csv),
     )?;
+    out.csv = a.csv;
     out.text(&format!(
         "# highpte bench{}\n\nhost: {}; simulated cost model: pentium4-xeon-2002 (2 GHz); \
          every simulated machine is PAE (`64g` for lowmem ptes, `64g-highpte` for atomic and \
@@ -175,6 +180,8 @@ struct Output {
     /// On a terminal: what is being measured, and how many measurements are done.
     bar: Option<indicatif::ProgressBar>,
     tables: Vec<serde_json::Value>,
+    /// Print CSV at the end (with `json` set, so that no text is printed as it comes).
+    csv: bool,
 }
 
 impl Output {
@@ -198,6 +205,7 @@ impl Output {
             json,
             bar,
             tables: Vec::new(),
+            csv: false,
         })
     }
     fn text(&mut self, s: &str) {
@@ -251,6 +259,32 @@ impl Output {
             if !self.json {
                 println!("report: {}", p.display());
             }
+        }
+        if self.csv {
+            let header: Vec<String> = ["table", "row", "column", "value"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let mut rows = Vec::new();
+            for t in &self.tables {
+                let title = t["title"].as_str().unwrap_or_default();
+                let headers = t["headers"].as_array().cloned().unwrap_or_default();
+                for (i, r) in t["rows"].as_array().into_iter().flatten().enumerate() {
+                    for (j, cell) in r.as_array().into_iter().flatten().enumerate() {
+                        rows.push(vec![
+                            title.to_string(),
+                            (i + 1).to_string(),
+                            headers
+                                .get(j)
+                                .and_then(|h| h.as_str())
+                                .unwrap_or_default()
+                                .to_string(),
+                            cell.as_str().unwrap_or_default().to_string(),
+                        ]);
+                    }
+                }
+            }
+            return crate::cmd_compare::print_csv(&header, &rows);
         }
         if self.json {
             let v = serde_json::json!({

@@ -94,7 +94,10 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
         crate::plot::steps_plot(
             p,
             "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs",
-            &[&s64, &shp],
+            &[
+                &crate::cmd_run::report_json(&s64),
+                &crate::cmd_run::report_json(&shp),
+            ],
         )?;
     }
     let failed_checks = [&s64, &shp, &w64, &whp].iter().any(|r| r.failed_checks());

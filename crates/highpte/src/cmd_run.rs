@@ -31,9 +31,64 @@ pub struct RunArgs {
     /// (site=NAME:N).
     #[arg(long = "fail-alloc", value_parser = crate::args::parse_fail_alloc, default_value = "off")]
     pub fail_alloc: FailAlloc,
+    /// Print CSV, one row per step (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The CSV columns of `run --csv`: one row per step.
+const STEP_CSV: &[&str] = &[
+    "step",
+    "processes",
+    "processes_ok",
+    "failures",
+    "first_failure_call",
+    "first_failure_errno_or_signal",
+    "MemFree_kB",
+    "LowFree_kB",
+    "HighFree_kB",
+    "PageTablesLow_kB",
+    "PageTablesHigh_kB",
+    "Cached_kB",
+    "SwapFree_kB",
+    "file_reads",
+    "disk_reads",
+    "cycles",
+];
+
+/// Print the steps of `r` as CSV.
+fn print_steps_csv(r: &RunReport) -> anyhow::Result<()> {
+    let header: Vec<String> = STEP_CSV.iter().map(|s| s.to_string()).collect();
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let m = &s.meminfo;
+            let f = s.failures.first();
+            vec![
+                (s.step + 1).to_string(),
+                s.processes.to_string(),
+                s.processes_ok.to_string(),
+                s.failures.len().to_string(),
+                f.map(|f| f.call.clone()).unwrap_or_default(),
+                f.map(|f| f.errno_or_signal.clone()).unwrap_or_default(),
+                m.mem_free.to_string(),
+                m.low_free.to_string(),
+                m.high_free.to_string(),
+                m.page_tables_low.to_string(),
+                m.page_tables_high.to_string(),
+                m.cached.to_string(),
+                m.swap_free.to_string(),
+                s.file_reads.to_string(),
+                s.disk_reads.to_string(),
+                s.cycles.to_string(),
+            ]
+        })
+        .collect();
+    crate::cmd_compare::print_csv(&header, &rows)
 }
 
 /// Quote `s` for a POSIX shell if it needs it.
@@ -137,7 +192,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
             k.pkmap_entries = Some(n)
         }));
     }
-    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json || a.csv));
     crate::progress::attach(
         &mut opts,
         bars.bar(&spec, &format!("{} on {}", spec.name, spec.machine.config)),
@@ -146,9 +201,15 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     bars.clear();
     let rep = rep?;
     if let Some(p) = &a.plot {
-        crate::plot::steps_plot(p, &format!("{} on {}", rep.workload, rep.config), &[&rep])?;
+        crate::plot::steps_plot(
+            p,
+            &format!("{} on {}", rep.workload, rep.config),
+            &[&report_json(&rep)],
+        )?;
     }
-    if a.json {
+    if a.csv {
+        print_steps_csv(&rep)?;
+    } else if a.json {
         let mut v = report_json(&rep);
         v["replay"] = json!(replay);
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -182,6 +243,7 @@ pub fn report_json(r: &RunReport) -> Value {
         .collect();
     json!({
         "workload": r.workload,
+        "boot": {"MemFree": r.boot_mem_free_kb, "LowFree": r.boot_low_free_kb},
         "config": r.config,
         "paging": r.paging,
         "ram_bytes": r.ram_bytes,

@@ -361,6 +361,13 @@ pub struct MatrixArgs {
     pub reclaim: Option<String>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
+    /// Print CSV, one row per cell (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Run only the I-th of N deterministic slices of the cells and print a shard document
+    /// (JSON) for `highpte merge` (docs/cluster.md).
+    #[arg(long, value_parser = crate::shard::parse_shard, conflicts_with = "csv")]
+    pub shard: Option<crate::shard::Shard>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -435,9 +442,15 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                 .unwrap_or(2)
         })
         .max(1);
-    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let picked: Vec<usize> = (0..cells.len())
+        .filter(|&k| a.shard.is_none_or(|s| s.takes(k)))
+        .collect();
+    let bars = crate::progress::Bars::new(crate::progress::enabled(
+        a.quiet,
+        a.json || a.csv || a.shard.is_some(),
+    ));
     let bar = bars
-        .items(cells.len() as u64, "cells", "matrix")
+        .items(picked.len() as u64, "cells", "matrix")
         .unwrap_or_else(indicatif::ProgressBar::hidden);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<CellResult>>> =
@@ -446,8 +459,9 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(c) = cells.get(i) else { break };
+                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = picked.get(j) else { break };
+                let c = &cells[i];
                 let res = stress_spec(
                     c.variant,
                     c.cpus,
@@ -494,8 +508,130 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a matrix worker panicked"))?;
-    let mut all_pass = true;
-    let mut grid_json = Vec::new();
+    let cells_json: Vec<serde_json::Value> = picked
+        .iter()
+        .filter_map(|&i| {
+            let c = &cells[i];
+            results[i].as_ref().map(|r| {
+                json!({"cell": i, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
+            })
+        })
+        .collect();
+    let params = json!({
+        "seeds": a.seeds,
+        "ops": a.ops,
+        "processes": a.processes,
+        "smp_cpus": a.smp_cpus,
+        "overcommit": a.overcommit,
+        "reclaim": a.reclaim.as_deref().unwrap_or("both"),
+        "designs": designs.iter().map(|d| d.map(|r| r.name())).collect::<Vec<_>>(),
+    });
+    let host_seconds = t0.elapsed().as_secs_f64();
+    if let Some(shard) = a.shard {
+        let doc = crate::shard::document(
+            "matrix",
+            params,
+            shard,
+            cells.len(),
+            cells_json,
+            &[],
+            host_seconds,
+        );
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let pass = results.iter().flatten().all(|r| r.pass);
+        return Ok(if pass { 0 } else { crate::EXIT_FAILURE_FOUND });
+    }
+    let out = crate::cmd_compare::Output {
+        json: a.json,
+        csv: a.csv,
+        plot: None,
+    };
+    let _ = jobs;
+    render_matrix(&params, &cells_json, &out, host_seconds)
+}
+
+/// The CSV columns of a matrix cell.
+const MATRIX_CSV: &[&str] = &[
+    "config",
+    "cpus",
+    "preempt",
+    "seed",
+    "reclaim",
+    "pass",
+    "operations",
+    "faults",
+    "pswpout",
+    "pswpin",
+    "fs_pages_read",
+    "fs_pages_written",
+    "event_hash",
+    "first_failure",
+];
+
+/// Print a matrix's results (its cells' JSON, in cell order): what `matrix` prints, and what
+/// `merge` prints for its shards. The status: 1 if a cell failed.
+pub fn render_matrix(
+    params: &serde_json::Value,
+    cells: &[serde_json::Value],
+    out: &crate::cmd_compare::Output,
+    host_seconds: f64,
+) -> anyhow::Result<u8> {
+    use crate::report::{js, ju};
+    let seeds = ju(params, &["seeds"]);
+    let ops = ju(params, &["ops"]);
+    let processes = ju(params, &["processes"]) as u32;
+    let designs: Vec<Option<ReclaimKind>> = params["designs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d.as_str().and_then(ReclaimKind::from_name))
+        .collect();
+    let all_pass = cells.iter().all(|c| c["pass"] == true);
+    let status = if all_pass {
+        0
+    } else {
+        crate::EXIT_FAILURE_FOUND
+    };
+    if out.json {
+        let list: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("cell");
+                }
+                c
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"cells": list, "seeds": seeds, "ops": ops, "processes": processes, "pass": all_pass, "host_seconds": host_seconds})
+            )?
+        );
+        return Ok(status);
+    }
+    if out.csv {
+        let header: Vec<String> = MATRIX_CSV.iter().map(|s| s.to_string()).collect();
+        let rows: Vec<Vec<String>> = cells
+            .iter()
+            .map(|c| {
+                MATRIX_CSV
+                    .iter()
+                    .map(|k| match *k {
+                        "first_failure" => c["failures"][0].as_str().unwrap_or("").to_string(),
+                        _ => match &c[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            v => v.to_string(),
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        crate::cmd_compare::print_csv(&header, &rows)?;
+        return Ok(status);
+    }
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -516,45 +652,43 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                 )];
                 for v in MemoryVariant::ALL {
                     let mut pass = true;
-                    let (mut ops, mut fl) = (0u64, 0u64);
-                    for (i, c) in cells.iter().enumerate() {
-                        if c.variant == v
-                            && (c.cpus > 1) == smp
-                            && c.preempt == preempt
-                            && c.reclaim == reclaim
+                    let (mut n_ops, mut fl) = (0u64, 0u64);
+                    for c in cells {
+                        let cpus = ju(c, &["cpus"]) as u32;
+                        if js(c, "config") == v.name()
+                            && (cpus > 1) == smp
+                            && c["preempt"] == preempt
+                            && c["reclaim"].as_str().and_then(ReclaimKind::from_name) == reclaim
                         {
-                            if let Some(r) = &results[i] {
-                                ops += r.ops;
-                                fl += r.faults;
-                                total_swapped += r.pswpout + r.pswpin;
-                                total_file_io += r.fs_read + r.fs_written;
-                                if !r.pass {
-                                    pass = false;
-                                    failing.push(format!(
-                                        "{}\n    {}",
-                                        replay_command(
-                                            v,
-                                            c.cpus,
-                                            preempt,
-                                            c.seed,
-                                            a.ops,
-                                            a.processes,
-                                            c.reclaim
-                                        ),
-                                        r.failures.first().cloned().unwrap_or_default()
-                                    ));
-                                }
-                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
+                            n_ops += ju(c, &["operations"]);
+                            fl += ju(c, &["faults"]);
+                            total_swapped += ju(c, &["pswpout"]) + ju(c, &["pswpin"]);
+                            total_file_io +=
+                                ju(c, &["fs_pages_read"]) + ju(c, &["fs_pages_written"]);
+                            if c["pass"] != true {
+                                pass = false;
+                                failing.push(format!(
+                                    "{}\n    {}",
+                                    replay_command(
+                                        v,
+                                        cpus,
+                                        preempt,
+                                        ju(c, &["seed"]),
+                                        ops,
+                                        processes,
+                                        reclaim
+                                    ),
+                                    c["failures"][0].as_str().unwrap_or_default()
+                                ));
                             }
                         }
                     }
-                    all_pass &= pass;
-                    total_ops += ops;
+                    total_ops += n_ops;
                     total_faults += fl;
                     row.push(format!(
                         "{} {} ops / {} faults",
                         if pass { "pass" } else { "FAIL" },
-                        ops,
+                        n_ops,
                         fl
                     ));
                 }
@@ -562,38 +696,24 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"cells": grid_json, "seeds": a.seeds, "ops": a.ops, "processes": a.processes, "pass": all_pass, "host_seconds": t0.elapsed().as_secs_f64()})
-            )?
-        );
-    } else {
-        println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
-        if a.overcommit {
-            println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", a.reclaim.as_deref().unwrap_or("both"));
-        }
-        println!("{t}");
-        println!(
-            "{} cells x {} seeds: {} operations, {} page faults, {} pages swapped out and in, {} file pages written back and read from the disk, {} in {:.1} s host time on {} thread(s)",
-            20 * designs.len(),
-            a.seeds,
-            total_ops,
-            total_faults,
-            total_swapped,
-            total_file_io,
-            if all_pass { "all pass" } else { "FAILURES" },
-            t0.elapsed().as_secs_f64(),
-            jobs
-        );
-        for f in &failing {
-            println!("replay: {f}");
-        }
+    println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {seeds} seed(s)");
+    if params["overcommit"] == true {
+        println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", js(params, "reclaim"));
     }
-    Ok(if all_pass {
-        0
-    } else {
-        crate::EXIT_FAILURE_FOUND
-    })
+    println!("{t}");
+    println!(
+        "{} cells x {} seeds: {} operations, {} page faults, {} pages swapped out and in, {} file pages written back and read from the disk, {}",
+        20 * designs.len(),
+        seeds,
+        total_ops,
+        total_faults,
+        total_swapped,
+        total_file_io,
+        if all_pass { "all pass" } else { "FAILURES" },
+    );
+    println!("host time: {host_seconds:.1} s");
+    for f in &failing {
+        println!("replay: {f}");
+    }
+    Ok(status)
 }

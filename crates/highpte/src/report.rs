@@ -218,39 +218,37 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     t.to_string()
 }
 
-/// The value of the kernel or machine counter `name` in a run (0 if it has no such counter).
-/// A name both keep (`tlb_shootdowns`) gives the machine's value, as the JSON `counters` do.
-pub fn run_counter(r: &highpte_workload::runner::RunReport, name: &str) -> u64 {
-    r.counters
-        .iter()
-        .chain(r.machine.iter())
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| *v)
-        .unwrap_or(0)
+/// A whole number at `path` (keys) in a JSON object, 0 if absent.
+pub fn ju(v: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
-/// The first failure of a run in a few words: `touch ENOMEM, LowFree 0.3 MB`, or `-`.
-pub fn first_failure_short(r: &highpte_workload::runner::RunReport) -> String {
-    match &r.first_failure {
-        Some(f) => format!(
+/// A string at `key` in a JSON object, empty if absent.
+pub fn js<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// The first failure of a run object in a few words: `touch ENOMEM, LowFree 0.3 MB`, or `-`.
+pub fn first_failure_short(r: &Value) -> String {
+    let f = &r["first_failure"];
+    if f.is_object() {
+        format!(
             "{} {}, LowFree {}",
-            f.call,
-            f.errno_or_signal,
-            mb(f.low_free_kb)
-        ),
-        None => "-".to_string(),
+            js(f, "call"),
+            js(f, "errno_or_signal"),
+            mb(ju(f, &["LowFree"]))
+        )
+    } else {
+        "-".to_string()
     }
 }
 
-/// One row per run (used by `compare` and `sweep`): configuration, strategy, allocator,
-/// processes, first failure, LowFree and page tables at the last step, the mapping and TLB
-/// counters, simulated cycles and host time. `extra` inserts one more column (a header and a
-/// value per run) after the allocator, e.g. the value a sweep varies.
-pub fn runs_table(
-    runs: &[&highpte_workload::runner::RunReport],
-    extra: Option<(&str, &[String])>,
-) -> String {
+/// One row per run (used by `compare`, `sweep` and `merge`), from the runs' JSON objects
+/// ([`crate::cmd_run::report_json`]): configuration, strategy, allocator, processes, first
+/// failure, LowFree and page tables at the last step, the mapping and TLB counters, simulated
+/// cycles and host time. `extra` inserts one more column (a header and a value per run)
+/// after the allocator, e.g. the value a sweep varies.
+pub fn runs_table(runs: &[&Value], extra: Option<(&str, &[String])>) -> String {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -272,39 +270,56 @@ pub fn runs_table(
         .iter()
         .map(|s| s.to_string()),
     );
+    let steps = |r: &Value| r["steps"].as_array().cloned().unwrap_or_default();
     let files = runs
         .iter()
-        .any(|r| r.steps.iter().any(|s| s.file_reads > 0));
+        .any(|r| steps(r).iter().any(|s| ju(s, &["file_reads"]) > 0));
     if files {
         header.extend(["Cached".to_string(), "read() hits".to_string()]);
     }
     header.extend(["simulated\ncycles".to_string(), "host s".to_string()]);
     t.set_header(header);
     for (i, r) in runs.iter().enumerate() {
-        let m = &r.meminfo_peak;
-        let mut row = vec![r.config.clone(), r.strategy.clone(), r.pt_alloc.clone()];
+        let m = &r["meminfo"];
+        let mut row = vec![
+            js(r, "config").to_string(),
+            js(r, "strategy").to_string(),
+            js(r, "pt_alloc").to_string(),
+        ];
         if let Some((_, vals)) = extra {
             row.push(vals.get(i).cloned().unwrap_or_default());
         }
         row.extend([
-            format!("{} / {}", r.processes_started, r.processes_failed),
+            format!(
+                "{} / {}",
+                ju(r, &["processes_started"]),
+                ju(r, &["processes_failed"])
+            ),
             first_failure_short(r),
-            mb(m.low_free),
-            format!("{} / {}", mb(m.page_tables_low), mb(m.page_tables_high)),
-            run_counter(r, "kmap_atomic").to_string(),
-            run_counter(r, "kmap").to_string(),
-            run_counter(r, "invlpg").to_string(),
-            run_counter(r, "tlb_shootdowns").to_string(),
+            mb(ju(m, &["LowFree"])),
+            format!(
+                "{} / {}",
+                mb(ju(m, &["PageTablesLow"])),
+                mb(ju(m, &["PageTablesHigh"]))
+            ),
+            ju(r, &["counters", "kmap_atomic"]).to_string(),
+            ju(r, &["counters", "kmap"]).to_string(),
+            ju(r, &["counters", "invlpg"]).to_string(),
+            ju(r, &["counters", "tlb_shootdowns"]).to_string(),
         ]);
         if files {
-            let last = r.steps.last();
-            row.push(mb(m.cached));
+            let st = steps(r);
+            let last = st.last();
+            row.push(mb(ju(m, &["Cached"])));
             row.push(hit_rate(
-                last.map_or(0, |s| s.file_reads),
-                last.map_or(0, |s| s.disk_reads),
+                last.map_or(0, |s| ju(s, &["file_reads"])),
+                last.map_or(0, |s| ju(s, &["disk_reads"])),
             ));
         }
-        row.extend([r.cycles.to_string(), format!("{:.2}", r.host_seconds)]);
+        row.extend([
+            ju(r, &["cycles"]).to_string(),
+            format!("{:.2}", r["host_seconds"].as_f64().unwrap_or(0.0)),
+        ]);
         t.add_row(row);
     }
     let first_numeric = 3 + usize::from(extra.is_some());
