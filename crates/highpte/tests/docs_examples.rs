@@ -12,6 +12,7 @@
 //!   only marks an abridgement.
 //! * In ```` ```sh ```` blocks, a line that starts with one of those commands is an example
 //!   too, with no output shown: it must exit 0.
+//! * `> FILE` at the end of an example sends its stdout to FILE (for a later example).
 //! * `<!-- file NAME -->` on the line before a block makes the block the file NAME in the
 //!   directory the examples of that page run in (a workload file an example names).
 //! * `<!-- not run: REASON -->` on the line before a block skips its examples (host-time
@@ -190,17 +191,25 @@ fn check_page(page_path: &str) {
     }
     let mut failures = Vec::new();
     for ex in &page.examples {
+        // `> FILE` at the end sends stdout to FILE in the page's directory
+        let (args, into) = match ex.args.iter().position(|a| a == ">") {
+            Some(k) => (&ex.args[..k], ex.args.get(k + 1)),
+            None => (&ex.args[..], None),
+        };
         let out = cli_common::highpte()
             .current_dir(&dir)
-            .args(&ex.args)
+            .args(args)
             .env("COLUMNS", "200")
             .output()
             .expect("run the example");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = match into {
+            Some(f) => {
+                std::fs::write(dir.join(f), &out.stdout).expect("write the example's output");
+                String::new()
+            }
+            None => String::from_utf8_lossy(&out.stdout).into_owned(),
+        };
+        let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = all.lines().map(str::trim_end).collect();
         let cmd = format!("highpte {}", ex.args.join(" "));
         if all.contains("panicked") {
