@@ -71,11 +71,14 @@ fn parse(text: &str) -> Page {
     let mut file: Option<(String, String)> = None;
     let mut skip = false;
     let mut prev = "";
+    // the example whose output the following lines of this block show
+    let mut open_example = false;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_end();
         if let Some(fence) = t.trim_start().strip_prefix("```") {
             if in_block {
                 in_block = false;
+                open_example = false;
                 if let Some(f) = file.take() {
                     page.files.push(f);
                 }
@@ -115,6 +118,7 @@ fn parse(text: &str) -> Page {
             continue;
         }
         if let Some(cmd) = t.strip_prefix("$ ") {
+            open_example = true;
             if let Some(args) = highpte_args(cmd) {
                 page.examples.push(Example {
                     line: i + 1,
@@ -143,8 +147,11 @@ fn parse(text: &str) -> Page {
                 continue;
             }
         }
+        if !open_example {
+            continue;
+        }
         if let Some(ex) = page.examples.last_mut() {
-            if !t.trim().is_empty() && t.trim() != "..." && ex.line < i + 1 && !ex.must_succeed {
+            if !t.trim().is_empty() && t.trim() != "..." && !ex.must_succeed {
                 ex.shown.push(t.to_string());
             }
         }
