@@ -13,11 +13,15 @@ use std::process::ExitCode;
 pub fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
             ExitCode::SUCCESS
+        }
+        // `highpte` alone, or a command without its arguments: the help, on stderr, as a
+        // usage error.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprint!("{}", e.render());
+            ExitCode::from(crate::EXIT_USAGE)
         }
         _ => {
             let text = e.render().to_string();
@@ -34,17 +38,21 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
             } else {
                 joined.as_str()
             };
+            // clap's possible values or tip, unless the first paragraph already says it; a tip
+            // to pass a value with `--` is wrong for our options (none takes a leading '-').
             let extra = text
                 .lines()
+                .map(str::trim)
                 .find(|l| {
-                    l.trim_start().starts_with("[possible values")
-                        || l.trim_start().starts_with("tip:")
+                    (l.starts_with("[possible values") || l.starts_with("tip:"))
+                        && !l.contains("'--")
+                        && !joined.contains(*l)
                 })
-                .map(|l| format!(" {}", l.trim()))
+                .map(|l| format!(" {l}"))
                 .unwrap_or_default();
             eprintln!(
                 "highpte: {}{} (see 'highpte --help')",
-                first.trim_start_matches("error: ").trim(),
+                crate::text::display_message(first.trim_start_matches("error: ").trim()),
                 extra
             );
             ExitCode::from(crate::EXIT_USAGE)
@@ -52,12 +60,23 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
     }
 }
 
-fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
+/// `WHAT 'S' is not a size: ...` without saying "not a size" twice.
+pub fn size_error(what: &str, s: &str, e: highpte_arch::size::SizeError) -> String {
+    use highpte_arch::size::SizeError;
+    match e {
+        SizeError::Empty => format!("{what} is empty: give a number of bytes with an optional K, M, G or T suffix (e.g. 512M, 32G)"),
+        SizeError::NotASize => format!("{what} '{s}' is not a size: give a number of bytes with an optional K, M, G or T suffix (e.g. 512M, 32G)"),
+        SizeError::Overflow => format!("{what} '{s}' is too large to be a size"),
+    }
+}
+
+/// A memory configuration name.
+pub fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
     s.parse::<MemoryVariant>().map_err(|_| format!("unknown configuration '{s}': expected one of nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"))
 }
 
 fn parse_ram(s: &str) -> Result<u64, String> {
-    let v = parse_size(s).map_err(|e| format!("RAM '{s}' is not a size ({e})"))?;
+    let v = parse_size(s).map_err(|e| size_error("RAM", s, e))?;
     if !(16 * MB..=64 * GB).contains(&v) {
         return Err(format!(
             "RAM of {} is out of range: accepted 16M to 64G",
@@ -96,7 +115,7 @@ fn parse_pt_alloc(s: &str) -> Result<PtAllocKind, String> {
 }
 
 fn parse_swap(s: &str) -> Result<u64, String> {
-    let v = parse_size(s).map_err(|e| format!("swap size '{s}' is not a size ({e})"))?;
+    let v = parse_size(s).map_err(|e| size_error("swap size", s, e))?;
     if v > highpte_workload::spec::MAX_SWAP {
         return Err(format!(
             "swap size '{s}' is too big: at most 64G (2^24 slots of 4 KB)"
@@ -111,7 +130,104 @@ fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
 }
 
 fn parse_highmem(s: &str) -> Result<u64, String> {
-    parse_size(s).map_err(|e| format!("highmem size '{s}' is not a size ({e})"))
+    parse_size(s).map_err(|e| size_error("highmem size", s, e))
+}
+
+/// `on` or `off` (also `yes`/`no`, `true`/`false`, `1`/`0`).
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("'{s}' is not on or off")),
+    }
+}
+
+/// A seed: any whole number from 0 to 2^64-1 (a leading '-' reaches this parser, so that
+/// `--seed -1` gets this message rather than a suggestion to write `-- -1`).
+pub fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("seed '{s}' is not a whole number from 0 to {}", u64::MAX))
+}
+
+/// `--fail-alloc`: see [`FailAlloc::parse`](highpte_kernel::FailAlloc::parse).
+pub fn parse_fail_alloc(s: &str) -> Result<highpte_kernel::FailAlloc, String> {
+    highpte_kernel::FailAlloc::parse(s)
+}
+
+/// A number of persistent kmap entries: a power of two from 2 to 1024 (LAST_PKMAP without
+/// PAE; the PAE limit of 512 is checked with the configuration).
+pub fn parse_pkmap_entries(s: &str) -> Result<u32, String> {
+    let accepted = "accepted a power of two from 2 to 1024 (LAST_PKMAP; 512 with PAE)";
+    let v: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of kmap entries: {accepted}"))?;
+    if !(2..=1024).contains(&v) || !v.is_power_of_two() {
+        return Err(format!("{v} kmap entries: {accepted}"));
+    }
+    Ok(v)
+}
+
+/// A number of processes: 1 to 32767 (the pids Linux 2.5 has).
+pub fn parse_processes(s: &str) -> Result<u32, String> {
+    let max = highpte_workload::spec::MAX_PROCESSES;
+    match s.trim().parse::<u64>() {
+        Ok(v) if (1..=u64::from(max)).contains(&v) => Ok(v as u32),
+        Ok(v) => Err(format!(
+            "{v} processes is out of range: accepted 1 to {max} (the pids Linux 2.5 has)"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a number of processes: accepted 1 to {max}"
+        )),
+    }
+}
+
+/// Host threads for the commands that run several machines: 1 to 256.
+pub fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<u64>() {
+        Ok(v) if (1..=256).contains(&v) => Ok(v as usize),
+        _ => Err(format!(
+            "'{s}' is not a number of jobs: accepted 1 to 256 host threads"
+        )),
+    }
+}
+
+/// `--preempt [on|off]` and `--no-preempt`, the same on every command.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PreemptArgs {
+    /// Kernel preemption (CONFIG_PREEMPT): on or off; `--preempt` alone means on.
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on", value_parser = parse_on_off)]
+    pub preempt: Option<bool>,
+    /// Kernel preemption off (the same as --preempt off).
+    #[arg(long = "no-preempt", conflicts_with = "preempt")]
+    pub no_preempt: bool,
+}
+
+impl PreemptArgs {
+    /// The choice on the command line, if any.
+    pub fn value(&self) -> Option<bool> {
+        if self.no_preempt {
+            Some(false)
+        } else {
+            self.preempt
+        }
+    }
+}
+
+/// A note when RAM is more than `variant` addresses: the kernel uses what it addresses and
+/// ignores the rest, as Linux did (the same words on every command).
+pub fn ram_note(variant: MemoryVariant, ram: u64) -> Option<String> {
+    let max = variant.max_usable_ram();
+    (ram > max).then(|| {
+        format!(
+            "a {} kernel addresses at most {} of RAM, so it uses {} of the {} and ignores the rest, as Linux did",
+            variant.name(),
+            DisplaySize(max),
+            DisplaySize(max),
+            DisplaySize(ram)
+        )
+    })
 }
 
 /// `--swap-file PATH`: the swap device in a host file instead of host memory.
@@ -123,6 +239,10 @@ pub struct SwapFileArgs {
     /// file: PATH.0, PATH.1, ... in the order of the output.
     #[arg(long = "swap-file", value_name = "PATH")]
     pub swap_file: Option<PathBuf>,
+    /// Use the --swap-file path even if a file is already there: its contents are lost and
+    /// it is removed at the end. Without this, an existing file is refused and left alone.
+    #[arg(long = "swap-file-overwrite", requires = "swap_file")]
+    pub overwrite: bool,
 }
 
 impl SwapFileArgs {
@@ -142,23 +262,45 @@ impl SwapFileArgs {
         }
     }
 
-    /// The swap file of a command that runs one machine: PATH itself.
-    pub fn single(&self) -> Option<PathBuf> {
-        if self.swap_file.is_some() {
-            ignore_file_size_signal();
+    /// Refuse `path` if something is already there, unless `--swap-file-overwrite`: the run
+    /// empties its swap file and removes it at the end, which must never happen to a file the
+    /// run did not create.
+    fn refuse_existing(&self, path: &Path) -> Result<(), crate::workload_args::InputError> {
+        // A directory (or nothing) is left to the swap file's own check, which names it.
+        if self.overwrite || std::fs::symlink_metadata(path).map_or(true, |m| m.is_dir()) {
+            return Ok(());
         }
-        self.swap_file.clone()
+        Err(crate::workload_args::InputError(format!(
+            "--swap-file: {} already exists; a swap file is emptied at the start and removed at the end, so highpte leaves existing files alone: choose a path where nothing is, or add --swap-file-overwrite to use it anyway",
+            path.display()
+        )))
     }
 
-    /// The swap file of run `index` of a command that runs several machines: PATH.index.
-    /// Creates and removes the first one now, so that a path the host refuses is reported
-    /// once, before any run starts.
-    pub fn numbered(&self) -> Result<Option<NumberedSwapFiles>, crate::workload_args::InputError> {
+    /// The swap file of a command that runs one machine: PATH itself, refused if it exists
+    /// (see [`Self::refuse_existing`]).
+    pub fn single(&self) -> Result<Option<PathBuf>, crate::workload_args::InputError> {
+        if let Some(p) = &self.swap_file {
+            self.refuse_existing(p)?;
+            ignore_file_size_signal();
+        }
+        Ok(self.swap_file.clone())
+    }
+
+    /// The swap files of a command that runs `runs` machines: PATH.0 to PATH.(runs-1), each
+    /// refused if it exists. Creates and removes the first one now (it was not there), so
+    /// that a path the host refuses is reported once, before any run starts.
+    pub fn numbered(
+        &self,
+        runs: usize,
+    ) -> Result<Option<NumberedSwapFiles>, crate::workload_args::InputError> {
         let Some(base) = &self.swap_file else {
             return Ok(None);
         };
-        ignore_file_size_signal();
         let files = NumberedSwapFiles { base: base.clone() };
+        for i in 0..runs {
+            self.refuse_existing(&files.path(i))?;
+        }
+        ignore_file_size_signal();
         highpte_machine::blockdev::SwapFile::create(&files.path(0))
             .map(drop)
             .map_err(|e| crate::workload_args::InputError(e.to_string()))?;
@@ -208,12 +350,8 @@ pub struct MachineArgs {
     /// Number of CPUs: 1 (UP) to 32.
     #[arg(long, value_parser = parse_cpus)]
     pub cpus: Option<u32>,
-    /// Kernel preemption on (CONFIG_PREEMPT).
-    #[arg(long, overrides_with = "no_preempt")]
-    pub preempt: bool,
-    /// Kernel preemption off.
-    #[arg(long = "no-preempt")]
-    pub no_preempt: bool,
+    #[command(flatten)]
+    pub preempt: PreemptArgs,
     /// pte strategy: lowmem, atomic (the seed's highpte) or persistent (kmap()).
     #[arg(long, value_parser = parse_strategy)]
     pub strategy: Option<PteStrategy>,
@@ -234,8 +372,9 @@ pub struct MachineArgs {
     /// Reclaim design: scan (page-table scan, the 2.5.5 default) or rmap (reverse maps).
     #[arg(long, value_parser = parse_reclaim)]
     pub reclaim: Option<ReclaimKind>,
-    /// Use only this many persistent kmap entries (a power of two up to LAST_PKMAP).
-    #[arg(long = "pkmap-entries", value_parser = clap::value_parser!(u32).range(2..=1024))]
+    /// Use only this many persistent kmap entries: a power of two from 2 to LAST_PKMAP (1024,
+    /// or 512 with PAE).
+    #[arg(long = "pkmap-entries", value_parser = parse_pkmap_entries)]
     pub pkmap_entries: Option<u32>,
 }
 
@@ -248,13 +387,7 @@ impl MachineArgs {
         cpus: u32,
         preempt: bool,
     ) -> anyhow::Result<Config> {
-        let preempt = if self.no_preempt {
-            false
-        } else if self.preempt {
-            true
-        } else {
-            preempt
-        };
+        let preempt = self.preempt.value().unwrap_or(preempt);
         let mut cfg = Config::new(
             self.config.unwrap_or(variant),
             self.ram.unwrap_or(ram),
@@ -294,4 +427,7 @@ pub struct BootArgs {
     /// Print one JSON object instead of the boot log.
     #[arg(long)]
     pub json: bool,
+    /// No progress output (a boot takes under a second and shows none).
+    #[arg(long, short)]
+    pub quiet: bool,
 }

@@ -43,6 +43,17 @@ pub struct BenchArgs {
     /// boot, demo.
     #[arg(long, value_delimiter = ',', value_parser = ["faults", "tlb", "designs", "costs", "sweep", "alloc", "boot", "demo"])]
     pub only: Vec<String>,
+    /// Print one JSON object instead of the tables: {"tables": [{title, headers, rows,
+    /// notes}], "host_seconds"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Print CSV instead of the tables: one row per table cell, columns table, row, column,
+    /// value (long format, for pandas).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Internal: run one measurement in this (child) process and print it as JSON.
     #[arg(long, hide = true)]
     pub child: Option<String>,
@@ -112,7 +123,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<u8> {
     }
     let sc = if a.quick { &QUICK } else { &FULL };
     let t_all = Instant::now();
-    let mut out = Output::new(a.report.clone())?;
+    let mut out = Output::new(
+        a.report.clone(),
+        a.json || a.csv,
+        crate::progress::enabled(a.quiet, a.json || a.csv),
+    )?;
+    out.csv = a.csv;
     out.text(&format!(
         "# highpte bench{}\n\nhost: {}; simulated cost model: pentium4-xeon-2002 (2 GHz); \
          every simulated machine is PAE (`64g` for lowmem ptes, `64g-highpte` for atomic and \
@@ -151,37 +167,72 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<u8> {
         "\nwhole bench: {:.1} s host time.\n",
         t_all.elapsed().as_secs_f64()
     ));
-    out.finish()?;
+    out.finish(t_all.elapsed().as_secs_f64())?;
     Ok(0)
 }
 
-/// Where tables go: stdout always, the report file when asked.
+/// Where tables go: stdout (as text, or as JSON at the end), the report file when asked.
 struct Output {
     dir: Option<PathBuf>,
     md: String,
+    /// Print JSON at the end instead of text as it comes.
+    json: bool,
+    /// On a terminal: what is being measured, and how many measurements are done.
+    bar: Option<indicatif::ProgressBar>,
+    tables: Vec<serde_json::Value>,
+    /// Print CSV at the end (with `json` set, so that no text is printed as it comes).
+    csv: bool,
 }
 
 impl Output {
-    fn new(dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    fn new(dir: Option<PathBuf>, json: bool, progress: bool) -> anyhow::Result<Self> {
         if let Some(d) = &dir {
             std::fs::create_dir_all(d)?;
         }
+        let bar = progress.then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} bench [{elapsed}] {pos} measured; now: {msg}",
+            ) {
+                b.set_style(style);
+            }
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
         Ok(Self {
             dir,
             md: String::new(),
+            json,
+            bar,
+            tables: Vec::new(),
+            csv: false,
         })
     }
     fn text(&mut self, s: &str) {
-        println!("{s}");
-        let _ = std::io::stdout().flush();
+        if !self.json {
+            match &self.bar {
+                Some(b) => b.suspend(|| println!("{s}")),
+                None => println!("{s}"),
+            }
+            let _ = std::io::stdout().flush();
+        }
         self.md.push_str(s);
         self.md.push('\n');
     }
     fn table(&mut self, t: &Table) {
+        self.tables.push(serde_json::json!({
+            "title": t.title,
+            "headers": t.headers,
+            "rows": t.rows,
+            "notes": t.notes,
+        }));
         self.text(&t.render());
     }
     fn progress(&self, s: &str) {
-        eprintln!("  bench: {s}");
+        if let Some(b) = &self.bar {
+            b.set_message(s.to_string());
+            b.inc(1);
+        }
     }
     /// Write a plot (when reporting) and link it from the report.
     fn plot(
@@ -198,11 +249,50 @@ impl Output {
         }
         Ok(())
     }
-    fn finish(&self) -> anyhow::Result<()> {
+    fn finish(&self, host_seconds: f64) -> anyhow::Result<()> {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
         if let Some(d) = &self.dir {
             let p = d.join("report.md");
             std::fs::write(&p, &self.md)?;
-            eprintln!("  bench: wrote {}", p.display());
+            if !self.json {
+                println!("report: {}", p.display());
+            }
+        }
+        if self.csv {
+            let header: Vec<String> = ["table", "row", "column", "value"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let mut rows = Vec::new();
+            for t in &self.tables {
+                let title = t["title"].as_str().unwrap_or_default();
+                let headers = t["headers"].as_array().cloned().unwrap_or_default();
+                for (i, r) in t["rows"].as_array().into_iter().flatten().enumerate() {
+                    for (j, cell) in r.as_array().into_iter().flatten().enumerate() {
+                        rows.push(vec![
+                            title.to_string(),
+                            (i + 1).to_string(),
+                            headers
+                                .get(j)
+                                .and_then(|h| h.as_str())
+                                .unwrap_or_default()
+                                .to_string(),
+                            cell.as_str().unwrap_or_default().to_string(),
+                        ]);
+                    }
+                }
+            }
+            return crate::cmd_compare::print_csv(&header, &rows);
+        }
+        if self.json {
+            let v = serde_json::json!({
+                "tables": self.tables,
+                "report": self.dir.as_ref().map(|d| d.join("report.md").display().to_string()),
+                "host_seconds": host_seconds,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Ok(())
     }

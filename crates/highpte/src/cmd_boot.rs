@@ -25,8 +25,11 @@ fn boot<M: PagingMode>(a: &BootArgs, cfg: highpte_arch::Config) -> anyhow::Resul
     a.machine
         .swap_file
         .require_swap(kopts.swap_pages > 0, "give --swap SIZE (more than 0)")?;
+    if let Some(note) = crate::args::ram_note(cfg.variant, cfg.ram_bytes) {
+        eprintln!("highpte: note: {note}");
+    }
     let mopts = MachineOptions {
-        swap_file: a.machine.swap_file.single(),
+        swap_file: a.machine.swap_file.single()?,
         ..MachineOptions::default()
     };
     let t0 = Instant::now();

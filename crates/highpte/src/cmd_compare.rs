@@ -8,13 +8,12 @@ use crate::args::NumberedSwapFiles;
 use crate::report;
 use crate::workload_args::{InputError, WorkloadArgs};
 use clap::Args;
-use highpte_arch::size::DisplaySize;
 use highpte_arch::MemoryVariant;
 use highpte_kernel::{PtAllocKind, PteStrategy};
 use highpte_workload::runner::{self, RunOptions, RunReport};
 use highpte_workload::{Size, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -111,14 +110,22 @@ pub struct CompareArgs {
     #[arg(long = "pt-allocs", value_parser = parse_pt_allocs)]
     pub pt_allocs: Option<PtAllocList>,
     /// Runs at a time (host threads) [default: the number of host CPUs].
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
+    pub jobs: Option<usize>,
     /// Print a JSON list with one run object per row (schema: docs/json.md).
     #[arg(long)]
     pub json: bool,
-    /// Write a plot of LowFree against processes, one series per run (SVG).
+    /// Write a plot of LowFree against processes, one series per run (SVG, or PNG by
+    /// extension).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Print CSV, one row per run (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Run only the I-th of N deterministic slices of the runs and print a shard document
+    /// (JSON) for `highpte merge` (docs/cluster.md).
+    #[arg(long, value_parser = crate::shard::parse_shard, conflicts_with_all = ["plot", "csv"])]
+    pub shard: Option<crate::shard::Shard>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -163,19 +170,11 @@ pub fn cell_spec(
 ) -> Result<WorkloadSpec, InputError> {
     let mut spec = base.clone();
     spec.machine.config = c.variant.name().to_string();
-    let max = c.variant.max_usable_ram();
-    if spec.machine.ram.0 > max {
-        let note = format!(
-            "{}: a {} kernel ignores RAM beyond {}, as Linux did: its runs on more RAM use {}",
-            c.variant.name(),
-            c.variant.name(),
-            DisplaySize(max),
-            DisplaySize(max)
-        );
+    if let Some(note) = crate::args::ram_note(c.variant, spec.machine.ram.0) {
         if !notes.contains(&note) {
             notes.push(note);
         }
-        spec.machine.ram = Size(max);
+        spec.machine.ram = Size(c.variant.max_usable_ram());
     }
     if let Some(s) = c.strategy {
         spec.machine.strategy = Some(s.name().to_string());
@@ -252,7 +251,7 @@ pub fn run_cells(
                 };
                 opts.machine.swap_file = swap_files.map(|f| f.path(i));
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runner::run(spec, &opts)
+                    runner::run(spec, &opts).map(crate::report::scrub)
                 }));
                 let r = match outcome {
                     Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
@@ -329,12 +328,16 @@ pub fn collect(results: Vec<CellResult>, labels: &[String]) -> (Vec<(usize, RunR
 }
 
 /// Print each run's failed checks (stamps, invariants, deadlocks) under a heading.
-pub fn print_check_failures(runs: &[&RunReport]) {
+pub fn print_check_failures(runs: &[Value]) {
+    use crate::report::js;
     for r in runs {
-        for c in &r.check_failures {
+        for c in r["check_failures"].as_array().into_iter().flatten() {
             println!(
-                "CHECK FAILED ({} {} {}): {c}",
-                r.config, r.strategy, r.pt_alloc
+                "CHECK FAILED ({} {} {}): {}",
+                js(r, "config"),
+                js(r, "strategy"),
+                js(r, "pt_alloc"),
+                c.as_str().unwrap_or_default()
             );
         }
     }
@@ -374,6 +377,9 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
         (None, p) => vec![p],
     };
     let base = base_spec(&a.w)?;
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
     let mut notes = Vec::new();
     let mut specs = Vec::new();
     let mut labels = Vec::new();
@@ -395,60 +401,200 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let jobs = a.jobs.map(|j| j as usize).unwrap_or_else(host_cpus);
-    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let swap_files = a.w.machine.swap_file.numbered()?;
+    let shard_of = |k: usize| a.shard.is_none_or(|s| s.takes(k));
+    let picked: Vec<usize> = (0..specs.len()).filter(|&k| shard_of(k)).collect();
+    let my_specs: Vec<WorkloadSpec> = picked.iter().map(|&k| specs[k].clone()).collect();
+    let my_labels: Vec<String> = picked.iter().map(|&k| labels[k].clone()).collect();
+    let jobs = a.jobs.unwrap_or_else(host_cpus);
+    let progress = crate::progress::enabled(a.quiet, a.json || a.csv || a.shard.is_some());
+    let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
+    let t0 = std::time::Instant::now();
     let results = run_cells(
-        &specs,
+        &my_specs,
         jobs,
         progress,
         a.w.machine.highmem,
         swap_files.as_ref(),
     );
-    let (done, status) = collect(results, &labels);
+    let (done, status) = collect(results, &my_labels);
     let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
     fallback_notes(&runs, &mut notes);
-    if let Some(p) = &a.plot {
+    let cells: Vec<Value> = done
+        .iter()
+        .map(|(i, r)| {
+            let mut v = crate::cmd_run::report_json(r);
+            v["cell"] = json!(picked[*i]);
+            v
+        })
+        .collect();
+    let params = json!({"workload": base.name, "runs": specs.len(), "pt_allocs": allocs.len()});
+    if let Some(shard) = a.shard {
+        let doc = crate::shard::document(
+            "compare",
+            params,
+            shard,
+            specs.len(),
+            cells,
+            &notes,
+            t0.elapsed().as_secs_f64(),
+        );
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(status);
+    }
+    let out = Output {
+        json: a.json,
+        csv: a.csv,
+        plot: a.plot.clone(),
+    };
+    Ok(status.max(render(&params, &cells, &notes, &out)?))
+}
+
+/// How a command's results are printed: a table (default), JSON, or CSV; and a plot if asked.
+#[derive(Clone, Debug, Default)]
+pub struct Output {
+    /// Print JSON.
+    pub json: bool,
+    /// Print CSV, one row per run.
+    pub csv: bool,
+    /// Write the plot here.
+    pub plot: Option<PathBuf>,
+}
+
+/// The columns of a run's CSV row, after any the command adds before them.
+pub const CSV_RUN_COLUMNS: &[&str] = &[
+    "config",
+    "strategy",
+    "pt_alloc",
+    "processes_started",
+    "processes_failed",
+    "first_failure_call",
+    "first_failure_errno_or_signal",
+    "LowFree_kB",
+    "PageTablesLow_kB",
+    "PageTablesHigh_kB",
+    "Cached_kB",
+    "kmap_atomic",
+    "kmap",
+    "invlpg",
+    "tlb_shootdowns",
+    "operations",
+    "cycles",
+    "host_seconds",
+    "event_hash",
+];
+
+/// A run object's values for [`CSV_RUN_COLUMNS`].
+pub fn csv_run_row(r: &Value) -> Vec<String> {
+    use crate::report::{js, ju};
+    let f = &r["first_failure"];
+    vec![
+        js(r, "config").to_string(),
+        js(r, "strategy").to_string(),
+        js(r, "pt_alloc").to_string(),
+        ju(r, &["processes_started"]).to_string(),
+        ju(r, &["processes_failed"]).to_string(),
+        js(f, "call").to_string(),
+        js(f, "errno_or_signal").to_string(),
+        ju(r, &["meminfo", "LowFree"]).to_string(),
+        ju(r, &["meminfo", "PageTablesLow"]).to_string(),
+        ju(r, &["meminfo", "PageTablesHigh"]).to_string(),
+        ju(r, &["meminfo", "Cached"]).to_string(),
+        ju(r, &["counters", "kmap_atomic"]).to_string(),
+        ju(r, &["counters", "kmap"]).to_string(),
+        ju(r, &["counters", "invlpg"]).to_string(),
+        ju(r, &["counters", "tlb_shootdowns"]).to_string(),
+        ju(r, &["operations"]).to_string(),
+        ju(r, &["cycles"]).to_string(),
+        format!("{:.3}", r["host_seconds"].as_f64().unwrap_or(0.0)),
+        js(r, "event_hash").to_string(),
+    ]
+}
+
+/// Print `header` and `rows` as CSV on stdout.
+pub fn print_csv(header: &[String], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Print a compare's results (its run objects, in cell order) and write its plot: what
+/// `compare` prints, and what `merge` prints for its shards. The status: 1 if a check failed.
+pub fn render(
+    params: &Value,
+    runs: &[Value],
+    notes: &[String],
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let refs: Vec<&Value> = runs.iter().collect();
+    let name = crate::report::js(params, "workload");
+    let runs_clean: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(o) = r.as_object_mut() {
+                o.remove("cell");
+            }
+            r
+        })
+        .collect();
+    if let Some(p) = &out.plot {
         // Label each series with what differs between the runs: config and strategy, plus
         // the allocator when several are compared.
-        let shown: Vec<RunReport> = runs
+        let shown: Vec<Value> = runs
             .iter()
             .map(|r| {
-                let mut r = (*r).clone();
-                if allocs.len() > 1 {
-                    r.strategy = format!("{}, {}", r.strategy, r.pt_alloc);
+                let mut r = r.clone();
+                if params["pt_allocs"].as_u64() > Some(1) {
+                    r["strategy"] = json!(format!(
+                        "{}, {}",
+                        crate::report::js(&r, "strategy"),
+                        crate::report::js(&r, "pt_alloc")
+                    ));
                 }
                 r
             })
             .collect();
-        let refs: Vec<&RunReport> = shown.iter().collect();
+        let shown_refs: Vec<&Value> = shown.iter().collect();
         crate::plot::steps_plot(
             p,
-            &format!("{}: LowFree per step, by configuration", base.name),
-            &refs,
+            &format!("{name}: LowFree per step, by configuration"),
+            &shown_refs,
         )?;
     }
-    if a.json {
-        let list: Vec<serde_json::Value> = runs
-            .iter()
-            .map(|r| crate::cmd_run::report_json(r))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+    let status = if runs.iter().any(|r| {
+        r["check_failures"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    }) {
+        crate::EXIT_FAILURE_FOUND
+    } else {
+        0
+    };
+    if out.json {
+        println!("{}", serde_json::to_string_pretty(&runs_clean)?);
+        return Ok(status);
+    }
+    if out.csv {
+        let header: Vec<String> = CSV_RUN_COLUMNS.iter().map(|s| s.to_string()).collect();
+        let rows: Vec<Vec<String>> = runs.iter().map(csv_run_row).collect();
+        print_csv(&header, &rows)?;
         return Ok(status);
     }
     println!(
-        "{}: {} run(s), {} at a time; values at the last step",
-        base.name,
-        specs.len(),
-        jobs.min(specs.len())
+        "{name}: {} run(s); values at the last step",
+        params["runs"].as_u64().unwrap_or(runs.len() as u64)
     );
-    println!("{}", report::runs_table(&runs, None));
-    for n in &notes {
+    println!("{}", report::runs_table(&refs, None));
+    for n in notes {
         println!("note: {n}");
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = &out.plot {
         println!("plot of LowFree against processes: {}", p.display());
     }
-    print_check_failures(&runs);
+    print_check_failures(runs);
     Ok(status)
 }

@@ -4,19 +4,16 @@
 
 use clap::Args;
 use highpte_workload::runner::{self, RunOptions, RunReport};
-use highpte_workload::{parse_workload, WorkloadSpec};
+use highpte_workload::{builtin, WorkloadSpec};
 use serde_json::json;
 use std::rc::Rc;
-
-/// The workload file, embedded (also runnable with `highpte run workloads/kmap-deadlock.toml`).
-pub const KMAP_DEADLOCK_TOML: &str = include_str!("../../../workloads/kmap-deadlock.toml");
 
 /// `highpte explain-deadlock`.
 #[derive(Args, Clone, Debug)]
 pub struct DeadlockArgs {
     /// Persistent kmap entries in the window (LAST_PKMAP is 512 with PAE; a small window shows
     /// the hazard at this scale).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=512))]
+    #[arg(long, default_value_t = 2, value_parser = parse_entries)]
     pub entries: u32,
     /// Try seeds 1..=N until one deadlocks.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100000))]
@@ -24,11 +21,35 @@ pub struct DeadlockArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// A kmap window: a power of two from 2 to 512 (LAST_PKMAP with PAE; the workload is PAE).
+fn parse_entries(s: &str) -> Result<u32, String> {
+    let v = crate::args::parse_pkmap_entries(s)?;
+    if v > 512 {
+        return Err(format!(
+            "{v} kmap entries: the workload runs with PAE, where LAST_PKMAP is 512"
+        ));
+    }
+    Ok(v)
 }
 
 fn spec() -> anyhow::Result<WorkloadSpec> {
-    parse_workload(KMAP_DEADLOCK_TOML, "workloads/kmap-deadlock.toml")
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    builtin("kmap-deadlock").ok_or_else(|| anyhow::anyhow!("built-in kmap-deadlock missing"))
+}
+
+/// The command that replays seed `seed` of the workload with `entries` kmap entries (and
+/// strategy `strategy` if given), from any directory.
+fn replay(entries: u32, seed: u64, strategy: Option<&str>) -> String {
+    format!(
+        "highpte run kmap-deadlock --pkmap-entries {entries} --stress --seed {seed}{}",
+        strategy
+            .map(|s| format!(" --strategy {s}"))
+            .unwrap_or_default()
+    )
 }
 
 fn run_one(spec: &WorkloadSpec, entries: u32) -> anyhow::Result<RunReport> {
@@ -39,14 +60,21 @@ fn run_one(spec: &WorkloadSpec, entries: u32) -> anyhow::Result<RunReport> {
         })),
         ..Default::default()
     };
-    runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
+    runner::run(spec, &opts)
+        .map(crate::report::scrub)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     let base = spec()?;
     let mut found: Option<(u64, RunReport)> = None;
     let mut tried = 0;
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bar = bars.items(a.seeds, "seeds", "looking for a deadlock");
     for seed in 1..=a.seeds {
+        if let Some(b) = &bar {
+            b.set_position(seed - 1);
+        }
         let mut s = base.clone();
         s.machine.seed = seed;
         tried += 1;
@@ -57,6 +85,7 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
         }
     }
     let Some((seed, dead)) = found else {
+        bars.clear();
         println!(
             "No deadlock in seeds 1..={} with a {}-entry persistent kmap window: try more seeds (--seeds) or a smaller window (--entries).",
             a.seeds, a.entries
@@ -66,18 +95,17 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     let mut atomic = base.clone();
     atomic.machine.seed = seed;
     atomic.machine.strategy = Some("atomic".into());
-    let ok = run_one(&atomic, a.entries)?;
-    let replay = format!(
-        "highpte run workloads/kmap-deadlock.toml --pkmap-entries {} --stress --seed {seed}",
-        a.entries
-    );
-    let replay_atomic = format!("highpte run workloads/kmap-deadlock.toml --pkmap-entries {} --stress --seed {seed} --strategy atomic", a.entries);
+    let ok = run_one(&atomic, a.entries);
+    bars.clear();
+    let ok = ok?;
+    let replay_dead = replay(a.entries, seed, None);
+    let replay_atomic = replay(a.entries, seed, Some("atomic"));
     if a.json {
         let v = json!({
             "entries": a.entries,
             "seeds_tried": tried,
             "seed": seed,
-            "persistent": {"deadlocked": true, "outcome": dead.outcome, "pkmap_holders": dead.pkmap_holders.iter().map(|(t, nr, pfn, place)| json!({"task": t, "entry": nr, "pfn": pfn, "place": place})).collect::<Vec<_>>(), "event_hash": format!("{:#018x}", dead.event_hash), "replay": replay},
+            "persistent": {"deadlocked": true, "outcome": dead.outcome, "pkmap_holders": dead.pkmap_holders.iter().map(|(t, nr, pfn, place)| json!({"task": t, "entry": nr, "pfn": pfn, "place": place})).collect::<Vec<_>>(), "event_hash": format!("{:#018x}", dead.event_hash), "replay": replay_dead},
             "atomic": {"deadlocked": ok.deadlocked, "completed": !ok.failed_checks(), "operations": ok.operations, "outcome": ok.outcome, "event_hash": format!("{:#018x}", ok.event_hash), "replay": replay_atomic},
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -88,7 +116,10 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     println!("fork's copy_page_range and mremap's move_page_tables hold one pte page mapped while they map a");
     println!("second one; when every entry is held by a task that sleeps waiting for one more, nobody can go on.");
     println!();
-    println!("Seed {seed} (the {}th tried) deadlocks:", tried);
+    println!(
+        "Seed {seed} (the {} tried) deadlocks:",
+        crate::text::ordinal(tried)
+    );
     println!();
     println!("{}", dead.outcome);
     println!();
@@ -112,7 +143,7 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
         ok.counters.iter().find(|(k, _)| k == "kmap_atomic").map(|(_, v)| *v).unwrap_or(0)
     );
     println!();
-    println!("replay the deadlock:  {replay}");
+    println!("replay the deadlock:  {replay_dead}");
     println!("replay with atomic:   {replay_atomic}");
     Ok(if ok.deadlocked {
         crate::EXIT_FAILURE_FOUND

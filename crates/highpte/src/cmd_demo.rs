@@ -17,9 +17,10 @@ use std::time::Instant;
 /// `highpte demo`.
 #[derive(Args, Clone, Debug)]
 pub struct DemoArgs {
-    /// Where to write the plot of LowFree against processes (SVG).
-    #[arg(long, default_value = "highpte-demo.svg")]
-    pub plot: PathBuf,
+    /// Write a plot of sga's LowFree against processes here (SVG, or PNG by extension);
+    /// without it no plot is written.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Print one JSON object with the four runs.
     #[arg(long)]
     pub json: bool,
@@ -49,12 +50,16 @@ fn pair(
         let ha = s.spawn(move || {
             let mut o = RunOptions::default();
             crate::progress::attach(&mut o, ba);
-            runner::run(&a, &o).map_err(|e| e.to_string())
+            runner::run(&a, &o)
+                .map(crate::report::scrub)
+                .map_err(|e| e.to_string())
         });
         let hb = s.spawn(move || {
             let mut o = RunOptions::default();
             crate::progress::attach(&mut o, bb);
-            runner::run(&b, &o).map_err(|e| e.to_string())
+            runner::run(&b, &o)
+                .map(crate::report::scrub)
+                .map_err(|e| e.to_string())
         });
         (ha.join(), hb.join())
     });
@@ -68,6 +73,9 @@ fn pair(
 }
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
     let t0 = Instant::now();
     let progress = crate::progress::enabled(a.quiet, a.json);
     let mut sga = builtin("sga").ok_or_else(|| anyhow::anyhow!("built-in sga missing"))?;
@@ -79,18 +87,25 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
     }
     let bars = crate::progress::Bars::new(progress);
     let (s64, shp) = pair(&sga, &bars)?;
-    let (w64, whp) = pair(&wli, &bars)?;
-    crate::plot::steps_plot(
-        &a.plot,
-        "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs",
-        &[&s64, &shp],
-    )?;
+    let wli_runs = pair(&wli, &bars);
+    bars.clear();
+    let (w64, whp) = wli_runs?;
+    if let Some(p) = &a.plot {
+        crate::plot::steps_plot(
+            p,
+            "sga: 512 MB SGA on a 32 GB PAE machine, 4 CPUs",
+            &[
+                &crate::cmd_run::report_json(&s64),
+                &crate::cmd_run::report_json(&shp),
+            ],
+        )?;
+    }
     let failed_checks = [&s64, &shp, &w64, &whp].iter().any(|r| r.failed_checks());
     if a.json {
         let v = serde_json::json!({
             "sga": [crate::cmd_run::report_json(&s64), crate::cmd_run::report_json(&shp)],
             "wli": [crate::cmd_run::report_json(&w64), crate::cmd_run::report_json(&whp)],
-            "plot": a.plot.display().to_string(),
+            "plot": a.plot.as_ref().map(|p| p.display().to_string()),
             "host_seconds": t0.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -118,7 +133,9 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
     println!();
     println!("   64g:         {}", verdict(&s64));
     println!("   64g-highpte: {}", verdict(&shp));
-    println!("   plot of LowFree against processes: {}", a.plot.display());
+    if let Some(p) = &a.plot {
+        println!("   plot of LowFree against processes: {}", p.display());
+    }
     println!();
     println!(
         "2. wli's test (LKML, Feb 2002): {} processes each map and touch a shared 512 MB region, {} machine, {} CPUs.",

@@ -3,7 +3,9 @@
 use crate::report;
 use crate::workload_args::WorkloadArgs;
 use clap::Args;
+use highpte_kernel::FailAlloc;
 use highpte_workload::runner::{self, InvariantChecks, RunOptions, RunReport};
+use highpte_workload::WorkloadSpec;
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -24,14 +26,157 @@ pub struct RunArgs {
     /// Stress mode: perturb interleavings from the seed.
     #[arg(long)]
     pub stress: bool,
+    /// Fault injection, as for `highpte stress`: fail page allocations at a rate (rate=0.01),
+    /// only the N-th one (nth=N), every one at a named site (site=NAME) or the N-th there
+    /// (site=NAME:N).
+    #[arg(long = "fail-alloc", value_parser = crate::args::parse_fail_alloc, default_value = "off")]
+    pub fail_alloc: FailAlloc,
+    /// Print CSV, one row per step (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
 }
 
+/// The CSV columns of `run --csv`: one row per step.
+const STEP_CSV: &[&str] = &[
+    "step",
+    "processes",
+    "processes_ok",
+    "failures",
+    "first_failure_call",
+    "first_failure_errno_or_signal",
+    "MemFree_kB",
+    "LowFree_kB",
+    "HighFree_kB",
+    "PageTablesLow_kB",
+    "PageTablesHigh_kB",
+    "Cached_kB",
+    "SwapFree_kB",
+    "file_reads",
+    "disk_reads",
+    "cycles",
+];
+
+/// Print the steps of `r` as CSV.
+fn print_steps_csv(r: &RunReport) -> anyhow::Result<()> {
+    let header: Vec<String> = STEP_CSV.iter().map(|s| s.to_string()).collect();
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let m = &s.meminfo;
+            let f = s.failures.first();
+            vec![
+                (s.step + 1).to_string(),
+                s.processes.to_string(),
+                s.processes_ok.to_string(),
+                s.failures.len().to_string(),
+                f.map(|f| f.call.clone()).unwrap_or_default(),
+                f.map(|f| f.errno_or_signal.clone()).unwrap_or_default(),
+                m.mem_free.to_string(),
+                m.low_free.to_string(),
+                m.high_free.to_string(),
+                m.page_tables_low.to_string(),
+                m.page_tables_high.to_string(),
+                m.cached.to_string(),
+                m.swap_free.to_string(),
+                s.file_reads.to_string(),
+                s.disk_reads.to_string(),
+                s.cycles.to_string(),
+            ]
+        })
+        .collect();
+    crate::cmd_compare::print_csv(&header, &rows)
+}
+
+/// Quote `s` for a POSIX shell if it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./,:=+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The workload argument of a replay command: a built-in's name, or the file's absolute path
+/// (so that the command works from any directory).
+pub fn replay_workload(workload: &str) -> String {
+    if highpte_workload::builtin(workload).is_some() {
+        return workload.to_string();
+    }
+    let p = std::path::Path::new(workload);
+    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    shell_quote(&abs.display().to_string())
+}
+
+/// The command that replays this run bit for bit from any directory: every machine and
+/// workload value spelled out, so nothing depends on defaults or the current directory.
+pub fn replay_command(cmd: &str, a: &RunArgs, spec: &WorkloadSpec) -> String {
+    let m = &spec.machine;
+    let mut c = format!(
+        "highpte {cmd} {} --config {} --ram {} --cpus {} --preempt {} --seed {} --processes {} --ramp {}",
+        replay_workload(&a.w.workload),
+        m.config,
+        m.ram,
+        m.cpus,
+        if m.preempt { "on" } else { "off" },
+        m.seed,
+        spec.processes.count,
+        match spec.processes.ramp {
+            Some(r) => format!("{},{}", r.start, r.step),
+            None => "none".to_string(),
+        }
+    );
+    if let Some(s) = &m.strategy {
+        c.push_str(&format!(" --strategy {s}"));
+    }
+    if let Some(p) = &m.pt_alloc {
+        c.push_str(&format!(" --pt-alloc {p}"));
+    }
+    if m.swap.0 > 0 {
+        c.push_str(&format!(" --swap {}", m.swap));
+    }
+    if let Some(r) = &m.reclaim {
+        c.push_str(&format!(" --reclaim {r}"));
+    }
+    if m.debug {
+        c.push_str(" --debug");
+    }
+    let mach = &a.w.machine;
+    if let Some(h) = mach.highmem {
+        c.push_str(&format!(
+            " --highmem {}",
+            highpte_arch::size::DisplaySize(h)
+        ));
+    }
+    if let Some(n) = mach.pkmap_entries {
+        c.push_str(&format!(" --pkmap-entries {n}"));
+    }
+    if a.stress {
+        c.push_str(" --stress");
+    }
+    if a.check {
+        c.push_str(" --check");
+    }
+    if a.fail_alloc != FailAlloc::Off {
+        c.push_str(&format!(" --fail-alloc {}", a.fail_alloc));
+    }
+    c
+}
+
 pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let spec = a.w.spec()?;
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
+    let replay = replay_command("run", a, &spec);
     let mut opts = RunOptions {
+        fail_alloc: a.fail_alloc,
         stress: a.stress,
         invariants: if a.check {
             InvariantChecks::EachStep
@@ -41,25 +186,35 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         ..Default::default()
     };
     opts.highmem_limit = a.w.machine.highmem;
-    opts.machine.swap_file = a.w.machine.swap_file.single();
+    opts.machine.swap_file = a.w.machine.swap_file.single()?;
     if let Some(n) = a.w.machine.pkmap_entries {
         opts.kernel_tweak = Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {
             k.pkmap_entries = Some(n)
         }));
     }
-    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json || a.csv));
     crate::progress::attach(
         &mut opts,
         bars.bar(&spec, &format!("{} on {}", spec.name, spec.machine.config)),
     );
-    let rep = runner::run(&spec, &opts)?;
+    let rep = runner::run(&spec, &opts).map(crate::report::scrub);
+    bars.clear();
+    let rep = rep?;
     if let Some(p) = &a.plot {
-        crate::plot::steps_plot(p, &format!("{} on {}", rep.workload, rep.config), &[&rep])?;
+        crate::plot::steps_plot(
+            p,
+            &format!("{} on {}", rep.workload, rep.config),
+            &[&report_json(&rep)],
+        )?;
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&rep))?);
+    if a.csv {
+        print_steps_csv(&rep)?;
+    } else if a.json {
+        let mut v = report_json(&rep);
+        v["replay"] = json!(replay);
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_report(&rep);
+        print_report(&rep, &replay);
     }
     Ok(if rep.failed_checks() {
         crate::EXIT_FAILURE_FOUND
@@ -71,13 +226,13 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
 /// The documented JSON object of one run.
 pub fn report_json(r: &RunReport) -> Value {
     let ff = r.first_failure.as_ref().map(|f| {
-        json!({"process": f.process, "pid": f.pid, "call": f.call, "errno_or_signal": f.errno_or_signal, "LowFree": f.low_free_kb, "HighFree": f.high_free_kb, "step": f.step, "processes_done": f.processes_done})
+        json!({"process": f.process, "pid": f.pid, "call": f.call, "errno_or_signal": f.errno_or_signal, "LowFree": f.low_free_kb, "HighFree": f.high_free_kb, "step": f.step + 1, "processes_done": f.processes_done})
     });
     let steps: Vec<Value> = r
         .steps
         .iter()
         .map(|s| {
-            json!({"step": s.step, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads, "procs": crate::report_proc::snapshots_json(&s.procs)})
+            json!({"step": s.step + 1, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads, "procs": crate::report_proc::snapshots_json(&s.procs)})
         })
         .collect();
     let counters: serde_json::Map<String, Value> = r
@@ -88,6 +243,7 @@ pub fn report_json(r: &RunReport) -> Value {
         .collect();
     json!({
         "workload": r.workload,
+        "boot": {"MemFree": r.boot_mem_free_kb, "LowFree": r.boot_low_free_kb},
         "config": r.config,
         "paging": r.paging,
         "ram_bytes": r.ram_bytes,
@@ -117,10 +273,12 @@ pub fn report_json(r: &RunReport) -> Value {
         "outcome": r.outcome,
         "proc_records": crate::report_proc::records_json(&r.proc_records),
         "expectations_met": r.expectations_met,
+        "deadlocked": r.deadlocked,
     })
 }
 
-pub fn print_report(r: &RunReport) {
+/// Print the text report of one run; `replay` is the command that replays it.
+pub fn print_report(r: &RunReport, replay: &str) {
     println!(
         "{} on {} ({} paging), {} RAM, {} CPU(s), preempt {}, pte strategy {}, page-table allocator {}, seed {}",
         r.workload,
@@ -146,6 +304,12 @@ pub fn print_report(r: &RunReport) {
             report::mb(f.low_free_kb),
             report::mb(f.high_free_kb)
         ),
+        None if r.deadlocked => println!(
+            "no process failed, but the machine deadlocked in step {} with {} processes started (the last row shows the machine as it stopped): {}",
+            r.steps.last().map_or(1, |s| s.step + 1),
+            r.processes_started,
+            r.outcome
+        ),
         None => println!("no failure: all {} processes ran", r.processes_started),
     }
     println!();
@@ -153,10 +317,6 @@ pub fn print_report(r: &RunReport) {
     for l in report::meminfo_lines(&r.meminfo_peak) {
         println!("  {l}");
     }
-    println!(
-        "  {:<14}{:>12} kB   {:>12} kB in low / high memory",
-        "PageTables:", r.meminfo_peak.page_tables_low, r.meminfo_peak.page_tables_high
-    );
     if r.swap_bytes > 0 || r.reclaim_zones.iter().any(|z| z.1 > 0) {
         println!();
         println!(
@@ -218,9 +378,6 @@ pub fn print_report(r: &RunReport) {
         for c in &r.check_failures {
             println!("  {c}");
         }
-        println!(
-            "replay: highpte run {} --config {} --cpus {} --seed {}",
-            r.workload, r.config, r.cpus, r.seed
-        );
+        println!("replay: {replay}");
     }
 }

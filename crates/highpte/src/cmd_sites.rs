@@ -11,6 +11,9 @@ pub struct SitesArgs {
     /// Print a JSON array of {name, description, on_failure}.
     #[arg(long)]
     pub json: bool,
+    /// No progress output (the list is printed at once).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// List the sites.

@@ -30,14 +30,13 @@ pub struct StressArgs {
     /// CPUs (1 = UP).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
     pub cpus: u32,
-    /// Kernel preemption: on or off.
-    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
-    pub preempt: String,
-    /// The seed.
-    #[arg(long, default_value_t = 1)]
+    #[command(flatten)]
+    pub preempt: crate::args::PreemptArgs,
+    /// The seed: 0 to 2^64-1.
+    #[arg(long, default_value_t = 1, value_parser = crate::args::parse_seed, allow_hyphen_values = true)]
     pub seed: u64,
-    /// Random operations per process.
-    #[arg(long, default_value_t = 400)]
+    /// Random operations per process: 1 to 1000000.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=MAX_OPS))]
     pub ops: u64,
     /// Processes.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -59,12 +58,19 @@ pub struct StressArgs {
     /// swapped out.
     #[arg(long)]
     pub overcommit: bool,
-    /// Reclaim design: scan (page-table scan) or rmap (reverse maps).
-    #[arg(long, value_parser = parse_reclaim, default_value = "scan")]
-    pub reclaim: ReclaimKind,
+    /// With --overcommit: the reclaim design, scan (page-table scan, the default) or rmap
+    /// (reverse maps).
+    #[arg(long, value_parser = parse_reclaim, requires = "overcommit")]
+    pub reclaim: Option<ReclaimKind>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
+
+/// The most random operations per process a stress cell takes (`--ops`).
+pub const MAX_OPS: u64 = 1_000_000;
 
 fn parse_reclaim(s: &str) -> Result<ReclaimKind, String> {
     ReclaimKind::from_name(s)
@@ -179,14 +185,15 @@ pub fn stress_spec(
 
 /// Run one stress cell, its swap device in `swap_file` if given.
 pub fn stress_run(spec: &WorkloadSpec, swap_file: Option<PathBuf>) -> anyhow::Result<RunReport> {
-    stress_run_failing(spec, FailAlloc::Off, swap_file)
+    stress_run_failing(spec, FailAlloc::Off, swap_file, None)
 }
 
-/// Run one stress cell with page allocations failing as `fail_alloc` says.
+/// Run one stress cell with page allocations failing as `fail_alloc` says, advancing `bar`.
 pub fn stress_run_failing(
     spec: &WorkloadSpec,
     fail_alloc: FailAlloc,
     swap_file: Option<PathBuf>,
+    bar: Option<indicatif::ProgressBar>,
 ) -> anyhow::Result<RunReport> {
     let mut opts = RunOptions {
         fail_alloc,
@@ -195,7 +202,10 @@ pub fn stress_run_failing(
         ..Default::default()
     };
     opts.machine.swap_file = swap_file;
-    runner::run(spec, &opts).map_err(|e| anyhow::anyhow!("{e}"))
+    crate::progress::attach(&mut opts, bar);
+    runner::run(spec, &opts)
+        .map(crate::report::scrub)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// How a stress command gets swap, for the `--swap-file` check.
@@ -240,7 +250,8 @@ fn counter(r: &RunReport, name: &str) -> u64 {
 
 pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
     a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
-    let preempt = a.preempt == "on";
+    let preempt = a.preempt.value().unwrap_or(true);
+    let reclaim = a.reclaim.unwrap_or(ReclaimKind::Scan);
     let spec = stress_spec(
         a.config,
         a.cpus,
@@ -249,9 +260,14 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.ops,
         a.processes,
         a.strategy,
-        a.overcommit.then_some(a.reclaim),
+        a.overcommit.then_some(reclaim),
     )?;
-    let r = stress_run_failing(&spec, a.fail_alloc, a.swap_file.single())?;
+    let swap_file = a.swap_file.single()?;
+    let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
+    let bar = bars.bar(&spec, &format!("stress on {}", a.config));
+    let r = stress_run_failing(&spec, a.fail_alloc, swap_file, bar);
+    bars.clear();
+    let r = r?;
     let mut replay = replay_command(
         a.config,
         a.cpus,
@@ -259,7 +275,7 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
         a.seed,
         a.ops,
         a.processes,
-        a.overcommit.then_some(a.reclaim),
+        a.overcommit.then_some(reclaim),
     );
     if a.fail_alloc != FailAlloc::Off {
         replay.push_str(&format!(" --fail-alloc {}", a.fail_alloc));
@@ -277,7 +293,7 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
             r.workload,
             a.config,
             if a.cpus > 1 { "SMP" } else { "UP" },
-            a.preempt,
+            if preempt { "on" } else { "off" },
             a.seed,
             r.operations,
             faults(&r),
@@ -320,8 +336,8 @@ pub struct MatrixArgs {
     /// Seeds per kernel.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10000))]
     pub seeds: u64,
-    /// Random operations per process.
-    #[arg(long, default_value_t = 500)]
+    /// Random operations per process: 1 to 1000000.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=MAX_OPS))]
     pub ops: u64,
     /// Processes per cell.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -329,8 +345,8 @@ pub struct MatrixArgs {
     /// CPUs of the SMP kernels.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..=32))]
     pub smp_cpus: u32,
-    /// Host threads (default: the host's CPUs).
-    #[arg(long)]
+    /// Cells at a time (host threads) [default: the number of host CPUs].
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
     pub jobs: Option<usize>,
     /// Print the grid as JSON.
     #[arg(long)]
@@ -341,10 +357,29 @@ pub struct MatrixArgs {
     pub overcommit: bool,
     /// With --overcommit: the reclaim designs to run, scan, rmap or both (each doubles the
     /// grid).
-    #[arg(long, default_value = "both", value_parser = ["scan", "rmap", "both"])]
-    pub reclaim: String,
+    #[arg(long, value_parser = parse_reclaim_choice, requires = "overcommit")]
+    pub reclaim: Option<String>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
+    /// Print CSV, one row per cell (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Run only the I-th of N deterministic slices of the cells and print a shard document
+    /// (JSON) for `highpte merge` (docs/cluster.md).
+    #[arg(long, value_parser = crate::shard::parse_shard, conflicts_with = "csv")]
+    pub shard: Option<crate::shard::Shard>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_reclaim_choice(s: &str) -> Result<String, String> {
+    match s {
+        "scan" | "rmap" | "both" => Ok(s.to_string()),
+        _ => Err(format!(
+            "unknown reclaim design '{s}': expected scan, rmap or both"
+        )),
+    }
 }
 
 #[derive(Clone)]
@@ -371,11 +406,10 @@ struct CellResult {
 
 pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     a.swap_file.require_swap(a.overcommit, STRESS_SWAP_HOW)?;
-    let swap_files = a.swap_file.numbered()?;
     let designs: Vec<Option<ReclaimKind>> = if !a.overcommit {
         vec![None]
     } else {
-        match a.reclaim.as_str() {
+        match a.reclaim.as_deref().unwrap_or("both") {
             "scan" => vec![Some(ReclaimKind::Scan)],
             "rmap" => vec![Some(ReclaimKind::Rmap)],
             _ => vec![Some(ReclaimKind::Scan), Some(ReclaimKind::Rmap)],
@@ -399,6 +433,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    let swap_files = a.swap_file.numbered(cells.len())?;
     let jobs = a
         .jobs
         .unwrap_or_else(|| {
@@ -407,6 +442,16 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                 .unwrap_or(2)
         })
         .max(1);
+    let picked: Vec<usize> = (0..cells.len())
+        .filter(|&k| a.shard.is_none_or(|s| s.takes(k)))
+        .collect();
+    let bars = crate::progress::Bars::new(crate::progress::enabled(
+        a.quiet,
+        a.json || a.csv || a.shard.is_some(),
+    ));
+    let bar = bars
+        .items(picked.len() as u64, "cells", "matrix")
+        .unwrap_or_else(indicatif::ProgressBar::hidden);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<Option<CellResult>>> =
         std::sync::Mutex::new((0..cells.len()).map(|_| None).collect());
@@ -414,8 +459,9 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(c) = cells.get(i) else { break };
+                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = picked.get(j) else { break };
+                let c = &cells[i];
                 let res = stress_spec(
                     c.variant,
                     c.cpus,
@@ -451,17 +497,141 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                         hash: 0,
                     },
                 };
+                bar.inc(1);
                 if let Ok(mut g) = results.lock() {
                     g[i] = Some(cr);
                 }
             });
         }
     });
+    bars.clear();
     let results = results
         .into_inner()
         .map_err(|_| anyhow::anyhow!("a matrix worker panicked"))?;
-    let mut all_pass = true;
-    let mut grid_json = Vec::new();
+    let cells_json: Vec<serde_json::Value> = picked
+        .iter()
+        .filter_map(|&i| {
+            let c = &cells[i];
+            results[i].as_ref().map(|r| {
+                json!({"cell": i, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
+            })
+        })
+        .collect();
+    let params = json!({
+        "seeds": a.seeds,
+        "ops": a.ops,
+        "processes": a.processes,
+        "smp_cpus": a.smp_cpus,
+        "overcommit": a.overcommit,
+        "reclaim": a.reclaim.as_deref().unwrap_or("both"),
+        "designs": designs.iter().map(|d| d.map(|r| r.name())).collect::<Vec<_>>(),
+    });
+    let host_seconds = t0.elapsed().as_secs_f64();
+    if let Some(shard) = a.shard {
+        let doc = crate::shard::document(
+            "matrix",
+            params,
+            shard,
+            cells.len(),
+            cells_json,
+            &[],
+            host_seconds,
+        );
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        let pass = results.iter().flatten().all(|r| r.pass);
+        return Ok(if pass { 0 } else { crate::EXIT_FAILURE_FOUND });
+    }
+    let out = crate::cmd_compare::Output {
+        json: a.json,
+        csv: a.csv,
+        plot: None,
+    };
+    let _ = jobs;
+    render_matrix(&params, &cells_json, &out, host_seconds)
+}
+
+/// The CSV columns of a matrix cell.
+const MATRIX_CSV: &[&str] = &[
+    "config",
+    "cpus",
+    "preempt",
+    "seed",
+    "reclaim",
+    "pass",
+    "operations",
+    "faults",
+    "pswpout",
+    "pswpin",
+    "fs_pages_read",
+    "fs_pages_written",
+    "event_hash",
+    "first_failure",
+];
+
+/// Print a matrix's results (its cells' JSON, in cell order): what `matrix` prints, and what
+/// `merge` prints for its shards. The status: 1 if a cell failed.
+pub fn render_matrix(
+    params: &serde_json::Value,
+    cells: &[serde_json::Value],
+    out: &crate::cmd_compare::Output,
+    host_seconds: f64,
+) -> anyhow::Result<u8> {
+    use crate::report::{js, ju};
+    let seeds = ju(params, &["seeds"]);
+    let ops = ju(params, &["ops"]);
+    let processes = ju(params, &["processes"]) as u32;
+    let designs: Vec<Option<ReclaimKind>> = params["designs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| d.as_str().and_then(ReclaimKind::from_name))
+        .collect();
+    let all_pass = cells.iter().all(|c| c["pass"] == true);
+    let status = if all_pass {
+        0
+    } else {
+        crate::EXIT_FAILURE_FOUND
+    };
+    if out.json {
+        let list: Vec<serde_json::Value> = cells
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("cell");
+                }
+                c
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"cells": list, "seeds": seeds, "ops": ops, "processes": processes, "pass": all_pass, "host_seconds": host_seconds})
+            )?
+        );
+        return Ok(status);
+    }
+    if out.csv {
+        let header: Vec<String> = MATRIX_CSV.iter().map(|s| s.to_string()).collect();
+        let rows: Vec<Vec<String>> = cells
+            .iter()
+            .map(|c| {
+                MATRIX_CSV
+                    .iter()
+                    .map(|k| match *k {
+                        "first_failure" => c["failures"][0].as_str().unwrap_or("").to_string(),
+                        _ => match &c[*k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            v => v.to_string(),
+                        },
+                    })
+                    .collect()
+            })
+            .collect();
+        crate::cmd_compare::print_csv(&header, &rows)?;
+        return Ok(status);
+    }
     use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -482,45 +652,43 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
                 )];
                 for v in MemoryVariant::ALL {
                     let mut pass = true;
-                    let (mut ops, mut fl) = (0u64, 0u64);
-                    for (i, c) in cells.iter().enumerate() {
-                        if c.variant == v
-                            && (c.cpus > 1) == smp
-                            && c.preempt == preempt
-                            && c.reclaim == reclaim
+                    let (mut n_ops, mut fl) = (0u64, 0u64);
+                    for c in cells {
+                        let cpus = ju(c, &["cpus"]) as u32;
+                        if js(c, "config") == v.name()
+                            && (cpus > 1) == smp
+                            && c["preempt"] == preempt
+                            && c["reclaim"].as_str().and_then(ReclaimKind::from_name) == reclaim
                         {
-                            if let Some(r) = &results[i] {
-                                ops += r.ops;
-                                fl += r.faults;
-                                total_swapped += r.pswpout + r.pswpin;
-                                total_file_io += r.fs_read + r.fs_written;
-                                if !r.pass {
-                                    pass = false;
-                                    failing.push(format!(
-                                        "{}\n    {}",
-                                        replay_command(
-                                            v,
-                                            c.cpus,
-                                            preempt,
-                                            c.seed,
-                                            a.ops,
-                                            a.processes,
-                                            c.reclaim
-                                        ),
-                                        r.failures.first().cloned().unwrap_or_default()
-                                    ));
-                                }
-                                grid_json.push(json!({"config": v.name(), "cpus": c.cpus, "preempt": preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures}));
+                            n_ops += ju(c, &["operations"]);
+                            fl += ju(c, &["faults"]);
+                            total_swapped += ju(c, &["pswpout"]) + ju(c, &["pswpin"]);
+                            total_file_io +=
+                                ju(c, &["fs_pages_read"]) + ju(c, &["fs_pages_written"]);
+                            if c["pass"] != true {
+                                pass = false;
+                                failing.push(format!(
+                                    "{}\n    {}",
+                                    replay_command(
+                                        v,
+                                        cpus,
+                                        preempt,
+                                        ju(c, &["seed"]),
+                                        ops,
+                                        processes,
+                                        reclaim
+                                    ),
+                                    c["failures"][0].as_str().unwrap_or_default()
+                                ));
                             }
                         }
                     }
-                    all_pass &= pass;
-                    total_ops += ops;
+                    total_ops += n_ops;
                     total_faults += fl;
                     row.push(format!(
                         "{} {} ops / {} faults",
                         if pass { "pass" } else { "FAIL" },
-                        ops,
+                        n_ops,
                         fl
                     ));
                 }
@@ -528,38 +696,24 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"cells": grid_json, "seeds": a.seeds, "ops": a.ops, "processes": a.processes, "pass": all_pass, "host_seconds": t0.elapsed().as_secs_f64()})
-            )?
-        );
-    } else {
-        println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {} seed(s)", a.seeds);
-        if a.overcommit {
-            println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", a.reclaim);
-        }
-        println!("{t}");
-        println!(
-            "{} cells x {} seeds: {} operations, {} page faults, {} pages swapped out and in, {} file pages written back and read from the disk, {} in {:.1} s host time on {} thread(s)",
-            20 * designs.len(),
-            a.seeds,
-            total_ops,
-            total_faults,
-            total_swapped,
-            total_file_io,
-            if all_pass { "all pass" } else { "FAILURES" },
-            t0.elapsed().as_secs_f64(),
-            jobs
-        );
-        for f in &failing {
-            println!("replay: {f}");
-        }
+    println!("The seed's test matrix: churn VM stress (fork, mremap, shm, file I/O, stamps, invariants, debug helpers on) on 20 kernels x {seeds} seed(s)");
+    if params["overcommit"] == true {
+        println!("Overcommitted: swap twice RAM, a ballast twice RAM and a file ballast half of RAM written and verified first; reclaim {}", js(params, "reclaim"));
     }
-    Ok(if all_pass {
-        0
-    } else {
-        crate::EXIT_FAILURE_FOUND
-    })
+    println!("{t}");
+    println!(
+        "{} cells x {} seeds: {} operations, {} page faults, {} pages swapped out and in, {} file pages written back and read from the disk, {}",
+        20 * designs.len(),
+        seeds,
+        total_ops,
+        total_faults,
+        total_swapped,
+        total_file_io,
+        if all_pass { "all pass" } else { "FAILURES" },
+    );
+    println!("host time: {host_seconds:.1} s");
+    for f in &failing {
+        println!("replay: {f}");
+    }
+    Ok(status)
 }

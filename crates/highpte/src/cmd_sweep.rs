@@ -9,7 +9,7 @@ use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
 use highpte_arch::{MemoryVariant, MAX_CPUS};
 use highpte_workload::runner::RunReport;
 use highpte_workload::{Size, WorkloadSpec};
-use std::io::IsTerminal;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 
 /// Most values one sweep may have (a guard against a mistyped step).
@@ -188,15 +188,22 @@ pub struct SweepArgs {
     #[arg(long, value_parser = cmd_compare::parse_configs)]
     pub configs: Option<ConfigList>,
     /// Write a plot: LowFree at the last step and processes failed against the value, one
-    /// series per configuration (SVG).
+    /// series per configuration (SVG, or PNG by extension).
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// Print a JSON list with one run object per point (schema: docs/json.md).
     #[arg(long)]
     pub json: bool,
     /// Runs at a time (host threads) [default: the number of host CPUs].
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
+    #[arg(long, short = 'j', value_parser = crate::args::parse_jobs)]
+    pub jobs: Option<usize>,
+    /// Print CSV, one row per run (for pandas and spreadsheets).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Run only the I-th of N deterministic slices of the runs and print a shard document
+    /// (JSON) for `highpte merge` (docs/cluster.md).
+    #[arg(long, value_parser = crate::shard::parse_shard, conflicts_with_all = ["plot", "csv"])]
+    pub shard: Option<crate::shard::Shard>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -224,6 +231,9 @@ fn with_value(base: &WorkloadSpec, name: VaryName, v: u64) -> WorkloadSpec {
 /// `highpte sweep`.
 pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
     let base = cmd_compare::base_spec(&a.w)?;
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
+    }
     let configs = match (&a.configs, a.w.machine.config) {
         (Some(_), Some(_)) => {
             return Err(InputError(
@@ -278,35 +288,103 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
             )
         })
         .collect();
-    let jobs = a
-        .jobs
-        .map(|j| j as usize)
-        .unwrap_or_else(cmd_compare::host_cpus);
-    let progress = !a.quiet && !a.json && std::io::stderr().is_terminal();
-    let swap_files = a.w.machine.swap_file.numbered()?;
+    let shard_of = |k: usize| a.shard.is_none_or(|s| s.takes(k));
+    let picked: Vec<usize> = (0..specs.len()).filter(|&k| shard_of(k)).collect();
+    let my_specs: Vec<WorkloadSpec> = picked.iter().map(|&k| specs[k].clone()).collect();
+    let my_labels: Vec<String> = picked.iter().map(|&k| labels[k].clone()).collect();
+    let jobs = a.jobs.unwrap_or_else(cmd_compare::host_cpus);
+    let progress = crate::progress::enabled(a.quiet, a.json || a.csv || a.shard.is_some());
+    let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
+    let t0 = std::time::Instant::now();
     let results = cmd_compare::run_cells(
-        &specs,
+        &my_specs,
         jobs,
         progress,
         a.w.machine.highmem,
         swap_files.as_ref(),
     );
-    let (done, status) = cmd_compare::collect(results, &labels);
+    let (done, status) = cmd_compare::collect(results, &my_labels);
     let runs: Vec<&RunReport> = done.iter().map(|(_, r)| r).collect();
     cmd_compare::fallback_notes(&runs, &mut notes);
-    if let Some(p) = &a.plot {
+    let cells_json: Vec<Value> = done
+        .iter()
+        .map(|(i, r)| {
+            let k = picked[*i];
+            let mut v = crate::cmd_run::report_json(r);
+            v["vary"] = json!({"name": a.vary.name.name(), "value": cells[k].1});
+            v["cell"] = json!(k);
+            v
+        })
+        .collect();
+    let params = json!({
+        "workload": base.name,
+        "vary": a.vary.name.name(),
+        "values": a.vary.values,
+        "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+    });
+    if let Some(shard) = a.shard {
+        let doc = crate::shard::document(
+            "sweep",
+            params,
+            shard,
+            specs.len(),
+            cells_json,
+            &notes,
+            t0.elapsed().as_secs_f64(),
+        );
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(status);
+    }
+    let out = cmd_compare::Output {
+        json: a.json,
+        csv: a.csv,
+        plot: a.plot.clone(),
+    };
+    Ok(status.max(render(&params, &cells_json, &notes, &out)?))
+}
+
+/// Print a sweep's results (its run objects with their `vary`, in cell order) and write its
+/// plot: what `sweep` prints, and what `merge` prints for its shards.
+pub fn render(
+    params: &Value,
+    runs: &[Value],
+    notes: &[String],
+    out: &cmd_compare::Output,
+) -> anyhow::Result<u8> {
+    use crate::report::{js, ju};
+    let name = match js(params, "vary") {
+        "processes" => VaryName::Processes,
+        "ram" => VaryName::Ram,
+        "cpus" => VaryName::Cpus,
+        _ => VaryName::Seed,
+    };
+    let values: Vec<u64> = params["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect();
+    let configs: Vec<&str> = params["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let workload = js(params, "workload");
+    let value = |r: &Value| ju(r, &["vary", "value"]);
+    if let Some(p) = &out.plot {
         let series: Vec<crate::plot::SweepSeries> = configs
             .iter()
             .map(|c| crate::plot::SweepSeries {
-                label: c.name().to_string(),
-                points: done
+                label: c.to_string(),
+                points: runs
                     .iter()
-                    .filter(|(i, _)| cells[*i].0 == *c)
-                    .map(|(i, r)| {
+                    .filter(|r| js(r, "config") == *c)
+                    .map(|r| {
                         (
-                            a.vary.name.x(cells[*i].1),
-                            r.meminfo_peak.low_free as f64 / 1024.0,
-                            f64::from(r.processes_failed),
+                            name.x(value(r)),
+                            ju(r, &["meminfo", "LowFree"]) as f64 / 1024.0,
+                            ju(r, &["processes_failed"]) as f64,
                         )
                     })
                     .collect(),
@@ -315,58 +393,70 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
         crate::plot::sweep_plot(
             p,
             &format!(
-                "{}: LowFree and failed processes against {}",
-                base.name,
-                a.vary.name.axis()
+                "{workload}: LowFree and failed processes against {}",
+                name.axis()
             ),
-            a.vary.name.axis(),
+            name.axis(),
             &series,
         )?;
     }
-    if a.json {
-        let list: Vec<serde_json::Value> = done
+    let status = if runs.iter().any(|r| {
+        r["check_failures"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    }) {
+        crate::EXIT_FAILURE_FOUND
+    } else {
+        0
+    };
+    if out.json {
+        let list: Vec<Value> = runs
             .iter()
-            .map(|(i, r)| {
-                let mut v = crate::cmd_run::report_json(r);
-                if let Some(o) = v.as_object_mut() {
-                    o.insert(
-                        "vary".to_string(),
-                        serde_json::json!({"name": a.vary.name.name(), "value": cells[*i].1}),
-                    );
+            .map(|r| {
+                let mut r = r.clone();
+                if let Some(o) = r.as_object_mut() {
+                    o.remove("cell");
                 }
-                v
+                r
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(status);
     }
-    println!(
-        "{}: {} = {} to {} ({} values) on {}; values at the last step",
-        base.name,
-        a.vary.name.name(),
-        a.vary.name.show(a.vary.values[0]),
-        a.vary.name.show(*a.vary.values.last().unwrap_or(&0)),
-        a.vary.values.len(),
-        configs
+    if out.csv {
+        let mut header = vec![name.name().to_string()];
+        header.extend(cmd_compare::CSV_RUN_COLUMNS.iter().map(|s| s.to_string()));
+        let rows: Vec<Vec<String>> = runs
             .iter()
-            .map(|c| c.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|r| {
+                let mut row = vec![value(r).to_string()];
+                row.extend(cmd_compare::csv_run_row(r));
+                row
+            })
+            .collect();
+        cmd_compare::print_csv(&header, &rows)?;
+        return Ok(status);
+    }
+    println!(
+        "{workload}: {} = {} to {} ({} values) on {}; values at the last step",
+        name.name(),
+        name.show(values.first().copied().unwrap_or(0)),
+        name.show(values.last().copied().unwrap_or(0)),
+        values.len(),
+        configs.join(", ")
     );
-    let shown: Vec<String> = done
-        .iter()
-        .map(|(i, _)| a.vary.name.show(cells[*i].1))
-        .collect();
+    let shown: Vec<String> = runs.iter().map(|r| name.show(value(r))).collect();
+    let refs: Vec<&Value> = runs.iter().collect();
     println!(
         "{}",
-        report::runs_table(&runs, Some((a.vary.name.header(), &shown)))
+        report::runs_table(&refs, Some((name.header(), &shown)))
     );
-    for n in &notes {
+    for n in notes {
         println!("note: {n}");
     }
-    if let Some(p) = &a.plot {
+    if let Some(p) = &out.plot {
         println!("plot: {}", p.display());
     }
-    cmd_compare::print_check_failures(&runs);
+    cmd_compare::print_check_failures(runs);
     Ok(status)
 }

@@ -16,6 +16,8 @@ mod plot;
 mod progress;
 mod report;
 mod report_proc;
+mod shard;
+mod text;
 mod workload_args;
 
 use clap::{Parser, Subcommand};
@@ -62,9 +64,83 @@ enum Command {
     Bench(cmd_bench::BenchArgs),
     /// Every named page-allocation site (for `--fail-alloc site=NAME`) and what allocates there.
     Sites(cmd_sites::SitesArgs),
+    /// Join the shards of a matrix, sweep or compare run with `--shard I/N` into the table,
+    /// JSON and plot of one unsharded run.
+    Merge(shard::MergeArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff, for `man -l -`), generated from these definitions.
+    Man(ManArgs),
+}
+
+/// `highpte completions`.
+#[derive(clap::Args, Clone, Debug)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+/// `highpte man`.
+#[derive(clap::Args, Clone, Debug)]
+struct ManArgs {
+    /// The page of this command (e.g. `run`) instead of the top-level page.
+    command: Option<String>,
+}
+
+/// Print the completion script for `shell`.
+fn completions(a: &CompletionsArgs) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        a.shell,
+        &mut Cli::command(),
+        "highpte",
+        &mut std::io::stdout(),
+    );
+    Ok(0)
+}
+
+/// Print the manual page of highpte or of one of its commands.
+fn man(a: &ManArgs) -> anyhow::Result<u8> {
+    use clap::CommandFactory;
+    let top = Cli::command();
+    let cmd = match &a.command {
+        None => top,
+        Some(name) => {
+            let sub = top
+                .get_subcommands()
+                .find(|c| c.get_name() == name)
+                .cloned()
+                .ok_or_else(|| {
+                    workload_args::InputError(format!(
+                        "no command '{name}': expected one of {}",
+                        top.get_subcommands()
+                            .map(|c| c.get_name().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            sub.display_name(format!("highpte-{name}"))
+        }
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    use std::io::Write;
+    std::io::stdout().write_all(&out)?;
+    Ok(0)
+}
+
+/// Die quietly of SIGPIPE when the reader of stdout goes away (`highpte ... | head -1`), as
+/// Unix tools do, instead of panicking in `println!` (Rust starts programs with SIGPIPE
+/// ignored).
+fn default_sigpipe() {
+    // SAFETY: SIG_DFL installs no handler code; nothing else in this program uses SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return args::usage_error(e),
@@ -80,11 +156,14 @@ fn main() -> ExitCode {
         Command::Sweep(a) => cmd_sweep::run(&a),
         Command::Bench(a) => cmd_bench::run(&a),
         Command::Sites(a) => cmd_sites::run(&a),
+        Command::Merge(a) => shard::run(&a),
+        Command::Completions(a) => completions(&a),
+        Command::Man(a) => man(&a),
     };
     match r {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("highpte: {e:#}");
+            eprintln!("highpte: {}", text::display_message(&format!("{e:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -1,43 +1,111 @@
 //! Plots of step reports (LowFree against processes) as SVG, or PNG when the file name ends in
 //! `.png` and a TrueType font is available (DejaVu Sans from the system); sweeps as SVG.
 
-use highpte_workload::runner::RunReport;
+use crate::report::{js, ju};
 use plotters::prelude::*;
+use serde_json::Value;
 use std::path::Path;
 
-/// Plot LowFree (MB) against processes for each run, one series per run.
-pub fn steps_plot(path: &Path, title: &str, runs: &[&RunReport]) -> anyhow::Result<()> {
+/// Check a plot path before any simulation, so that a bad one costs nothing: it must end in
+/// `.svg` or `.png`, its directory must exist and take a new file, and the font the plots
+/// lay out their text with must be there.
+pub fn check_path(path: &Path) -> Result<(), crate::workload_args::InputError> {
+    use crate::workload_args::InputError;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("svg" | "png")) {
+        return Err(InputError(format!(
+            "--plot {}: plots are written as SVG or PNG, chosen by the file name: end it in .svg or .png",
+            path.display()
+        )));
+    }
+    let existed = path.exists();
+    if path.is_dir() {
+        return Err(InputError(format!(
+            "--plot {}: this is a directory; give a file name ending in .svg or .png",
+            path.display()
+        )));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| {
+            InputError(format!(
+                "--plot {}: cannot write the plot there ({e}); check that the directory exists and is writable",
+                path.display()
+            ))
+        })?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    register_font().map_err(|e| InputError(format!("--plot {}: {e}", path.display())))
+}
+
+/// Plot LowFree (MB) against processes for each run (a run's JSON object,
+/// [`crate::cmd_run::report_json`]), one series per run.
+pub fn steps_plot(path: &Path, title: &str, runs: &[&Value]) -> anyhow::Result<()> {
     let png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     register_font()?;
-    let max_x = runs
+    let series: Vec<StepSeries> = runs.iter().map(|r| StepSeries::of(r)).collect();
+    let max_x = series
         .iter()
-        .flat_map(|r| r.steps.iter().map(|s| s.processes))
+        .flat_map(|s| s.points.iter().map(|p| p.0))
         .max()
         .unwrap_or(1)
         .max(1);
-    let max_y = runs
+    let max_y = series
         .iter()
-        .flat_map(|r| {
-            r.steps
-                .iter()
-                .map(|s| s.meminfo.low_free)
-                .chain(std::iter::once(r.boot_low_free_kb))
-        })
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        / 1024.0;
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0f64 / 1024.0, f64::max);
     let size = (900, 560);
     if png {
         let root = BitMapBackend::new(path, size).into_drawing_area();
-        draw_steps(&root, title, runs, max_x, max_y)
+        draw_steps(&root, title, &series, max_x, max_y)
             .map_err(|e| anyhow::anyhow!("plot {}: {e}", path.display()))
     } else {
         let root = SVGBackend::new(path, size).into_drawing_area();
-        draw_steps(&root, title, runs, max_x, max_y)
+        draw_steps(&root, title, &series, max_x, max_y)
             .map_err(|e| anyhow::anyhow!("plot {}: {e}", path.display()))
+    }
+}
+
+/// One run as a plot sees it: label, (processes, LowFree MB) from boot on, and where the
+/// first failure was.
+struct StepSeries {
+    label: String,
+    points: Vec<(u32, f64)>,
+    failure: Option<(u32, f64)>,
+}
+
+impl StepSeries {
+    fn of(r: &Value) -> Self {
+        let mbs = |kb: u64| kb as f64 / 1024.0;
+        let steps = r["steps"].as_array().cloned().unwrap_or_default();
+        let points: Vec<(u32, f64)> = std::iter::once((0u32, mbs(ju(r, &["boot", "LowFree"]))))
+            .chain(steps.iter().map(|s| {
+                (
+                    ju(s, &["processes"]) as u32,
+                    mbs(ju(s, &["meminfo", "LowFree"])),
+                )
+            }))
+            .collect();
+        let f = &r["first_failure"];
+        let failure = f.is_object().then(|| {
+            // steps are numbered from 1
+            let step = ju(f, &["step"]).saturating_sub(1) as usize;
+            let x = steps.get(step).map_or(0, |s| ju(s, &["processes"]) as u32);
+            (x, mbs(ju(f, &["LowFree"])))
+        });
+        Self {
+            label: format!("{} ({})", js(r, "config"), js(r, "strategy")),
+            points,
+            failure,
+        }
     }
 }
 
@@ -72,7 +140,7 @@ pub fn register_font() -> anyhow::Result<()> {
 fn draw_steps<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
-    runs: &[&RunReport],
+    series: &[StepSeries],
     max_x: u32,
     max_y: f64,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
@@ -89,28 +157,15 @@ fn draw_steps<DB: DrawingBackend>(
         .y_desc("LowFree (MB)")
         .draw()?;
     let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-    for (i, r) in runs.iter().enumerate() {
+    for (i, s) in series.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let pts: Vec<(u32, f64)> = std::iter::once((0u32, r.boot_low_free_kb as f64 / 1024.0))
-            .chain(
-                r.steps
-                    .iter()
-                    .map(|s| (s.processes, s.meminfo.low_free as f64 / 1024.0)),
-            )
-            .collect();
-        let label = format!("{} ({})", r.config, r.strategy);
         chart
-            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))?
-            .label(label)
+            .draw_series(LineSeries::new(s.points.clone(), c.stroke_width(3)))?
+            .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
-        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
-        if let Some(f) = &r.first_failure {
-            let x = r.steps.get(f.step).map(|s| s.processes).unwrap_or(0);
-            chart.draw_series(std::iter::once(Cross::new(
-                (x, f.low_free_kb as f64 / 1024.0),
-                9,
-                c.stroke_width(3),
-            )))?;
+        chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
+        if let Some(f) = s.failure {
+            chart.draw_series(std::iter::once(Cross::new(f, 9, c.stroke_width(3))))?;
         }
     }
     chart
@@ -159,17 +214,59 @@ pub fn sweep_plot(
         .flat_map(|s| s.points.iter().map(|p| p.2))
         .fold(1.0, f64::max);
     register_font()?;
-    let root = SVGBackend::new(path, (900, 760)).into_drawing_area();
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let bounds = SweepBounds {
+        min_x,
+        max_x,
+        max_low,
+        max_failed,
+    };
+    let size = (900, 760);
+    let fail = |e: String| anyhow::anyhow!("plot {}: {e}", path.display());
+    if png {
+        draw_sweep(
+            &BitMapBackend::new(path, size).into_drawing_area(),
+            title,
+            x_desc,
+            series,
+            &bounds,
+        )
+        .map_err(|e| fail(e.to_string()))
+    } else {
+        draw_sweep(
+            &SVGBackend::new(path, size).into_drawing_area(),
+            title,
+            x_desc,
+            series,
+            &bounds,
+        )
+        .map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// The axis ranges of a sweep plot.
+struct SweepBounds {
+    min_x: f64,
+    max_x: f64,
+    max_low: f64,
+    max_failed: f64,
+}
+
+fn draw_sweep<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    series: &[SweepSeries],
+    b: &SweepBounds,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (min_x, max_x, max_low, max_failed) = (b.min_x, b.max_x, b.max_low, b.max_failed);
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
     let (top, bottom) = root.split_vertically(380);
     let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
-    let panels: [(
-        &DrawingArea<SVGBackend, plotters::coord::Shift>,
-        &str,
-        f64,
-        usize,
-    ); 2] = [
+    let panels: [(&DrawingArea<DB, plotters::coord::Shift>, &str, f64, usize); 2] = [
         (&top, "LowFree at the last step (MB)", max_low, 1),
         (&bottom, "processes failed", max_failed, 2),
     ];

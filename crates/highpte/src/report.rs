@@ -34,7 +34,6 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         ("LowFree", m.low_free),
         ("HighTotal", m.high_total),
         ("HighFree", m.high_free),
-        ("PageTables", m.page_tables),
         ("Cached", m.cached),
         ("Dirty", m.dirty),
     ];
@@ -48,8 +47,18 @@ pub fn meminfo_lines(m: &Meminfo) -> Vec<String> {
         .iter()
         .chain(swap.iter().filter(|_| m.swap_total > 0))
         .chain(chains.iter().filter(|_| m.pte_chains > 0));
-    rows.map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
-        .collect()
+    let mut lines: Vec<String> = rows
+        .map(|(k, v)| format!("{:<14}{:>12} kB", format!("{k}:"), v))
+        .collect();
+    // PageTables after HighFree, with where the pages are (one line, as /proc/meminfo has one).
+    lines.insert(
+        6,
+        format!(
+            "{:<14}{:>12} kB   ({} kB in low memory, {} kB in high memory)",
+            "PageTables:", m.page_tables, m.page_tables_low, m.page_tables_high
+        ),
+    );
+    lines
 }
 
 /// A byte count in MB with one decimal.
@@ -190,7 +199,7 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
                         fail = format!(
                             "{}: process {} {} {} (LowFree {})",
                             r.config,
-                            f.process + 1,
+                            f.process,
                             f.call,
                             f.errno_or_signal,
                             mb(f.low_free_kb)
@@ -209,39 +218,37 @@ pub fn demo_table(runs: &[&highpte_workload::runner::RunReport]) -> String {
     t.to_string()
 }
 
-/// The value of the kernel or machine counter `name` in a run (0 if it has no such counter).
-/// A name both keep (`tlb_shootdowns`) gives the machine's value, as the JSON `counters` do.
-pub fn run_counter(r: &highpte_workload::runner::RunReport, name: &str) -> u64 {
-    r.counters
-        .iter()
-        .chain(r.machine.iter())
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| *v)
-        .unwrap_or(0)
+/// A whole number at `path` (keys) in a JSON object, 0 if absent.
+pub fn ju(v: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
-/// The first failure of a run in a few words: `touch ENOMEM, LowFree 0.3 MB`, or `-`.
-pub fn first_failure_short(r: &highpte_workload::runner::RunReport) -> String {
-    match &r.first_failure {
-        Some(f) => format!(
+/// A string at `key` in a JSON object, empty if absent.
+pub fn js<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// The first failure of a run object in a few words: `touch ENOMEM, LowFree 0.3 MB`, or `-`.
+pub fn first_failure_short(r: &Value) -> String {
+    let f = &r["first_failure"];
+    if f.is_object() {
+        format!(
             "{} {}, LowFree {}",
-            f.call,
-            f.errno_or_signal,
-            mb(f.low_free_kb)
-        ),
-        None => "-".to_string(),
+            js(f, "call"),
+            js(f, "errno_or_signal"),
+            mb(ju(f, &["LowFree"]))
+        )
+    } else {
+        "-".to_string()
     }
 }
 
-/// One row per run (used by `compare` and `sweep`): configuration, strategy, allocator,
-/// processes, first failure, LowFree and page tables at the last step, the mapping and TLB
-/// counters, simulated cycles and host time. `extra` inserts one more column (a header and a
-/// value per run) after the allocator, e.g. the value a sweep varies.
-pub fn runs_table(
-    runs: &[&highpte_workload::runner::RunReport],
-    extra: Option<(&str, &[String])>,
-) -> String {
+/// One row per run (used by `compare`, `sweep` and `merge`), from the runs' JSON objects
+/// ([`crate::cmd_run::report_json`]): configuration, strategy, allocator, processes, first
+/// failure, LowFree and page tables at the last step, the mapping and TLB counters, simulated
+/// cycles and host time. `extra` inserts one more column (a header and a value per run)
+/// after the allocator, e.g. the value a sweep varies.
+pub fn runs_table(runs: &[&Value], extra: Option<(&str, &[String])>) -> String {
     use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -263,39 +270,56 @@ pub fn runs_table(
         .iter()
         .map(|s| s.to_string()),
     );
+    let steps = |r: &Value| r["steps"].as_array().cloned().unwrap_or_default();
     let files = runs
         .iter()
-        .any(|r| r.steps.iter().any(|s| s.file_reads > 0));
+        .any(|r| steps(r).iter().any(|s| ju(s, &["file_reads"]) > 0));
     if files {
         header.extend(["Cached".to_string(), "read() hits".to_string()]);
     }
     header.extend(["simulated\ncycles".to_string(), "host s".to_string()]);
     t.set_header(header);
     for (i, r) in runs.iter().enumerate() {
-        let m = &r.meminfo_peak;
-        let mut row = vec![r.config.clone(), r.strategy.clone(), r.pt_alloc.clone()];
+        let m = &r["meminfo"];
+        let mut row = vec![
+            js(r, "config").to_string(),
+            js(r, "strategy").to_string(),
+            js(r, "pt_alloc").to_string(),
+        ];
         if let Some((_, vals)) = extra {
             row.push(vals.get(i).cloned().unwrap_or_default());
         }
         row.extend([
-            format!("{} / {}", r.processes_started, r.processes_failed),
+            format!(
+                "{} / {}",
+                ju(r, &["processes_started"]),
+                ju(r, &["processes_failed"])
+            ),
             first_failure_short(r),
-            mb(m.low_free),
-            format!("{} / {}", mb(m.page_tables_low), mb(m.page_tables_high)),
-            run_counter(r, "kmap_atomic").to_string(),
-            run_counter(r, "kmap").to_string(),
-            run_counter(r, "invlpg").to_string(),
-            run_counter(r, "tlb_shootdowns").to_string(),
+            mb(ju(m, &["LowFree"])),
+            format!(
+                "{} / {}",
+                mb(ju(m, &["PageTablesLow"])),
+                mb(ju(m, &["PageTablesHigh"]))
+            ),
+            ju(r, &["counters", "kmap_atomic"]).to_string(),
+            ju(r, &["counters", "kmap"]).to_string(),
+            ju(r, &["counters", "invlpg"]).to_string(),
+            ju(r, &["counters", "tlb_shootdowns"]).to_string(),
         ]);
         if files {
-            let last = r.steps.last();
-            row.push(mb(m.cached));
+            let st = steps(r);
+            let last = st.last();
+            row.push(mb(ju(m, &["Cached"])));
             row.push(hit_rate(
-                last.map_or(0, |s| s.file_reads),
-                last.map_or(0, |s| s.disk_reads),
+                last.map_or(0, |s| ju(s, &["file_reads"])),
+                last.map_or(0, |s| ju(s, &["disk_reads"])),
             ));
         }
-        row.extend([r.cycles.to_string(), format!("{:.2}", r.host_seconds)]);
+        row.extend([
+            ju(r, &["cycles"]).to_string(),
+            format!("{:.2}", r["host_seconds"].as_f64().unwrap_or(0.0)),
+        ]);
         t.add_row(row);
     }
     let first_numeric = 3 + usize::from(extra.is_some());
@@ -305,4 +329,50 @@ pub fn runs_table(
         }
     }
     t.to_string()
+}
+
+/// `s` without host memory addresses: the simulator names a lock by its name and its
+/// address in the host process (`'mmap_sem' (0x55d00fb49d10)`), which changes from run to
+/// run and means nothing to a reader. Parenthesised hexadecimal numbers of 9 digits or more
+/// are dropped; the simulated machine's own addresses are 32-bit (8 digits) and stay.
+pub fn strip_host_addresses(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(" (0x") {
+        let after = &rest[i + 4..];
+        let digits = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if digits >= 9 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 4]);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A run report as the CLI shows it: host addresses dropped from its outcome and checks.
+pub fn scrub(mut r: highpte_workload::runner::RunReport) -> highpte_workload::runner::RunReport {
+    r.outcome = strip_host_addresses(&r.outcome);
+    for c in &mut r.check_failures {
+        *c = strip_host_addresses(c);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_are_dropped_and_simulated_ones_kept() {
+        assert_eq!(
+            strip_host_addresses(
+                "holds ['mmap_sem' (0x55d00fb49d10)], at 0xc0100000 (0xfee00000) (0x1"
+            ),
+            "holds ['mmap_sem'], at 0xc0100000 (0xfee00000) (0x1"
+        );
+    }
 }

@@ -8,15 +8,15 @@ use std::path::Path;
 /// What a workload-running command takes besides the machine.
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
-    /// A built-in workload (sga, wli, forkstorm, churn, pagecache) or a workload file (.toml).
+    /// A built-in workload (sga, wli, forkstorm, churn, pagecache, kmap-deadlock) or a workload file (.toml).
     pub workload: String,
     #[command(flatten)]
     pub machine: MachineArgs,
-    /// Seed of every random choice.
-    #[arg(long)]
+    /// Seed of every random choice: 0 to 2^64-1.
+    #[arg(long, value_parser = crate::args::parse_seed, allow_hyphen_values = true)]
     pub seed: Option<u64>,
-    /// Target number of processes (the ramp's end).
-    #[arg(long)]
+    /// Target number of processes (the ramp's end): 1 to 32767.
+    #[arg(long, value_parser = crate::args::parse_processes)]
     pub processes: Option<u32>,
     /// Ramp as START,STEP (e.g. 100,100); "none" starts all at once.
     #[arg(long)]
@@ -48,6 +48,7 @@ impl WorkloadArgs {
                 builtin_names().collect::<Vec<_>>().join(", ")
             )));
         };
+        spec.name = crate::text::display_name(&spec.name);
         self.apply(&mut spec)?;
         Ok(spec)
     }
@@ -64,11 +65,24 @@ impl WorkloadArgs {
         if let Some(c) = m.cpus {
             spec.machine.cpus = c;
         }
-        if m.preempt {
-            spec.machine.preempt = true;
+        if let Some(p) = m.preempt.value() {
+            spec.machine.preempt = p;
         }
-        if m.no_preempt {
-            spec.machine.preempt = false;
+        if let Some(v) = spec.machine.variant() {
+            // More RAM than the configuration addresses (given on the command line: a file
+            // saying so is refused by its validation): use what it addresses, as Linux did.
+            if let Some(note) = crate::args::ram_note(v, spec.machine.ram.0) {
+                eprintln!("highpte: note: {note}");
+                spec.machine.ram = highpte_workload::Size(v.max_usable_ram());
+            }
+            if let Some(n) = m.pkmap_entries {
+                if v.pae() && n > 512 {
+                    return Err(InputError(format!(
+                        "--pkmap-entries {n} is more than the 512 entries LAST_PKMAP has with PAE ({}): use at most 512",
+                        v.name()
+                    )));
+                }
+            }
         }
         if let Some(s) = m.strategy {
             spec.machine.strategy = Some(s.name().to_string());

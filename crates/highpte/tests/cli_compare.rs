@@ -126,7 +126,10 @@ fn compare_table_notes_and_plot() {
         out.contains("note: nohighmem with strategy persistent: there is no high memory"),
         "fallback note:\n{out}"
     );
-    assert!(out.contains("ignores RAM beyond 896M"), "RAM note:\n{out}");
+    assert!(
+        out.contains("addresses at most 896M of RAM"),
+        "RAM note:\n{out}"
+    );
     assert_svg(&plot, "smallshm: LowFree per step");
     // Without --configs: all five. With --config: that one.
     let v = json_of(&["compare", &f, "--config", "4g", "--json"]);
@@ -172,7 +175,10 @@ fn compare_bad_input_exits_2() {
     bad_input(&["compare", "nosuch"], &["unknown workload 'nosuch'"]);
     bad_input(&["compare", "sga", "--ram", "1X"], &["not a size"]);
     bad_input(&["compare", "sga", "--cpus", "33"], &["out of range"]);
-    bad_input(&["compare", "sga", "--processes", "0"], &["count = 0"]);
+    bad_input(
+        &["compare", "sga", "--processes", "0"],
+        &["0 processes is out of range: accepted 1 to 32767"],
+    );
     let dir = tmp_dir("compare-bad");
     let phases = "[[phases]]\nname = \"p\"\nops = [ { op = \"pause\" } ]\n";
     let f = write_file(

@@ -72,8 +72,7 @@ fn compare_gives_each_run_its_own_numbered_file() {
     let dir = tmp_dir("swap-file-compare");
     let w = workload(&dir);
     let base = dir.join("swap");
-    // a stale file from an earlier run: emptied, used and removed by run 1
-    std::fs::write(dir.join("swap.1"), b"stale").unwrap();
+    // PATH itself is not one of the runs' files: left alone
     std::fs::write(&base, b"not mine").unwrap();
     let runs = json_of(&[
         "compare",

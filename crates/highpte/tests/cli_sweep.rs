@@ -98,7 +98,7 @@ fn sweep_ram_table_and_seed() {
         "┆ 512M ",
         "┆ 1G ",
         "┆ 1536M ",
-        "ignores RAM beyond 896M",
+        "addresses at most 896M of RAM",
     ] {
         assert!(out.contains(s), "{s:?} in:\n{out}");
     }

@@ -47,12 +47,47 @@ pub struct Meminfo {
 impl<M: PagingMode> Kernel<M> {
     /// The current meminfo.
     pub fn meminfo<P: Platform>(&self, p: &P) -> Meminfo {
-        let mut m = Meminfo::default();
-        for z in ZoneType::ALL {
-            let (managed, free) = {
+        self.meminfo_from(
+            |z| {
                 let g = self.zones[z as usize].lock(p);
                 (g.managed_pages(), g.free_pages())
-            };
+            },
+            self.swap_usage(p),
+        )
+    }
+
+    /// The meminfo of a machine that has stopped (a deadlock), read without taking locks:
+    /// what the kernel looked like when it stopped.
+    ///
+    /// # Safety
+    /// The machine must be stopped: no simulated task may run while this reads.
+    pub unsafe fn meminfo_stopped(&self) -> Meminfo {
+        // SAFETY: forwarded to the caller.
+        let swap = unsafe { self.swap.peek_stopped() };
+        let total = if swap.active || swap.inuse() > 0 {
+            swap.total()
+        } else {
+            0
+        };
+        self.meminfo_from(
+            |z| {
+                // SAFETY: forwarded to the caller.
+                let g = unsafe { self.zones[z as usize].peek_stopped() };
+                (g.managed_pages(), g.free_pages())
+            },
+            (total, swap.inuse(), swap.cached()),
+        )
+    }
+
+    /// Meminfo from each zone's (managed, free) pages and the swap usage (total, used, cached).
+    fn meminfo_from(
+        &self,
+        zone: impl Fn(ZoneType) -> (u64, u64),
+        swap: (u64, u64, u64),
+    ) -> Meminfo {
+        let mut m = Meminfo::default();
+        for z in ZoneType::ALL {
+            let (managed, free) = zone(z);
             if z == ZoneType::HighMem {
                 m.high_total += managed * 4;
                 m.high_free += free * 4;
@@ -74,7 +109,7 @@ impl<M: PagingMode> Kernel<M> {
             .map(|z| self.owner_pages(*z, PageOwner::PagePool))
             .sum();
         m.pt_pools = pool * 4;
-        let (total, used, cached) = self.swap_usage(p);
+        let (total, used, cached) = swap;
         m.swap_total = total * 4;
         m.swap_free = (total - used) * 4;
         m.swap_cached = cached * 4;

@@ -5,7 +5,14 @@ use crate::file::parse_workload;
 use crate::spec::WorkloadSpec;
 
 /// Names of the built-in workloads, in the order the documentation presents them.
-pub const BUILTINS: &[&str] = &["sga", "wli", "forkstorm", "churn", "pagecache"];
+pub const BUILTINS: &[&str] = &[
+    "sga",
+    "wli",
+    "forkstorm",
+    "churn",
+    "pagecache",
+    "kmap-deadlock",
+];
 
 /// The embedded text of a built-in workload file, by name.
 pub fn builtin_text(name: &str) -> Option<&'static str> {
@@ -15,6 +22,7 @@ pub fn builtin_text(name: &str) -> Option<&'static str> {
         "forkstorm" => include_str!("../../../workloads/forkstorm.toml"),
         "churn" => include_str!("../../../workloads/churn.toml"),
         "pagecache" => include_str!("../../../workloads/pagecache.toml"),
+        "kmap-deadlock" => include_str!("../../../workloads/kmap-deadlock.toml"),
         _ => return None,
     })
 }

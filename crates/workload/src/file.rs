@@ -79,14 +79,13 @@ fn one_line(s: &str) -> String {
 /// Reads and validates the workload file at `path`.
 pub fn load_workload(path: &Path) -> Result<WorkloadSpec, WorkloadError> {
     let file = path.display().to_string();
-    match std::fs::read(path) {
-        Err(e) => Err(WorkloadError {
+    match crate::limits::read_workload_file(path) {
+        Err((message, hint)) => Err(WorkloadError {
             file,
             line: 0,
             column: 0,
-            message: format!("cannot read the workload file: {e}"),
-            hint: "check the path, or name a built-in workload (sga, wli, forkstorm, churn, pagecache)"
-                .to_string(),
+            message,
+            hint,
             kind: ErrorKind::Io,
         }),
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -167,7 +166,10 @@ fn shape_or_syntax_error(text: &str, file: &str, e: &toml::de::Error) -> Workloa
     };
     let (line, column) = line_col(text, found.offset);
     let where_ = display_path(&found.path);
-    let message = humanize(&found.message);
+    let mut message = humanize(&found.message);
+    if let Some(range) = crate::limits::key_range(&found.path) {
+        message = message.replace("a whole number from 0 to 4294967295", range);
+    }
     let message = if where_.is_empty() {
         message
     } else {

@@ -11,6 +11,7 @@
 pub mod builtin;
 pub mod exact;
 pub mod file;
+pub mod limits;
 pub mod runner;
 pub mod spec;
 

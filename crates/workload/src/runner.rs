@@ -34,6 +34,9 @@ mod files;
 
 /// Called after each step with its report.
 pub type StepCallback = Rc<dyn Fn(&StepReport)>;
+/// Called after every operation a process starts, with the run's operations so far (for
+/// progress output that moves within a step).
+pub type OperationCallback = Rc<dyn Fn(u64)>;
 /// Adjusts the kernel options a workload implies.
 pub type KernelTweak = Rc<dyn Fn(&mut KernelOptions)>;
 /// Where the driver leaves the end-of-run meminfo and invariant report.
@@ -62,6 +65,8 @@ pub struct RunOptions {
     pub machine: MachineOptions,
     /// Called after each step with the step report (for progress output).
     pub on_step: Option<StepCallback>,
+    /// Called as each operation starts with the operations so far (for progress output).
+    pub on_operation: Option<OperationCallback>,
     /// Kernel options overriding those the workload implies (e.g. persistent-kmap window).
     pub kernel_tweak: Option<KernelTweak>,
     /// Fault injection for page allocations, set right after boot (`--fail-alloc`).
@@ -82,6 +87,7 @@ impl Default for RunOptions {
                 ..Default::default()
             },
             on_step: None,
+            on_operation: None,
             kernel_tweak: None,
             fail_alloc: highpte_kernel::FailAlloc::Off,
             highmem_limit: None,
@@ -327,6 +333,19 @@ pub(crate) struct Ctl {
     children_paused: u32,
     /// The run is ending: the driver kills the paused processes (not a failure).
     ending: bool,
+    on_operation: Option<OperationCallback>,
+}
+
+/// Count one operation and tell the progress callback.
+pub(crate) fn count_operation(ctl: &Rc<RefCell<Ctl>>) {
+    let (n, cb) = {
+        let mut c = ctl.borrow_mut();
+        c.operations += 1;
+        (c.operations, c.on_operation.clone())
+    };
+    if let Some(cb) = cb {
+        cb(n);
+    }
 }
 
 /// A region a process has mapped.
@@ -418,6 +437,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         children_live: 0,
         children_paused: 0,
         ending: false,
+        on_operation: opts.on_operation.clone(),
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -447,6 +467,14 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
             for hh in hs {
                 pkmap_holders.push((task.0, hh.nr, hh.pfn.0, hh.place.to_string()));
             }
+        }
+    }
+    let event_hash = sys.machine.event_hash();
+    let clocks = sys.machine.cpu_clocks();
+    if deadlocked {
+        let done = steps_out.borrow().len();
+        if let Some(rep) = deadlock_step(&mut sys, &ctl, done, t0) {
+            steps_out.borrow_mut().push(rep);
         }
     }
     let mut checks = ctl.borrow().checks.clone();
@@ -513,7 +541,6 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     machine.push(("tlb_misses".into(), tlb.1));
     machine.push(("invlpg_executed".into(), tlb.2));
     machine.push(("tlb_flushes".into(), tlb.3));
-    let clocks = sys.machine.cpu_clocks();
     Ok(RunReport {
         workload: spec.name.clone(),
         config: cfg.variant.name().to_string(),
@@ -552,7 +579,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         cycles: clocks.iter().copied().max().unwrap_or(0),
         cycles_all_cpus: clocks.iter().sum(),
         host_seconds: t0.elapsed().as_secs_f64(),
-        event_hash: sys.machine.event_hash(),
+        event_hash,
         operations: c.operations,
         check_failures: checks,
         outcome: outcome.to_string(),
@@ -561,6 +588,54 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         pkmap_holders,
         proc_records: c.proc_records.clone(),
         expectations_met: c.expectations_met,
+    })
+}
+
+/// The report of the step a deadlock stopped, with the machine as it stopped (read without
+/// locks: no task runs any more). `None` if that step was reported already.
+fn deadlock_step<M: PagingMode>(
+    sys: &mut System<M>,
+    ctl: &Rc<RefCell<Ctl>>,
+    steps_done: usize,
+    t0: Instant,
+) -> Option<StepReport> {
+    let step = ctl.borrow().step;
+    if step < steps_done {
+        return None;
+    }
+    let k = sys.kernel();
+    // SAFETY: the machine stopped at the deadlock; no simulated task runs any more.
+    let meminfo = unsafe { k.meminfo_stopped() };
+    let lowmem_by_owner = k
+        .lowmem_by_owner()
+        .into_iter()
+        .map(|(o, n)| (o.name().to_string(), n * 4))
+        .collect();
+    let disk_reads = k.counters().get(highpte_kernel::Counter::FsPagesRead);
+    let cycles = sys.machine.cpu_clocks().iter().copied().max().unwrap_or(0);
+    let c = ctl.borrow();
+    Some(StepReport {
+        step,
+        processes: c.slots.len() as u32,
+        processes_ok: c
+            .slots
+            .iter()
+            .filter(|sl| !sl.failed && sl.state != PState::Exited)
+            .count() as u32,
+        meminfo,
+        lowmem_by_owner,
+        failures: c
+            .failures
+            .iter()
+            .filter(|f| f.step == step)
+            .cloned()
+            .collect(),
+        cycles,
+        host_seconds: t0.elapsed().as_secs_f64(),
+        file_reads: c.file_reads,
+        disk_reads,
+        // the machine is stopped: no task can read the processes' /proc views
+        procs: Vec::new(),
     })
 }
 
@@ -750,7 +825,7 @@ fn driver<M: PagingMode>(
         .map(|(pid, _)| *pid)
         .collect();
     for pid in paused_children {
-        k.kill_task(h, TaskId(pid), Signal::Sigkill);
+        h.enter_kernel("kill", |cx| k.kill_task(cx, TaskId(pid), Signal::Sigkill));
     }
     let pids: Vec<(TaskId, PState)> = ctl
         .borrow()
@@ -966,7 +1041,7 @@ pub(crate) fn run_phase<M: PagingMode>(
 ) -> PhaseEnd {
     for _ in 0..phase.repeat.max(1) {
         for op in &phase.ops {
-            ctl.borrow_mut().operations += 1;
+            count_operation(ctl);
             match run_op(u, pc, spec, op, ctl) {
                 PhaseEnd::Done => {}
                 other => return other,

@@ -1068,6 +1068,10 @@ impl WorkloadSpec {
         self.check_processes(&mut c);
         self.check_phases(&mut c);
         if c.problems.is_empty() {
+            // The whole against the machine, once every value is known to be sound.
+            c.problems.extend(crate::limits::check(self));
+        }
+        if c.problems.is_empty() {
             Ok(())
         } else {
             Err(c.problems)

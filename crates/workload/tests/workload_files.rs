@@ -98,7 +98,17 @@ fn base_is_valid() {
 
 #[test]
 fn every_builtin_parses_validates_and_is_its_file() {
-    assert_eq!(BUILTINS, &["sga", "wli", "forkstorm", "churn", "pagecache"]);
+    assert_eq!(
+        BUILTINS,
+        &[
+            "sga",
+            "wli",
+            "forkstorm",
+            "churn",
+            "pagecache",
+            "kmap-deadlock"
+        ]
+    );
     assert_eq!(builtin_names().collect::<Vec<_>>(), BUILTINS);
     for name in BUILTINS {
         let spec = builtin(name).unwrap_or_else(|| panic!("builtin {name}"));
@@ -428,7 +438,7 @@ fn wrong_type() {
     assert_eq!(e.hint, "cpus is a whole number from 1 to 32, e.g. cpus = 4");
     assert_eq!(
         e.to_string(),
-        "bad.toml:6:8: error: machine.cpus: invalid type: string \"four\", expected a whole number from 0 to 4294967295\n  hint: cpus is a whole number from 1 to 32, e.g. cpus = 4"
+        "bad.toml:6:8: error: machine.cpus: invalid type: string \"four\", expected a whole number from 1 (UP) to 32\n  hint: cpus is a whole number from 1 to 32, e.g. cpus = 4"
     );
 }
 

@@ -56,7 +56,10 @@ fn word<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, x: &Expr) -> Result<u32, Stri
                 Some(r) => r.addr,
                 None => match n {
                     "heap_start" => START_BRK,
-                    "brk" => u.kernel().brk_of(u.handle(), u.pid()).unwrap_or(START_BRK),
+                    "brk" => u
+                        .handle()
+                        .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()))
+                        .unwrap_or(START_BRK),
                     "stack_top" | "TASK_SIZE" => TASK_SIZE,
                     "PAGE_SIZE" => 4096,
                     _ => return Err(n.to_string()),

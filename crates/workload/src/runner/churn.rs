@@ -49,7 +49,7 @@ pub(crate) fn run_random<M: PagingMode>(
     let max_pages = (max_size / 4096).max(1) as u32;
     let mut n = 0u32;
     for done in 0..ops {
-        ctl.borrow_mut().operations += 1;
+        super::count_operation(ctl);
         if u.killed().is_some() {
             return PhaseEnd::Done;
         }
