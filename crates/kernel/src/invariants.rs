@@ -53,11 +53,10 @@ impl<M: PagingMode> Kernel<M> {
     /// Call it when no other task is changing address spaces or allocating (between the steps
     /// of a scenario, with the other processes waiting or spinning in user mode); a check that
     /// races with an exit or a fault elsewhere can report the transient state it saw.
-    pub fn check_invariants<P: Platform>(&self, p: &P) -> Vec<String> {
-        // SAFETY: called between steps, at a kernel entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn check_invariants<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Vec<String> {
+        let p = cx.p();
         // background reclaim changes everything it touches: let it finish first
-        self.wait_kswapd_idle(&mut cx);
+        self.wait_kswapd_idle(cx);
         let mut bad: Vec<String> = Vec::new();
         let mut maps: BTreeMap<u64, u32> = BTreeMap::new();
         // swap ptes per slot
@@ -79,7 +78,7 @@ impl<M: PagingMode> Kernel<M> {
                     pt_pages[self.page_zone(pmd) as usize] += 1;
                 }
             }
-            let vmas = mm.mmap_sem.read(&mut cx, "check_invariants");
+            let vmas = mm.mmap_sem.read(cx, "check_invariants");
             // the VMA set: ordered, disjoint, page aligned, in user space, not empty
             let mut prev_end = 0u32;
             for v in vmas.iter() {
@@ -117,7 +116,7 @@ impl<M: PagingMode> Kernel<M> {
                         ));
                     }
                     let mut g = mm.page_table_lock.lock(p);
-                    let mut map = pte_offset_map(self, &mut cx, &mut g, &pmd, a);
+                    let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
                     map.for_each(a, base + span, |va, pte| {
                         if pte.is_none() {
                             return None;
@@ -255,14 +254,14 @@ impl<M: PagingMode> Kernel<M> {
             }
         };
         for mm in &mms {
-            let vmas = mm.mmap_sem.read(&mut cx, "check_invariants");
+            let vmas = mm.mmap_sem.read(cx, "check_invariants");
             for v in vmas.iter() {
                 if let Backing::Shared { obj, .. } = &v.backing {
                     count_obj(obj, &mut obj_refs);
                 }
             }
         }
-        for (obj, _) in self.shm_objects(&mut cx) {
+        for (obj, _) in self.shm_objects(cx) {
             count_obj(&obj, &mut obj_refs);
         }
         // the swap cache: page → slot, and the slot map
@@ -348,7 +347,7 @@ impl<M: PagingMode> Kernel<M> {
             }
         }
         for inode in inodes {
-            self.iput(&cx, inode);
+            self.iput(cx, inode);
         }
         let cache_owned: u64 = ZoneType::ALL
             .iter()

@@ -89,10 +89,11 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Empty the page-table pools (from outside the kernel, e.g. before a leak check).
-    pub fn pt_drain_all_pools_entry<P: Platform>(&self, p: &P) -> u64 {
-        // SAFETY: an entry point: nothing held, nothing mapped.
-        let cx = unsafe { crate::ctx::SleepCtx::enter(p) };
-        self.pt_drain_all_pools(&cx)
+    pub fn pt_drain_all_pools_entry<P: Platform>(
+        &self,
+        cx: &mut crate::ctx::SleepCtx<'_, P>,
+    ) -> u64 {
+        self.pt_drain_all_pools(cx)
     }
 
     /// Low-memory pages by owner (free included), for "where did low memory go".

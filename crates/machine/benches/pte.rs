@@ -12,7 +12,7 @@ use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
 use highpte_kernel::pgtable::pte_offset_map;
-use highpte_kernel::{KernelOptions, Platform, PteStrategy, SleepCtx};
+use highpte_kernel::{KernelOptions, Platform, PteStrategy};
 use highpte_machine::{MachineOptions, System};
 use std::cell::Cell;
 use std::hint::black_box;
@@ -69,35 +69,35 @@ fn walk<M: PagingMode>(sys: &mut System<M>, how: Access, iters: u64) -> (Duratio
         let k = u.kernel();
         let h = u.handle();
         let mm = k.mm_of(u.pid()).expect("mm");
-        // SAFETY: the walker enters the kernel on behalf of its process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let a = VirtAddr::new(ADDR);
-        let pmd = k.pmd_offset(h, mm.pgd(), a);
-        let mut g = mm.page_table_lock().lock(h);
-        let (t0, c0) = (Instant::now(), h.now());
-        let mut sum = 0u64;
-        for _ in 0..iters {
-            match how {
-                Access::Range => {
-                    let mut map = pte_offset_map(k, &mut cx, &mut g, &pmd, a);
-                    map.for_each(a, u64::from(ADDR) + u64::from(span), |_, e| {
-                        sum = sum.wrapping_add(e.bits());
-                        None
-                    });
-                }
-                Access::OneAtATime => {
-                    for i in 0..M::PTRS_PER_PTE {
-                        let ai = VirtAddr::new(ADDR + i * 4096);
-                        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, ai);
-                        sum = sum.wrapping_add(map.get(ai).bits());
+        h.enter_kernel("test", |cx| {
+            let a = VirtAddr::new(ADDR);
+            let pmd = k.pmd_offset(h, mm.pgd(), a);
+            let mut g = mm.page_table_lock().lock(h);
+            let (t0, c0) = (Instant::now(), h.now());
+            let mut sum = 0u64;
+            for _ in 0..iters {
+                match how {
+                    Access::Range => {
+                        let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                        map.for_each(a, u64::from(ADDR) + u64::from(span), |_, e| {
+                            sum = sum.wrapping_add(e.bits());
+                            None
+                        });
+                    }
+                    Access::OneAtATime => {
+                        for i in 0..M::PTRS_PER_PTE {
+                            let ai = VirtAddr::new(ADDR + i * 4096);
+                            let map = pte_offset_map(k, cx, &mut g, &pmd, ai);
+                            sum = sum.wrapping_add(map.get(ai).bits());
+                        }
                     }
                 }
             }
-        }
-        o.set((t0.elapsed(), h.now() - c0));
-        black_box(sum);
-        drop(g);
-        0
+            o.set((t0.elapsed(), h.now() - c0));
+            black_box(sum);
+            drop(g);
+            0
+        })
     })
     .expect("spawn");
     let r = sys.run();

@@ -9,6 +9,7 @@ pub mod blockdev;
 pub mod cost;
 pub mod cpu;
 pub mod deadlock;
+mod entry;
 pub mod events;
 pub mod machine;
 pub mod mmu;

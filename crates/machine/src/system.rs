@@ -54,7 +54,7 @@ impl<M: PagingMode> Os<M> for KernelOs<M> {
     fn task_exit(&self, p: &TaskHandle<M>, task: TaskId, code: i32) {
         if let Some(k) = self.k.get() {
             if k.process(task).is_some() {
-                k.do_exit(p, task, code);
+                p.enter_kernel("do_exit", |cx| k.do_exit(cx, task, code));
             }
         }
     }
@@ -120,7 +120,7 @@ impl<M: PagingMode> System<M> {
             let k = kernel.clone();
             machine
                 .spawn_daemon("kswapd", Some(0), move |h| match k.get() {
-                    Some(k) => k.kswapd(h),
+                    Some(k) => h.enter_kernel("kswapd", |cx| k.kswapd(cx)),
                     None => 1,
                 })
                 .map_err(SystemError::Spawn)?;
@@ -199,7 +199,9 @@ pub fn run_new_process<M: PagingMode>(
 ) -> i32 {
     let Some(k) = kc.get() else { return 127 };
     let pid = h.id();
-    if k.create_process(h, pid).is_err() {
+    if h.enter_kernel("execve", |cx| k.create_process(cx, pid))
+        .is_err()
+    {
         return 127;
     }
     activate(k, h, pid);
@@ -270,9 +272,9 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `mmap` of anonymous memory.
     pub fn mmap(&mut self, addr: u32, len: u64, prot: u32, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self
-            .k
-            .sys_mmap(self.h, self.pid, addr, len, prot, flags, -1, 0);
+        let r = self.h.enter_kernel("sys_mmap", |cx| {
+            self.k.sys_mmap(cx, self.pid, addr, len, prot, flags, -1, 0)
+        });
         self.ret();
         r
     }
@@ -288,30 +290,37 @@ impl<'a, M: PagingMode> User<'a, M> {
         offset: u64,
     ) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self
-            .k
-            .sys_mmap(self.h, self.pid, addr, len, prot, flags, fd, offset);
+        let r = self.h.enter_kernel("sys_mmap", |cx| {
+            self.k
+                .sys_mmap(cx, self.pid, addr, len, prot, flags, fd, offset)
+        });
         self.ret();
         r
     }
     /// `msync(addr, len, flags)`.
     pub fn msync(&mut self, addr: u32, len: u64, flags: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_msync(self.h, self.pid, addr, len, flags);
+        let r = self.h.enter_kernel("sys_msync", |cx| {
+            self.k.sys_msync(cx, self.pid, addr, len, flags)
+        });
         self.ret();
         r
     }
     /// `open(name, flags)`: a file descriptor.
     pub fn open(&mut self, name: &str, flags: u32) -> Result<i32, Errno> {
         self.check_killed()?;
-        let r = self.k.sys_open(self.h, self.pid, name, flags);
+        let r = self
+            .h
+            .enter_kernel("sys_open", |cx| self.k.sys_open(cx, self.pid, name, flags));
         self.ret();
         r
     }
     /// `close(fd)`.
     pub fn close(&mut self, fd: i32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_close(self.h, self.pid, fd);
+        let r = self
+            .h
+            .enter_kernel("sys_close", |cx| self.k.sys_close(cx, self.pid, fd));
         self.ret();
         r
     }
@@ -319,56 +328,72 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// a copy out of the simulated machine.
     pub fn read(&mut self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
         self.check_killed()?;
-        let r = self.k.sys_read(self.h, self.pid, fd, buf);
+        let r = self
+            .h
+            .enter_kernel("sys_read", |cx| self.k.sys_read(cx, self.pid, fd, buf));
         self.ret();
         r
     }
     /// `write(fd, buf)`: bytes written (from a host buffer, see [`User::read`]).
     pub fn write(&mut self, fd: i32, buf: &[u8]) -> Result<usize, Errno> {
         self.check_killed()?;
-        let r = self.k.sys_write(self.h, self.pid, fd, buf);
+        let r = self
+            .h
+            .enter_kernel("sys_write", |cx| self.k.sys_write(cx, self.pid, fd, buf));
         self.ret();
         r
     }
     /// `lseek(fd, offset, whence)`: the new offset.
     pub fn lseek(&mut self, fd: i32, offset: i64, whence: u32) -> Result<u64, Errno> {
         self.check_killed()?;
-        let r = self.k.sys_lseek(self.h, self.pid, fd, offset, whence);
+        let r = self.h.enter_kernel("sys_lseek", |cx| {
+            self.k.sys_lseek(cx, self.pid, fd, offset, whence)
+        });
         self.ret();
         r
     }
     /// `ftruncate(fd, length)`.
     pub fn ftruncate(&mut self, fd: i32, length: i64) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_ftruncate(self.h, self.pid, fd, length);
+        let r = self.h.enter_kernel("sys_ftruncate", |cx| {
+            self.k.sys_ftruncate(cx, self.pid, fd, length)
+        });
         self.ret();
         r
     }
     /// `fsync(fd)`.
     pub fn fsync(&mut self, fd: i32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_fsync(self.h, self.pid, fd);
+        let r = self
+            .h
+            .enter_kernel("sys_fsync", |cx| self.k.sys_fsync(cx, self.pid, fd));
         self.ret();
         r
     }
     /// `unlink(name)`.
     pub fn unlink(&mut self, name: &str) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_unlink(self.h, name);
+        let r = self
+            .h
+            .enter_kernel("sys_unlink", |cx| self.k.sys_unlink(cx, name));
         self.ret();
         r
     }
     /// `munmap`.
     pub fn munmap(&mut self, addr: u32, len: u64) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_munmap(self.h, self.pid, addr, len);
+        let r = self.h.enter_kernel("sys_munmap", |cx| {
+            self.k.sys_munmap(cx, self.pid, addr, len)
+        });
         self.ret();
         r
     }
     /// `mprotect`.
     pub fn mprotect(&mut self, addr: u32, len: u64, prot: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_mprotect(self.h, self.pid, addr, len, prot);
+        let r = self.h.enter_kernel("sys_mprotect", |cx| {
+            self.k.sys_mprotect(cx, self.pid, addr, len, prot)
+        });
         self.ret();
         r
     }
@@ -382,55 +407,68 @@ impl<'a, M: PagingMode> User<'a, M> {
         new_addr: u32,
     ) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self
-            .k
-            .sys_mremap(self.h, self.pid, old, old_len, new_len, flags, new_addr);
+        let r = self.h.enter_kernel("sys_mremap", |cx| {
+            self.k
+                .sys_mremap(cx, self.pid, old, old_len, new_len, flags, new_addr)
+        });
+        self.ret();
+        r
+    }
+    /// `make_pages_present` over `[addr, addr + len)` (a `MAP_POPULATE` or `mlock` of an
+    /// existing range): returns the pages made present.
+    pub fn populate_range(&mut self, addr: u32, len: u64, write: bool) -> Result<u64, Errno> {
+        self.check_killed()?;
+        let r = self.h.enter_kernel("populate_range", |cx| {
+            self.k.populate_range(cx, self.pid, addr, len, write)
+        });
         self.ret();
         r
     }
     /// `brk`.
     pub fn brk(&mut self, addr: u32) -> u32 {
-        let r = self.k.sys_brk(self.h, self.pid, addr);
+        let r = self
+            .h
+            .enter_kernel("sys_brk", |cx| self.k.sys_brk(cx, self.pid, addr));
         self.ret();
         r
     }
     /// `shmget`.
     pub fn shmget(&mut self, key: i32, size: u64, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        // SAFETY: a system-call entry point of this task.
-        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
-        self.k.syscall_stats_enter(self.h, "sys_shmget");
-        let r = self.k.sys_shmget(&mut cx, key, size, flags);
+        let r = self.h.enter_kernel("sys_shmget", |cx| {
+            self.k.syscall_stats_enter(cx.p(), "sys_shmget");
+            self.k.sys_shmget(cx, key, size, flags)
+        });
         self.ret();
         r
     }
     /// `shmat`.
     pub fn shmat(&mut self, shmid: u32, addr: u32, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        // SAFETY: a system-call entry point of this task.
-        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
-        self.k.syscall_stats_enter(self.h, "sys_shmat");
-        let r = self.k.sys_shmat(&mut cx, self.pid, shmid, addr, flags);
+        let r = self.h.enter_kernel("sys_shmat", |cx| {
+            self.k.syscall_stats_enter(cx.p(), "sys_shmat");
+            self.k.sys_shmat(cx, self.pid, shmid, addr, flags)
+        });
         self.ret();
         r
     }
     /// `shmdt`.
     pub fn shmdt(&mut self, addr: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        // SAFETY: a system-call entry point of this task.
-        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
-        self.k.syscall_stats_enter(self.h, "sys_shmdt");
-        let r = self.k.sys_shmdt(&mut cx, self.pid, addr);
+        let r = self.h.enter_kernel("sys_shmdt", |cx| {
+            self.k.syscall_stats_enter(cx.p(), "sys_shmdt");
+            self.k.sys_shmdt(cx, self.pid, addr)
+        });
         self.ret();
         r
     }
     /// `shmctl(IPC_RMID)`.
     pub fn shm_rmid(&mut self, shmid: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        // SAFETY: a system-call entry point of this task.
-        let mut cx = unsafe { highpte_kernel::SleepCtx::enter(self.h) };
-        self.k.syscall_stats_enter(self.h, "sys_shmctl");
-        let r = self.k.sys_shmctl_rmid(&mut cx, shmid);
+        let r = self.h.enter_kernel("sys_shmctl", |cx| {
+            self.k.syscall_stats_enter(cx.p(), "sys_shmctl");
+            self.k.sys_shmctl_rmid(cx, shmid)
+        });
         self.ret();
         r
     }
@@ -438,7 +476,9 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `swapoff` of the swap device: every swapped page comes back into memory.
     pub fn swapoff(&mut self) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_swapoff(self.h, self.pid);
+        let r = self
+            .h
+            .enter_kernel("sys_swapoff", |cx| self.k.sys_swapoff(cx, self.pid));
         self.ret();
         r
     }
@@ -446,7 +486,9 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `swapon` of the swap device configured at boot.
     pub fn swapon(&mut self) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.k.sys_swapon(self.h, self.pid);
+        let r = self
+            .h
+            .enter_kernel("sys_swapon", |cx| self.k.sys_swapon(cx, self.pid));
         self.ret();
         r
     }
@@ -487,7 +529,9 @@ impl<'a, M: PagingMode> User<'a, M> {
                 child(&mut u)
             })
             .map_err(|_| Errno::EAGAIN)?;
-        let r = self.k.do_fork(self.h, self.pid, child_id, share_vm);
+        let r = self.h.enter_kernel("do_fork", |cx| {
+            self.k.do_fork(cx, self.pid, child_id, share_vm)
+        });
         state.set(if r.is_ok() { 1 } else { 2 });
         self.h
             .wake_up_all(WaitQueueKey(FORK_KEY_BASE + child_id.0 as u64));
@@ -497,7 +541,9 @@ impl<'a, M: PagingMode> User<'a, M> {
 
     /// `wait()`: the next child to exit and its exit code (ECHILD when none is left).
     pub fn wait(&mut self) -> Result<(TaskId, i32), Errno> {
-        let r = self.k.sys_wait(self.h, self.pid);
+        let r = self
+            .h
+            .enter_kernel("sys_wait", |cx| self.k.sys_wait(cx, self.pid));
         self.ret();
         r
     }
@@ -554,14 +600,17 @@ impl<'a, M: PagingMode> User<'a, M> {
 
     /// `pause()`: sleep until killed.
     pub fn pause(&mut self) -> Signal {
-        let s = self.k.sys_pause(self.h, self.pid);
+        let s = self
+            .h
+            .enter_kernel("sys_pause", |cx| self.k.sys_pause(cx, self.pid));
         self.ret();
         s
     }
 
     /// Kill another process (it dies at its next return to user).
     pub fn kill(&mut self, pid: TaskId, sig: Signal) {
-        self.k.kill_task(self.h, pid, sig);
+        self.h
+            .enter_kernel("kill_task", |cx| self.k.kill_task(cx, pid, sig));
         self.ret();
     }
 
@@ -579,7 +628,9 @@ impl<'a, M: PagingMode> User<'a, M> {
                 ),
             });
         }
-        let out = self.k.do_page_fault(self.h, self.pid, pf.addr, pf.code);
+        let out = self.h.enter_kernel("do_page_fault", |cx| {
+            self.k.do_page_fault(cx, self.pid, pf.addr, pf.code)
+        });
         self.ret();
         match out {
             FaultOutcome::Handled => match self.killed() {

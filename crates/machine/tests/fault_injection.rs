@@ -20,7 +20,7 @@ use highpte_kernel::mm::{
     PROT_WRITE,
 };
 use highpte_kernel::pgtable::pte_alloc_kernel;
-use highpte_kernel::{Errno, FailAlloc, KernelOptions, PtAllocKind, Signal, SleepCtx, ALLOC_SITES};
+use highpte_kernel::{Errno, FailAlloc, KernelOptions, PtAllocKind, Signal, ALLOC_SITES};
 use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};
 use vm_common::{quiesce, Quiet, MB, PAGE};
 
@@ -51,7 +51,9 @@ macro_rules! sys {
                         "{} changed state on ENOMEM",
                         stringify!($e)
                     );
-                    let bad = $u.kernel().check_invariants($u.handle());
+                    let bad = $u
+                        .handle()
+                        .enter_kernel("check_invariants", |cx| $u.kernel().check_invariants(cx));
                     assert!(bad.is_empty(), "after {}: {bad:#?}", stringify!($e));
                 }
                 None
@@ -70,7 +72,8 @@ fn snapshot<M: PagingMode>(u: &User<'_, M>) -> (Vec<(u32, u32, u32)>, u64, u64, 
     let k = u.kernel();
     let mm = k.mm_of(u.pid()).unwrap();
     (
-        k.vma_list(u.handle(), u.pid()),
+        u.handle()
+            .enter_kernel("vma_list", |cx| k.vma_list(cx, u.pid())),
         mm.rss(),
         mm.nr_ptes(),
         k.kobj_bytes(),
@@ -203,7 +206,9 @@ fn scenario<M: PagingMode>(u: &mut User<'_, M>, key: i32, strict: bool) -> i32 {
     }
     // populate_range on a fresh region, write and read
     if sys!(u, strict, u.mmap(p, MB, RW, PA | MAP_FIXED)).is_some() {
-        let r = u.kernel().populate_range(u.handle(), u.pid(), p, MB, true);
+        let r = u.handle().enter_kernel("populate_range", |cx| {
+            u.kernel().populate_range(cx, u.pid(), p, MB, true)
+        });
         u.handle().return_to_user();
         match r {
             Ok(n) => assert_eq!(n, MB / 4096),
@@ -213,9 +218,9 @@ fn scenario<M: PagingMode>(u: &mut User<'_, M>, key: i32, strict: bool) -> i32 {
         acc!(u.store_u32(p + 17 * PAGE, 5));
     }
     if shared {
-        let r = u
-            .kernel()
-            .populate_range(u.handle(), u.pid(), s, 64 * 4096, false);
+        let r = u.handle().enter_kernel("populate_range", |cx| {
+            u.kernel().populate_range(cx, u.pid(), s, 64 * 4096, false)
+        });
         u.handle().return_to_user();
         assert!(matches!(r, Ok(_) | Err(Errno::ENOMEM)), "{r:?}");
     }
@@ -346,11 +351,11 @@ fn run<M: PagingMode>(
     sys.machine
         .spawn("vmalloc", Some(0), move |h: &TaskHandle<M>| {
             let k = kc.get().unwrap();
-            // SAFETY: the body of a kernel task: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(h) };
-            let va = VirtAddr::new(k.layout().vmalloc_start().as_u32() + (16 << 20));
-            let _ = pte_alloc_kernel(k, &mut cx, va);
-            0
+            h.enter_kernel("test", |cx| {
+                let va = VirtAddr::new(k.layout().vmalloc_start().as_u32() + (16 << 20));
+                let _ = pte_alloc_kernel(k, cx, va);
+                0
+            })
         })
         .unwrap();
     assert!(matches!(sys.run(), RunOutcome::Completed), "{what}");
@@ -388,7 +393,7 @@ fn run<M: PagingMode>(
     let kc = sys.kernel_cell();
     sys.machine
         .spawn("ipcrm", Some(0), move |h: &TaskHandle<M>| {
-            kc.get().unwrap().shm_remove_all(h);
+            h.enter_kernel("shm_remove_all", |cx| kc.get().unwrap().shm_remove_all(cx));
             0
         })
         .unwrap();
@@ -641,7 +646,9 @@ fn failed_vma_changes_change_nothing() {
                     }
                     Err(e) => panic!("{name}: {e:?}"),
                 }
-                let bad = u.kernel().check_invariants(u.handle());
+                let bad = u
+                    .handle()
+                    .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
                 assert!(bad.is_empty(), "{name} round {round}: {bad:#?}");
             }
             for (a, len, shm) in undo {
@@ -711,7 +718,9 @@ fn failed_munmap_changes_nothing() {
                 }
                 Err(e) => panic!("munmap: {e:?}"),
             }
-            let bad = u.kernel().check_invariants(u.handle());
+            let bad = u
+                .handle()
+                .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
             assert!(bad.is_empty(), "round {round}: {bad:#?}");
         }
         if let Some(id) = spacer {
@@ -761,15 +770,19 @@ fn failed_pgd_alloc_leaves_clean_pages() {
                 // new pte pages (from the pool): every entry must start empty
                 let r = round * 8 * MB as u32;
                 let n = u
-                    .kernel()
-                    .populate_range(u.handle(), u.pid(), a + r, 8 * MB, true)
+                    .handle()
+                    .enter_kernel("populate_range", |cx| {
+                        u.kernel().populate_range(cx, u.pid(), a + r, 8 * MB, true)
+                    })
                     .unwrap();
                 u.handle().return_to_user();
                 assert_eq!(n, 8 * MB / 4096, "batch {batch} round {round}");
                 for i in (0..8 * MB as u32).step_by(2 << 20) {
                     assert_eq!(u.load_u32(a + r + i), Ok(0));
                 }
-                let bad = u.kernel().check_invariants(u.handle());
+                let bad = u
+                    .handle()
+                    .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
                 assert!(bad.is_empty(), "batch {batch} round {round}: {bad:#?}");
             }
             0

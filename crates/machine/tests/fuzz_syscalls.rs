@@ -846,7 +846,8 @@ fn kind(op: &Op) -> &'static str {
 }
 
 fn kvmas<M: PagingMode>(u: &User<'_, M>) -> Vec<(u32, u32, u32)> {
-    u.kernel().vma_list(u.handle(), u.pid())
+    u.handle()
+        .enter_kernel("vma_list", |cx| u.kernel().vma_list(cx, u.pid()))
 }
 
 fn fmt_r<T: std::fmt::Debug, E: std::fmt::Display>(r: &Result<T, E>) -> String {
@@ -891,12 +892,16 @@ fn run_ops<M: PagingMode>(
                 u.pid()
             ));
         }
-        let b = u.kernel().brk_of(u.handle(), u.pid());
+        let b = u
+            .handle()
+            .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()));
         if b != Some(sh.brk) {
             return Err(format!("op {i}: brk {b:x?}, shadow {:x}", sh.brk));
         }
         if run.solo && depth == 0 && sh.children == 0 {
-            let bad = u.kernel().check_invariants(u.handle());
+            let bad = u
+                .handle()
+                .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
             if !bad.is_empty() {
                 return Err(format!("op {i} {op:x?}: invariants {bad:#?}"));
             }
@@ -1554,7 +1559,7 @@ fn run_case<M: PagingMode>(
         prop_assert_eq!(code, Some(0), "exit code of {}", p);
     }
     // ipcrm whatever the processes left, then every page must be back
-    sys.inspect(|h, k| k.shm_remove_all(h))
+    sys.inspect(|h, k| h.enter_kernel("shm_remove_all", |cx| k.shm_remove_all(cx)))
         .map_err(TestCaseError::fail)?;
     let leak = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert_no_leak(&mut sys, &boot_q, "after the sequence")

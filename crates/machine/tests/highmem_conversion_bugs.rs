@@ -8,7 +8,7 @@ mod highmem_common;
 use highmem_common::*;
 use highpte_arch::{Entry, KmType, MemoryVariant, PagingMode, Pfn, TwoLevel, VirtAddr};
 use highpte_kernel::pgtable::pte_offset_map;
-use highpte_kernel::{KernelEvent, Platform, SleepCtx};
+use highpte_kernel::{KernelEvent, Platform};
 use highpte_machine::System;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -39,17 +39,17 @@ fn row01_forgetting_to_unmap() {
     let f = frames();
     let fo = f.clone();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: the test body runs at a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-        let mut g = mm.page_table_lock().lock(h);
-        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, VirtAddr::new(ADDR));
-        fo.set(Frames {
-            pte0: map.page().0,
-            ..Default::default()
-        });
-        core::mem::forget(map); // the mistake: no pte_unmap
-        let _again = pte_offset_map(k, &mut cx, &mut g, &pmd, VirtAddr::new(ADDR));
+        h.enter_kernel("test", |cx| {
+            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
+            let mut g = mm.page_table_lock().lock(h);
+            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            fo.set(Frames {
+                pte0: map.page().0,
+                ..Default::default()
+            });
+            core::mem::forget(map); // the mistake: no pte_unmap
+            let _again = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+        })
     }));
     let pte = f.get().pte0;
     assert_eq!(r.report.kind, "kmap_atomic");
@@ -71,20 +71,20 @@ fn row02_using_a_pte_after_unmap() {
     let f = frames();
     let fo = f.clone();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-        let mut g = mm.page_table_lock().lock(h);
-        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, VirtAddr::new(ADDR));
-        let va = map.kernel_address_for_tests();
-        fo.set(Frames {
-            pte0: map.page().0,
-            va: va.as_u32(),
-            ..Default::default()
-        });
-        drop(map);
-        drop(g);
-        h.read_u32(va); // the pte pointer, used after pte_unmap
+        h.enter_kernel("test", |cx| {
+            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
+            let mut g = mm.page_table_lock().lock(h);
+            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let va = map.kernel_address_for_tests();
+            fo.set(Frames {
+                pte0: map.page().0,
+                va: va.as_u32(),
+                ..Default::default()
+            });
+            drop(map);
+            drop(g);
+            h.read_u32(va); // the pte pointer, used after pte_unmap
+        })
     }));
     let Frames { pte0, va, .. } = f.get();
     let va = VirtAddr::new(va);
@@ -107,19 +107,19 @@ fn row02_using_a_pte_after_unmap() {
 fn row03_sleeping_while_mapped() {
     let mut s = sys();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-        let mut g = mm.page_table_lock().lock(h);
-        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, VirtAddr::new(ADDR));
-        let p = map.cx().p();
-        let t = p.prepare_to_wait(highpte_kernel::WaitQueueKey(1));
-        p.sleep(
-            highpte_kernel::WaitQueueKey(1),
-            t,
-            "some event",
-            "converted_walker",
-        );
+        h.enter_kernel("test", |cx| {
+            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
+            let mut g = mm.page_table_lock().lock(h);
+            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let p = map.cx().p();
+            let t = p.prepare_to_wait(highpte_kernel::WaitQueueKey(1));
+            p.sleep(
+                highpte_kernel::WaitQueueKey(1),
+                t,
+                "some event",
+                "converted_walker",
+            );
+        })
     }));
     assert_eq!(r.report.kind, "sleeping in atomic context");
     assert_eq!(
@@ -140,13 +140,13 @@ fn row03_sleeping_while_mapped() {
 fn row04_the_same_slot_twice() {
     let mut s = sys();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-        let mut g = mm.page_table_lock().lock(h);
-        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, VirtAddr::new(ADDR));
-        let page = map.page();
-        k.kmap_atomic(map.cx(), page, KmType::Pte0, "second_walker");
+        h.enter_kernel("test", |cx| {
+            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
+            let mut g = mm.page_table_lock().lock(h);
+            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let page = map.page();
+            k.kmap_atomic(map.cx(), page, KmType::Pte0, "second_walker");
+        })
     }));
     assert_eq!(r.report.kind, "kmap_atomic");
     assert_eq!(
@@ -164,18 +164,18 @@ fn row04_the_same_slot_twice() {
 fn row05_nesting_three_deep() {
     let mut s = sys();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let span = M::PTE_PAGE_SPAN;
-        let a0 = VirtAddr::new(ADDR);
-        let a1 = VirtAddr::new(ADDR + span);
-        let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
-        let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
-        let mut g = mm.page_table_lock().lock(h);
-        let mut map = pte_offset_map(k, &mut cx, &mut g, &pmd0, a0);
-        let nested = map.map_nested(&pmd1, a1);
-        let third = nested.page();
-        k.kmap_atomic(nested.cx(), third, KmType::Pte2, "third");
+        h.enter_kernel("test", |cx| {
+            let span = M::PTE_PAGE_SPAN;
+            let a0 = VirtAddr::new(ADDR);
+            let a1 = VirtAddr::new(ADDR + span);
+            let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
+            let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
+            let mut g = mm.page_table_lock().lock(h);
+            let mut map = pte_offset_map(k, cx, &mut g, &pmd0, a0);
+            let nested = map.map_nested(&pmd1, a1);
+            let third = nested.page();
+            k.kmap_atomic(nested.cx(), third, KmType::Pte2, "third");
+        })
     }));
     assert_eq!(
         r.report.message,
@@ -227,32 +227,33 @@ fn row07_keeping_a_pte_across_a_lock_drop() {
     let r = with_user_pte(&mut s, 0, move |h, k, pid, mm| {
         let a = VirtAddr::new(ADDR);
         let stale = {
-            // SAFETY: a kernel entry of the process.
-            let mut cx = unsafe { SleepCtx::enter(h) };
-            let pmd = k.pmd_offset(h, mm.pgd(), a);
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, &mut cx, &mut g, &pmd, a);
-            map.get(a)
+            h.enter_kernel("test", |cx| {
+                let pmd = k.pmd_offset(h, mm.pgd(), a);
+                let mut g = mm.page_table_lock().lock(h);
+                let map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                map.get(a)
+            })
         }; // unmapped and unlocked: "we may sleep here"
            // meanwhile another thread unmaps the page (the table survives: ADDR+4096 is mapped)
-        k.sys_munmap(h, pid, ADDR, 4096).unwrap();
+        h.enter_kernel("sys_munmap", |cx| k.sys_munmap(cx, pid, ADDR, 4096))
+            .unwrap();
         {
-            // SAFETY: as above.
-            let mut cx = unsafe { SleepCtx::enter(h) };
-            let pmd = k.pmd_offset(h, mm.pgd(), a);
-            let mut g = mm.page_table_lock().lock(h);
-            let mut map = pte_offset_map(k, &mut cx, &mut g, &pmd, a);
-            map.set(a, stale); // the mistake: no pte_same / pte_none re-check
+            h.enter_kernel("test", |cx| {
+                let pmd = k.pmd_offset(h, mm.pgd(), a);
+                let mut g = mm.page_table_lock().lock(h);
+                let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                map.set(a, stale); // the mistake: no pte_same / pte_none re-check
+            })
         }
-        let bad = k.check_invariants(h);
+        let bad = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
         *fo.borrow_mut() = (bad, stale.pfn().0);
         // undo, so the process can exit without freeing the frame twice
-        // SAFETY: as above.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd = k.pmd_offset(h, mm.pgd(), a);
-        let mut g = mm.page_table_lock().lock(h);
-        let mut map = pte_offset_map(k, &mut cx, &mut g, &pmd, a);
-        map.set(a, Entry::NONE);
+        h.enter_kernel("test", |cx| {
+            let pmd = k.pmd_offset(h, mm.pgd(), a);
+            let mut g = mm.page_table_lock().lock(h);
+            let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+            map.set(a, Entry::NONE);
+        })
     });
     assert!(r.is_completed(), "{r}");
     let (bad, pfn) = found.borrow().clone();
@@ -357,32 +358,32 @@ fn row10_storing_a_pte_kernel_address() {
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
         let span = M::PTE_PAGE_SPAN;
         let (a0, a1) = (VirtAddr::new(ADDR), VirtAddr::new(ADDR + span));
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
-        let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
-        let mut g = mm.page_table_lock().lock(h);
-        // the "reverse map" keeps a kernel pointer to the pte of a0
-        let (stored, pte0, right) = {
-            let map = pte_offset_map(k, &mut cx, &mut g, &pmd0, a0);
-            (map.kernel_address_for_tests(), map.page().0, map.get(a0))
-        };
-        // later, another walker maps a1's table into the same slot
-        let (pte1, seen) = {
-            let map = pte_offset_map(k, &mut cx, &mut g, &pmd1, a1);
-            let seen = M::entry_from_raw(h.read_u32(stored) as u64);
-            assert_eq!(seen, map.get(a1), "the stored pointer reads a1's table");
-            (map.page().0, seen)
-        };
-        assert_ne!(seen, right);
-        wr.set((right.pfn().0, seen.pfn().0));
-        fo.set(Frames {
-            pte0,
-            pte1,
-            va: stored.as_u32(),
-        });
-        drop(g);
-        h.read_u32(stored); // and with no mapping live: an oops
+        h.enter_kernel("test", |cx| {
+            let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
+            let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
+            let mut g = mm.page_table_lock().lock(h);
+            // the "reverse map" keeps a kernel pointer to the pte of a0
+            let (stored, pte0, right) = {
+                let map = pte_offset_map(k, cx, &mut g, &pmd0, a0);
+                (map.kernel_address_for_tests(), map.page().0, map.get(a0))
+            };
+            // later, another walker maps a1's table into the same slot
+            let (pte1, seen) = {
+                let map = pte_offset_map(k, cx, &mut g, &pmd1, a1);
+                let seen = M::entry_from_raw(h.read_u32(stored) as u64);
+                assert_eq!(seen, map.get(a1), "the stored pointer reads a1's table");
+                (map.page().0, seen)
+            };
+            assert_ne!(seen, right);
+            wr.set((right.pfn().0, seen.pfn().0));
+            fo.set(Frames {
+                pte0,
+                pte1,
+                va: stored.as_u32(),
+            });
+            drop(g);
+            h.read_u32(stored); // and with no mapping live: an oops
+        })
     }));
     let Frames { pte1, va, .. } = f.get();
     let va = VirtAddr::new(va);
@@ -409,19 +410,19 @@ fn row02_without_debug_reads_silently() {
     let got: Rc<Cell<u64>> = Rc::default();
     let g2 = got.clone();
     let r = with_user_pte(&mut s, 0, move |h, k, _, mm| {
-        // SAFETY: a kernel entry of the process.
-        let mut cx = unsafe { SleepCtx::enter(h) };
-        let a = VirtAddr::new(ADDR);
-        let pmd = k.pmd_offset(h, mm.pgd(), a);
-        let mut g = mm.page_table_lock().lock(h);
-        let map = pte_offset_map(k, &mut cx, &mut g, &pmd, a);
-        let va = map.kernel_address_for_tests();
-        let e = map.get(a);
-        drop(map);
-        drop(g);
-        let after = M::entry_from_raw(h.read_u32(va) as u64);
-        assert_eq!(after, e);
-        g2.set(after.bits());
+        h.enter_kernel("test", |cx| {
+            let a = VirtAddr::new(ADDR);
+            let pmd = k.pmd_offset(h, mm.pgd(), a);
+            let mut g = mm.page_table_lock().lock(h);
+            let map = pte_offset_map(k, cx, &mut g, &pmd, a);
+            let va = map.kernel_address_for_tests();
+            let e = map.get(a);
+            drop(map);
+            drop(g);
+            let after = M::entry_from_raw(h.read_u32(va) as u64);
+            assert_eq!(after, e);
+            g2.set(after.bits());
+        })
     });
     assert!(r.is_completed(), "{r}");
     assert_ne!(got.get(), 0);

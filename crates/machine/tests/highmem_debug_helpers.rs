@@ -239,12 +239,12 @@ fn preempt_count_not_zero_on_return_to_user() {
     let p = pages(&mut s, 1)[0];
     let r = run_process(&mut s, 0, move |u| {
         let k = u.kernel();
-        // SAFETY: the test enters the kernel on behalf of this process.
-        let cx = unsafe { SleepCtx::enter(u.handle()) };
-        k.kmap_atomic(&cx, p, KmType::User0, "leaky");
-        u.handle().set_where("leaky");
-        u.handle().return_to_user();
-        0
+        u.handle().enter_kernel("test", |cx| {
+            k.kmap_atomic(cx, p, KmType::User0, "leaky");
+            u.handle().set_where("leaky");
+            u.handle().return_to_user();
+            0
+        })
     });
     let r = expect_bug(r);
     assert_eq!(r.report.kind, "preempt count leak");
@@ -271,10 +271,10 @@ fn persistent_kmap_held_at_exit() {
     let p = pages(&mut s, 1)[0];
     let r = run_process(&mut s, 0, move |u| {
         let k = u.kernel();
-        // SAFETY: the test enters the kernel on behalf of this process.
-        let mut cx = unsafe { SleepCtx::enter(u.handle()) };
-        k.kmap(&mut cx, p, "leaky");
-        0
+        u.handle().enter_kernel("test", |cx| {
+            k.kmap(cx, p, "leaky");
+            0
+        })
     });
     let r = expect_bug(r);
     assert_eq!(r.report.kind, "kmap leak");

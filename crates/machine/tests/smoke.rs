@@ -58,7 +58,9 @@ fn scenario<M: PagingMode>(v: MemoryVariant) {
         assert_eq!(u.load_u32(s).unwrap(), 8);
         assert_eq!(u.load_u32(a + 5 * 4096).unwrap(), 5);
         u.munmap(a, 4 << 20).unwrap();
-        let bad = u.kernel().check_invariants(u.handle());
+        let bad = u
+            .handle()
+            .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
         l.borrow_mut().extend(bad);
         0
     })
@@ -73,7 +75,8 @@ fn scenario<M: PagingMode>(v: MemoryVariant) {
     sys.machine
         .spawn("check", None, move |h| {
             let k = k.get().unwrap();
-            l2.borrow_mut().extend(k.check_invariants(h));
+            l2.borrow_mut()
+                .extend(h.enter_kernel("check_invariants", |cx| k.check_invariants(cx)));
             let m = k.meminfo(h);
             if m.page_tables != 0 {
                 l2.borrow_mut()

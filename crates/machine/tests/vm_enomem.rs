@@ -22,7 +22,9 @@ type Op<M> = fn(&mut User<'_, M>) -> Result<(), Errno>;
 /// Returns the number of failing attempts.
 fn until_ok<M: PagingMode>(u: &mut User<'_, M>, name: &str, op: Op<M>) -> u64 {
     for n in 0..500u64 {
-        let v0 = u.kernel().vma_list(u.handle(), u.pid());
+        let v0 = u
+            .handle()
+            .enter_kernel("vma_list", |cx| u.kernel().vma_list(cx, u.pid()));
         let k0 = u.kernel().kobj_bytes();
         let (rss0, _) = rss_ptes(u);
         u.kernel().inject_alloc_failures(Some(n));
@@ -35,7 +37,12 @@ fn until_ok<M: PagingMode>(u: &mut User<'_, M>, name: &str, op: Op<M>) -> u64 {
             }
             Err(e) => {
                 assert_eq!(e, Errno::ENOMEM, "{name} with {n} allocations");
-                assert_eq!(u.kernel().vma_list(u.handle(), u.pid()), v0, "{name} {n}");
+                assert_eq!(
+                    u.handle()
+                        .enter_kernel("vma_list", |cx| u.kernel().vma_list(cx, u.pid())),
+                    v0,
+                    "{name} {n}"
+                );
                 assert_eq!(rss_ptes(u).0, rss0, "{name} {n}");
                 assert_eq!(u.kernel().kobj_bytes(), k0, "{name} {n}: kernel objects");
                 inv(u, &format!("{name} failing after {n}"));

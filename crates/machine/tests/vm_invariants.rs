@@ -12,7 +12,8 @@ const RW: u32 = PROT_READ | PROT_WRITE;
 const PA: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
 
 fn report<M: PagingMode>(u: &User<'_, M>) -> Vec<String> {
-    u.kernel().check_invariants(u.handle())
+    u.handle()
+        .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx))
 }
 
 fn expect<M: PagingMode>(u: &User<'_, M>, what: &str, needles: &[&str]) {

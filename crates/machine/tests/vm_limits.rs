@@ -36,7 +36,12 @@ fn mmap_and_shmat_fail_with_enomem_at_max_map_count() {
         };
         assert_eq!(err, Errno::ENOMEM);
         assert_eq!(made, 8, "exactly max_map_count VMAs");
-        assert_eq!(u.kernel().vma_list(u.handle(), u.pid()).len(), 8);
+        assert_eq!(
+            u.handle()
+                .enter_kernel("vma_list", |cx| u.kernel().vma_list(cx, u.pid()))
+                .len(),
+            8
+        );
         let id = u.shmget(42, MB, IPC_CREAT | 0o600).unwrap();
         assert_eq!(u.shmat(id, 0, 0), Err(Errno::ENOMEM));
         u.shm_rmid(id).unwrap();

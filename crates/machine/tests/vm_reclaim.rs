@@ -14,7 +14,7 @@ use highpte_kernel::fs::{O_CREAT, O_RDWR};
 use highpte_kernel::mm::reclaim::{ReclaimKind, ZoneMask, SWAP_CLUSTER_MAX};
 use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
 use highpte_kernel::page_alloc::{PageOwner, Watermarks, ZoneType, GFP_KERNEL};
-use highpte_kernel::{Counter, SleepCtx};
+use highpte_kernel::Counter;
 use highpte_machine::TaskHandle;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -175,33 +175,33 @@ fn low_request_keeps_high_cache<M: PagingMode>(v: MemoryVariant, ram: u64) {
     sys.machine
         .spawn("lowhog", Some(0), move |h: &TaskHandle<M>| {
             let k = k.get().unwrap();
-            // SAFETY: the body of a kernel task: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(h) };
-            let high_cache = k.page_cache_pages_in(ZoneMask::of(ZoneType::HighMem));
-            let low_cache = k.page_cache_pages_in(ZoneMask::classzone(ZoneType::Normal));
-            let mut got = Vec::new();
-            while let Some(pfn) = k.alloc_pages(
-                &mut cx,
-                GFP_KERNEL,
-                0,
-                PageOwner::KernelObject,
-                "kmem_cache_alloc",
-            ) {
-                got.push(pfn);
-            }
-            let cached_after = k.page_cache_pages();
-            let high_reclaimed = k.reclaim_stats(ZoneType::HighMem).1;
-            for &pfn in &got {
-                k.free_pages(&cx, pfn, 0);
-            }
-            *o.borrow_mut() = Some(LowHog {
-                high_cache,
-                low_cache,
-                got: got.len() as u64,
-                cached_after,
-                high_reclaimed,
-            });
-            0
+            h.enter_kernel("test", |cx| {
+                let high_cache = k.page_cache_pages_in(ZoneMask::of(ZoneType::HighMem));
+                let low_cache = k.page_cache_pages_in(ZoneMask::classzone(ZoneType::Normal));
+                let mut got = Vec::new();
+                while let Some(pfn) = k.alloc_pages(
+                    cx,
+                    GFP_KERNEL,
+                    0,
+                    PageOwner::KernelObject,
+                    "kmem_cache_alloc",
+                ) {
+                    got.push(pfn);
+                }
+                let cached_after = k.page_cache_pages();
+                let high_reclaimed = k.reclaim_stats(ZoneType::HighMem).1;
+                for &pfn in &got {
+                    k.free_pages(cx, pfn, 0);
+                }
+                *o.borrow_mut() = Some(LowHog {
+                    high_cache,
+                    low_cache,
+                    got: got.len() as u64,
+                    cached_after,
+                    high_reclaimed,
+                });
+                0
+            })
         })
         .unwrap();
     let r = sys.run();
@@ -284,7 +284,10 @@ fn walk_only_files<M: PagingMode>(v: MemoryVariant, ram: u64, reclaim: ReclaimKi
         let mm = k.mm_of(u.pid()).unwrap();
         let mut aged = 0;
         for i in 0..(xlen / 4096) as u32 {
-            let e = k.follow_page(u.handle(), &mm, x + i * PAGE).unwrap();
+            let e = u
+                .handle()
+                .enter_kernel("follow_page", |cx| k.follow_page(cx, &mm, x + i * PAGE))
+                .unwrap();
             if !e.has(EntryFlags::ACCESSED) {
                 aged += 1;
             }

@@ -22,7 +22,8 @@ const SA: u32 = MAP_SHARED | MAP_ANONYMOUS;
 const ECHILD: Errno = Errno(10);
 
 fn vmas<M: PagingMode>(u: &User<'_, M>) -> Vec<(u32, u32, u32)> {
-    u.kernel().vma_list(u.handle(), u.pid())
+    u.handle()
+        .enter_kernel("vma_list", |cx| u.kernel().vma_list(cx, u.pid()))
 }
 
 fn each_mode(f2: fn(&mut vm_common_sys::Sys2), fpae: fn(&mut vm_common_sys::SysPae)) {
@@ -271,7 +272,16 @@ fn mmap_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     // an offset that is not a page multiple
     let k = u.kernel();
     assert_eq!(
-        k.sys_mmap(u.handle(), u.pid(), 0, 4096, RW, PA, -1, 100),
+        u.handle().enter_kernel("sys_mmap", |cx| k.sys_mmap(
+            cx,
+            u.pid(),
+            0,
+            4096,
+            RW,
+            PA,
+            -1,
+            100
+        )),
         Err(Errno::EINVAL)
     );
     // address space exhausted: 2 GB fill [1 GB, 3 GB), then nothing fits without a hint
@@ -1242,7 +1252,9 @@ fn shmget_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
         }
         inv(u, name);
     }
-    let segs = u.kernel().shm_segments(u.handle());
+    let segs = u
+        .handle()
+        .enter_kernel("shm_segments", |cx| u.kernel().shm_segments(cx));
     assert_eq!(segs.len(), 4);
     assert!(segs
         .iter()
@@ -1250,7 +1262,10 @@ fn shmget_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     for id in ids {
         u.shm_rmid(id).unwrap();
     }
-    assert!(u.kernel().shm_segments(u.handle()).is_empty());
+    assert!(u
+        .handle()
+        .enter_kernel("shm_segments", |cx| u.kernel().shm_segments(cx))
+        .is_empty());
     0
 }
 both_modes!(shmget_cases, shmget_table);
@@ -1349,7 +1364,9 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     }
     u.munmap(top, 4096).unwrap();
     u.shm_rmid(small).unwrap();
-    let segs = u.kernel().shm_segments(u.handle());
+    let segs = u
+        .handle()
+        .enter_kernel("shm_segments", |cx| u.kernel().shm_segments(cx));
     assert_eq!(segs, vec![(id, 4 * 4096, 4)]);
     // every attachment sees the same pages
     u.store_u32(at[0] + PAGE, 0x5151).unwrap();
@@ -1381,7 +1398,11 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     }
     assert_eq!(u.load_u32(at[1]), Err(Signal::Sigsegv));
     assert_eq!(u.load_u32(anon), Ok(0), "shmdt left other mappings alone");
-    assert_eq!(u.kernel().shm_segments(u.handle()), vec![(id, 4 * 4096, 2)]);
+    assert_eq!(
+        u.handle()
+            .enter_kernel("shm_segments", |cx| u.kernel().shm_segments(cx)),
+        vec![(id, 4 * 4096, 2)]
+    );
     // an attachment split by mprotect is still detached whole, and a mapping placed into a
     // hole of it (after a partial munmap) is left alone
     u.mprotect(at[2] + PAGE, 4096, PROT_READ).unwrap();
@@ -1395,7 +1416,11 @@ fn shmat_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     inv(u, "split detach");
     u.munmap(inside, 4096).unwrap();
     u.shmdt(at[0]).unwrap();
-    assert_eq!(u.kernel().shm_segments(u.handle()), vec![(id, 4 * 4096, 0)]);
+    assert_eq!(
+        u.handle()
+            .enter_kernel("shm_segments", |cx| u.kernel().shm_segments(cx)),
+        vec![(id, 4 * 4096, 0)]
+    );
     u.shm_rmid(id).unwrap();
     inv(u, "end");
     0
@@ -1453,7 +1478,9 @@ fn fork_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
                 assert_eq!(c.load_u32(a), Ok(1));
                 c.store_u32(a + PAGE, code as u32).unwrap();
                 c.store_u32(s, code as u32).unwrap();
-                let bad = c.kernel().check_invariants(c.handle());
+                let bad = c
+                    .handle()
+                    .enter_kernel("check_invariants", |cx| c.kernel().check_invariants(cx));
                 assert!(bad.is_empty(), "{bad:?}");
                 code
             })
@@ -1470,7 +1497,9 @@ fn fork_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
     let mine = vmas(u);
     let c = u
         .fork("layout", false, move |c| {
-            let v = c.kernel().vma_list(c.handle(), c.pid());
+            let v = c
+                .handle()
+                .enter_kernel("vma_list", |cx| c.kernel().vma_list(cx, c.pid()));
             let b = c.brk(0);
             (v == mine && b == START_BRK + 3 * 4096) as i32
         })

@@ -722,7 +722,7 @@ fn driver<M: PagingMode>(
                 // forked children that paused stay too
                 k.nr_processes() <= live + c.children_paused as usize
             });
-            let bad = k.check_invariants(h);
+            let bad = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
             if !bad.is_empty() {
                 ctl.borrow_mut().checks.push(format!(
                     "invariants after step {s}: {}",
@@ -760,7 +760,7 @@ fn driver<M: PagingMode>(
         .collect();
     for (i, (pid, st)) in pids.iter().enumerate() {
         match st {
-            PState::Paused => k.kill_task(h, *pid, Signal::Sigkill),
+            PState::Paused => h.enter_kernel("kill", |cx| k.kill_task(cx, *pid, Signal::Sigkill)),
             PState::Idle => {
                 ctl.borrow_mut().slots[i].cmd = Some(Cmd::Quit);
                 h.wake_up_all(WaitQueueKey(PROC_KEY_BASE + u64::from(pid.0)));
@@ -776,19 +776,19 @@ fn driver<M: PagingMode>(
         k.nr_processes() == 0
     });
     // like ipcrm at the end of a benchmark: SysV segments outlive their processes
-    k.shm_remove_all(h);
+    h.enter_kernel("ipcrm", |cx| k.shm_remove_all(cx));
     // and files outlive them too: remove them, so that their page cache goes
     for (name, ..) in k.fs_files(h) {
-        if let Err(e) = k.sys_unlink(h, &name) {
+        if let Err(e) = h.enter_kernel("sys_unlink", |cx| k.sys_unlink(cx, &name)) {
             ctl.borrow_mut()
                 .checks
                 .push(format!("unlink '{name}' at the end failed: {}", e.name()));
         }
     }
-    k.pt_drain_all_pools_entry(h);
+    h.enter_kernel("drain pools", |cx| k.pt_drain_all_pools_entry(cx));
     let mut bad = Vec::new();
     if inv == InvariantChecks::EachStep {
-        let v = k.check_invariants(h);
+        let v = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
         if !v.is_empty() {
             bad.push(format!(
                 "invariants at the end: {}",
@@ -1181,8 +1181,8 @@ fn run_op<M: PagingMode>(
             let id = sys!(u.shmget(*key, 0, 0));
             let addr = sys!(u.shmat(id, 0, if *readonly { SHM_RDONLY } else { 0 }));
             let size = u
-                .kernel()
-                .shm_segments(u.handle())
+                .handle()
+                .enter_kernel("shm report", |cx| u.kernel().shm_segments(cx))
                 .into_iter()
                 .find(|(i, _, _)| *i == id)
                 .map(|s| s.1)
@@ -1223,10 +1223,7 @@ fn run_op<M: PagingMode>(
             let r = region!(region);
             let (a, l) = range!(r, region, offset, size);
             if *populate {
-                let res = u
-                    .kernel()
-                    .populate_range(u.handle(), u.pid(), a, u64::from(l), *write);
-                u.handle().return_to_user();
+                let res = u.populate_range(a, u64::from(l), *write);
                 if let Err(e) = res {
                     let what = match u.killed() {
                         Some(s) => s.name().to_string(),
@@ -1567,10 +1564,10 @@ pub(crate) fn access<M: PagingMode>(
                     Some(k) => format!("{:?}", ctl.borrow().shared_stamps.get(&k)),
                     None => format!("{:#010x}", pc.stamps.get(&page).copied().unwrap_or(0)),
                 };
-                let pte = u
-                    .kernel()
-                    .mm_of(u.pid())
-                    .and_then(|mm| u.kernel().follow_page(u.handle(), &mm, page));
+                let pte = u.kernel().mm_of(u.pid()).and_then(|mm| {
+                    u.handle()
+                        .enter_kernel("follow_page", |cx| u.kernel().follow_page(cx, &mm, page))
+                });
                 check_fail(
                     ctl,
                     format!(

@@ -20,18 +20,17 @@ impl<M: PagingMode> Kernel<M> {
     /// `read(fd, buf)`: bytes read (0 at the end of the file).
     pub fn sys_read<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         fd: i32,
         buf: &mut [u8],
     ) -> Result<usize, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_read");
         let f = self.fget(pid, fd)?;
         let r = if f.readable {
             let pos = f.pos.get();
-            let r = self.file_read(&mut cx, &f.inode, pos, buf);
+            let r = self.file_read(cx, &f.inode, pos, buf);
             if let Ok(n) = r {
                 f.pos.set(pos + n as u64);
             }
@@ -39,30 +38,29 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             Err(Errno::EBADF)
         };
-        self.fput(&cx, f);
+        self.fput(cx, f);
         r
     }
 
     /// `write(fd, buf)`: bytes written.
     pub fn sys_write<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         fd: i32,
         buf: &[u8],
     ) -> Result<usize, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_write");
         let f = self.fget(pid, fd)?;
         let r = if f.writable {
-            let sem = f.inode.sem.lock(&mut cx, "sys_write");
+            let sem = f.inode.sem.lock(cx, "sys_write");
             let pos = if f.append {
                 f.inode.size()
             } else {
                 f.pos.get()
             };
-            let r = self.file_write(&mut cx, &f.inode, pos, buf);
+            let r = self.file_write(cx, &f.inode, pos, buf);
             drop(sem);
             if let Ok(n) = r {
                 f.pos.set(pos + n as u64);
@@ -71,7 +69,7 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             Err(Errno::EBADF)
         };
-        self.fput(&cx, f);
+        self.fput(cx, f);
         r
     }
 

@@ -278,13 +278,12 @@ impl<M: PagingMode> Kernel<M> {
     /// `open(name, flags)`: a new descriptor (the lowest free one).
     pub fn sys_open<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         name: &str,
         flags: u32,
     ) -> Result<i32, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_open");
         if name.is_empty() || name.contains('/') {
             // a flat namespace: no directories to look a path up in
@@ -300,18 +299,18 @@ impl<M: PagingMode> Kernel<M> {
         if self.fd_table_full(pid) {
             return Err(Errno::EMFILE);
         }
-        self.kobj_charge(&mut cx, KObj::File, 0)
+        self.kobj_charge(cx, KObj::File, 0)
             .map_err(|_| Errno::ENOMEM)?;
-        let inode = match self.lookup_or_create(&mut cx, name, flags) {
+        let inode = match self.lookup_or_create(cx, name, flags) {
             Ok(i) => i,
             Err(e) => {
-                self.kobj_uncharge(&cx, KObj::File, 0);
+                self.kobj_uncharge(cx, KObj::File, 0);
                 return Err(e);
             }
         };
         if flags & O_TRUNC != 0 && inode.size() > 0 {
-            let sem = inode.sem.lock(&mut cx, "sys_open");
-            self.do_truncate(&mut cx, &inode, 0);
+            let sem = inode.sem.lock(cx, "sys_open");
+            self.do_truncate(cx, &inode, 0);
             drop(sem);
         }
         let f = Rc::new(OpenFile {
@@ -328,7 +327,7 @@ impl<M: PagingMode> Kernel<M> {
                 Ok(fd)
             }
             None => {
-                self.fput(&cx, f);
+                self.fput(cx, f);
                 Err(Errno::EMFILE)
             }
         }
@@ -410,9 +409,13 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `close(fd)`.
-    pub fn sys_close<P: Platform>(&self, p: &P, pid: TaskId, fd: i32) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_close<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        fd: i32,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_close");
         if fd < 0 {
             return Err(Errno::EBADF);
@@ -425,14 +428,17 @@ impl<M: PagingMode> Kernel<M> {
             .and_then(|t| t.get_mut(fd as usize))
             .and_then(|x| x.take())
             .ok_or(Errno::EBADF)?;
-        self.fput(&cx, f);
+        self.fput(cx, f);
         Ok(())
     }
 
     /// `unlink(name)`: the name goes now, the file when its last user does.
-    pub fn sys_unlink<P: Platform>(&self, p: &P, name: &str) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_unlink<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        name: &str,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_unlink");
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
@@ -444,21 +450,20 @@ impl<M: PagingMode> Kernel<M> {
             .remove(name)
             .ok_or(Errno::ENOENT)?;
         inode.nlink.set(0);
-        self.iput(&cx, inode);
+        self.iput(cx, inode);
         Ok(())
     }
 
     /// `lseek(fd, offset, whence)`: the new offset.
     pub fn sys_lseek<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         fd: i32,
         offset: i64,
         whence: u32,
     ) -> Result<u64, Errno> {
-        // SAFETY: a system-call entry point.
-        let cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_lseek");
         let f = self.fget(pid, fd)?;
         let base = match whence {
@@ -474,20 +479,19 @@ impl<M: PagingMode> Kernel<M> {
             }
             _ => Err(Errno::EINVAL),
         };
-        self.fput(&cx, f);
+        self.fput(cx, f);
         r
     }
 
     /// `ftruncate(fd, length)`.
     pub fn sys_ftruncate<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         fd: i32,
         length: i64,
     ) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_ftruncate");
         if length < 0 {
             return Err(Errno::EINVAL);
@@ -498,23 +502,27 @@ impl<M: PagingMode> Kernel<M> {
         } else if length as u64 > MAX_FILE_BYTES {
             Err(Errno::EFBIG)
         } else {
-            let sem = f.inode.sem.lock(&mut cx, "sys_ftruncate");
-            self.do_truncate(&mut cx, &f.inode, length as u64);
+            let sem = f.inode.sem.lock(cx, "sys_ftruncate");
+            self.do_truncate(cx, &f.inode, length as u64);
             drop(sem);
             Ok(())
         };
-        self.fput(&cx, f);
+        self.fput(cx, f);
         r
     }
 
     /// `fsync(fd)`: write every dirty page of the file to the disk.
-    pub fn sys_fsync<P: Platform>(&self, p: &P, pid: TaskId, fd: i32) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_fsync<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        fd: i32,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_fsync");
         let f = self.fget(pid, fd)?;
-        self.filemap_fdatawrite(&mut cx, &f.inode, 0, u32::MAX);
-        self.fput(&cx, f);
+        self.filemap_fdatawrite(cx, &f.inode, 0, u32::MAX);
+        self.fput(cx, f);
         Ok(())
     }
 

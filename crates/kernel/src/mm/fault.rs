@@ -60,22 +60,21 @@ impl<M: PagingMode> Kernel<M> {
     /// killer (`fault_oom`), and the fault is tried again only if another task was killed.
     pub fn do_page_fault<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: VirtAddr,
         code: PageFaultErrorCode,
     ) -> FaultOutcome {
-        // SAFETY: a kernel entry point (exception entry): nothing held, nothing mapped.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         p.charge(KernelEvent::Fault);
         self.counters.inc(Counter::Faults);
         // waits of this fault for an OOM victim to exit
         let mut oom_waits = 0;
         loop {
-            match self.fault_attempt(&mut cx, pid, addr, code) {
+            match self.fault_attempt(cx, pid, addr, code) {
                 Ok(out) => return out,
                 Err(NoMemory) => {
-                    if let Some(out) = self.fault_oom(&mut cx, pid, &mut oom_waits) {
+                    if let Some(out) = self.fault_oom(cx, pid, &mut oom_waits) {
                         return out;
                     }
                 }

@@ -205,14 +205,13 @@ impl<M: PagingMode> Kernel<M> {
     /// ENOMEM if part of the range is not mapped (the mapped parts are still synced).
     pub fn sys_msync<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
         flags: u32,
     ) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_msync");
         if flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0 || addr & 0xfff != 0 {
             return Err(Errno::EINVAL);
@@ -229,7 +228,7 @@ impl<M: PagingMode> Kernel<M> {
             return Ok(());
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
-        let vmas = mm.mmap_sem.read(&mut cx, "sys_msync");
+        let vmas = mm.mmap_sem.read(cx, "sys_msync");
         let mut err = None;
         let mut cur = addr as u64;
         let mut work: Vec<(u32, u32, Rc<Inode>, u32)> = Vec::new();
@@ -254,15 +253,15 @@ impl<M: PagingMode> Kernel<M> {
             err = Some(Errno::ENOMEM);
         }
         for (s, e, _, _) in &work {
-            self.filemap_sync(&mut cx, &mm, *s, *e as u64);
+            self.filemap_sync(cx, &mm, *s, *e as u64);
         }
         drop(vmas);
         for (s, e, file, first) in work {
             if flags & MS_SYNC != 0 {
                 let last = first + ((e - s) >> 12) - 1;
-                self.filemap_fdatawrite(&mut cx, &file, first, last);
+                self.filemap_fdatawrite(cx, &file, first, last);
             }
-            self.iput(&cx, file);
+            self.iput(cx, file);
         }
         match err {
             Some(e) => Err(e),

@@ -325,16 +325,20 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `follow_page`: the pte that maps `addr` in `mm`, if any.
-    pub fn follow_page<P: Platform>(&self, p: &P, mm: &Mm, addr: u32) -> Option<Entry> {
-        // SAFETY: a kernel entry point (used by reports and checks between steps).
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn follow_page<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        addr: u32,
+    ) -> Option<Entry> {
+        let p = cx.p();
         let a = VirtAddr::new(addr);
         let pmd = self.pmd_offset(p, &mm.pgd, a);
         if !pmd.is_present() {
             return None;
         }
         let mut g = mm.page_table_lock.lock(p);
-        let map = pte_offset_map(self, &mut cx, &mut g, &pmd, a);
+        let map = pte_offset_map(self, cx, &mut g, &pmd, a);
         let pte = map.get(a);
         drop(map);
         (!pte.is_none()).then_some(pte)

@@ -104,7 +104,7 @@ impl<M: PagingMode> Kernel<M> {
     #[allow(clippy::too_many_arguments)]
     pub fn sys_mmap<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
@@ -113,11 +113,9 @@ impl<M: PagingMode> Kernel<M> {
         fd: i32,
         offset: u64,
     ) -> Result<u32, Errno> {
-        let r = self.mmap_inner(p, pid, addr, len, prot, flags, fd, offset);
+        let r = self.mmap_inner(cx, pid, addr, len, prot, flags, fd, offset);
         if r.is_err() {
-            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(p) };
-            self.vma_resettle(&mut cx, pid);
+            self.vma_resettle(cx, pid);
         }
         r
     }
@@ -125,7 +123,7 @@ impl<M: PagingMode> Kernel<M> {
     #[allow(clippy::too_many_arguments)]
     fn mmap_inner<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
@@ -134,8 +132,7 @@ impl<M: PagingMode> Kernel<M> {
         fd: i32,
         offset: u64,
     ) -> Result<u32, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_mmap");
         // the checks in Linux's order: old_mmap's offset, fget, do_mmap, get_unmapped_area,
         // then the mapping type
@@ -146,7 +143,7 @@ impl<M: PagingMode> Kernel<M> {
         let file = if flags & MAP_ANONYMOUS == 0 {
             let f = self.fget(pid, fd)?;
             let r = (f.inode.clone(), f.readable, f.writable);
-            self.fput(&cx, f);
+            self.fput(cx, f);
             Some(r)
         } else {
             None
@@ -190,7 +187,7 @@ impl<M: PagingMode> Kernel<M> {
             }
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
-        self.vma_precharge(&mut cx, &mm)?;
+        self.vma_precharge(cx, &mm)?;
         let backing = if let Some((inode, _, _)) = file {
             Backing::File {
                 file: inode,
@@ -198,7 +195,7 @@ impl<M: PagingMode> Kernel<M> {
                 shared: kind == MAP_SHARED,
             }
         } else if kind == MAP_SHARED {
-            self.kobj_charge(&mut cx, KObj::ShmSeg, len / PAGE * 8)
+            self.kobj_charge(cx, KObj::ShmSeg, len / PAGE * 8)
                 .map_err(|_| Errno::ENOMEM)?;
             let obj = Rc::new(ShmObject::new(0, len));
             self.register_shared_object(&obj);
@@ -210,18 +207,18 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             Backing::Anon
         };
-        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mmap");
+        let mut vmas = mm.mmap_sem.write(cx, "sys_mmap");
         if vmas.len() >= self.opts.max_map_count {
             drop(vmas);
-            self.release_backing(&cx, backing);
+            self.release_backing(cx, backing);
             return Err(Errno::ENOMEM);
         }
         let start = if fixed {
             // MAP_FIXED replaces whatever was there
             let old = vmas.remove_range(addr, (addr as u64 + len) as u32);
             if !old.is_empty() {
-                self.unmap_region(&mut cx, &mm, &vmas, addr, addr as u64 + len);
-                self.release_vmas(&cx, old);
+                self.unmap_region(cx, &mm, &vmas, addr, addr as u64 + len);
+                self.release_vmas(cx, old);
             }
             addr
         } else {
@@ -236,7 +233,7 @@ impl<M: PagingMode> Kernel<M> {
                     Some(a) => a,
                     None => {
                         drop(vmas);
-                        self.release_backing(&cx, backing);
+                        self.release_backing(cx, backing);
                         return Err(Errno::ENOMEM);
                     }
                 }
@@ -252,9 +249,9 @@ impl<M: PagingMode> Kernel<M> {
         });
         let n = vmas.len();
         drop(vmas);
-        self.vma_settle(&cx, &mm, n);
+        self.vma_settle(cx, &mm, n);
         if flags & MAP_POPULATE != 0 {
-            self.populate(p, pid, start, len, prot & PROT_WRITE != 0);
+            self.populate(cx, pid, start, len, prot & PROT_WRITE != 0);
         }
         Ok(start)
     }
@@ -281,7 +278,14 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `MAP_POPULATE` / `make_pages_present`: fault in every page (stops at the first failure,
     /// as Linux does: the mapping stays).
-    pub fn populate<P: Platform>(&self, p: &P, pid: TaskId, start: u32, len: u64, write: bool) {
+    pub fn populate<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+        start: u32,
+        len: u64,
+        write: bool,
+    ) {
         let code = PageFaultErrorCode::USER
             | if write {
                 PageFaultErrorCode::WRITE
@@ -290,7 +294,7 @@ impl<M: PagingMode> Kernel<M> {
             };
         let mut a = start as u64;
         while a < start as u64 + len {
-            if self.do_page_fault(p, pid, VirtAddr::new(a as u32), code) != FaultOutcome::Handled {
+            if self.do_page_fault(cx, pid, VirtAddr::new(a as u32), code) != FaultOutcome::Handled {
                 break;
             }
             a += PAGE;
@@ -298,51 +302,48 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// The VMAs of a process as `(start, end, prot)`, in order (for reports and tests).
-    pub fn vma_list<P: Platform>(&self, p: &P, pid: TaskId) -> alloc::vec::Vec<(u32, u32, u32)> {
+    pub fn vma_list<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> alloc::vec::Vec<(u32, u32, u32)> {
         let Some(mm) = self.mm_of(pid) else {
             return alloc::vec::Vec::new();
         };
-        // SAFETY: a report entry point (called from task context, nothing held or mapped).
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let vmas = mm.mmap_sem.read(&mut cx, "vma_list");
+        let vmas = mm.mmap_sem.read(cx, "vma_list");
         vmas.iter().map(|v| (v.start, v.end, v.prot)).collect()
     }
 
     /// The current break of a process.
-    pub fn brk_of<P: Platform>(&self, p: &P, pid: TaskId) -> Option<u32> {
+    pub fn brk_of<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) -> Option<u32> {
         let mm = self.mm_of(pid)?;
-        // SAFETY: a report entry point (called from task context, nothing held or mapped).
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let b = mm.mmap_sem.read(&mut cx, "brk_of").brk;
+        let b = mm.mmap_sem.read(cx, "brk_of").brk;
         Some(b)
     }
 
     /// `munmap(addr, len)`.
     pub fn sys_munmap<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
     ) -> Result<(), Errno> {
-        let r = self.munmap_inner(p, pid, addr, len);
+        let r = self.munmap_inner(cx, pid, addr, len);
         if r.is_err() {
-            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(p) };
-            self.vma_resettle(&mut cx, pid);
+            self.vma_resettle(cx, pid);
         }
         r
     }
 
     fn munmap_inner<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
     ) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_munmap");
         if addr as u64 & (PAGE - 1) != 0 || len == 0 {
             return Err(Errno::EINVAL);
@@ -352,8 +353,8 @@ impl<M: PagingMode> Kernel<M> {
             return Err(Errno::EINVAL);
         }
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
-        self.vma_precharge(&mut cx, &mm)?;
-        self.do_munmap(&mut cx, &mm, addr, (addr as u64 + len) as u32);
+        self.vma_precharge(cx, &mm)?;
+        self.do_munmap(cx, &mm, addr, (addr as u64 + len) as u32);
         Ok(())
     }
 
@@ -379,31 +380,28 @@ impl<M: PagingMode> Kernel<M> {
     /// `mprotect(addr, len, prot)`.
     pub fn sys_mprotect<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
         prot: u32,
     ) -> Result<(), Errno> {
-        let r = self.mprotect_inner(p, pid, addr, len, prot);
+        let r = self.mprotect_inner(cx, pid, addr, len, prot);
         if r.is_err() {
-            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(p) };
-            self.vma_resettle(&mut cx, pid);
+            self.vma_resettle(cx, pid);
         }
         r
     }
 
     fn mprotect_inner<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         addr: u32,
         len: u64,
         prot: u32,
     ) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_mprotect");
         // Linux's order: both growth flags, alignment, zero length, end wrapping around,
         // prot bits; then the VMA at the start and the growth flags
@@ -430,8 +428,8 @@ impl<M: PagingMode> Kernel<M> {
         // PROT_SEM is accepted and means nothing here
         let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
-        self.vma_precharge(&mut cx, &mm)?;
-        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mprotect");
+        self.vma_precharge(cx, &mm)?;
+        let mut vmas = mm.mmap_sem.write(cx, "sys_mprotect");
         // the first VMA ending above the start
         let Some(first) = vmas.find(addr).map(|v| v.start) else {
             return Err(Errno::ENOMEM);
@@ -475,13 +473,13 @@ impl<M: PagingMode> Kernel<M> {
             let pieces = vmas.remove_range(addr, done as u32);
             for mut v in pieces {
                 v.prot = prot;
-                self.change_protection(&mut cx, &mm, v.start, v.end, &v);
+                self.change_protection(cx, &mm, v.start, v.end, &v);
                 vmas.insert(v);
             }
         }
         let n = vmas.len();
         drop(vmas);
-        self.vma_settle(&cx, &mm, n);
+        self.vma_settle(cx, &mm, n);
         match err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -489,20 +487,19 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `brk(addr)`: returns the new break, or the current one if the request fails or is 0.
-    pub fn sys_brk<P: Platform>(&self, p: &P, pid: TaskId, addr: u32) -> u32 {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_brk<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId, addr: u32) -> u32 {
+        let p = cx.p();
         self.syscall_enter(p, "sys_brk");
         let Some(mm) = self.mm_of(pid) else { return 0 };
-        if self.vma_precharge(&mut cx, &mm).is_err() {
-            self.vma_resettle(&mut cx, pid);
-            return mm.mmap_sem.read(&mut cx, "sys_brk").brk;
+        if self.vma_precharge(cx, &mm).is_err() {
+            self.vma_resettle(cx, pid);
+            return mm.mmap_sem.read(cx, "sys_brk").brk;
         }
-        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_brk");
+        let mut vmas = mm.mmap_sem.write(cx, "sys_brk");
         let cur = vmas.brk;
         if addr < vmas.start_brk || addr as u64 > TASK_SIZE as u64 {
             drop(vmas);
-            self.vma_resettle(&mut cx, pid);
+            self.vma_resettle(cx, pid);
             return cur;
         }
         let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
@@ -512,14 +509,14 @@ impl<M: PagingMode> Kernel<M> {
             // (what is mapped there goes, shared mappings placed in the heap included)
             removed = vmas.remove_range(new_end as u32, old_end as u32);
             if !removed.is_empty() {
-                self.unmap_region(&mut cx, &mm, &vmas, new_end as u32, old_end);
+                self.unmap_region(cx, &mm, &vmas, new_end as u32, old_end);
             }
         } else if new_end > old_end {
             // Linux keeps a page free between the heap and the next mapping
             // (find_vma_intersection(oldbrk, newbrk + PAGE_SIZE))
             if vmas.any_overlap(old_end as u32, new_end + PAGE) {
                 drop(vmas);
-                self.vma_resettle(&mut cx, pid);
+                self.vma_resettle(cx, pid);
                 return cur;
             }
             vmas.insert(Vma {
@@ -535,9 +532,9 @@ impl<M: PagingMode> Kernel<M> {
         let n = vmas.len();
         drop(vmas);
         for v in removed {
-            self.release_backing(&cx, v.backing);
+            self.release_backing(cx, v.backing);
         }
-        self.vma_settle(&cx, &mm, n);
+        self.vma_settle(cx, &mm, n);
         addr
     }
 }

@@ -13,7 +13,7 @@ impl<M: PagingMode> Kernel<M> {
     #[allow(clippy::too_many_arguments)]
     pub fn sys_mremap<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         old: u32,
         old_len: u64,
@@ -21,11 +21,9 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
         new_addr: u32,
     ) -> Result<u32, Errno> {
-        let r = self.mremap_inner(p, pid, old, old_len, new_len, flags, new_addr);
+        let r = self.mremap_inner(cx, pid, old, old_len, new_len, flags, new_addr);
         if r.is_err() {
-            // SAFETY: back at the system-call entry point: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(p) };
-            self.vma_resettle(&mut cx, pid);
+            self.vma_resettle(cx, pid);
         }
         r
     }
@@ -33,7 +31,7 @@ impl<M: PagingMode> Kernel<M> {
     #[allow(clippy::too_many_arguments)]
     fn mremap_inner<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         old: u32,
         old_len: u64,
@@ -41,8 +39,7 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
         new_addr: u32,
     ) -> Result<u32, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "sys_mremap");
         if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || old & 0xfff != 0 {
             return Err(Errno::EINVAL);
@@ -76,8 +73,8 @@ impl<M: PagingMode> Kernel<M> {
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         // worst case: the target and the tail unmapped in the middle of VMAs, the moved
         // range split out of its VMA and landing between two others
-        self.vma_precharge_extra(&mut cx, &mm, 4)?;
-        let mut vmas = mm.mmap_sem.write(&mut cx, "sys_mremap");
+        self.vma_precharge_extra(cx, &mm, 4)?;
+        let mut vmas = mm.mmap_sem.write(cx, "sys_mremap");
         let mut removed = alloc::vec::Vec::new();
         if fixed {
             // the target goes first, before the old range is looked at (as in Linux 2.6:
@@ -85,7 +82,7 @@ impl<M: PagingMode> Kernel<M> {
             let b = new_addr as u64 + new_len;
             let r = vmas.remove_range(new_addr, b as u32);
             if !r.is_empty() {
-                self.unmap_region(&mut cx, &mm, &vmas, new_addr, b);
+                self.unmap_region(cx, &mm, &vmas, new_addr, b);
             }
             removed.extend(r);
         }
@@ -98,19 +95,19 @@ impl<M: PagingMode> Kernel<M> {
                 let e = (old as u64).saturating_add(old_len);
                 if e > TASK_SIZE as u64 {
                     drop(vmas);
-                    self.release_vmas(&cx, removed);
-                    return self.mremap_done(&mut cx, &mm, Err(Errno::EINVAL));
+                    self.release_vmas(cx, removed);
+                    return self.mremap_done(cx, &mm, Err(Errno::EINVAL));
                 }
                 let r = vmas.remove_range(s as u32, e as u32);
                 if !r.is_empty() {
-                    self.unmap_region(&mut cx, &mm, &vmas, s as u32, e);
+                    self.unmap_region(cx, &mm, &vmas, s as u32, e);
                 }
                 removed.extend(r);
             }
             if !fixed {
                 drop(vmas);
-                self.release_vmas(&cx, removed);
-                return self.mremap_done(&mut cx, &mm, Ok(old));
+                self.release_vmas(cx, removed);
+                return self.mremap_done(cx, &mm, Ok(old));
             }
             old_len = new_len;
         }
@@ -121,15 +118,15 @@ impl<M: PagingMode> Kernel<M> {
             Some(v) if (old as u64).saturating_add(old_len) <= v.end as u64 => v,
             _ => {
                 drop(vmas);
-                self.release_vmas(&cx, removed);
-                return self.mremap_done(&mut cx, &mm, Err(Errno::EFAULT));
+                self.release_vmas(cx, removed);
+                return self.mremap_done(cx, &mm, Err(Errno::EFAULT));
             }
         };
         if fixed {
             drop(vmas);
-            self.release_vmas(&cx, removed);
-            let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, new_addr);
-            return self.mremap_done(&mut cx, &mm, r);
+            self.release_vmas(cx, removed);
+            let r = self.move_vma(cx, &mm, old, old_len, new_len, new_addr);
+            return self.mremap_done(cx, &mm, r);
         }
         debug_assert!(removed.is_empty());
         // grow: in place if the range is the end of its vma and the space after it is free
@@ -143,7 +140,7 @@ impl<M: PagingMode> Kernel<M> {
             ext.end = grow_end as u32;
             vmas.insert(ext);
             drop(vmas);
-            return self.mremap_done(&mut cx, &mm, Ok(old));
+            return self.mremap_done(cx, &mm, Ok(old));
         }
         if flags & MREMAP_MAYMOVE == 0 {
             return Err(Errno::ENOMEM);
@@ -156,8 +153,8 @@ impl<M: PagingMode> Kernel<M> {
             return Err(Errno::ENOMEM);
         };
         drop(vmas);
-        let r = self.move_vma(&mut cx, &mm, old, old_len, new_len, dest);
-        self.mremap_done(&mut cx, &mm, r)
+        let r = self.move_vma(cx, &mm, old, old_len, new_len, dest);
+        self.mremap_done(cx, &mm, r)
     }
 
     fn mremap_done<P: Platform>(

@@ -28,18 +28,17 @@ impl<M: PagingMode> Kernel<M> {
     /// the range is not mapped or does not allow the access.
     pub fn populate_range<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         pid: TaskId,
         start: u32,
         len: u64,
         write: bool,
     ) -> Result<u64, Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         self.syscall_enter(p, "populate_range");
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         let end = start as u64 + len;
-        let vmas = mm.mmap_sem.read(&mut cx, "populate_range");
+        let vmas = mm.mmap_sem.read(cx, "populate_range");
         let list: Vec<_> = vmas.overlapping(start, end).cloned().collect();
         let mut cur = start as u64;
         let mut filled = 0u64;
@@ -64,14 +63,13 @@ impl<M: PagingMode> Kernel<M> {
                 let next = M::pmd_end(a).min(stop);
                 loop {
                     // room for the reverse-map entries (rmap reclaim only)
-                    if self.rmap_reserve(&mut cx, (next - cur) >> 12).is_err() {
+                    if self.rmap_reserve(cx, (next - cur) >> 12).is_err() {
                         result = Err(Errno::ENOMEM);
                         break 'vmas;
                     }
                     let pmd = self.pmd_offset(p, &mm.pgd, a);
                     let mut g = mm.page_table_lock.lock(p);
-                    let Ok(mut map) = pte_alloc_map(self, &mut cx, &mut g, &pmd, a, &mm.nr_ptes)
-                    else {
+                    let Ok(mut map) = pte_alloc_map(self, cx, &mut g, &pmd, a, &mm.nr_ptes) else {
                         result = Err(Errno::ENOMEM);
                         break 'vmas;
                     };
@@ -101,14 +99,14 @@ impl<M: PagingMode> Kernel<M> {
                         drop(g);
                         while reserve.len() < need {
                             match self.alloc_pages(
-                                &mut cx,
+                                cx,
                                 GFP_HIGHUSER,
                                 0,
                                 PageOwner::User,
                                 "populate_range",
                             ) {
                                 Some(pfn) => {
-                                    self.clear_highpage(&cx, pfn);
+                                    self.clear_highpage(cx, pfn);
                                     reserve.push(pfn);
                                 }
                                 None => {
@@ -202,7 +200,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         drop(vmas);
         for pfn in reserve {
-            self.free_pages(&cx, pfn, 0);
+            self.free_pages(cx, pfn, 0);
         }
         let code = PageFaultErrorCode::USER
             | if write {
@@ -213,7 +211,7 @@ impl<M: PagingMode> Kernel<M> {
         'files: for (s, e) in file_ranges {
             let mut a = s;
             while a < e {
-                match self.do_page_fault(p, pid, VirtAddr::new(a as u32), code) {
+                match self.do_page_fault(cx, pid, VirtAddr::new(a as u32), code) {
                     FaultOutcome::Handled => filled += 1,
                     FaultOutcome::Signal(Signal::Sigbus) => {
                         result = Err(Errno::EFAULT);

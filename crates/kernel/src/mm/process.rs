@@ -104,14 +104,16 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Create a process with an empty address space for task `pid` (what exec of a fresh
     /// program gives).
-    pub fn create_process<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(), Errno> {
-        // SAFETY: a kernel entry point of the running task: nothing held, nothing mapped.
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let kstack = self.task_alloc(&mut cx)?;
-        let mm = match self.new_mm(&mut cx) {
+    pub fn create_process<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> Result<(), Errno> {
+        let kstack = self.task_alloc(cx)?;
+        let mm = match self.new_mm(cx) {
             Ok(mm) => mm,
             Err(e) => {
-                self.task_free(&cx, kstack);
+                self.task_free(cx, kstack);
                 return Err(e);
             }
         };
@@ -139,29 +141,28 @@ impl<M: PagingMode> Kernel<M> {
     /// copied, private pages shared copy-on-write), or a thread sharing its mm (`share_vm`).
     pub fn do_fork<P: Platform>(
         &self,
-        p: &P,
+        cx: &mut SleepCtx<'_, P>,
         parent: TaskId,
         child: TaskId,
         share_vm: bool,
     ) -> Result<(), Errno> {
-        // SAFETY: a kernel entry point of the running task.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+        let p = cx.p();
         p.charge(crate::platform::KernelEvent::Syscall);
         self.counters.inc(Counter::Syscalls);
         let par = self.process(parent).ok_or(Errno::ESRCH)?;
-        let kstack = self.task_alloc(&mut cx)?;
+        let kstack = self.task_alloc(cx)?;
         let mm = if share_vm {
             par.mm.users.set(par.mm.users.get() + 1);
             par.mm.clone()
         } else {
-            match self.dup_mm(&mut cx, &par.mm) {
+            match self.dup_mm(cx, &par.mm) {
                 Ok(mm) => {
                     let mm = Rc::new(mm);
                     self.rmap_register_mm(&mm);
                     mm
                 }
                 Err(e) => {
-                    self.task_free(&cx, kstack);
+                    self.task_free(cx, kstack);
                     return Err(e);
                 }
             }
@@ -228,24 +229,23 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `do_exit`: release the task's resources; the address space goes with its last user.
     /// The exit code is kept for the parent's `wait`.
-    pub fn do_exit<P: Platform>(&self, p: &P, pid: TaskId, code: i32) {
-        // SAFETY: a kernel entry point of the running task.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn do_exit<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId, code: i32) {
+        let p = cx.p();
         if self.opts.debug {
             self.check_no_pkmaps(p, pid);
         }
         let Some(proc_) = self.process(pid) else {
             return;
         };
-        self.files_exit(&cx, pid);
+        self.files_exit(cx, pid);
         let mm = proc_.mm.clone();
         let users = mm.users.get() - 1;
         mm.users.set(users);
         if users == 0 {
-            self.destroy_mm(&mut cx, &mm);
+            self.destroy_mm(cx, &mm);
         }
         // this CPU may still have the mm loaded; the machine switches away after exit
-        self.task_free(&cx, proc_.kstack);
+        self.task_free(cx, proc_.kstack);
         // the zombie is queued in the same step as the process leaves the table (waking
         // someone lets other CPUs run): a parent's wait() finds the child or its zombie
         let parent = proc_
@@ -277,9 +277,12 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `wait()`: sleep until a child of `pid` exits; returns its id and exit code, or ECHILD
     /// when there is no child.
-    pub fn sys_wait<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(TaskId, i32), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_wait<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> Result<(TaskId, i32), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_wait4");
         let key = crate::platform::WaitQueueKey(WAIT_KEY_BASE + pid.0 as u64);
         loop {
@@ -396,9 +399,8 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `pause()`: sleep until killed. Returns the signal.
-    pub fn sys_pause<P: Platform>(&self, p: &P, pid: TaskId) -> Signal {
-        // SAFETY: a kernel entry point of the running task.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_pause<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) -> Signal {
+        let p = cx.p();
         let key = crate::platform::WaitQueueKey(PAUSE_KEY_BASE + pid.0 as u64);
         loop {
             let token = p.prepare_to_wait(key);
@@ -410,7 +412,8 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Wake a paused task and make it exit (the workload's `kill`).
-    pub fn kill_task<P: Platform>(&self, p: &P, pid: TaskId, sig: Signal) {
+    pub fn kill_task<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId, sig: Signal) {
+        let p = cx.p();
         if let Some(pr) = self.process(pid) {
             pr.killed.set(Some(sig));
             p.wake_up_all(crate::platform::WaitQueueKey(PAUSE_KEY_BASE + pid.0 as u64));

@@ -287,9 +287,8 @@ impl<M: PagingMode> Kernel<M> {
     /// can make progress. It runs with or without swap: clean page cache can always be
     /// dropped. The machine runs it as a daemon (a run ends when only daemons are left,
     /// asleep).
-    pub fn kswapd<P: Platform>(&self, p: &P) -> i32 {
-        // SAFETY: the entry of a kernel thread: nothing held, nothing mapped.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn kswapd<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> i32 {
+        let p = cx.p();
         self.reclaim.kswapd_running.set(true);
         loop {
             let token = p.prepare_to_wait(KSWAPD_WAIT);
@@ -314,7 +313,7 @@ impl<M: PagingMode> Kernel<M> {
                     }
                     rounds += 1;
                     self.counters.inc(Counter::KswapdRuns);
-                    if self.shrink_zones(&mut cx, mask, short.min(SWAP_CLUSTER_MAX)) == 0 {
+                    if self.shrink_zones(cx, mask, short.min(SWAP_CLUSTER_MAX)) == 0 {
                         stuck = stuck.with(zone);
                     } else {
                         progress = true;

@@ -387,21 +387,17 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `ipcrm` every SysV segment (workload teardown): each goes when its last attachment
     /// does. Returns how many were removed.
-    pub fn shm_remove_all<P: Platform>(&self, p: &P) -> usize {
-        // SAFETY: an entry point: nothing held, nothing mapped.
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let ids: Vec<u32> = self.shm_segments(p).into_iter().map(|s| s.0).collect();
+    pub fn shm_remove_all<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> usize {
+        let ids: Vec<u32> = self.shm_segments(cx).into_iter().map(|s| s.0).collect();
         for id in &ids {
-            let _ = self.sys_shmctl_rmid(&mut cx, *id);
+            let _ = self.sys_shmctl_rmid(cx, *id);
         }
         ids.len()
     }
 
     /// Number of SysV segments and their attachments (for reports).
-    pub fn shm_segments<P: Platform>(&self, p: &P) -> Vec<(u32, u64, usize)> {
-        // SAFETY: a report entry point (called from task context, nothing held or mapped).
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let ids = self.shm_ids.lock(&mut cx, "shm report");
+    pub fn shm_segments<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Vec<(u32, u64, usize)> {
+        let ids = self.shm_ids.lock(cx, "shm report");
         ids.segs
             .iter()
             .map(|(id, s)| (*id, s.obj.size, Rc::strong_count(&s.obj) - 1))

@@ -26,9 +26,12 @@ const UNUSE_PASSES: u32 = 8;
 impl<M: PagingMode> Kernel<M> {
     /// `swapoff`: bring every page back from swap and turn the device off. ENOMEM (the
     /// device stays on) when memory cannot hold them; EINVAL when no swap is on.
-    pub fn sys_swapoff<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(), Errno> {
-        // SAFETY: a system-call entry point.
-        let mut cx = unsafe { SleepCtx::enter(p) };
+    pub fn sys_swapoff<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_swapoff");
         let _ = pid;
         if !self.swap.lock(p).active {
@@ -37,7 +40,7 @@ impl<M: PagingMode> Kernel<M> {
         // no new slot from now on
         self.swap.lock(p).active = false;
         for _ in 0..UNUSE_PASSES {
-            if let Err(e) = self.try_to_unuse(&mut cx) {
+            if let Err(e) = self.try_to_unuse(cx) {
                 self.swap.lock(p).active = true;
                 return Err(e);
             }
@@ -50,7 +53,12 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `swapon` of the (one) swap device configured at boot.
-    pub fn sys_swapon<P: Platform>(&self, p: &P, pid: TaskId) -> Result<(), Errno> {
+    pub fn sys_swapon<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> Result<(), Errno> {
+        let p = cx.p();
         self.syscall_enter(p, "sys_swapon");
         let _ = pid;
         let mut s = self.swap.lock(p);

@@ -106,10 +106,10 @@ pub fn spawn_raw<M: PagingMode>(
     sys.machine
         .spawn(name, Some(cpu), move |h| {
             let k = kc.get().unwrap();
-            // SAFETY: the entry point of a kernel task: nothing held, nothing mapped.
-            let mut cx = unsafe { SleepCtx::enter(h) };
-            f(h, k, &mut cx);
-            0
+            h.enter_kernel("test", |cx| {
+                f(h, k, cx);
+                0
+            })
         })
         .unwrap();
 }

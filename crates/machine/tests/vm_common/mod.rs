@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use highpte_arch::{Config, MemoryVariant, PagingMode};
-use highpte_kernel::{KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy, SleepCtx};
+use highpte_kernel::{KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy};
 use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -77,7 +77,9 @@ pub fn boot_strategy<M: PagingMode>(
 
 /// Panic with the violations if the invariant checker finds any.
 pub fn inv<M: PagingMode>(u: &User<'_, M>, step: &str) {
-    let bad = u.kernel().check_invariants(u.handle());
+    let bad = u
+        .handle()
+        .enter_kernel("check_invariants", |cx| u.kernel().check_invariants(cx));
     assert!(bad.is_empty(), "invariants after {step}: {bad:#?}");
 }
 
@@ -89,7 +91,9 @@ pub fn mi<M: PagingMode>(u: &User<'_, M>) -> Meminfo {
 /// The pfn that `addr` maps in this process, if any (through `follow_page`).
 pub fn pfn_of<M: PagingMode>(u: &User<'_, M>, addr: u32) -> Option<u64> {
     let mm = u.kernel().mm_of(u.pid())?;
-    let e = u.kernel().follow_page(u.handle(), &mm, addr)?;
+    let e = u
+        .handle()
+        .enter_kernel("follow_page", |cx| u.kernel().follow_page(cx, &mm, addr))?;
     Some(e.pfn().0)
 }
 
@@ -129,18 +133,18 @@ pub fn quiesce<M: PagingMode>(sys: &mut System<M>) -> Quiet {
     sys.machine
         .spawn("quiesce", Some(0), move |h: &TaskHandle<M>| {
             let k = k.get().unwrap();
-            // SAFETY: the body of a kernel task: nothing held, nothing mapped.
-            let cx = unsafe { SleepCtx::enter(h) };
-            k.pt_drain_all_pools(&cx);
-            let bad = k.check_invariants(h);
-            *o.borrow_mut() = Some(Quiet {
-                mi: k.meminfo(h),
-                bad,
-                procs: k.nr_processes(),
-                kobj_bytes: k.kobj_bytes(),
-            });
-            let _ = h.cpu();
-            0
+            h.enter_kernel("test", |cx| {
+                k.pt_drain_all_pools(cx);
+                let bad = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
+                *o.borrow_mut() = Some(Quiet {
+                    mi: k.meminfo(h),
+                    bad,
+                    procs: k.nr_processes(),
+                    kobj_bytes: k.kobj_bytes(),
+                });
+                let _ = h.cpu();
+                0
+            })
         })
         .unwrap();
     let r = sys.run();

@@ -237,8 +237,8 @@ pub(crate) fn run_random<M: PagingMode>(
                             continue;
                         }
                         let size = u
-                            .kernel()
-                            .shm_segments(u.handle())
+                            .handle()
+                            .enter_kernel("shm report", |cx| u.kernel().shm_segments(cx))
                             .into_iter()
                             .find(|s| s.0 == id)
                             .map(|s| s.1)
