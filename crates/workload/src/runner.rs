@@ -750,7 +750,7 @@ fn driver<M: PagingMode>(
         .map(|(pid, _)| *pid)
         .collect();
     for pid in paused_children {
-        k.kill_task(h, TaskId(pid), Signal::Sigkill);
+        h.enter_kernel("kill", |cx| k.kill_task(cx, TaskId(pid), Signal::Sigkill));
     }
     let pids: Vec<(TaskId, PState)> = ctl
         .borrow()

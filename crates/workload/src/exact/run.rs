@@ -56,7 +56,10 @@ fn word<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, x: &Expr) -> Result<u32, Stri
                 Some(r) => r.addr,
                 None => match n {
                     "heap_start" => START_BRK,
-                    "brk" => u.kernel().brk_of(u.handle(), u.pid()).unwrap_or(START_BRK),
+                    "brk" => u
+                        .handle()
+                        .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()))
+                        .unwrap_or(START_BRK),
                     "stack_top" | "TASK_SIZE" => TASK_SIZE,
                     "PAGE_SIZE" => 4096,
                     _ => return Err(n.to_string()),
@@ -366,7 +369,10 @@ fn vm_mremap<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, a: &[u32], flags
 
 /// `brk`: never an error; the stamps of a heap that shrank go.
 fn vm_brk<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, want: u32) -> Outcome {
-    let before = u.kernel().brk_of(u.handle(), u.pid()).unwrap_or(START_BRK);
+    let before = u
+        .handle()
+        .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()))
+        .unwrap_or(START_BRK);
     let got = u.brk(want);
     if got < before {
         let s = got.div_ceil(4096) * 4096;
