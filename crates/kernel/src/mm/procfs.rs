@@ -83,13 +83,11 @@ pub struct ProcStatus {
 
 impl<M: PagingMode> Kernel<M> {
     /// `/proc/PID/maps`: the VMAs of a process in address order (empty if it has no mm).
-    pub fn proc_maps<P: Platform>(&self, p: &P, pid: TaskId) -> Vec<MapsEntry> {
+    pub fn proc_maps<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, pid: TaskId) -> Vec<MapsEntry> {
         let Some(mm) = self.mm_of(pid) else {
             return Vec::new();
         };
-        // SAFETY: a report entry point (called from task context, nothing held or mapped).
-        let mut cx = unsafe { SleepCtx::enter(p) };
-        let vmas = mm.mmap_sem.read(&mut cx, "proc_maps");
+        let vmas = mm.mmap_sem.read(cx, "proc_maps");
         vmas.iter()
             .map(|v| {
                 let (backing, offset) = match &v.backing {
@@ -119,9 +117,13 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `/proc/PID/status`'s memory lines (`None` if the process has no mm).
-    pub fn proc_status<P: Platform>(&self, p: &P, pid: TaskId) -> Option<ProcStatus> {
+    pub fn proc_status<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        pid: TaskId,
+    ) -> Option<ProcStatus> {
         let mm = self.mm_of(pid)?;
-        let maps = self.proc_maps(p, pid);
+        let maps = self.proc_maps(cx, pid);
         let kb = |e: &MapsEntry| u64::from(e.end - e.start) / 1024;
         Some(ProcStatus {
             vm_size_kb: maps.iter().map(kb).sum(),

@@ -39,12 +39,12 @@ impl ProcSnapshot {
         pid: TaskId,
         process: String,
     ) -> Self {
-        ProcSnapshot {
+        h.enter_kernel("proc", |cx| ProcSnapshot {
             pid: pid.0,
             process,
-            maps: k.proc_maps(h, pid),
-            status: k.proc_status(h, pid).unwrap_or_default(),
-        }
+            maps: k.proc_maps(cx, pid),
+            status: k.proc_status(cx, pid).unwrap_or_default(),
+        })
     }
 
     /// `/proc/PID/maps` as Linux prints it: `start-end perms offset dev inode path`.

@@ -11,7 +11,7 @@ use crate::runner::{
 use crate::spec::WorkloadSpec;
 use highpte_arch::PagingMode;
 use highpte_kernel::mm::shm::IPC_RMID;
-use highpte_kernel::mm::{MREMAP_MAYMOVE, START_BRK, TASK_SIZE};
+use highpte_kernel::mm::{START_BRK, TASK_SIZE};
 use highpte_kernel::{Errno, Signal};
 use highpte_machine::User;
 use std::cell::RefCell;
@@ -242,62 +242,13 @@ fn call<M: PagingMode>(
 ) -> Step {
     let arg = |i: usize| a.get(i).copied().unwrap_or(0);
     let o = match &e.call {
-        Call::Mmap { prot, flags, .. } => {
-            let r = u.mmap_file(
-                arg(0),
-                u64::from(arg(1)),
-                prot.0,
-                flags.0,
-                arg(2) as i32,
-                u64::from(arg(3)),
-            );
-            if let Ok(addr) = r {
-                // a new mapping holds zero pages (or the file's), whatever was there before
-                let (s, l) = page_span(addr, arg(1));
-                forget_stamps(pc, s, l);
-            }
-            from(r, Some)
-        }
-        Call::Munmap { .. } => {
-            let r = u.munmap(arg(0), u64::from(arg(1)));
-            if r.is_ok() {
-                let (s, l) = page_span(arg(0), arg(1));
-                forget_stamps(pc, s, l);
-            }
-            from(r, |_| None)
-        }
+        Call::Mmap { prot, flags, .. } => vm_mmap(u, pc, a, prot.0, flags.0),
+        Call::Munmap { .. } => vm_munmap(u, pc, a),
         Call::Mprotect { prot, .. } => {
             from(u.mprotect(arg(0), u64::from(arg(1)), prot.0), |_| None)
         }
-        Call::Mremap { flags, .. } => {
-            let r = u.mremap(
-                arg(0),
-                u64::from(arg(1)),
-                u64::from(arg(2)),
-                flags.0,
-                arg(3),
-            );
-            if let Ok(na) = r {
-                let (old, old_len) = page_span(arg(0), arg(1));
-                let new_len = page_span(0, arg(2)).1;
-                if flags.0 & MREMAP_MAYMOVE != 0 || na != old {
-                    move_stamps(pc, old, na, old_len.min(new_len));
-                }
-                if new_len < old_len {
-                    forget_stamps(pc, na + new_len, old_len - new_len);
-                }
-            }
-            from(r, Some)
-        }
-        Call::Brk { .. } => {
-            let before = u.brk(0);
-            let got = u.brk(arg(0));
-            if got < before {
-                let (s, _) = page_span(got.div_ceil(4096) * 4096, 0);
-                forget_stamps(pc, s, before.div_ceil(4096) * 4096 - s);
-            }
-            Outcome::Value(Some(got))
-        }
+        Call::Mremap { flags, .. } => vm_mremap(u, pc, a, flags.0),
+        Call::Brk { .. } => vm_brk(u, pc, arg(0)),
         Call::Shmget { flags, .. } => {
             from(u.shmget(arg(0) as i32, u64::from(arg(1)), flags.0), Some)
         }
@@ -334,26 +285,7 @@ fn call<M: PagingMode>(
             pattern,
             count,
             ..
-        } => {
-            let (start, len) = page_span(arg(0), arg(1));
-            let pages = if arg(1) == 0 { 0 } else { len / 4096 };
-            let n = count.unwrap_or(u64::from(pages));
-            let mut next = 0u32;
-            let mut o = Outcome::Value(None);
-            for i in 0..if pages == 0 { 0 } else { n } {
-                let page = start + pick_page(pc, *pattern, i, pages, &mut next) * 4096;
-                let r = if *write {
-                    u.store_u32(page, page | 1)
-                } else {
-                    u.load_u32(page).map(|_| ())
-                };
-                if let Err(s) = r {
-                    o = Outcome::Signal(s);
-                    break;
-                }
-            }
-            o
-        }
+        } => touch(u, pc, arg(0), arg(1), *write, *pattern, *count),
         Call::Proc { what } => {
             let snapshot = ProcSnapshot::take(u.kernel(), u.handle(), u.pid(), pc.label.clone());
             u.handle().return_to_user();
@@ -385,6 +317,98 @@ fn call<M: PagingMode>(
         Call::Msync { flags, .. } => from(u.msync(arg(0), u64::from(arg(1)), flags.0), |_| None),
     };
     Step::Outcome(o)
+}
+
+/// `mmap`: a new mapping holds zero pages (or the file's), whatever the range held before,
+/// so the stamps the convenient layer expects there go.
+fn vm_mmap<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    a: &[u32],
+    prot: u32,
+    flags: u32,
+) -> Outcome {
+    let r = u.mmap_file(
+        a[0],
+        u64::from(a[1]),
+        prot,
+        flags,
+        a[2] as i32,
+        u64::from(a[3]),
+    );
+    if let Ok(addr) = r {
+        let (s, l) = page_span(addr, a[1]);
+        forget_stamps(pc, s, l);
+    }
+    from(r, Some)
+}
+
+/// `munmap`, forgetting the stamps of the range.
+fn vm_munmap<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, a: &[u32]) -> Outcome {
+    let r = u.munmap(a[0], u64::from(a[1]));
+    if r.is_ok() {
+        let (s, l) = page_span(a[0], a[1]);
+        forget_stamps(pc, s, l);
+    }
+    from(r, |_| None)
+}
+
+/// `mremap`: the stamps move with the pages; those past a smaller length go.
+fn vm_mremap<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, a: &[u32], flags: u32) -> Outcome {
+    let r = u.mremap(a[0], u64::from(a[1]), u64::from(a[2]), flags, a[3]);
+    if let Ok(na) = r {
+        let (old, old_len) = page_span(a[0], a[1]);
+        let new_len = page_span(0, a[2]).1;
+        move_stamps(pc, old, na, old_len.min(new_len));
+        if new_len < old_len {
+            forget_stamps(pc, na + new_len, old_len - new_len);
+        }
+    }
+    from(r, Some)
+}
+
+/// `brk`: never an error; the stamps of a heap that shrank go.
+fn vm_brk<M: PagingMode>(u: &mut User<'_, M>, pc: &mut PCtx, want: u32) -> Outcome {
+    let before = u
+        .handle()
+        .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()))
+        .unwrap_or(START_BRK);
+    let got = u.brk(want);
+    if got < before {
+        let s = got.div_ceil(4096) * 4096;
+        forget_stamps(pc, s, (before.div_ceil(4096) * 4096).saturating_sub(s));
+    }
+    Outcome::Value(Some(got))
+}
+
+/// User accesses to the pages of `[addr, addr + len)`, stopping at the first signal.
+fn touch<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    addr: u32,
+    len: u32,
+    write: bool,
+    pattern: crate::spec::Pattern,
+    count: Option<u64>,
+) -> Outcome {
+    if len == 0 {
+        return Outcome::Value(None);
+    }
+    let (start, span) = page_span(addr, len);
+    let pages = span / 4096;
+    let mut next = 0u32;
+    for i in 0..count.unwrap_or(u64::from(pages)) {
+        let page = start + pick_page(pc, pattern, i, pages, &mut next) * 4096;
+        let r = if write {
+            u.store_u32(page, page | 1)
+        } else {
+            u.load_u32(page).map(|_| ())
+        };
+        if let Err(s) = r {
+            return Outcome::Signal(s);
+        }
+    }
+    Outcome::Value(None)
 }
 
 /// `read` or `write` of `len` bytes in pieces of at most [`IO_CHUNK`]: the bytes moved, an
