@@ -512,7 +512,10 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
         .filter_map(|&i| {
             let c = &cells[i];
             results[i].as_ref().map(|r| {
-                json!({"cell": i, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
+                let replay = replay_command(
+                    c.variant, c.cpus, c.preempt, c.seed, a.ops, a.processes, c.reclaim,
+                );
+                json!({"cell": i, "replay": replay, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
             })
         })
         .collect();

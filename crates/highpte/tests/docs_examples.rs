@@ -68,7 +68,6 @@ fn parse(text: &str) -> Page {
     let mut page = Page::default();
     let mut in_block = false;
     let mut block_lang = String::new();
-    let mut directive: Option<String> = None;
     let mut file: Option<(String, String)> = None;
     let mut skip = false;
     let mut prev = "";
@@ -86,7 +85,7 @@ fn parse(text: &str) -> Page {
             } else {
                 in_block = true;
                 block_lang = fence.trim().to_string();
-                directive = prev
+                let directive = prev
                     .trim()
                     .strip_prefix("<!--")
                     .and_then(|d| d.strip_suffix("-->"))
