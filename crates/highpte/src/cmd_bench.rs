@@ -13,9 +13,9 @@
 //! Tables go to stdout; `--report DIR` also writes `DIR/report.md` and SVG plots.
 
 use crate::bench::native;
-use crate::bench::plots::{self, Series};
 use crate::bench::sim::{self, Machine, Measure, Work};
 use crate::bench::table::{int, millions, pct, Table};
+use crate::plot::{self as plots, Series};
 use clap::Args;
 use highpte_arch::size::{GB, MB};
 use highpte_arch::{Config, MemoryVariant, Pae};

@@ -13,10 +13,9 @@ use highpte_kernel::{PtAllocKind, PteStrategy};
 use highpte_workload::runner::{self, RunOptions, RunReport};
 use highpte_workload::{Size, WorkloadSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// A comma-separated list of memory configurations, or `all` (the five).
 #[derive(Clone, Debug)]
@@ -211,8 +210,8 @@ pub fn host_cpus() -> usize {
         .unwrap_or(1)
 }
 
-/// Run every spec, `jobs` at a time on host threads (each run builds its own machine inside
-/// its thread), and return the results in the order of `specs`. A progress bar counts the runs
+/// Run every spec, `jobs` at a time on a rayon pool of host threads (each run builds its own
+/// machine inside its thread), and return the results in the order of `specs`. A progress bar counts the runs
 /// on stderr when `progress` is set.
 /// `highmem` is the `highmem=` limit applied to every run (`--highmem`); with `swap_files`,
 /// run `i` keeps its swap device in file `i` (`--swap-file`).
@@ -237,51 +236,51 @@ pub fn run_cells(
     } else {
         ProgressBar::hidden()
     };
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<CellResult>>> =
-        Mutex::new((0..specs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(spec) = specs.get(i) else { break };
-                let mut opts = RunOptions {
-                    highmem_limit: highmem,
-                    ..RunOptions::default()
-                };
-                opts.machine.swap_file = swap_files.map(|f| f.path(i));
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runner::run(spec, &opts).map(crate::report::scrub)
-                }));
-                let r = match outcome {
-                    Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
-                    Ok(Err(e)) => CellResult::Refused(e.to_string()),
-                    Err(p) => CellResult::Panicked(
-                        p.downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "panic".to_string()),
-                    ),
-                };
-                bar.set_message(format!(
-                    "(last: {} {})",
-                    spec.machine.config,
-                    spec.machine.strategy.as_deref().unwrap_or("")
-                ));
-                bar.inc(1);
-                if let Ok(mut v) = results.lock() {
-                    v[i] = Some(r);
-                }
-            });
-        }
-    });
+    let run_one = |i: usize, spec: &WorkloadSpec| {
+        let mut opts = RunOptions {
+            highmem_limit: highmem,
+            ..RunOptions::default()
+        };
+        opts.machine.swap_file = swap_files.map(|f| f.path(i));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner::run(spec, &opts).map(crate::report::scrub)
+        }));
+        let r = match outcome {
+            Ok(Ok(rep)) => CellResult::Done(Box::new(rep)),
+            Ok(Err(e)) => CellResult::Refused(e.to_string()),
+            Err(p) => CellResult::Panicked(
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".to_string()),
+            ),
+        };
+        bar.set_message(format!(
+            "(last: {} {})",
+            spec.machine.config,
+            spec.machine.strategy.as_deref().unwrap_or("")
+        ));
+        bar.inc(1);
+        r
+    };
+    // One rayon pool of `jobs` threads; results come back in the order of `specs`.
+    let results: Vec<CellResult> = match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
+        Ok(pool) => pool.install(|| {
+            specs
+                .par_iter()
+                .enumerate()
+                .map(|(i, spec)| run_one(i, spec))
+                .collect()
+        }),
+        // no threads to be had: one run after another on this one
+        Err(_) => specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| run_one(i, s))
+            .collect(),
+    };
     bar.finish_and_clear();
     results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| CellResult::Panicked("the run did not report".to_string())))
-        .collect()
 }
 
 /// Notes on runs whose strategy could not apply: a high-memory strategy on a machine without

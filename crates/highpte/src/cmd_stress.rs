@@ -452,68 +452,70 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
     let bar = bars
         .items(picked.len() as u64, "cells", "matrix")
         .unwrap_or_else(indicatif::ProgressBar::hidden);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<CellResult>>> =
-        std::sync::Mutex::new((0..cells.len()).map(|_| None).collect());
     let t0 = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = picked.get(j) else { break };
-                let c = &cells[i];
-                let res = stress_spec(
-                    c.variant,
-                    c.cpus,
-                    c.preempt,
-                    c.seed,
-                    a.ops,
-                    a.processes,
-                    None,
-                    c.reclaim,
-                )
-                .and_then(|spec| stress_run(&spec, swap_files.as_ref().map(|f| f.path(i))));
-                let cr = match res {
-                    Ok(r) => CellResult {
-                        pass: !r.failed_checks(),
-                        ops: r.operations,
-                        faults: faults(&r),
-                        pswpout: counter(&r, "pswpout"),
-                        pswpin: counter(&r, "pswpin"),
-                        fs_read: counter(&r, "fs_pages_read"),
-                        fs_written: counter(&r, "fs_pages_written"),
-                        failures: r.check_failures.clone(),
-                        hash: r.event_hash,
-                    },
-                    Err(e) => CellResult {
-                        pass: false,
-                        ops: 0,
-                        faults: 0,
-                        pswpout: 0,
-                        pswpin: 0,
-                        fs_read: 0,
-                        fs_written: 0,
-                        failures: vec![e.to_string()],
-                        hash: 0,
-                    },
-                };
-                bar.inc(1);
-                if let Ok(mut g) = results.lock() {
-                    g[i] = Some(cr);
-                }
-            });
-        }
-    });
+    let run_cell = |i: usize| {
+        let c = &cells[i];
+        let res = stress_spec(
+            c.variant,
+            c.cpus,
+            c.preempt,
+            c.seed,
+            a.ops,
+            a.processes,
+            None,
+            c.reclaim,
+        )
+        .and_then(|spec| stress_run(&spec, swap_files.as_ref().map(|f| f.path(i))));
+        let cr = match res {
+            Ok(r) => CellResult {
+                pass: !r.failed_checks(),
+                ops: r.operations,
+                faults: faults(&r),
+                pswpout: counter(&r, "pswpout"),
+                pswpin: counter(&r, "pswpin"),
+                fs_read: counter(&r, "fs_pages_read"),
+                fs_written: counter(&r, "fs_pages_written"),
+                failures: r.check_failures.clone(),
+                hash: r.event_hash,
+            },
+            Err(e) => CellResult {
+                pass: false,
+                ops: 0,
+                faults: 0,
+                pswpout: 0,
+                pswpin: 0,
+                fs_read: 0,
+                fs_written: 0,
+                failures: vec![e.to_string()],
+                hash: 0,
+            },
+        };
+        bar.inc(1);
+        (i, cr)
+    };
+    // One rayon pool of `jobs` threads; every cell's result, by cell index.
+    let done: Vec<(usize, CellResult)> =
+        match rayon::ThreadPoolBuilder::new().num_threads(jobs).build() {
+            Ok(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                picked.par_iter().map(|&i| run_cell(i)).collect()
+            }),
+            Err(_) => picked.iter().map(|&i| run_cell(i)).collect(),
+        };
     bars.clear();
-    let results = results
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a matrix worker panicked"))?;
+    let mut results: Vec<Option<CellResult>> = (0..cells.len()).map(|_| None).collect();
+    for (i, cr) in done {
+        results[i] = Some(cr);
+    }
     let cells_json: Vec<serde_json::Value> = picked
         .iter()
         .filter_map(|&i| {
             let c = &cells[i];
             results[i].as_ref().map(|r| {
-                json!({"cell": i, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
+                let replay = replay_command(
+                    c.variant, c.cpus, c.preempt, c.seed, a.ops, a.processes, c.reclaim,
+                );
+                json!({"cell": i, "replay": replay, "config": c.variant.name(), "cpus": c.cpus, "preempt": c.preempt, "seed": c.seed, "reclaim": c.reclaim.map(|r| r.name()), "pass": r.pass, "operations": r.ops, "faults": r.faults, "pswpout": r.pswpout, "pswpin": r.pswpin, "fs_pages_read": r.fs_read, "fs_pages_written": r.fs_written, "event_hash": format!("{:#018x}", r.hash), "failures": r.failures})
             })
         })
         .collect();

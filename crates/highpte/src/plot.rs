@@ -1,5 +1,6 @@
-//! Plots of step reports (LowFree against processes) as SVG, or PNG when the file name ends in
-//! `.png` and a TrueType font is available (DejaVu Sans from the system); sweeps as SVG.
+//! Every plot of the command, with one stack (plotters): step reports (LowFree against
+//! processes), sweeps, and the bench report's line plots; SVG, or PNG when the file name ends
+//! in `.png`. Text is laid out with a TrueType font (DejaVu Sans from the system).
 
 use crate::report::{js, ju};
 use plotters::prelude::*;
@@ -303,6 +304,83 @@ fn draw_sweep<DB: DrawingBackend>(
             .position(SeriesLabelPosition::MiddleRight)
             .draw()?;
     }
+    root.present()?;
+    Ok(())
+}
+
+/// One line of a [`lines`] plot: its label and `(x, y)` points.
+pub struct Series {
+    /// The legend label.
+    pub label: String,
+    /// The points, in x order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot of `series` (linear axes from 0) with a legend, as SVG (or PNG by extension):
+/// the bench report's plots.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> anyhow::Result<()> {
+    register_font()?;
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let max_x = all().map(|p| p.0).fold(1e-9, f64::max);
+    let max_y = all().map(|p| p.1).fold(1e-9, f64::max);
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let size = (900, 540);
+    let fail = |e: String| anyhow::anyhow!("plot {}: {e}", path.display());
+    if png {
+        let root = BitMapBackend::new(path, size).into_drawing_area();
+        draw_lines(&root, title, x_desc, y_desc, series, max_x, max_y)
+            .map_err(|e| fail(e.to_string()))
+    } else {
+        let root = SVGBackend::new(path, size).into_drawing_area();
+        draw_lines(&root, title, x_desc, y_desc, series, max_x, max_y)
+            .map_err(|e| fail(e.to_string()))
+    }
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+    max_x: f64,
+    max_y: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_x * 1.05, 0f64..max_y * 1.08)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, s) in series.iter().enumerate() {
+        let c = colors[i % colors.len()];
+        chart
+            .draw_series(LineSeries::new(s.points.clone(), c.stroke_width(3)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart.draw_series(s.points.iter().map(|p| Circle::new(*p, 4, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -759,3 +759,19 @@ fn d7_bench_prints_json_when_asked() {
     assert!(tables[0]["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(!tables[0]["rows"].as_array().expect("rows").is_empty());
 }
+
+#[test]
+fn d4_matrix_cells_carry_the_replay_that_reproduces_them() {
+    let elsewhere = tmp_dir("d4-matrix");
+    let v = json_of(&["matrix", "--ops", "20", "--processes", "2", "--json"]);
+    let cells = v["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 20);
+    for c in [&cells[0], &cells[19]] {
+        let cmd = c["replay"].as_str().expect("a replay command");
+        assert_eq!(
+            replay_hash(cmd, &elsewhere),
+            c["event_hash"].as_str().unwrap_or_default(),
+            "{cmd}"
+        );
+    }
+}

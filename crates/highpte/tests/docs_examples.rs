@@ -11,7 +11,8 @@
 //!   `[..]` in a shown line stands for any text (host seconds, which vary). A line `...`
 //!   only marks an abridgement.
 //! * In ```` ```sh ```` blocks, a line that starts with one of those commands is an example
-//!   too, with no output shown: it must exit 0.
+//!   too, with no output shown: it must exit 0 (unless it is a usage line, with `[...]`,
+//!   `a|b` or CAPITAL placeholders).
 //! * `> FILE` at the end of an example sends its stdout to FILE (for a later example).
 //! * `<!-- file NAME -->` on the line before a block makes the block the file NAME in the
 //!   directory the examples of that page run in (a workload file an example names).
@@ -67,7 +68,6 @@ fn parse(text: &str) -> Page {
     let mut page = Page::default();
     let mut in_block = false;
     let mut block_lang = String::new();
-    let mut directive: Option<String> = None;
     let mut file: Option<(String, String)> = None;
     let mut skip = false;
     let mut prev = "";
@@ -85,7 +85,7 @@ fn parse(text: &str) -> Page {
             } else {
                 in_block = true;
                 block_lang = fence.trim().to_string();
-                directive = prev
+                let directive = prev
                     .trim()
                     .strip_prefix("<!--")
                     .and_then(|d| d.strip_suffix("-->"))
@@ -136,7 +136,7 @@ fn parse(text: &str) -> Page {
             }
             continue;
         }
-        if block_lang == "sh" {
+        if block_lang == "sh" && !is_synopsis(t) {
             if let Some(args) = highpte_args(t) {
                 page.examples.push(Example {
                     line: i + 1,
@@ -158,6 +158,18 @@ fn parse(text: &str) -> Page {
     }
     page.examples.retain(|e| !e.args.is_empty());
     page
+}
+
+/// A usage line rather than an example: optional parts in brackets, alternatives, or
+/// placeholders in capitals (`highpte run WORKLOAD|FILE [--json]`).
+fn is_synopsis(line: &str) -> bool {
+    let cmd = line.split("  #").next().unwrap_or(line);
+    cmd.contains('[')
+        || cmd.contains('|')
+        || cmd.split_whitespace().any(|w| {
+            let letters: String = w.chars().filter(|c| c.is_alphabetic()).collect();
+            letters.len() >= 3 && letters.chars().all(|c| c.is_ascii_uppercase())
+        })
 }
 
 /// `line` matches `pattern`, where `[..]` in the pattern is any text.
@@ -259,7 +271,11 @@ fn the_matcher_takes_wildcards_and_the_parser_finds_examples() {
     assert!(matches("a [..] b [..]", "a x b y"));
     assert!(!matches("host [..] s", "host 0.81 ms!"));
     assert!(!matches("exact", "exactly"));
-    let p = parse("```\n$ highpte run sga  # a comment\nline 1\n...\nline 2\n$ ls\n```\n```sh\nhighpte boot\n```\n<!-- not run: slow -->\n```sh\nhighpte bench\n```\n");
+    assert!(is_synopsis("highpte run WORKLOAD|FILE [--json]"));
+    assert!(!is_synopsis(
+        "highpte run sga --config 64g --ram 16G  # FLAGS override"
+    ));
+    let p = parse("```\n$ highpte run sga  # a comment\nline 1\n...\nline 2\n$ ls\n```\n```sh\nhighpte boot\nhighpte boot [--json]\n```\n<!-- not run: slow -->\n```sh\nhighpte bench\n```\n");
     assert_eq!(p.examples.len(), 2, "{p:?}");
     assert_eq!(p.examples[0].args, ["run", "sga"]);
     assert_eq!(p.examples[0].shown, ["line 1", "line 2"]);

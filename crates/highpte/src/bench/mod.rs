@@ -1,6 +1,5 @@
-//! The pieces of `highpte bench`: host measurements, simulated workloads, tables and plots.
+//! The pieces of `highpte bench`: host measurements, simulated workloads, and tables (plots are in `crate::plot`).
 
 pub mod native;
-pub mod plots;
 pub mod sim;
 pub mod table;

@@ -1,4 +1,5 @@
-//! A small table that prints the same way on a terminal and in markdown.
+//! A titled table of the bench, printed as markdown (on a terminal and in the report) with
+//! comfy-table, the command's one table stack.
 
 /// A titled table of strings, rendered as an aligned markdown pipe table.
 pub struct Table {
@@ -28,43 +29,22 @@ impl Table {
         self.notes.push(s.into());
     }
 
-    /// Markdown: `### title`, the table, then the notes.
+    /// Markdown: `### title`, the table (comfy-table's markdown preset, numbers right-aligned,
+    /// the same table stack as every other table of the command), then the notes.
     pub fn render(&self) -> String {
-        let n = self.headers.len();
-        let mut w: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
+        use comfy_table::{presets::ASCII_MARKDOWN, CellAlignment};
+        let mut t = comfy_table::Table::new();
+        t.load_preset(ASCII_MARKDOWN);
+        t.set_header(&self.headers);
         for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(n) {
-                w[i] = w[i].max(c.len());
+            t.add_row(r);
+        }
+        for (i, col) in t.column_iter_mut().enumerate() {
+            if i > 0 {
+                col.set_cell_alignment(CellAlignment::Right);
             }
         }
-        let line = |cells: &[String]| {
-            let mut s = String::from("|");
-            for (i, width) in w.iter().enumerate() {
-                let c = cells.get(i).map(String::as_str).unwrap_or("");
-                if i == 0 {
-                    s.push_str(&format!(" {c:<width$} |"));
-                } else {
-                    s.push_str(&format!(" {c:>width$} |"));
-                }
-            }
-            s
-        };
-        let mut out = format!("### {}\n\n", self.title);
-        out.push_str(&line(&self.headers));
-        out.push('\n');
-        out.push('|');
-        for (i, width) in w.iter().enumerate() {
-            if i == 0 {
-                out.push_str(&format!(":{}|", "-".repeat(width + 1)));
-            } else {
-                out.push_str(&format!("{}:|", "-".repeat(width + 1)));
-            }
-        }
-        out.push('\n');
-        for r in &self.rows {
-            out.push_str(&line(r));
-            out.push('\n');
-        }
+        let mut out = format!("### {}\n\n{t}\n", self.title);
         if !self.notes.is_empty() {
             out.push('\n');
             for l in &self.notes {
