@@ -18,7 +18,6 @@ use crate::kernel::Kernel;
 use crate::mm::vma::Backing;
 use crate::mm::{pte_maps_page, Mm, PROT_NONE};
 use crate::page_alloc::{PageFlags, PageOwner, ZoneType};
-use crate::pgtable::pte_offset_map;
 use crate::platform::Platform;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -115,8 +114,11 @@ impl<M: PagingMode> Kernel<M> {
                             d.flags()
                         ));
                     }
-                    let mut g = mm.page_table_lock.lock(p);
-                    let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
+                    let mut cur = self.lock_ptes(cx, &mm);
+                    let Some(mut map) = cur.map(a) else {
+                        base += span;
+                        continue;
+                    };
                     map.for_each(a, base + span, |va, pte| {
                         if pte.is_none() {
                             return None;

@@ -34,6 +34,6 @@ pub use kernel::{Kernel, KernelOptions, PtAllocKind, PteStrategy};
 pub use meminfo::Meminfo;
 pub use mm::fault::FaultOutcome;
 pub use platform::{
-    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey,
+    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, TlbFlush, WaitOn, WaitQueueKey,
 };
 pub use sync::{Mutex, MutexGuard, RwSem, SpinGuard, SpinLock};

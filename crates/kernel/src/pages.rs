@@ -231,21 +231,22 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Zero a page through a temporary mapping (`clear_highpage`: KM_USER0 for a high page).
-    pub fn clear_highpage<P: Platform>(&self, cx: &Ctx<'_, P>, pfn: Pfn) {
-        let va = self.kmap_atomic(cx, pfn, highpte_arch::KmType::User0, "clear_highpage");
-        cx.p().clear_page(va);
-        self.kunmap_atomic(cx, va, highpte_arch::KmType::User0, "clear_highpage");
+    pub fn clear_highpage<P: Platform>(&self, cx: &mut Ctx<'_, P>, pfn: Pfn) {
+        let map = self.kmap_atomic(cx, pfn, highpte_arch::KmType::User0, "clear_highpage");
+        map.cx().p().clear_page(map.addr());
+        drop(map);
         self.counters.inc(Counter::PagesZeroed);
         let _ = KernelEvent::AtomicOp;
     }
 
     /// Copy a page through two temporary mappings (`copy_user_highpage`: KM_USER0/KM_USER1).
-    pub fn copy_highpage<P: Platform>(&self, cx: &Ctx<'_, P>, dst: Pfn, src: Pfn) {
-        let s = self.kmap_atomic(cx, src, highpte_arch::KmType::User0, "copy_user_highpage");
-        let d = self.kmap_atomic(cx, dst, highpte_arch::KmType::User1, "copy_user_highpage");
-        cx.p().copy_page(d, s);
-        self.kunmap_atomic(cx, d, highpte_arch::KmType::User1, "copy_user_highpage");
-        self.kunmap_atomic(cx, s, highpte_arch::KmType::User0, "copy_user_highpage");
+    pub fn copy_highpage<P: Platform>(&self, cx: &mut Ctx<'_, P>, dst: Pfn, src: Pfn) {
+        use highpte_arch::KmType::{User0, User1};
+        let maps =
+            self.kmap_atomic_pair(cx, (src, User0), (dst, User1), "copy_user_highpage");
+        let (s, d) = maps.addrs();
+        maps.cx().p().copy_page(d, s);
+        drop(maps);
         self.counters.inc(Counter::PagesCopied);
     }
 

@@ -118,6 +118,20 @@ pub struct BugReport {
     pub message: alloc::string::String,
 }
 
+/// What a TLB shootdown IPI asks the other CPUs to forget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbFlush {
+    /// `invlpg` each of `count` pages from `start`.
+    Pages {
+        /// First page.
+        start: VirtAddr,
+        /// Number of pages.
+        count: u32,
+    },
+    /// Every non-global entry (a CR3 reload).
+    NonGlobal,
+}
+
 /// The machine the kernel runs on, seen from the running task.
 ///
 /// # Memory
@@ -185,9 +199,9 @@ pub trait Platform {
     /// Flush every TLB entry, global ones too, on every CPU (`flush_tlb_all`: IPIs to the
     /// others). Waits until all CPUs have flushed.
     fn flush_tlb_all(&self);
-    /// Shoot down `[start, end)` (or everything non-global if the range is large) on the CPUs
-    /// in `cpus` other than this one, by IPI, and wait for them (`flush_tlb_others`).
-    fn flush_tlb_others(&self, cpus: CpuMask, start: VirtAddr, end: VirtAddr);
+    /// Execute `flush` on the CPUs in `cpus` other than this one, by IPI, and wait for them
+    /// (`flush_tlb_others`). What to flush is the kernel's decision; this only carries it out.
+    fn flush_tlb_others(&self, cpus: CpuMask, flush: TlbFlush);
 
     /// `preempt_count()` of the running task.
     fn preempt_count(&self) -> u32;

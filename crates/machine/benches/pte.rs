@@ -11,7 +11,6 @@ use highpte_arch::{Config, MemoryVariant, Pae, PagingMode, TwoLevel, VirtAddr};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
-use highpte_kernel::pgtable::pte_offset_map;
 use highpte_kernel::{KernelOptions, Platform, PteStrategy};
 use highpte_machine::{MachineOptions, System};
 use std::cell::Cell;
@@ -71,14 +70,13 @@ fn walk<M: PagingMode>(sys: &mut System<M>, how: Access, iters: u64) -> (Duratio
         let mm = k.mm_of(u.pid()).expect("mm");
         h.enter_kernel("test", |cx| {
             let a = VirtAddr::new(ADDR);
-            let pmd = k.pmd_offset(h, mm.pgd(), a);
-            let mut g = mm.page_table_lock().lock(h);
+            let mut cur = k.lock_ptes(cx, &mm);
             let (t0, c0) = (Instant::now(), h.now());
             let mut sum = 0u64;
             for _ in 0..iters {
                 match how {
                     Access::Range => {
-                        let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                        let mut map = cur.map(a).expect("a pte page");
                         map.for_each(a, u64::from(ADDR) + u64::from(span), |_, e| {
                             sum = sum.wrapping_add(e.bits());
                             None
@@ -87,7 +85,7 @@ fn walk<M: PagingMode>(sys: &mut System<M>, how: Access, iters: u64) -> (Duratio
                     Access::OneAtATime => {
                         for i in 0..M::PTRS_PER_PTE {
                             let ai = VirtAddr::new(ADDR + i * 4096);
-                            let map = pte_offset_map(k, cx, &mut g, &pmd, ai);
+                            let map = cur.map(ai).expect("a pte page");
                             sum = sum.wrapping_add(map.get(ai).bits());
                         }
                     }
@@ -95,7 +93,7 @@ fn walk<M: PagingMode>(sys: &mut System<M>, how: Access, iters: u64) -> (Duratio
             }
             o.set((t0.elapsed(), h.now() - c0));
             black_box(sum);
-            drop(g);
+            cur.unlock();
             0
         })
     })

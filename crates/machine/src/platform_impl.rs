@@ -12,13 +12,10 @@ use crate::mmu::{self, Access, MmuRegs, PageFault, Translation};
 use crate::task::{HeldLock, PreemptKind, TaskHandle, TaskState, Yield};
 use highpte_arch::{PagingMode, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use highpte_kernel::{
-    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, WaitOn, WaitQueueKey,
+    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, TlbFlush, WaitOn, WaitQueueKey,
 };
 use rand::RngCore;
 use std::fmt;
-
-/// Shootdowns of more pages than this flush the whole (non-global) TLB instead.
-const FLUSH_TLB_PAGE_LIMIT: u64 = 32;
 
 impl<M: PagingMode> TaskHandle<M> {
     /// Translate a kernel (CPL 0) access on this CPU; a fault is an oops. Returns the physical
@@ -379,24 +376,22 @@ impl<M: PagingMode> Platform for TaskHandle<M> {
         self.advance(full);
     }
 
-    fn flush_tlb_others(&self, cpus: CpuMask, start: VirtAddr, end: VirtAddr) {
+    fn flush_tlb_others(&self, cpus: CpuMask, flush: TlbFlush) {
         let st = self.st();
-        let first = start.page_base().as_u64();
-        let pages = if end.as_u64() > first {
-            (end.as_u64() - first).div_ceil(PAGE_SIZE)
-        } else {
-            u64::MAX
-        };
-        if pages <= FLUSH_TLB_PAGE_LIMIT {
-            let handler = st.cost.invlpg * pages;
-            self.ipi_flush(cpus, handler, |tlb| {
-                for i in 0..pages {
-                    tlb.invlpg(VirtAddr::new((first + i * PAGE_SIZE) as u32));
-                }
-            });
-        } else {
-            let handler = st.cost.cr3_load;
-            self.ipi_flush(cpus, handler, |tlb| tlb.flush_nonglobal());
+        match flush {
+            TlbFlush::Pages { start, count } => {
+                let first = start.page_base().as_u64();
+                let handler = st.cost.invlpg * u64::from(count);
+                self.ipi_flush(cpus, handler, |tlb| {
+                    for i in 0..u64::from(count) {
+                        tlb.invlpg(VirtAddr::new((first + i * PAGE_SIZE) as u32));
+                    }
+                });
+            }
+            TlbFlush::NonGlobal => {
+                let handler = st.cost.cr3_load;
+                self.ipi_flush(cpus, handler, |tlb| tlb.flush_nonglobal());
+            }
         }
     }
 

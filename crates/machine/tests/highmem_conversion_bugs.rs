@@ -7,7 +7,6 @@ mod highmem_common;
 
 use highmem_common::*;
 use highpte_arch::{Entry, KmType, MemoryVariant, PagingMode, Pfn, TwoLevel, VirtAddr};
-use highpte_kernel::pgtable::pte_offset_map;
 use highpte_kernel::{KernelEvent, Platform};
 use highpte_machine::System;
 use std::cell::Cell;
@@ -40,15 +39,14 @@ fn row01_forgetting_to_unmap() {
     let fo = f.clone();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
         h.enter_kernel("test", |cx| {
-            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let mut cur = k.lock_ptes(cx, mm);
+            let map = cur.map(VirtAddr::new(ADDR)).expect("a pte page");
             fo.set(Frames {
                 pte0: map.page().0,
                 ..Default::default()
             });
             core::mem::forget(map); // the mistake: no pte_unmap
-            let _again = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let _again = cur.map(VirtAddr::new(ADDR)).expect("a pte page");
         })
     }));
     let pte = f.get().pte0;
@@ -72,9 +70,8 @@ fn row02_using_a_pte_after_unmap() {
     let fo = f.clone();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
         h.enter_kernel("test", |cx| {
-            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let mut cur = k.lock_ptes(cx, mm);
+            let map = cur.map(VirtAddr::new(ADDR)).expect("a pte page");
             let va = map.kernel_address_for_tests();
             fo.set(Frames {
                 pte0: map.page().0,
@@ -82,7 +79,7 @@ fn row02_using_a_pte_after_unmap() {
                 ..Default::default()
             });
             drop(map);
-            drop(g);
+            drop(cur);
             h.read_u32(va); // the pte pointer, used after pte_unmap
         })
     }));
@@ -108,9 +105,8 @@ fn row03_sleeping_while_mapped() {
     let mut s = sys();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
         h.enter_kernel("test", |cx| {
-            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let mut cur = k.lock_ptes(cx, mm);
+            let map = cur.map(VirtAddr::new(ADDR)).expect("a pte page");
             let p = map.cx().p();
             let t = p.prepare_to_wait(highpte_kernel::WaitQueueKey(1));
             p.sleep(
@@ -141,18 +137,17 @@ fn row04_the_same_slot_twice() {
     let mut s = sys();
     let r = expect_bug(with_user_pte(&mut s, 0, move |h, k, _, mm| {
         h.enter_kernel("test", |cx| {
-            let pmd = k.pmd_offset(h, mm.pgd(), VirtAddr::new(ADDR));
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, cx, &mut g, &pmd, VirtAddr::new(ADDR));
+            let mut cur = k.lock_ptes(cx, mm);
+            let map = cur.map(VirtAddr::new(ADDR)).expect("a pte page");
             let page = map.page();
-            k.kmap_atomic(map.cx(), page, KmType::Pte0, "second_walker");
+            kmap_raw(k, map.cx(), page, KmType::Pte0, "second_walker");
         })
     }));
     assert_eq!(r.report.kind, "kmap_atomic");
     assert_eq!(
         r.report.message,
         format!(
-            "kmap_atomic: task {} asks for KM_PTE0 at second_walker: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (pte_offset_map, map_nested); raw callers use KM_USER0/KM_USER1",
+            "kmap_atomic: task {} asks for KM_PTE0 at second_walker: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
             r.task
         )
     );
@@ -168,19 +163,17 @@ fn row05_nesting_three_deep() {
             let span = M::PTE_PAGE_SPAN;
             let a0 = VirtAddr::new(ADDR);
             let a1 = VirtAddr::new(ADDR + span);
-            let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
-            let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
-            let mut g = mm.page_table_lock().lock(h);
-            let mut map = pte_offset_map(k, cx, &mut g, &pmd0, a0);
-            let nested = map.map_nested(&pmd1, a1);
+            let mut cur = k.lock_ptes(cx, mm);
+            let mut map = cur.map(a0).expect("a pte page");
+            let nested = map.map_nested(a1).expect("a pte page");
             let third = nested.page();
-            k.kmap_atomic(nested.cx(), third, KmType::Pte2, "third");
+            kmap_raw(k, nested.cx(), third, KmType::Pte2, "third");
         })
     }));
     assert_eq!(
         r.report.message,
         format!(
-            "kmap_atomic: task {} asks for KM_PTE2 at third: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (pte_offset_map, map_nested); raw callers use KM_USER0/KM_USER1",
+            "kmap_atomic: task {} asks for KM_PTE2 at third: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
             r.task
         )
     );
@@ -199,10 +192,10 @@ fn row06_unmapping_the_wrong_one() {
         l.kmap_atomic_addr(0, KmType::User1),
     );
     spawn_raw(&mut s, "copy", 0, move |_, k, cx| {
-        let src = k.kmap_atomic(cx, p[0], KmType::User0, "copy_src");
-        let dst = k.kmap_atomic(cx, p[1], KmType::User1, "copy_dst");
-        k.kunmap_atomic(cx, dst, KmType::User1, "copy");
-        k.kunmap_atomic(cx, dst, KmType::User0, "copy"); // should have been `src`
+        let src = kmap_raw(k, cx, p[0], KmType::User0, "copy_src");
+        let dst = kmap_raw(k, cx, p[1], KmType::User1, "copy_dst");
+        kunmap_raw(k, cx, dst, KmType::User1, "copy");
+        kunmap_raw(k, cx, dst, KmType::User0, "copy"); // should have been `src`
         let _ = src;
     });
     let r = expect_bug(s.run());
@@ -228,9 +221,8 @@ fn row07_keeping_a_pte_across_a_lock_drop() {
         let a = VirtAddr::new(ADDR);
         let stale = {
             h.enter_kernel("test", |cx| {
-                let pmd = k.pmd_offset(h, mm.pgd(), a);
-                let mut g = mm.page_table_lock().lock(h);
-                let map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                let mut cur = k.lock_ptes(cx, mm);
+                let map = cur.map(a).expect("a pte page");
                 map.get(a)
             })
         }; // unmapped and unlocked: "we may sleep here"
@@ -239,9 +231,8 @@ fn row07_keeping_a_pte_across_a_lock_drop() {
             .unwrap();
         {
             h.enter_kernel("test", |cx| {
-                let pmd = k.pmd_offset(h, mm.pgd(), a);
-                let mut g = mm.page_table_lock().lock(h);
-                let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+                let mut cur = k.lock_ptes(cx, mm);
+                let mut map = cur.map(a).expect("a pte page");
                 map.set(a, stale); // the mistake: no pte_same / pte_none re-check
             })
         }
@@ -249,9 +240,8 @@ fn row07_keeping_a_pte_across_a_lock_drop() {
         *fo.borrow_mut() = (bad, stale.pfn().0);
         // undo, so the process can exit without freeing the frame twice
         h.enter_kernel("test", |cx| {
-            let pmd = k.pmd_offset(h, mm.pgd(), a);
-            let mut g = mm.page_table_lock().lock(h);
-            let mut map = pte_offset_map(k, cx, &mut g, &pmd, a);
+            let mut cur = k.lock_ptes(cx, mm);
+            let mut map = cur.map(a).expect("a pte page");
             map.set(a, Entry::NONE);
         })
     });
@@ -318,7 +308,7 @@ fn row09_migrating_cpu_while_mapped() {
     let hd = holder.clone();
     spawn_raw(&mut s, "holder", 0, move |h, k, cx| {
         hd.set(h.id().0);
-        k.kmap_atomic(cx, p, KmType::User0, "walker");
+        kmap_raw(k, cx, p, KmType::User0, "walker");
         h.preempt_enable(); // the mistake (e.g. an unbalanced spin_unlock)
         for _ in 0..1_000 {
             h.charge(KernelEvent::Cycles(1_000));
@@ -359,17 +349,15 @@ fn row10_storing_a_pte_kernel_address() {
         let span = M::PTE_PAGE_SPAN;
         let (a0, a1) = (VirtAddr::new(ADDR), VirtAddr::new(ADDR + span));
         h.enter_kernel("test", |cx| {
-            let pmd0 = k.pmd_offset(h, mm.pgd(), a0);
-            let pmd1 = k.pmd_offset(h, mm.pgd(), a1);
-            let mut g = mm.page_table_lock().lock(h);
+            let mut cur = k.lock_ptes(cx, mm);
             // the "reverse map" keeps a kernel pointer to the pte of a0
             let (stored, pte0, right) = {
-                let map = pte_offset_map(k, cx, &mut g, &pmd0, a0);
+                let map = cur.map(a0).expect("a pte page");
                 (map.kernel_address_for_tests(), map.page().0, map.get(a0))
             };
             // later, another walker maps a1's table into the same slot
             let (pte1, seen) = {
-                let map = pte_offset_map(k, cx, &mut g, &pmd1, a1);
+                let map = cur.map(a1).expect("a pte page");
                 let seen = M::entry_from_raw(h.read_u32(stored) as u64);
                 assert_eq!(seen, map.get(a1), "the stored pointer reads a1's table");
                 (map.page().0, seen)
@@ -381,7 +369,7 @@ fn row10_storing_a_pte_kernel_address() {
                 pte1,
                 va: stored.as_u32(),
             });
-            drop(g);
+            drop(cur);
             h.read_u32(stored); // and with no mapping live: an oops
         })
     }));
@@ -412,13 +400,12 @@ fn row02_without_debug_reads_silently() {
     let r = with_user_pte(&mut s, 0, move |h, k, _, mm| {
         h.enter_kernel("test", |cx| {
             let a = VirtAddr::new(ADDR);
-            let pmd = k.pmd_offset(h, mm.pgd(), a);
-            let mut g = mm.page_table_lock().lock(h);
-            let map = pte_offset_map(k, cx, &mut g, &pmd, a);
+            let mut cur = k.lock_ptes(cx, mm);
+            let map = cur.map(a).expect("a pte page");
             let va = map.kernel_address_for_tests();
             let e = map.get(a);
             drop(map);
-            drop(g);
+            drop(cur);
             let after = M::entry_from_raw(h.read_u32(va) as u64);
             assert_eq!(after, e);
             g2.set(after.bits());

@@ -43,8 +43,8 @@ fn slot_not_empty_on_map_names_both_users() {
     let p = pages(&mut s, 2);
     let (a, b) = (p[0], p[1]);
     let b_ = buggy(&mut s, 0, move |_, k, cx| {
-        k.kmap_atomic(cx, a, KmType::User0, "first");
-        k.kmap_atomic(cx, b, KmType::User0, "second");
+        kmap_raw(k, cx, a, KmType::User0, "first");
+        kmap_raw(k, cx, b, KmType::User0, "second");
     });
     assert_eq!(b_.report.kind, "kmap_atomic");
     assert_eq!(
@@ -67,10 +67,10 @@ fn unmap_of_another_types_slot() {
         Rc::new(Cell::new((VirtAddr::new(0), VirtAddr::new(0))));
     let v = vas.clone();
     let r = buggy(&mut s, 0, move |_, k, cx| {
-        let va0 = k.kmap_atomic(cx, a, KmType::User0, "map0");
-        let va1 = k.kmap_atomic(cx, b, KmType::User1, "map1");
+        let va0 = kmap_raw(k, cx, a, KmType::User0, "map0");
+        let va1 = kmap_raw(k, cx, b, KmType::User1, "map1");
         v.set((va0, va1));
-        k.kunmap_atomic(cx, va1, KmType::User0, "wrong");
+        kunmap_raw(k, cx, va1, KmType::User0, "wrong");
     });
     let (va0, va1) = vas.get();
     assert_eq!(r.report.kind, "kunmap_atomic");
@@ -90,7 +90,7 @@ fn unmap_of_another_cpus_slot() {
     let cpu0 = l.kmap_atomic_addr(0, KmType::User0);
     let cpu1 = l.kmap_atomic_addr(1, KmType::User0);
     let r = buggy(&mut s, 1, move |_, k, cx| {
-        k.kunmap_atomic(cx, cpu0, KmType::User0, "elsewhere");
+        kunmap_raw(k, cx, cpu0, KmType::User0, "elsewhere");
     });
     assert_eq!(
         r.report.message,
@@ -107,7 +107,7 @@ fn unbalanced_unmap() {
     let va = s.kernel().layout().kmap_atomic_addr(0, KmType::User1);
     let r = buggy(&mut s, 0, move |h, k, cx| {
         h.preempt_disable(); // so only the kernel's check can object
-        k.kunmap_atomic(cx, va, KmType::User1, "twice");
+        kunmap_raw(k, cx, va, KmType::User1, "twice");
     });
     assert_eq!(
         r.report.message,
@@ -126,10 +126,10 @@ fn stale_pointer_faults_and_names_the_released_mapping() {
     let p = pages(&mut s, 1)[0];
     let va = s.kernel().layout().kmap_atomic_addr(1, KmType::User0);
     let r = buggy(&mut s, 1, move |h, k, cx| {
-        let got = k.kmap_atomic(cx, p, KmType::User0, "mapper");
+        let got = kmap_raw(k, cx, p, KmType::User0, "mapper");
         assert_eq!(got, va);
         h.write_u32(VirtAddr::new(va.as_u32() + 16), 5);
-        k.kunmap_atomic(cx, va, KmType::User0, "unmapper");
+        kunmap_raw(k, cx, va, KmType::User0, "unmapper");
         h.read_u32(VirtAddr::new(va.as_u32() + 16));
     });
     assert_eq!(r.report.kind, "kernel page fault");
@@ -155,9 +155,9 @@ fn without_debug_a_stale_pointer_reads_silently() {
         .boot::<TwoLevel>();
     let p = pages(&mut s, 1)[0];
     let v = run_raw(&mut s, 0, move |h, k, cx| {
-        let va = k.kmap_atomic(cx, p, KmType::User0, "mapper");
+        let va = kmap_raw(k, cx, p, KmType::User0, "mapper");
         h.write_u32(va, 77);
-        k.kunmap_atomic(cx, va, KmType::User0, "unmapper");
+        kunmap_raw(k, cx, va, KmType::User0, "unmapper");
         h.read_u32(va)
     });
     assert_eq!(v, 77);
@@ -170,7 +170,7 @@ fn guard_slot_between_real_ones_faults_and_is_named() {
     let va = s.kernel().layout().kmap_atomic_addr(0, KmType::User0);
     let past = VirtAddr::new(va.as_u32() + 4096);
     let r = buggy(&mut s, 0, move |h, k, cx| {
-        k.kmap_atomic(cx, p, KmType::User0, "mapper");
+        kmap_raw(k, cx, p, KmType::User0, "mapper");
         h.read_u32(past); // one page past the slot
     });
     let idx = virt_to_fix(past);
@@ -193,7 +193,7 @@ fn schedule_with_a_slot_held_is_scheduling_while_atomic() {
     let mut s = sys(1);
     let p = pages(&mut s, 1)[0];
     let r = buggy(&mut s, 0, move |h, k, cx| {
-        k.kmap_atomic(cx, p, KmType::User0, "mapper");
+        kmap_raw(k, cx, p, KmType::User0, "mapper");
         h.schedule();
     });
     assert_eq!(r.report.kind, "scheduling while atomic");
@@ -216,7 +216,7 @@ fn scheduling_with_km_type_held() {
     let hd = holder.clone();
     spawn_raw(&mut s, "holder", 0, move |h, k, cx| {
         hd.set(h.id().0);
-        k.kmap_atomic(cx, p, KmType::User1, "mapper");
+        kmap_raw(k, cx, p, KmType::User1, "mapper");
         h.preempt_enable(); // the imbalance: a stray preempt_enable
         h.schedule();
     });
@@ -240,7 +240,7 @@ fn preempt_count_not_zero_on_return_to_user() {
     let r = run_process(&mut s, 0, move |u| {
         let k = u.kernel();
         u.handle().enter_kernel("test", |cx| {
-            k.kmap_atomic(cx, p, KmType::User0, "leaky");
+            kmap_raw(k, cx, p, KmType::User0, "leaky");
             u.handle().set_where("leaky");
             u.handle().return_to_user();
             0
@@ -295,13 +295,13 @@ fn raw_kmap_atomic_refuses_the_pte_slots() {
         let mut s = sys(2);
         let p = pages(&mut s, 1)[0];
         let r = buggy(&mut s, 0, move |_, k, cx| {
-            k.kmap_atomic(cx, p, ty, "raw");
+            kmap_raw(k, cx, p, ty, "raw");
         });
         assert_eq!(r.report.kind, "kmap_atomic");
         assert_eq!(
             r.report.message,
             format!(
-                "kmap_atomic: task {} asks for {} at raw: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (pte_offset_map, map_nested); raw callers use KM_USER0/KM_USER1",
+                "kmap_atomic: task {} asks for {} at raw: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
                 r.task,
                 ty.name()
             )
@@ -309,7 +309,7 @@ fn raw_kmap_atomic_refuses_the_pte_slots() {
         let va = s.kernel().layout().kmap_atomic_addr(0, ty);
         let mut s = sys(2);
         let r = buggy(&mut s, 0, move |_, k, cx| {
-            k.kunmap_atomic(cx, va, ty, "raw");
+            kunmap_raw(k, cx, va, ty, "raw");
         });
         assert_eq!(r.report.kind, "kunmap_atomic");
         assert!(r.report.message.starts_with(&format!(

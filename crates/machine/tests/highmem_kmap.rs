@@ -57,11 +57,12 @@ fn atomic_high<M: PagingMode>(v: MemoryVariant, debug: bool) {
     let g = got.clone();
     run_raw(&mut sys, 1, move |h, k, cx| {
         h.record_user_event(MARK);
-        let va = k.kmap_atomic(cx, page, KmType::User0, "test");
+        let map = k.kmap_atomic(cx, page, KmType::User0, "test");
+        let va = map.addr();
         let held = h.preempt_count();
         h.write_u32(VirtAddr::new(va.as_u32() + 8), 0xfeed);
         let back = h.read_u32(VirtAddr::new(va.as_u32() + 8));
-        k.kunmap_atomic(cx, va, KmType::User0, "test");
+        drop(map);
         h.record_user_event(MARK);
         g.set((va.as_u32(), held, h.preempt_count(), back));
     });
@@ -109,9 +110,10 @@ fn kmap_atomic_low_page_is_the_direct_map() {
     let page = run_raw(&mut sys, 0, |_, k, cx| low_page(k, cx));
     let tlb0 = tlb_counts(&sys);
     let (va, held, after) = run_raw(&mut sys, 0, move |h, k, cx| {
-        let va = k.kmap_atomic(cx, page, KmType::User1, "test");
+        let map = k.kmap_atomic(cx, page, KmType::User1, "test");
+        let va = map.addr();
         let held = h.preempt_count();
-        k.kunmap_atomic(cx, va, KmType::User1, "test");
+        drop(map);
         (va, held, h.preempt_count())
     });
     assert_eq!(va, VirtAddr::new(PAGE_OFFSET + (page.0 as u32) * 4096));
@@ -321,14 +323,15 @@ fn atomic_same_page_again<M: PagingMode>(v: MemoryVariant, debug: bool) {
         let mut vals = Vec::new();
         for (pfn, write) in [(a, Some(0x1111)), (a, None), (b, Some(0x2222)), (a, None)] {
             let i0 = inv();
-            let va = k.kmap_atomic(cx, pfn, KmType::User0, "test");
+            let map = k.kmap_atomic(cx, pfn, KmType::User0, "test");
+            let va = map.addr();
             flushes.push(inv() - i0);
             let at = VirtAddr::new(va.as_u32() + 8);
             if let Some(x) = write {
                 h.write_u32(at, x);
             }
             vals.push(h.read_u32(at));
-            k.kunmap_atomic(cx, va, KmType::User0, "test");
+            drop(map);
         }
         (flushes, vals, c.get(Counter::KmapAtomicReused))
     });

@@ -2,7 +2,7 @@
 //! real interleavings, deadlock and atomic-sleep detection, and many tasks.
 
 use highpte_arch::{TwoLevel, VirtAddr};
-use highpte_kernel::{CpuMask, KernelEvent, Mutex, Platform, SpinLock, WaitQueueKey};
+use highpte_kernel::{CpuMask, KernelEvent, Mutex, Platform, SpinLock, TlbFlush, WaitQueueKey};
 use highpte_machine::{
     DeadlockKind, Machine, MachineOptions, RunOutcome, TaskActivity, TaskHandle,
 };
@@ -428,16 +428,12 @@ fn mutex_contention_works_on_up_with_preemption() {
 fn shootdowns_interrupt_the_other_cpus() {
     let mut m = machine(opts(4, 0));
     m.spawn("flusher", Some(2), |p: &H| {
-        p.flush_tlb_others(
-            CpuMask(0b1111),
-            VirtAddr::new(0x1000),
-            VirtAddr::new(0x3000),
-        );
-        p.flush_tlb_others(
-            CpuMask(0b0100),
-            VirtAddr::new(0x1000),
-            VirtAddr::new(0x3000),
-        );
+        let two_pages = TlbFlush::Pages {
+            start: VirtAddr::new(0x1000),
+            count: 2,
+        };
+        p.flush_tlb_others(CpuMask(0b1111), two_pages);
+        p.flush_tlb_others(CpuMask(0b0100), two_pages);
         p.flush_tlb_all();
         0
     })

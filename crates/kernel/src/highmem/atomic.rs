@@ -42,14 +42,66 @@ impl<M: PagingMode> Kernel<M> {
         EntryFlags::KERNEL | EntryFlags::GLOBAL
     }
 
-    /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` and return its
-    /// kernel address (the direct-map address for a low page). Disables preemption until the
-    /// matching [`Kernel::kunmap_atomic`].
+    /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` (the direct map
+    /// for a low page) and return the mapping; dropping it is `kunmap_atomic`. Preemption is
+    /// off while it lives, and it borrows the context mutably: nothing that may sleep can run,
+    /// and no second mapping can be made from the same context (use
+    /// [`Kernel::kmap_atomic_pair`] for two).
     ///
-    /// The pte slots (`KM_PTE0`, `KM_PTE1`, `KM_PTE2`) belong to the pte API
-    /// (`pte_offset_map`, `PteMap::map_nested`): asking for one here is a bug report, so raw
+    /// The pte slots (`KM_PTE0`, `KM_PTE1`, `KM_PTE2`) belong to the pte API (the
+    /// page-table cursor, `PteMap::map_nested`): asking for one here is a bug report, so raw
     /// code cannot take (or clobber) a slot a live `PteMap` holds.
-    pub fn kmap_atomic<P: Platform>(
+    pub fn kmap_atomic<'a, 'p, P: Platform>(
+        &'a self,
+        cx: &'a mut Ctx<'p, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> KmapAtomic<'a, 'p, P, M> {
+        self.refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
+        let va = self.kmap_atomic_slot(cx, pfn, ty, place);
+        KmapAtomic {
+            k: self,
+            cx,
+            va,
+            ty,
+            place,
+        }
+    }
+
+    /// Two atomic mappings at once (`copy_user_highpage`'s KM_USER0 + KM_USER1): `first` is
+    /// mapped first and unmapped last.
+    pub fn kmap_atomic_pair<'a, 'p, P: Platform>(
+        &'a self,
+        cx: &'a mut Ctx<'p, P>,
+        first: (Pfn, KmType),
+        second: (Pfn, KmType),
+        place: &'static str,
+    ) -> KmapAtomicPair<'a, 'p, P, M> {
+        let p = cx.p();
+        self.refuse_pte_type(p, "kmap_atomic", first.1, place);
+        self.refuse_pte_type(p, "kmap_atomic", second.1, place);
+        let a = self.kmap_atomic_slot(cx, first.0, first.1, place);
+        let b = self.kmap_atomic_slot(cx, second.0, second.1, place);
+        KmapAtomicPair {
+            k: self,
+            cx,
+            first: (a, first.1),
+            second: (b, second.1),
+            place,
+        }
+    }
+
+    /// The raw `kmap_atomic`: map and return the bare address, to be released by
+    /// [`Kernel::kunmap_atomic_raw`]. For the debug helpers' tests, which must be able to
+    /// misuse the pair (unmap the wrong type, twice, never) to show what the helpers report.
+    ///
+    /// # Safety
+    /// The caller must call [`Kernel::kunmap_atomic_raw`] with the same address and type, on
+    /// the same task, before anything that may sleep, and must not use the address after it.
+    /// Breaking this is exactly the bug class the debug helpers catch at run time; nothing
+    /// catches it at compile time.
+    pub unsafe fn kmap_atomic_raw<P: Platform>(
         &self,
         cx: &Ctx<'_, P>,
         pfn: Pfn,
@@ -60,9 +112,12 @@ impl<M: PagingMode> Kernel<M> {
         self.kmap_atomic_slot(cx, pfn, ty, place)
     }
 
-    /// `kunmap_atomic(addr, type)`: release the slot and re-enable preemption. Refuses the pte
-    /// slot types, like [`Kernel::kmap_atomic`].
-    pub fn kunmap_atomic<P: Platform>(
+    /// The raw `kunmap_atomic(addr, type)`: release the slot and re-enable preemption.
+    ///
+    /// # Safety
+    /// `va` and `ty` must come from a [`Kernel::kmap_atomic_raw`] of this task that was not
+    /// released yet (the debug helpers report it at run time when they do not).
+    pub unsafe fn kunmap_atomic_raw<P: Platform>(
         &self,
         cx: &Ctx<'_, P>,
         va: VirtAddr,
@@ -89,7 +144,7 @@ impl<M: PagingMode> Kernel<M> {
             p.bug(BugReport {
                 kind: what,
                 message: format!(
-                    "{what}: task {} asks for {} at {}: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (pte_offset_map, map_nested); raw callers use KM_USER0/KM_USER1",
+                    "{what}: task {} asks for {} at {}: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
                     p.task(),
                     ty.name(),
                     place
@@ -340,5 +395,61 @@ impl<M: PagingMode> Kernel<M> {
     /// The first fixmap address (for `kmap_atomic_slot_of` lookups by callers).
     pub fn fixmap_top(&self) -> VirtAddr {
         fix_to_virt(0)
+    }
+}
+
+/// A live `kmap_atomic` mapping; unmapped (`kunmap_atomic`) when dropped.
+pub struct KmapAtomic<'a, 'p, P: Platform, M: PagingMode> {
+    k: &'a Kernel<M>,
+    cx: &'a mut Ctx<'p, P>,
+    va: VirtAddr,
+    ty: KmType,
+    place: &'static str,
+}
+
+impl<'p, P: Platform, M: PagingMode> KmapAtomic<'_, 'p, P, M> {
+    /// The kernel address the page is mapped at, valid while this lives.
+    pub fn addr(&self) -> VirtAddr {
+        self.va
+    }
+    /// The atomic context.
+    pub fn cx(&self) -> &Ctx<'p, P> {
+        self.cx
+    }
+}
+
+impl<P: Platform, M: PagingMode> Drop for KmapAtomic<'_, '_, P, M> {
+    fn drop(&mut self) {
+        self.k
+            .kunmap_atomic_slot(self.cx, self.va, self.ty, self.place);
+    }
+}
+
+/// Two live `kmap_atomic` mappings made together; the second is unmapped first on drop.
+pub struct KmapAtomicPair<'a, 'p, P: Platform, M: PagingMode> {
+    k: &'a Kernel<M>,
+    cx: &'a mut Ctx<'p, P>,
+    first: (VirtAddr, KmType),
+    second: (VirtAddr, KmType),
+    place: &'static str,
+}
+
+impl<'p, P: Platform, M: PagingMode> KmapAtomicPair<'_, 'p, P, M> {
+    /// The two kernel addresses, `(first, second)`.
+    pub fn addrs(&self) -> (VirtAddr, VirtAddr) {
+        (self.first.0, self.second.0)
+    }
+    /// The atomic context.
+    pub fn cx(&self) -> &Ctx<'p, P> {
+        self.cx
+    }
+}
+
+impl<P: Platform, M: PagingMode> Drop for KmapAtomicPair<'_, '_, P, M> {
+    fn drop(&mut self) {
+        let (b, bt) = self.second;
+        let (a, at) = self.first;
+        self.k.kunmap_atomic_slot(self.cx, b, bt, self.place);
+        self.k.kunmap_atomic_slot(self.cx, a, at, self.place);
     }
 }

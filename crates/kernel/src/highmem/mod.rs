@@ -8,7 +8,7 @@
 pub mod atomic;
 pub mod pkmap;
 
-pub use atomic::SlotUse;
+pub use atomic::{KmapAtomic, KmapAtomicPair, SlotUse};
 pub use pkmap::{Pkmap, PkmapHolder, PKMAP_WAIT};
 
 use crate::kernel::Kernel;

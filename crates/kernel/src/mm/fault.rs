@@ -13,10 +13,11 @@ use crate::ctx::{Ctx, SleepCtx};
 use crate::errno::Signal;
 use crate::kernel::Kernel;
 use crate::mm::shm::ObjSlot;
+use crate::mm::tlb::PendingFlush;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
-use crate::pgtable::{pte_alloc_map, pte_offset_map};
+use crate::pgtable::{PteCursor, PteMap};
 use crate::platform::{KernelEvent, Platform, TaskId};
 use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, SwapEntry, VirtAddr};
 
@@ -342,87 +343,36 @@ impl<M: PagingMode> Kernel<M> {
         file_page: &mut Option<(u32, Pfn)>,
     ) -> Step {
         let p = cx.p();
-        let pmd = self.pmd_offset(p, &mm.pgd, addr);
-        let mut g = mm.page_table_lock.lock(p);
-        let Ok(mut map) = pte_alloc_map(self, cx, &mut g, &pmd, addr, &mm.nr_ptes) else {
+        let mut cur = self.lock_ptes(cx, mm);
+        let Ok(mut map) = cur.alloc_map(addr) else {
             return Step::Oom;
         };
         let pte = map.get(addr);
         if pte.is_present() {
             if write && !pte.has(EntryFlags::RW) {
                 // do_wp_page
-                let old = pte.pfn();
-                let desc = self.mem_map.desc(old);
-                let shared_vma = vma.backing.is_shared();
-                if !shared_vma
-                    && old != self.zero_page
-                    && desc.mapcount() == 1
-                    && (desc.count() == 1 || self.reuse_swap_page(p, old))
-                {
-                    // only we map it: reuse
-                    map.set(
-                        addr,
-                        pte.with(EntryFlags::RW | EntryFlags::DIRTY | EntryFlags::ACCESSED),
-                    );
+                if !self.wp_reuse(&mut map, vma, addr, pte) {
+                    let Some(new) = new_page.take() else {
+                        return Step::NeedPage("do_wp_page");
+                    };
                     drop(map);
-                    drop(g);
-                    self.flush_one(cx, mm, addr);
+                    let Some(old) = self.wp_copy(cur, addr, pte, new, new_page) else {
+                        return Step::Done;
+                    };
+                    PendingFlush::page(mm, addr).flush(self, cx);
+                    if old != self.zero_page {
+                        self.mem_map.desc(old).dec_mapcount();
+                        self.put_user_page(cx, old);
+                    }
                     self.counters.inc(Counter::FaultsCow);
                     return Step::Done;
                 }
-                if shared_vma {
-                    // a shared writable vma always maps writable; a read-only shm attach
-                    // cannot get here (the vma check refused the write)
-                    map.set(
-                        addr,
-                        pte.with(EntryFlags::RW | EntryFlags::DIRTY | EntryFlags::ACCESSED),
-                    );
-                    drop(map);
-                    drop(g);
-                    self.flush_one(cx, mm, addr);
-                    return Step::Done;
-                }
-                let Some(new) = new_page.take() else {
-                    return Step::NeedPage("do_wp_page");
-                };
-                // copy while the old page cannot go away: we hold the ptl and its pte
-                drop(map);
-                self.copy_highpage(cx, new, old);
-                let mut map = pte_offset_map(self, cx, &mut g, &pmd_again(self, p, mm, addr), addr);
-                if map.get(addr) != pte {
-                    *new_page = Some(new);
-                    return Step::Done;
-                }
-                self.mem_map.desc(new).set_flag(PageFlags::ANON);
-                self.mem_map.desc(new).inc_mapcount();
-                let pa = map.pte_phys(addr);
-                map.set(
-                    addr,
-                    Entry::new(
-                        new,
-                        EntryFlags::PRESENT
-                            | EntryFlags::USER
-                            | EntryFlags::RW
-                            | EntryFlags::ACCESSED
-                            | EntryFlags::DIRTY,
-                    ),
-                );
-                drop(map);
-                self.page_remove_rmap(p, old, pa);
-                self.page_add_rmap(new, pa, mm, addr.as_u32());
-                drop(g);
-                self.flush_one(cx, mm, addr);
-                if old != self.zero_page {
-                    desc.dec_mapcount();
-                    self.put_user_page(cx, old);
-                }
-                self.counters.inc(Counter::FaultsCow);
-                return Step::Done;
             }
-            // spurious: a stale TLB entry or a racing fault already fixed it
+            // made writable in place, or spurious (a stale TLB entry or a racing fault
+            // already fixed it): only the TLBs need telling
             drop(map);
-            drop(g);
-            self.flush_one(cx, mm, addr);
+            cur.unlock();
+            PendingFlush::page(mm, addr).flush(self, cx);
             return Step::Done;
         }
         if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
@@ -513,6 +463,78 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
+    /// `do_wp_page`'s first half: a write to a present read-only pte whose page may be made
+    /// writable in place (a private page only this pte maps, or a shared writable mapping).
+    /// Returns false if the page must be copied.
+    fn wp_reuse<P: Platform>(
+        &self,
+        map: &mut PteMap<'_, '_, P, M>,
+        vma: &Vma,
+        addr: VirtAddr,
+        pte: Entry,
+    ) -> bool {
+        let p = map.cx().p();
+        let old = pte.pfn();
+        let desc = self.mem_map.desc(old);
+        let shared_vma = vma.backing.is_shared();
+        // a shared writable vma always maps writable; a read-only shm attach cannot get here
+        // (the vma check refused the write)
+        let reuse = shared_vma
+            || (old != self.zero_page
+                && desc.mapcount() == 1
+                && (desc.count() == 1 || self.reuse_swap_page(p, old)));
+        if reuse {
+            map.set(
+                addr,
+                pte.with(EntryFlags::RW | EntryFlags::DIRTY | EntryFlags::ACCESSED),
+            );
+            if !shared_vma {
+                self.counters.inc(Counter::FaultsCow);
+            }
+        }
+        reuse
+    }
+
+    /// `do_wp_page`'s second half: copy the page into `new` and point the pte at the copy,
+    /// unless the pte changed while it was unmapped (then `new` goes back to `new_page` and
+    /// this returns `None`). Returns the old page, to be released after the TLB flush.
+    fn wp_copy<'a, 'p: 'a, P: Platform>(
+        &self,
+        mut cur: PteCursor<'a, 'p, P, M, SleepCtx<'p, P>>,
+        addr: VirtAddr,
+        pte: Entry,
+        new: Pfn,
+        new_page: &mut Option<Pfn>,
+    ) -> Option<Pfn> {
+        let p = cur.cx().p();
+        let mm = cur.mm();
+        let old = pte.pfn();
+        // copy while the old page cannot go away: we hold the ptl and its pte
+        self.copy_highpage(cur.cx_mut(), new, old);
+        let Some(mut map) = cur.map(addr).filter(|m| m.get(addr) == pte) else {
+            *new_page = Some(new);
+            return None;
+        };
+        self.mem_map.desc(new).set_flag(PageFlags::ANON);
+        self.mem_map.desc(new).inc_mapcount();
+        let pa = map.pte_phys(addr);
+        map.set(
+            addr,
+            Entry::new(
+                new,
+                EntryFlags::PRESENT
+                    | EntryFlags::USER
+                    | EntryFlags::RW
+                    | EntryFlags::ACCESSED
+                    | EntryFlags::DIRTY,
+            ),
+        );
+        drop(map);
+        self.page_remove_rmap(p, old, pa);
+        self.page_add_rmap(new, pa, mm, addr.as_u32());
+        Some(old)
+    }
+
     /// `do_swap_page` with the pte mapped and the page-table lock held (through `map`): map
     /// the page read in for `e`, if it is at hand and the pte still holds `e`.
     #[allow(clippy::too_many_arguments)]
@@ -559,23 +581,4 @@ impl<M: PagingMode> Kernel<M> {
         self.counters.inc(Counter::FaultsSwapCache);
         Step::Done
     }
-
-    /// Invalidate one user address on every CPU that may cache `mm`.
-    fn flush_one<P: Platform>(&self, cx: &SleepCtx<'_, P>, mm: &Mm, addr: VirtAddr) {
-        self.flush_tlb_range(
-            cx,
-            mm,
-            addr.page_base().as_u32(),
-            addr.page_base().as_u64() + 4096,
-        );
-    }
-}
-
-fn pmd_again<P: Platform, M: PagingMode>(
-    k: &Kernel<M>,
-    p: &P,
-    mm: &Mm,
-    addr: VirtAddr,
-) -> crate::pgtable::PmdEntry<crate::pgtable::UserTables> {
-    k.pmd_offset(p, &mm.pgd, addr)
 }

@@ -17,11 +17,11 @@ use crate::ctx::SleepCtx;
 use crate::errno::Errno;
 use crate::fs::Inode;
 use crate::kernel::Kernel;
-use crate::mm::memory::Gather;
+use crate::mm::tlb::PendingFlush;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::PageOwner;
-use crate::pgtable::{pte_offset_map, PteMap};
+use crate::pgtable::PteMap;
 use crate::platform::{Platform, TaskId};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -154,10 +154,9 @@ impl<M: PagingMode> Kernel<M> {
                 })
                 .collect();
             for (s, e) in ranges {
-                let mut gather = Gather::default();
-                self.zap_page_range(cx, &mm, s, e as u64, &mut gather);
-                self.flush_tlb_range(cx, &mm, s, e as u64);
-                self.gather_finish(cx, gather);
+                let gather = self.zap_page_range(cx, &mm, s, u64::from(e));
+                let done = gather.flush(self, cx);
+                self.gather_finish(cx, done);
             }
             drop(vmas);
         }
@@ -166,35 +165,25 @@ impl<M: PagingMode> Kernel<M> {
     /// `filemap_sync`: move the dirty bits of the ptes of `[start, end)` to their page-cache
     /// pages (`PG_dirty`), then flush the TLBs so the next write sets the bit again.
     fn filemap_sync<P: Platform>(&self, cx: &mut SleepCtx<'_, P>, mm: &Mm, start: u32, end: u64) {
-        let p = cx.p();
         let mut moved = false;
-        {
-            let mut g = mm.page_table_lock.lock(p);
-            let mut addr = start as u64;
-            while addr < end {
-                let a = VirtAddr::new(addr as u32);
-                let next = M::pmd_end(a).min(end);
-                let pmd = self.pmd_offset(p, &mm.pgd, a);
-                if pmd.is_present() {
-                    let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
-                    map.for_each(a, next, |_, pte| {
-                        if !pte.is_present() || !pte.has(EntryFlags::DIRTY) {
-                            return None;
-                        }
-                        let pfn = pte.pfn();
-                        if self.mem_map.desc(pfn).owner() != PageOwner::PageCache {
-                            return None;
-                        }
-                        self.set_page_dirty(pfn);
-                        moved = true;
-                        Some(pte.without(EntryFlags::DIRTY))
-                    });
+        let mut cur = self.lock_ptes(cx, mm);
+        cur.walk(start, end, |map, a, next| {
+            map.for_each(a, next, |_, pte| {
+                if !pte.is_present() || !pte.has(EntryFlags::DIRTY) {
+                    return None;
                 }
-                addr = next;
-            }
-        }
+                let pfn = pte.pfn();
+                if self.mem_map.desc(pfn).owner() != PageOwner::PageCache {
+                    return None;
+                }
+                self.set_page_dirty(pfn);
+                moved = true;
+                Some(pte.without(EntryFlags::DIRTY))
+            });
+        });
+        cur.unlock();
         if moved {
-            self.flush_tlb_range(cx, mm, start, end);
+            PendingFlush::range(mm, start, end).flush(self, cx);
         }
     }
 

@@ -5,23 +5,14 @@
 
 use crate::ctx::{Ctx, SleepCtx};
 use crate::kernel::Kernel;
+use crate::mm::tlb::{FlushedGather, Gather, PendingFlush};
 use crate::mm::vma::Vma;
 use crate::mm::{pte_maps_page, Mm, PROT_WRITE, PTE_PROTNONE, TASK_SIZE};
 use crate::page_alloc::PageOwner;
 use crate::pgtable::alloc::PtKind;
-use crate::pgtable::{pte_alloc_map, pte_offset_map, OutOfMemory};
+use crate::pgtable::OutOfMemory;
 use crate::platform::Platform;
-use alloc::vec::Vec;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr};
-
-/// Pages unmapped whose last reference must be dropped after the TLB flush (`mmu_gather`):
-/// freeing a frame before every CPU forgot it would let a stale translation reach it.
-#[derive(Default)]
-pub struct Gather {
-    pages: Vec<Pfn>,
-    /// Swap entries cleared from ptes (their slots are released with the pages).
-    swap: Vec<SwapEntry>,
-}
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SIZE};
 
 impl<M: PagingMode> Kernel<M> {
     /// The pte flags for a user page of a VMA: present, user, accessed; writable only for a
@@ -40,57 +31,49 @@ impl<M: PagingMode> Kernel<M> {
         pfn == self.zero_page
     }
 
-    /// `zap_page_range`: clear every pte of `[start, end)`, dropping the pages' map counts
-    /// and collecting them for release after the TLB flush.
-    pub(crate) fn zap_page_range<P: Platform>(
+    /// `zap_page_range`: clear every pte of `[start, end)`, dropping the pages' map counts.
+    /// The pages come back in a [`Gather`], to be released after the TLB flush.
+    pub fn zap_page_range<'m, P: Platform>(
         &self,
         cx: &mut Ctx<'_, P>,
-        mm: &Mm,
+        mm: &'m Mm,
         start: u32,
         end: u64,
-        gather: &mut Gather,
-    ) {
+    ) -> Gather<'m> {
         let p = cx.p();
-        let mut g = mm.page_table_lock.lock(p);
-        let mut addr = start as u64;
-        while addr < end {
-            let a = VirtAddr::new(addr as u32);
-            let next = M::pmd_end(a).min(end);
-            let pmd = self.pmd_offset(p, &mm.pgd, a);
-            if pmd.is_present() {
-                let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
-                let ptp = map.page();
-                let mut freed_rss = 0;
-                map.for_each(a, next, |va, pte| {
-                    if pte.is_none() {
-                        return None;
-                    }
-                    if pte_maps_page(pte) {
-                        let pfn = pte.pfn();
-                        if pfn != self.zero_page {
-                            self.page_remove_rmap(p, pfn, pte_phys::<M>(ptp, va));
-                            if pte.has(EntryFlags::DIRTY) {
-                                // a written file page must reach the disk
-                                self.set_page_dirty(pfn);
-                            }
-                            self.mem_map.desc(pfn).dec_mapcount();
-                            gather.pages.push(pfn);
+        let mut gather = Gather::new(mm, start, end);
+        let mut cur = self.lock_ptes(cx, mm);
+        cur.walk(start, end, |map, a, next| {
+            let ptp = map.page();
+            let mut freed_rss = 0;
+            map.for_each(a, next, |va, pte| {
+                if pte.is_none() {
+                    return None;
+                }
+                if pte_maps_page(pte) {
+                    let pfn = pte.pfn();
+                    if pfn != self.zero_page {
+                        self.page_remove_rmap(p, pfn, pte_phys::<M>(ptp, va));
+                        if pte.has(EntryFlags::DIRTY) {
+                            // a written file page must reach the disk
+                            self.set_page_dirty(pfn);
                         }
-                        freed_rss += 1;
-                    } else if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
-                        gather.swap.push(e);
+                        self.mem_map.desc(pfn).dec_mapcount();
+                        gather.pages.push(pfn);
                     }
-                    Some(Entry::NONE)
-                });
-                drop(map);
-                mm.rss.set(mm.rss.get() - freed_rss);
-            }
-            addr = next;
-        }
+                    freed_rss += 1;
+                } else if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
+                    gather.swap.push(e);
+                }
+                Some(Entry::NONE)
+            });
+            mm.rss.set(mm.rss.get() - freed_rss);
+        });
+        gather
     }
 
-    /// Drop the references collected by a gather (after the TLB flush).
-    pub(crate) fn gather_finish<P: Platform>(&self, cx: &Ctx<'_, P>, gather: Gather) {
+    /// Drop the references collected by a gather, once its TLB flush is done.
+    pub fn gather_finish<P: Platform>(&self, cx: &Ctx<'_, P>, gather: FlushedGather) {
         for pfn in gather.pages {
             self.put_user_page(cx, pfn);
         }
@@ -104,24 +87,25 @@ impl<M: PagingMode> Kernel<M> {
     /// that no VMA covers any more. Returns the number of pte pages freed.
     pub(crate) fn free_pgtables<P: Platform>(
         &self,
-        cx: &Ctx<'_, P>,
+        cx: &mut Ctx<'_, P>,
         mm: &Mm,
         vmas: &crate::mm::VmaSet,
         start: u32,
         end: u64,
     ) -> u64 {
-        let p = cx.p();
         let span = M::PTE_PAGE_SPAN as u64;
         let mut base = M::pmd_base(VirtAddr::new(start)).as_u64();
         let mut freed = 0;
         while base < end {
             let top = (base + span).min(TASK_SIZE as u64);
-            if !vmas.any_overlap(base as u32, top) {
-                let pmd = self.pmd_offset(p, &mm.pgd, VirtAddr::new(base as u32));
-                if pmd.is_present() {
-                    let g = mm.page_table_lock.lock(p);
-                    let page = self.pmd_clear(p, &pmd);
-                    drop(g);
+            let a = VirtAddr::new(base as u32);
+            // an unlocked look first (most of an exiting address space has no pte pages);
+            // the cursor reads the pmd again under the lock before clearing it
+            if !vmas.any_overlap(base as u32, top) && self.user_pte_page(cx.p(), mm, a).is_some() {
+                let mut cur = self.lock_ptes(cx, mm);
+                let page = cur.clear_pmd(a);
+                cur.unlock();
+                if let Some(page) = page {
                     self.pt_free_page(cx, page, PtKind::Pte);
                     mm.nr_ptes.set(mm.nr_ptes.get() - 1);
                     freed += 1;
@@ -142,10 +126,9 @@ impl<M: PagingMode> Kernel<M> {
         start: u32,
         end: u64,
     ) {
-        let mut gather = Gather::default();
-        self.zap_page_range(cx, mm, start, end, &mut gather);
-        self.flush_tlb_range(cx, mm, start, end);
-        self.gather_finish(cx, gather);
+        let gather = self.zap_page_range(cx, mm, start, end);
+        let done = gather.flush(self, cx);
+        self.gather_finish(cx, done);
         self.free_pgtables(cx, mm, vmas, start, end);
     }
 
@@ -167,20 +150,22 @@ impl<M: PagingMode> Kernel<M> {
         while addr < end {
             let a = VirtAddr::new(addr as u32);
             let next = M::pmd_end(a).min(end);
-            let src_pmd = self.pmd_offset(p, &src.pgd, a);
-            if !src_pmd.is_present() {
+            // the source's pmds cannot change: its mmap_sem is held for writing
+            if self.user_pte_page(p, src, a).is_none() {
                 addr = next;
                 continue;
             }
-            let dst_pmd = self.pmd_offset(p, &dst.pgd, a);
             // room for the child's reverse-map entries (rmap reclaim only)
             self.rmap_reserve(cx, (next - addr) >> 12)?;
-            let mut dg = dst.page_table_lock.lock(p);
-            let mut dmap = pte_alloc_map(self, cx, &mut dg, &dst_pmd, a, &dst.nr_ptes)?;
+            let mut cur = self.lock_ptes(cx, dst);
+            let mut dmap = cur.alloc_map(a)?;
             // Map the source pte page first, then take the source's lock: a persistent kmap
             // may sleep, and may drop only the lock the mapping was made under (the
             // destination's). The source pte page cannot go away meanwhile: mmap_sem is held.
-            let mut nested = dmap.map_nested(&src_pmd, a);
+            let Some(mut nested) = dmap.map_nested_from(src, a) else {
+                addr = next;
+                continue;
+            };
             let sg = src.page_table_lock.lock(p);
             let (mut d, mut s) = nested.both();
             let mut copied = 0;
@@ -211,12 +196,12 @@ impl<M: PagingMode> Kernel<M> {
                         d.set(va, pte);
                     }
                 }
-                x += 4096;
+                x += PAGE_SIZE;
             }
             drop(nested);
             drop(sg);
             drop(dmap);
-            drop(dg);
+            cur.unlock();
             dst.rss.set(dst.rss.get() + copied);
             addr = next;
         }
@@ -224,65 +209,56 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// `change_protection`: apply `vma`'s new protection to the ptes of `[start, end)`.
-    pub(crate) fn change_protection<P: Platform>(
+    /// Returns the TLB flush owed for the range.
+    pub(crate) fn change_protection<'m, P: Platform>(
         &self,
         cx: &mut Ctx<'_, P>,
-        mm: &Mm,
+        mm: &'m Mm,
         start: u32,
         end: u32,
         vma: &Vma,
-    ) {
-        let p = cx.p();
+    ) -> PendingFlush<'m> {
         let flags = Self::vma_pte_flags(vma);
         let none = vma.prot == crate::mm::PROT_NONE;
-        let mut g = mm.page_table_lock.lock(p);
-        let mut addr = start as u64;
-        while addr < end as u64 {
-            let a = VirtAddr::new(addr as u32);
-            let next = M::pmd_end(a).min(end as u64);
-            let pmd = self.pmd_offset(p, &mm.pgd, a);
-            if pmd.is_present() {
-                let mut map = pte_offset_map(self, cx, &mut g, &pmd, a);
-                map.for_each(a, next, |_, pte| {
-                    if !pte_maps_page(pte) {
-                        return None;
-                    }
-                    let keep = pte.flags() & (EntryFlags::ACCESSED | EntryFlags::DIRTY);
-                    // private pages keep write access only if they had it (exclusively owned)
-                    let rw = if flags.contains(EntryFlags::RW)
-                        || (vma.prot & PROT_WRITE != 0 && pte.has(EntryFlags::RW))
-                    {
-                        EntryFlags::RW
-                    } else {
-                        EntryFlags::empty()
-                    };
-                    let new = if none {
-                        Entry::new(pte.pfn(), PTE_PROTNONE | EntryFlags::USER | keep)
-                    } else {
-                        Entry::new(pte.pfn(), flags | rw | keep)
-                    };
-                    Some(new)
-                });
-            }
-            addr = next;
-        }
-        drop(g);
-        self.flush_tlb_range(cx, mm, start, end as u64);
+        let mut cur = self.lock_ptes(cx, mm);
+        cur.walk(start, u64::from(end), |map, a, next| {
+            map.for_each(a, next, |_, pte| {
+                if !pte_maps_page(pte) {
+                    return None;
+                }
+                let keep = pte.flags() & (EntryFlags::ACCESSED | EntryFlags::DIRTY);
+                // private pages keep write access only if they had it (exclusively owned)
+                let rw = if flags.contains(EntryFlags::RW)
+                    || (vma.prot & PROT_WRITE != 0 && pte.has(EntryFlags::RW))
+                {
+                    EntryFlags::RW
+                } else {
+                    EntryFlags::empty()
+                };
+                let new = if none {
+                    Entry::new(pte.pfn(), PTE_PROTNONE | EntryFlags::USER | keep)
+                } else {
+                    Entry::new(pte.pfn(), flags | rw | keep)
+                };
+                Some(new)
+            });
+        });
+        cur.unlock();
+        PendingFlush::range(mm, start, u64::from(end))
     }
 
     /// `move_page_tables`: move the ptes of `[old, old+len)` to `[new, new+len)`. The new
     /// location's pte page is mapped with KM_PTE0 (allocated first if needed), the old one
     /// with KM_PTE1 nested inside it, once per piece that lies in a single pte page at both
     /// ends.
-    pub(crate) fn move_page_tables<P: Platform>(
+    pub(crate) fn move_page_tables<'m, P: Platform>(
         &self,
         cx: &mut SleepCtx<'_, P>,
-        mm: &Mm,
+        mm: &'m Mm,
         old: u32,
         new: u32,
         len: u32,
-    ) -> Result<(), OutOfMemory> {
-        let p = cx.p();
+    ) -> Result<PendingFlush<'m>, OutOfMemory> {
         let mut done: u64 = 0;
         while done < len as u64 {
             let o = VirtAddr::new((old as u64 + done) as u32);
@@ -290,14 +266,15 @@ impl<M: PagingMode> Kernel<M> {
             let step = (M::pmd_end(o) - o.as_u64())
                 .min(M::pmd_end(n) - n.as_u64())
                 .min(len as u64 - done);
-            let src_pmd = self.pmd_offset(p, &mm.pgd, o);
-            if src_pmd.is_present() {
-                let dst_pmd = self.pmd_offset(p, &mm.pgd, n);
-                let mut g = mm.page_table_lock.lock(p);
-                let mut dmap = pte_alloc_map(self, cx, &mut g, &dst_pmd, n, &mm.nr_ptes)?;
-                // the source pmd may have been re-read after the lock was dropped
-                let src_pmd = self.pmd_reread(p, &src_pmd);
-                let mut nested = dmap.map_nested(&src_pmd, o);
+            // an unlocked look first: mmap_sem (held for writing) keeps the pmds in place
+            if self.user_pte_page(cx.p(), mm, o).is_some() {
+                let mut cur = self.lock_ptes(cx, mm);
+                let mut dmap = cur.alloc_map(n)?;
+                // the source pmd is read now, under the lock alloc_map may have dropped
+                let Some(mut nested) = dmap.map_nested(o) else {
+                    done += step;
+                    continue;
+                };
                 let (mut d, mut s) = nested.both();
                 let mut off = 0u64;
                 while off < step {
@@ -315,13 +292,16 @@ impl<M: PagingMode> Kernel<M> {
                         }
                         d.set(dn, pte);
                     }
-                    off += 4096;
+                    off += PAGE_SIZE;
                 }
             }
             done += step;
         }
-        self.flush_tlb_range(cx, mm, old, old as u64 + len as u64);
-        Ok(())
+        Ok(PendingFlush::range(
+            mm,
+            old,
+            u64::from(old) + u64::from(len),
+        ))
     }
 
     /// `follow_page`: the pte that maps `addr` in `mm`, if any.
@@ -331,16 +311,11 @@ impl<M: PagingMode> Kernel<M> {
         mm: &Mm,
         addr: u32,
     ) -> Option<Entry> {
-        let p = cx.p();
         let a = VirtAddr::new(addr);
-        let pmd = self.pmd_offset(p, &mm.pgd, a);
-        if !pmd.is_present() {
-            return None;
-        }
-        let mut g = mm.page_table_lock.lock(p);
-        let map = pte_offset_map(self, cx, &mut g, &pmd, a);
-        let pte = map.get(a);
-        drop(map);
+        // an unlocked look first, as the walk down to the pmd is in Linux
+        self.user_pte_page(cx.p(), mm, a)?;
+        let mut cur = self.lock_ptes(cx, mm);
+        let pte = cur.map(a)?.get(a);
         (!pte.is_none()).then_some(pte)
     }
 

@@ -473,7 +473,8 @@ impl<M: PagingMode> Kernel<M> {
             let pieces = vmas.remove_range(addr, done as u32);
             for mut v in pieces {
                 v.prot = prot;
-                self.change_protection(cx, &mm, v.start, v.end, &v);
+                self.change_protection(cx, &mm, v.start, v.end, &v)
+                    .flush(self, cx);
                 vmas.insert(v);
             }
         }

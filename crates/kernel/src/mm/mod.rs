@@ -28,6 +28,7 @@ pub fn pte_maps_page(e: highpte_arch::Entry) -> bool {
 pub const PTE_PROTNONE: highpte_arch::EntryFlags = highpte_arch::EntryFlags::PS;
 
 pub use process::{ForkError, Process};
+pub use tlb::{FlushedGather, Gather, PendingFlush};
 pub use vma::{Backing, Vma, VmaSet};
 
 use crate::pgtable::{PageTableLock, UserPgd};

@@ -193,16 +193,21 @@ impl<M: PagingMode> Kernel<M> {
         let moved = vmas.remove_range(old, (old as u64 + old_len) as u32);
         // page tables first, with the VMAs out of the way (nobody can fault: we hold mmap_sem)
         let len = old_len.min(new_len) as u32;
-        if let Err(_e) = self.move_page_tables(cx, mm, old, dest, len) {
-            // put things back where they were (moved ptes stay valid where they went: move
-            // them back)
-            let _ = self.move_page_tables(cx, mm, dest, old, len);
-            for v in moved {
-                vmas.insert(v);
+        match self.move_page_tables(cx, mm, old, dest, len) {
+            Ok(flush) => flush.flush(self, cx),
+            Err(_) => {
+                // put things back where they were (moved ptes stay valid where they went: move
+                // them back)
+                if let Ok(flush) = self.move_page_tables(cx, mm, dest, old, len) {
+                    flush.flush(self, cx);
+                }
+                for v in moved {
+                    vmas.insert(v);
+                }
+                let empty = vmas.clone();
+                self.free_pgtables(cx, mm, &empty, dest, dest as u64 + new_len);
+                return Err(Errno::ENOMEM);
             }
-            let empty = vmas.clone();
-            self.free_pgtables(cx, mm, &empty, dest, dest as u64 + new_len);
-            return Err(Errno::ENOMEM);
         }
         let mut off = 0u32;
         let mut tail_end = dest;

@@ -17,7 +17,6 @@ use crate::mm::shm::ObjSlot;
 use crate::mm::vma::Backing;
 use crate::mm::PROT_WRITE;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
-use crate::pgtable::pte_alloc_map;
 use crate::platform::{Platform, TaskId};
 use alloc::vec::Vec;
 use highpte_arch::{Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, VirtAddr};
@@ -67,9 +66,8 @@ impl<M: PagingMode> Kernel<M> {
                         result = Err(Errno::ENOMEM);
                         break 'vmas;
                     }
-                    let pmd = self.pmd_offset(p, &mm.pgd, a);
-                    let mut g = mm.page_table_lock.lock(p);
-                    let Ok(mut map) = pte_alloc_map(self, cx, &mut g, &pmd, a, &mm.nr_ptes) else {
+                    let mut ptes = self.lock_ptes(cx, &mm);
+                    let Ok(mut map) = ptes.alloc_map(a) else {
                         result = Err(Errno::ENOMEM);
                         break 'vmas;
                     };
@@ -96,7 +94,7 @@ impl<M: PagingMode> Kernel<M> {
                     }
                     if need > reserve.len() {
                         drop(map);
-                        drop(g);
+                        ptes.unlock();
                         while reserve.len() < need {
                             match self.alloc_pages(
                                 cx,
@@ -187,7 +185,7 @@ impl<M: PagingMode> Kernel<M> {
                         pte
                     });
                     drop(map);
-                    drop(g);
+                    ptes.unlock();
                     mm.rss.set(mm.rss.get() + added);
                     filled += added;
                     break;

@@ -22,10 +22,10 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
 use crate::mm::shm::{ObjSlot, ShmObject};
+use crate::mm::tlb::Gather;
 use crate::mm::Mm;
 use crate::page_alloc::Watermark;
 use crate::page_alloc::{PageFlags, PageOwner, ZoneType};
-use crate::pgtable::pte_offset_map;
 use crate::platform::{Platform, TaskId, WaitQueueKey};
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
@@ -622,16 +622,19 @@ impl<M: PagingMode> Kernel<M> {
         want: u64,
     ) -> u64 {
         let p = cx.p();
-        let pmd = self.pmd_offset(p, &mm.pgd, start);
-        if !pmd.is_present() {
+        // an unlocked look first; the cursor reads the pmd again under the lock
+        if self.user_pte_page(p, mm, start).is_none() {
             return 0;
         }
         let anon_ok = self.anon_reclaimable(p);
-        let mut batch: Vec<Pfn> = Vec::new();
+        let mut gather = Gather::new(mm, start.as_u32(), end);
+        let batch = &mut gather.pages;
         let mut rss_dropped = 0;
         {
-            let mut g = mm.page_table_lock.lock(p);
-            let mut map = pte_offset_map(self, cx, &mut g, &pmd, start);
+            let mut cur = self.lock_ptes(cx, mm);
+            let Some(mut map) = cur.map(start) else {
+                return 0;
+            };
             map.for_each(start, end, |_, pte| {
                 if (batch.len() as u64) >= want || !pte.is_present() {
                     return None;
@@ -704,16 +707,17 @@ impl<M: PagingMode> Kernel<M> {
                 Some(e.to_pte(M::PAE))
             });
         }
-        if batch.is_empty() {
+        let n = gather.pages.len() as u64;
+        if n == 0 {
             return 0;
         }
         mm.rss.set(mm.rss.get() - rss_dropped);
         // no CPU may keep using the old translations before the pages can go
-        self.flush_tlb_range(cx, mm, start.as_u32(), end);
-        for &pfn in &batch {
+        let done = gather.flush(self, cx);
+        for pfn in done.pages {
             self.put_user_page(cx, pfn);
         }
-        self.counters.add(Counter::PgUnmapped, batch.len() as u64);
-        batch.len() as u64
+        self.counters.add(Counter::PgUnmapped, n);
+        n
     }
 }

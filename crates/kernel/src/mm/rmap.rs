@@ -25,9 +25,10 @@ use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::kernel::Kernel;
 use crate::mm::reclaim::{ReclaimKind, ZoneMask};
+use crate::mm::tlb::PendingFlush;
 use crate::mm::Mm;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_KERNEL};
-use crate::pgtable::{pte_map_phys, OutOfMemory};
+use crate::pgtable::OutOfMemory;
 use crate::platform::{BugReport, Platform};
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -348,11 +349,10 @@ impl<M: PagingMode> Kernel<M> {
     /// lock was busy.
     fn page_referenced<P: Platform>(
         &self,
-        cx: &SleepCtx<'_, P>,
+        cx: &mut SleepCtx<'_, P>,
         pfn: Pfn,
         entries: &[RmapEntry],
     ) -> Option<bool> {
-        let p = cx.p();
         let mut referenced = false;
         for e in entries {
             let mm = self
@@ -364,8 +364,8 @@ impl<M: PagingMode> Kernel<M> {
             if mm.dead.get() {
                 return None;
             }
-            let g = mm.page_table_lock.try_lock(p)?;
-            let mut pte = pte_map_phys(self, cx, &g, e.pte_pa);
+            let mut cur = self.try_lock_ptes(cx, &mm)?;
+            let mut pte = cur.map_phys(e.pte_pa);
             let v = pte.get();
             if v.is_present() && v.pfn() == pfn && v.has(EntryFlags::ACCESSED) {
                 pte.set(v.without(EntryFlags::ACCESSED));
@@ -395,10 +395,10 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             let done = {
-                let Some(g) = mm.page_table_lock.try_lock(p) else {
+                let Some(mut cur) = self.try_lock_ptes(cx, &mm) else {
                     continue;
                 };
-                let mut pte = pte_map_phys(self, cx, &g, e.pte_pa);
+                let mut pte = cur.map_phys(e.pte_pa);
                 let v = pte.get();
                 if v.is_present() && v.pfn() == pfn {
                     if v.has(EntryFlags::DIRTY) {
@@ -425,8 +425,7 @@ impl<M: PagingMode> Kernel<M> {
                 }
             };
             if done {
-                let va = VirtAddr::new(e.va).page_base();
-                self.flush_tlb_range(cx, &mm, va.as_u32(), va.as_u64() + 4096);
+                PendingFlush::page(&mm, VirtAddr::new(e.va)).flush(self, cx);
                 self.put_user_page(cx, pfn);
                 n += 1;
             }

@@ -14,7 +14,6 @@ use crate::mm::shm::ObjSlot;
 use crate::mm::vma::Backing;
 use crate::mm::Mm;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
-use crate::pgtable::pte_offset_map;
 use crate::platform::{Platform, TaskId};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -130,15 +129,13 @@ impl<M: PagingMode> Kernel<M> {
         writable: bool,
     ) -> Result<(), Errno> {
         let p = cx.p();
-        let pmd = self.pmd_offset(p, &mm.pgd, start);
-        if !pmd.is_present() {
+        // an unlocked look first; the cursor reads the pmd again under the lock
+        if self.user_pte_page(p, mm, start).is_none() {
             return Ok(());
         }
         // collect with the pte page mapped...
         let mut found: Vec<(VirtAddr, SwapEntry)> = Vec::new();
-        {
-            let mut g = mm.page_table_lock.lock(p);
-            let mut map = pte_offset_map(self, cx, &mut g, &pmd, start);
+        if let Some(mut map) = self.lock_ptes(cx, mm).map(start) {
             map.for_each(start, end, |va, pte| {
                 if let Some(e) = SwapEntry::from_pte(pte, M::PAE) {
                     found.push((va, e));
@@ -163,8 +160,8 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
         }
-        // ...and replace the ptes that still hold their entries
-        let pmd = self.pmd_offset(p, &mm.pgd, start);
+        // ...and replace the ptes that still hold their entries (the pmd is read again, under
+        // the lock: the pte page may have gone while we slept)
         let mut leftover: Vec<Pfn> = Vec::new();
         if self.rmap_reserve(cx, pages.len() as u64).is_err() {
             for (_, _, pfn) in pages {
@@ -172,10 +169,9 @@ impl<M: PagingMode> Kernel<M> {
             }
             return Err(Errno::ENOMEM);
         }
-        if pmd.is_present() {
+        let mut cur = self.lock_ptes(cx, mm);
+        let mapped = cur.map(start).map(|mut map| {
             let mut mapped = 0;
-            let mut g = mm.page_table_lock.lock(p);
-            let mut map = pte_offset_map(self, cx, &mut g, &pmd, start);
             for &(va, e, pfn) in &pages {
                 if map.get(va) != e.to_pte(M::PAE) || self.page_swap_entry(pfn) != Some(e) {
                     leftover.push(pfn);
@@ -192,11 +188,12 @@ impl<M: PagingMode> Kernel<M> {
                 map.set(va, Entry::new(pfn, f));
                 mapped += 1;
             }
-            drop(map);
-            drop(g);
-            mm.rss.set(mm.rss.get() + mapped);
-        } else {
-            leftover.extend(pages.iter().map(|x| x.2));
+            mapped
+        });
+        cur.unlock();
+        match mapped {
+            Some(n) => mm.rss.set(mm.rss.get() + n),
+            None => leftover.extend(pages.iter().map(|x| x.2)),
         }
         for pfn in leftover {
             self.put_user_page(cx, pfn);

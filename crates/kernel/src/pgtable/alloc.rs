@@ -89,7 +89,11 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Allocate a zeroed page-table page. Never sleeps (the callers have dropped their locks
     /// and hold a sleep capability, but allocation itself does no reclaim yet).
-    pub(crate) fn pt_alloc_page<P: Platform>(&self, cx: &Ctx<'_, P>, kind: PtKind) -> Option<Pfn> {
+    pub(crate) fn pt_alloc_page<P: Platform>(
+        &self,
+        cx: &mut Ctx<'_, P>,
+        kind: PtKind,
+    ) -> Option<Pfn> {
         let high = self.pt_wants_high(kind);
         let p = cx.p();
         let pfn = match self.opts.pt_alloc {
@@ -148,7 +152,7 @@ impl<M: PagingMode> Kernel<M> {
     /// A fresh zeroed page from the buddy allocator.
     fn pt_alloc_fresh<P: Platform>(
         &self,
-        cx: &Ctx<'_, P>,
+        cx: &mut Ctx<'_, P>,
         high: bool,
         site: &'static str,
     ) -> Option<Pfn> {
@@ -165,7 +169,7 @@ impl<M: PagingMode> Kernel<M> {
     /// Refill this CPU's pool with a batch and return one page.
     fn pt_pool_refill<P: Platform>(
         &self,
-        cx: &Ctx<'_, P>,
+        cx: &mut Ctx<'_, P>,
         cpu: usize,
         high: bool,
         site: &'static str,

@@ -1,7 +1,9 @@
 //! Page tables and the pte access API.
 //!
-//! Linux's names, Rust's rules. A user pte can be reached only through a mapping
-//! ([`pte_offset_map`], [`PteMap::map_nested`], [`pte_alloc_map`]); the mapping is a guard that
+//! Linux's names, Rust's rules. A user pte can be reached only through a mapping made by a
+//! [`PteCursor`] ([`Kernel::lock_ptes`](crate::Kernel::lock_ptes), then `map`, `alloc_map`,
+//! `walk`, `map_phys`, and [`PteMap::map_nested`]), which holds the page-table lock and reads
+//! the pmd under it; the mapping is a guard that
 //! unmaps on drop; pte values are copies that cannot outlive anything, and a [`PteSlot`] (a
 //! reference to one entry) borrows its mapping; a live mapping borrows the context mutably, so
 //! nothing that may sleep can run; the nested slot exists only inside a first mapping and has
@@ -9,12 +11,14 @@
 //! does not exist, so unconverted code fails to compile.
 
 pub mod alloc;
+pub mod cursor;
 pub mod pte;
 pub mod tables;
 
+pub use cursor::{PteCursor, WalkCtx};
 pub use pte::{
-    pte_alloc_kernel, pte_alloc_map, pte_map_phys, pte_offset_kernel, pte_offset_map, KernelPte,
-    PteByPhys, PteMap, PteMapNested, PtePage, PteSlot,
+    pte_alloc_kernel, pte_offset_kernel, KernelPte, PteByPhys, PteMap, PteMapNested, PtePage,
+    PteSlot, PteView,
 };
 pub use tables::{KernelTables, PmdEntry, TableKind, UserPgd, UserTables};
 

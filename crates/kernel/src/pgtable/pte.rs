@@ -1,18 +1,20 @@
-//! The pte access API: `pte_offset_map`, `pte_offset_map_nested`, `pte_unmap` (on drop),
-//! `pte_offset_kernel`, `pte_alloc_map`, `pte_alloc_kernel`.
+//! The pte mappings: [`PteMap`] (`pte_offset_map`, unmapped on drop as `pte_unmap`), its
+//! nested second mapping (`pte_offset_map_nested`), [`PteByPhys`] (rmap's KM_PTE2 mapping), and
+//! the kernel's own ptes (`pte_offset_kernel`, `pte_alloc_kernel`). User mappings are made only
+//! by a [`PteCursor`](crate::pgtable::PteCursor), which holds the page-table lock and reads the
+//! pmd under it.
 
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::highmem::pkmap::{TryKmap, PKMAP_WAIT};
 use crate::kernel::{Kernel, PteStrategy};
+use crate::mm::Mm;
 use crate::pgtable::alloc::PtKind;
-use crate::pgtable::tables::{KernelTables, PmdEntry, TableKind, UserTables};
+use crate::pgtable::tables::{KernelTables, PmdEntry, TableKind};
 use crate::pgtable::{OutOfMemory, PageTableLock};
 use crate::platform::{BugReport, Platform};
-use crate::sync::SpinGuard;
 use alloc::format;
-use core::cell::Cell;
-use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 /// How a pte page is reached while mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,13 +183,14 @@ impl<P: Platform, M: PagingMode> PteSlot<'_, P, M> {
     }
 }
 
-/// A mapped pte page (`pte_offset_map`): unmapped when dropped (`pte_unmap`). Borrows the
-/// task's context mutably (no sleeping while it lives) and the page-table lock guard (the
-/// lock cannot be dropped while a pte is mapped).
+/// A mapped pte page (`pte_offset_map`): unmapped when dropped (`pte_unmap`). Made only by a
+/// [`PteCursor`](crate::pgtable::PteCursor), which it borrows mutably: the page-table lock
+/// cannot be dropped and the task cannot sleep while it lives.
 pub struct PteMap<'a, 'p, P: Platform, M: PagingMode> {
     page: PtePage<'a, 'p, P, M>,
     cx: &'a mut Ctx<'p, P>,
     ptl: &'a PageTableLock,
+    mm: &'a Mm,
 }
 
 /// The second pte page mapped inside a first (`pte_offset_map_nested`, KM_PTE1): fork's source
@@ -227,27 +230,51 @@ impl<'a, 'p, P: Platform, M: PagingMode> PteMap<'a, 'p, P, M> {
         self.cx
     }
 
-    /// `pte_offset_map_nested(pmd, addr)`: map a second pte page (KM_PTE1) while this one
-    /// stays mapped.
-    pub fn map_nested<'b, K: TableKind>(
+    /// `pte_offset_map_nested`: map the pte page covering `addr` in the same address space
+    /// (KM_PTE1) while this one stays mapped (mremap's old location). The pmd is read now,
+    /// under the page-table lock this mapping holds; `None` if it maps no pte page.
+    pub fn map_nested<'b>(&'b mut self, addr: VirtAddr) -> Option<PteMapNested<'b, 'a, 'p, P, M>> {
+        let mm = self.mm;
+        self.map_nested_from(mm, addr)
+    }
+
+    /// `pte_offset_map_nested` into another address space (fork's source, KM_PTE1). The
+    /// source's pmd cannot change meanwhile: its `mmap_sem` is held by the caller (fork holds
+    /// it for writing), and pmds are cleared only under it. `None` if no pte page is there.
+    pub fn map_nested_from<'b>(
         &'b mut self,
-        pmd: &PmdEntry<K>,
+        src: &Mm,
         addr: VirtAddr,
-    ) -> PteMapNested<'b, 'a, 'p, P, M> {
+    ) -> Option<PteMapNested<'b, 'a, 'p, P, M>> {
+        let k = self.page.k;
+        let pmd = k.pmd_offset(self.cx.p(), &src.pgd, addr);
+        if !pmd.is_present() {
+            return None;
+        }
         let inner = map_page(
-            self.page.k,
+            k,
             self.cx,
             self.ptl,
-            pmd,
+            &pmd,
             addr,
             KmType::Pte1,
             "pte_offset_map_nested",
         );
-        PteMapNested {
+        Some(PteMapNested {
             outer: &mut self.page,
             inner,
             cx: self.cx,
-        }
+        })
+    }
+
+    /// Make a mapping of a pte page the cursor found present (the cursor's half of the API).
+    pub(crate) fn new(
+        page: PtePage<'a, 'p, P, M>,
+        cx: &'a mut Ctx<'p, P>,
+        ptl: &'a PageTableLock,
+        mm: &'a Mm,
+    ) -> Self {
+        Self { page, cx, ptl, mm }
     }
 }
 
@@ -314,7 +341,7 @@ impl<P: Platform, M: PagingMode> Drop for PteMapNested<'_, '_, '_, P, M> {
     }
 }
 
-fn map_page<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
+pub(crate) fn map_page<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
     k: &'a Kernel<M>,
     cx: &Ctx<'p, P>,
     ptl: &PageTableLock,
@@ -395,57 +422,6 @@ fn unmap_page<P: Platform, M: PagingMode>(
     }
 }
 
-/// `pte_offset_map(pmd, addr)`: map the pte page covering `addr` (KM_PTE0 under the seed's
-/// strategy) and return the mapping. The caller holds the page-table lock; the lock guard
-/// stays borrowed until the mapping is dropped.
-pub fn pte_offset_map<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
-    k: &'a Kernel<M>,
-    cx: &'a mut Ctx<'p, P>,
-    ptl: &'a mut SpinGuard<'_, (), P>,
-    pmd: &PmdEntry<K>,
-    addr: VirtAddr,
-) -> PteMap<'a, 'p, P, M> {
-    let lock = ptl.lock_ref();
-    let page = map_page(k, cx, lock, pmd, addr, KmType::Pte0, "pte_offset_map");
-    PteMap {
-        page,
-        cx,
-        ptl: lock,
-    }
-}
-
-/// `pte_alloc_map(mm, pmd, addr)`: if the pmd is empty, drop the page-table lock, allocate a
-/// pte page (may sleep), retake the lock and re-check that nobody populated the pmd
-/// meanwhile (if someone did, the new page is freed); then map the pte as `pte_offset_map`.
-/// `nr_ptes` is the mm's VmPTE counter, incremented when this call populates the pmd.
-pub fn pte_alloc_map<'a, 'p, P: Platform, M: PagingMode>(
-    k: &'a Kernel<M>,
-    cx: &'a mut SleepCtx<'p, P>,
-    ptl: &'a mut SpinGuard<'_, (), P>,
-    pmd: &PmdEntry<UserTables>,
-    addr: VirtAddr,
-    nr_ptes: &Cell<u64>,
-) -> Result<PteMap<'a, 'p, P, M>, OutOfMemory> {
-    let mut pmd = *pmd;
-    if pmd.is_none() {
-        let new = ptl.unlocked(|| {
-            cx.p().might_sleep("pte_alloc_map");
-            k.pt_alloc_page(cx, PtKind::Pte)
-        });
-        let new = new.ok_or(OutOfMemory)?;
-        pmd = k.pmd_reread(cx.p(), &pmd);
-        if pmd.is_none() {
-            k.pmd_populate(cx.p(), &pmd, new);
-            nr_ptes.set(nr_ptes.get() + 1);
-            pmd = k.pmd_reread(cx.p(), &pmd);
-        } else {
-            // raced with another thread of the mm: use its page, give ours back
-            k.pt_free_page(cx, new, PtKind::Pte);
-        }
-    }
-    Ok(pte_offset_map(k, &mut **cx, ptl, &pmd, addr))
-}
-
 /// A kernel pte (`pte_offset_kernel`): kernel tables live in low memory, so no mapping is
 /// needed; this handle is a direct-map address.
 pub struct KernelPte<'k, M: PagingMode> {
@@ -515,11 +491,13 @@ pub fn pte_alloc_kernel<'k, P: Platform, M: PagingMode>(
 /// One user pte reached by its *physical* address (a reverse-map entry), mapped with the
 /// third atomic slot `KM_PTE2` when its pte page is in high memory (a kernel pointer to a
 /// highmem pte is meaningless once unmapped, so rmap keeps physical addresses). The caller
-/// holds the page-table lock of the mm the pte belongs to: the mapping borrows that guard and
-/// the context, so nothing that may sleep can run while it lives. Unmapped on drop.
+/// holds the page-table lock of the mm the pte belongs to: the mapping is made by that mm's
+/// [`PteCursor::map_phys`](crate::pgtable::PteCursor::map_phys) and borrows the cursor (and
+/// so the context) mutably: nothing that may sleep can run, and no second one can be live.
+/// Unmapped on drop.
 pub struct PteByPhys<'a, 'p, P: Platform, M: PagingMode> {
     k: &'a Kernel<M>,
-    cx: &'a Ctx<'p, P>,
+    cx: &'a mut Ctx<'p, P>,
     base: VirtAddr,
     va: VirtAddr,
 }
@@ -543,16 +521,15 @@ impl<P: Platform, M: PagingMode> Drop for PteByPhys<'_, '_, P, M> {
 }
 
 /// Map the pte at physical address `pte_pa` (KM_PTE2 for a high pte page, the direct map for
-/// a low one). `_ptl` is the guard of the page-table lock of the pte's mm.
-pub fn pte_map_phys<'a, 'p, P: Platform, M: PagingMode>(
+/// a low one). The cursor's half of [`PteByPhys`].
+pub(crate) fn map_phys<'a, 'p, P: Platform, M: PagingMode>(
     k: &'a Kernel<M>,
-    cx: &'a Ctx<'p, P>,
-    _ptl: &'a SpinGuard<'_, (), P>,
+    cx: &'a mut Ctx<'p, P>,
     pte_pa: u64,
 ) -> PteByPhys<'a, 'p, P, M> {
     k.counters.inc(Counter::PteMaps);
-    let page = Pfn(pte_pa >> 12);
-    let off = (pte_pa & 0xfff) as u32;
+    let page = Pfn(pte_pa >> PAGE_SHIFT);
+    let off = (pte_pa & (PAGE_SIZE - 1)) as u32;
     let base = k.kmap_atomic_slot(cx, page, KmType::Pte2, "rmap pte_map");
     PteByPhys {
         k,

@@ -4,7 +4,8 @@
 
 use highpte_arch::{Config, MemoryVariant, PagingMode, Pfn};
 use highpte_kernel::page_alloc::{PageOwner, GFP_HIGHUSER, GFP_KERNEL};
-use highpte_kernel::{Kernel, KernelOptions, Platform, PtAllocKind, PteStrategy, SleepCtx};
+use highpte_arch::{KmType, VirtAddr};
+use highpte_kernel::{Ctx, Kernel, KernelOptions, Platform, PtAllocKind, PteStrategy, SleepCtx};
 use highpte_machine::{BugInfo, MachineOptions, RunOutcome, System, TaskHandle, User};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -215,4 +216,31 @@ pub fn locks(b: &BugInfo) -> String {
         .map(|l| l.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The raw `kmap_atomic`, for the tests that break its pairing on purpose to provoke the
+/// debug helpers' reports.
+pub fn kmap_raw<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    cx: &Ctx<'_, P>,
+    pfn: Pfn,
+    ty: KmType,
+    place: &'static str,
+) -> VirtAddr {
+    // SAFETY: not upheld on purpose: each test misuses the pair (twice, the wrong type, never
+    // unmapped, used after unmap) and asserts the report the machine's debug helpers make at
+    // run time; the simulated machine turns every such misuse into that report.
+    unsafe { k.kmap_atomic_raw(cx, pfn, ty, place) }
+}
+
+/// The raw `kunmap_atomic` (see [`kmap_raw`]).
+pub fn kunmap_raw<P: Platform, M: PagingMode>(
+    k: &Kernel<M>,
+    cx: &Ctx<'_, P>,
+    va: VirtAddr,
+    ty: KmType,
+    place: &'static str,
+) {
+    // SAFETY: as in `kmap_raw`: misuse on purpose, reported at run time by the debug helpers.
+    unsafe { k.kunmap_atomic_raw(cx, va, ty, place) }
 }
