@@ -2,19 +2,19 @@
 //! `&mut Ctx` is the one borrowed from the task's `SleepCtx`.
 //!
 //! Linux mistake it stops: the same as `forge_sleep_ctx.rs`, one level down. A second `Ctx`
-//! would let a caller map a third pte page (`pte_offset_map` needs `&mut Ctx`) while the first
-//! mapping holds the real one, reusing KM_PTE0 while it is in use.
+//! would let a caller lock a second cursor (`Kernel::lock_ptes` needs the context mutably) and
+//! map a second pte page while the first mapping holds the real one, reusing KM_PTE0 while it
+//! is in use.
 #![allow(dead_code)]
 
 use highpte_arch::{PagingMode, VirtAddr};
-use highpte_kernel::pgtable::UserPgd;
-use highpte_kernel::{Ctx, Kernel, Platform, SleepCtx, SpinLock};
+use highpte_kernel::mm::Mm;
+use highpte_kernel::{Ctx, Kernel, Platform, SleepCtx};
 
 fn case<P: Platform, M: PagingMode>(
     _k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    _pgd: &UserPgd,
-    _ptl: &SpinLock<()>,
+    _mm: &Mm,
     _addr: VirtAddr,
 ) {
     let _forged = Ctx {

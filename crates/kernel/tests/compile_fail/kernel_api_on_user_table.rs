@@ -8,17 +8,17 @@
 #![allow(dead_code)]
 
 use highpte_arch::{PagingMode, VirtAddr};
-use highpte_kernel::pgtable::{pte_offset_kernel, UserPgd};
-use highpte_kernel::{Kernel, Platform, SleepCtx, SpinLock};
+use highpte_kernel::mm::Mm;
+use highpte_kernel::pgtable::pte_offset_kernel;
+use highpte_kernel::{Kernel, Platform, SleepCtx};
 
 fn case<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    _ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let user_pmd = k.pmd_offset(cx.p(), pgd, addr);
+    let user_pmd = k.pmd_offset(cx.p(), mm.pgd(), addr);
     let pte = pte_offset_kernel(k, cx.p(), &user_pmd, addr);
     let _ = pte.get(cx.p());
 }

@@ -1,4 +1,5 @@
-//! Rule 1: a user pte can be reached only through a mapping; the old API does not exist.
+//! Rule 1: a user pte can be reached only through a mapping made by a page-table cursor; the
+//! old API does not exist.
 //!
 //! Linux mistake it stops: unconverted 2.4 code calling `pte_offset(pmd, addr)` and
 //! dereferencing the result as a direct-map pointer. With HIGHPTE the pte page may be in high
@@ -8,18 +9,18 @@
 #![allow(dead_code)]
 
 use highpte_arch::{PagingMode, VirtAddr};
-use highpte_kernel::pgtable::{pte_offset_kernel, UserPgd};
-use highpte_kernel::{Kernel, Platform, SleepCtx, SpinLock};
+use highpte_kernel::mm::Mm;
+use highpte_kernel::pgtable::pte_offset_kernel;
+use highpte_kernel::{Kernel, Platform, SleepCtx};
 
 /// The 2.4 walker, unconverted: `pte_offset()` is gone.
 fn old_api<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    _ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
+    let pmd = k.pmd_offset(cx.p(), mm.pgd(), addr);
     let _pte = highpte_kernel::pgtable::pte_offset(k, cx.p(), &pmd, addr);
 }
 
@@ -27,11 +28,10 @@ fn old_api<P: Platform, M: PagingMode>(
 fn kernel_shortcut<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    _ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
+    let pmd = k.pmd_offset(cx.p(), mm.pgd(), addr);
     let _pte = pte_offset_kernel(k, cx.p(), &pmd, addr);
 }
 

@@ -1,5 +1,6 @@
 //! Rule 2: a mapping is a guard; no view of the pte page (a `PteSlot`, a `&PtePage`) can
-//! outlive it, because dropping the `PteMap` unmaps the page.
+//! outlive it, because dropping the `PteMap` unmaps the page; and no mapping can outlive the
+//! cursor (the page-table lock) it was made by.
 //!
 //! Linux mistake it stops: keeping a `pte_t *` after `pte_unmap()` (or returning it from the
 //! function that mapped it). With HIGHPTE the pointer is a kmap_atomic slot address that the
@@ -9,22 +10,21 @@
 #![allow(dead_code)]
 
 use highpte_arch::{Entry, PagingMode, VirtAddr};
-use highpte_kernel::pgtable::{pte_offset_map, PtePage, PteSlot, UserPgd};
-use highpte_kernel::{Kernel, Platform, SleepCtx, SpinLock};
+use highpte_kernel::mm::Mm;
+use highpte_kernel::pgtable::{PteMap, PtePage, PteSlot};
+use highpte_kernel::{Kernel, Platform, SleepCtx};
 
 /// A slot kept past the end of the mapping's scope.
 fn slot_outlives_scope<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
-    let mut guard = ptl.lock(cx.p());
+    let mut cur = k.lock_ptes(cx, mm);
     let mut slot;
     {
-        let mut map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+        let Some(mut map) = cur.map(addr) else { return };
         slot = map.slot(addr);
     } // pte_unmap
     slot.set(Entry::NONE);
@@ -34,13 +34,11 @@ fn slot_outlives_scope<P: Platform, M: PagingMode>(
 fn slot_after_unmap<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
-    let mut guard = ptl.lock(cx.p());
-    let mut map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+    let mut cur = k.lock_ptes(cx, mm);
+    let Some(mut map) = cur.map(addr) else { return };
     let slot = map.slot(addr);
     drop(map); // pte_unmap
     let _ = slot.get();
@@ -50,13 +48,11 @@ fn slot_after_unmap<P: Platform, M: PagingMode>(
 fn page_after_unmap<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
-    let mut guard = ptl.lock(cx.p());
-    let map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+    let mut cur = k.lock_ptes(cx, mm);
+    let Some(map) = cur.map(addr) else { return };
     let page: &PtePage<'_, '_, P, M> = &map;
     drop(map); // pte_unmap
     let _ = page.get(addr);
@@ -66,14 +62,23 @@ fn page_after_unmap<P: Platform, M: PagingMode>(
 fn slot_escapes<'k, P: Platform, M: PagingMode>(
     k: &'k Kernel<M>,
     cx: &'k mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    ptl: &'k SpinLock<()>,
+    mm: &'k Mm,
     addr: VirtAddr,
-) -> PteSlot<'k, P, M> {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
-    let mut guard = ptl.lock(cx.p());
-    let mut map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
-    map.slot(addr)
+) -> Option<PteSlot<'k, P, M>> {
+    let mut cur = k.lock_ptes(cx, mm);
+    let mut map = cur.map(addr)?;
+    Some(map.slot(addr))
+}
+
+/// A mapping returned from the function whose cursor (the page-table lock) ends on return.
+fn map_escapes_its_lock<'k, 'p, P: Platform, M: PagingMode>(
+    k: &'k Kernel<M>,
+    cx: &'k mut SleepCtx<'p, P>,
+    mm: &'k Mm,
+    addr: VirtAddr,
+) -> Option<PteMap<'k, 'p, P, M>> {
+    let mut cur = k.lock_ptes(cx, mm);
+    cur.map(addr)
 }
 
 fn main() {}

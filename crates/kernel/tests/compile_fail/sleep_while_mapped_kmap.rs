@@ -1,5 +1,5 @@
 //! Rule 3 (persistent kmap): `kmap()` may sleep waiting for a free pkmap entry, so it needs
-//! `&mut SleepCtx`, which a live `PteMap` has borrowed.
+//! `&mut SleepCtx`, which the cursor of a live `PteMap` has borrowed.
 //!
 //! Linux mistake it stops: calling `kmap()` (e.g. to copy a page-cache page) with a pte
 //! mapped: sleeping in atomic context, and under load the pkmap deadlock the seed argues
@@ -7,19 +7,17 @@
 #![allow(dead_code)]
 
 use highpte_arch::{PagingMode, VirtAddr};
-use highpte_kernel::pgtable::{pte_offset_map, UserPgd};
-use highpte_kernel::{Kernel, Platform, SleepCtx, SpinLock};
+use highpte_kernel::mm::Mm;
+use highpte_kernel::{Kernel, Platform, SleepCtx};
 
 fn case<P: Platform, M: PagingMode>(
     k: &Kernel<M>,
     cx: &mut SleepCtx<'_, P>,
-    pgd: &UserPgd,
-    ptl: &SpinLock<()>,
+    mm: &Mm,
     addr: VirtAddr,
 ) {
-    let pmd = k.pmd_offset(cx.p(), pgd, addr);
-    let mut guard = ptl.lock(cx.p());
-    let map = pte_offset_map(k, cx, &mut guard, &pmd, addr);
+    let mut cur = k.lock_ptes(cx, mm);
+    let Some(map) = cur.map(addr) else { return };
     let pfn = map.get(addr).pfn();
     let _va = k.kmap(cx, pfn, "filemap_nopage");
     drop(map);
