@@ -22,7 +22,9 @@ fn through_nested<P: Platform, M: PagingMode>(
 ) {
     let mut cur = k.lock_ptes(cx, mm);
     let Some(mut map) = cur.map(addr) else { return };
-    let Some(mut nested) = map.map_nested(addr) else { return };
+    let Some(mut nested) = map.map_nested(addr) else {
+        return;
+    };
     let _third = nested.map_nested(addr);
 }
 
@@ -37,7 +39,9 @@ fn through_outer<P: Platform, M: PagingMode>(
 ) {
     let mut cur = k.lock_ptes(cx, mm);
     let Some(mut map) = cur.map(addr) else { return };
-    let Some(mut nested) = map.map_nested_from(src_mm, addr) else { return };
+    let Some(mut nested) = map.map_nested_from(src_mm, addr) else {
+        return;
+    };
     let _third = nested.outer().map_nested_from(src_mm, addr);
 }
 
