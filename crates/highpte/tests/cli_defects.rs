@@ -348,7 +348,7 @@ fn d4_a_deadlocked_run_reports_the_state_it_stopped_in() {
     );
     assert_no_host_address(&v.to_string());
     let text = stdout_of(&["explain-deadlock"]);
-    assert!(text.contains("Seed 2 (the 2nd tried) deadlocks:"), "{text}");
+    assert!(text.contains("Seed 1 (the 1st tried) deadlocks:"), "{text}");
     assert_no_host_address(&text);
 }
 

@@ -114,7 +114,7 @@ impl<M: PagingMode> Kernel<M> {
                             d.flags()
                         ));
                     }
-                    let mut cur = self.lock_ptes(cx, &mm);
+                    let mut cur = self.lock_ptes(cx, mm);
                     let Some(mut map) = cur.map(a) else {
                         base += span;
                         continue;

@@ -242,8 +242,7 @@ impl<M: PagingMode> Kernel<M> {
     /// Copy a page through two temporary mappings (`copy_user_highpage`: KM_USER0/KM_USER1).
     pub fn copy_highpage<P: Platform>(&self, cx: &mut Ctx<'_, P>, dst: Pfn, src: Pfn) {
         use highpte_arch::KmType::{User0, User1};
-        let maps =
-            self.kmap_atomic_pair(cx, (src, User0), (dst, User1), "copy_user_highpage");
+        let maps = self.kmap_atomic_pair(cx, (src, User0), (dst, User1), "copy_user_highpage");
         let (s, d) = maps.addrs();
         maps.cx().p().copy_page(d, s);
         drop(maps);

@@ -251,12 +251,11 @@ impl<M: PagingMode> Kernel<M> {
         self.write_entry(p, pmd.va, Entry::new(pte_page, EntryFlags::PAGE_TABLE));
     }
 
-    /// `pmd_clear`: empty a user pmd entry; returns the pte page it pointed at.
-    #[allow(dead_code)] // used by free_pgtables (munmap, exit)
+    /// `pmd_clear`: empty a user pmd entry just read under the page-table lock; returns the
+    /// pte page it pointed at.
     pub(crate) fn pmd_clear<P: Platform>(&self, p: &P, pmd: &PmdEntry<UserTables>) -> Pfn {
-        let old = M::entry_from_raw(self.read_entry(p, pmd.va));
         self.write_entry(p, pmd.va, Entry::NONE);
-        old.pfn()
+        pmd.val.pfn()
     }
 }
 
