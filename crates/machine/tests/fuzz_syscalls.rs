@@ -25,9 +25,12 @@
 //! (`ipcrm`) MemFree is back to its boot value after draining the page-table pools.
 //!
 //! Deterministic: a fixed ChaCha seed. `HIGHPTE_FUZZ_CASES=N` sets the cases per paging mode
-//! (default 800), `HIGHPTE_FUZZ_SEED=S` another seed. The number of cases run is printed
-//! (`cargo test --release -p highpte-machine --test fuzz_syscalls -- --nocapture`).
+//! (default 800), `HIGHPTE_FUZZ_SEED=S` another seed: a number (decimal or `0x` hex), or any
+//! word, hashed into one; other values are refused (see `fuzz_env`). The seed used, where it
+//! came from, and the number of cases run are printed, and a failure prints the command that
+//! replays it (`cargo test --release -p highpte-machine --test fuzz_syscalls -- --nocapture`).
 
+mod fuzz_env;
 mod vm_common;
 
 use highpte_arch::{MemoryVariant, Pae, PagingMode, TwoLevel};
@@ -1579,18 +1582,28 @@ fn run_case<M: PagingMode>(
     Ok(run.calls.get())
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+/// The default seed ("highpte" in ASCII); each paging mode's test mixes in its own salt.
+const DEFAULT_SEED: u64 = 0x0068_6967_6870_7465;
+
+/// The command that replays a run of `test` with `cases` cases from `seed` (what
+/// `HIGHPTE_FUZZ_SEED` must be set to: the salt is mixed in by the test).
+fn replay_command(test: &str, cases: u32, seed: u64) -> String {
+    format!(
+        "HIGHPTE_FUZZ_SEED={seed:#x} HIGHPTE_FUZZ_CASES={cases} cargo test --release \
+         -p highpte-machine --test fuzz_syscalls -- --exact {test} --nocapture"
+    )
 }
 
-fn fuzz<M: PagingMode>(v: MemoryVariant, salt: u8) {
-    let cases = env_u64("HIGHPTE_FUZZ_CASES", 800) as u32;
-    let seed = env_u64("HIGHPTE_FUZZ_SEED", 0x0068_6967_6870_7465) ^ salt as u64;
+fn fuzz<M: PagingMode>(v: MemoryVariant, salt: u8, test: &str) {
+    let cases = fuzz_env::cases("HIGHPTE_FUZZ_CASES", 800);
+    let seed = fuzz_env::seed("HIGHPTE_FUZZ_SEED", DEFAULT_SEED);
+    let replay = replay_command(test, cases, seed.value);
+    println!(
+        "fuzz_syscalls {v:?}: {cases} cases, seed {:#x} ({})",
+        seed.value, seed.from
+    );
     let mut seed_bytes = [0u8; 32];
-    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    seed_bytes[..8].copy_from_slice(&(seed.value ^ salt as u64).to_le_bytes());
     let config = PtConfig {
         cases,
         failure_persistence: None,
@@ -1615,7 +1628,8 @@ fn fuzz<M: PagingMode>(v: MemoryVariant, salt: u8) {
     let (n, calls, procs) = ran.get();
     println!(
         "fuzz_syscalls {v:?}: {n} cases passed ({procs} processes, {calls} system calls and \
-         accesses), seed {seed:#x}"
+         accesses), seed {:#x}",
+        seed.value
     );
     let t: Vec<String> = total
         .borrow()
@@ -1624,19 +1638,41 @@ fn fuzz<M: PagingMode>(v: MemoryVariant, salt: u8) {
         .collect();
     println!("  succeeded/made: {}", t.join(", "));
     if let Err(e) = result {
-        panic!("{v:?}: {e}");
+        println!("replay: {replay}");
+        panic!("{v:?}: {e}\nreplay: {replay}");
     }
     assert_eq!(n, cases as u64);
 }
 
 #[test]
 fn fuzz_syscalls_4g_highpte_2level() {
-    fuzz::<TwoLevel>(MemoryVariant::Highmem4gHighpte, 1);
+    fuzz::<TwoLevel>(
+        MemoryVariant::Highmem4gHighpte,
+        1,
+        "fuzz_syscalls_4g_highpte_2level",
+    );
 }
 
 #[test]
 fn fuzz_syscalls_64g_highpte_pae() {
-    fuzz::<Pae>(MemoryVariant::Highmem64gHighpte, 2);
+    fuzz::<Pae>(
+        MemoryVariant::Highmem64gHighpte,
+        2,
+        "fuzz_syscalls_64g_highpte_pae",
+    );
+}
+
+/// `HIGHPTE_FUZZ_CASES` and `HIGHPTE_FUZZ_SEED` are parsed strictly (issue 21: a seed that
+/// was not a number ran the default seed silently); the replay line names the seed to set.
+#[test]
+fn fuzz_env_parsing() {
+    fuzz_env::self_test();
+    assert_eq!(
+        replay_command("fuzz_syscalls_64g_highpte_pae", 6000, 0x2a),
+        "HIGHPTE_FUZZ_SEED=0x2a HIGHPTE_FUZZ_CASES=6000 cargo test --release -p \
+         highpte-machine --test fuzz_syscalls -- --exact fuzz_syscalls_64g_highpte_pae \
+         --nocapture"
+    );
 }
 
 /// The oracle itself, on the classes it names.

@@ -578,6 +578,51 @@ fn mprotect_table<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
 }
 both_modes!(mprotect_cases, mprotect_table);
 
+/// Issue 21, the system-call fuzzer's shrunk case (6 000 cases, both paging modes): a forked
+/// child maps a page with a hint at `TASK_SIZE` (ignored, so the page lands at
+/// `TASK_UNMAPPED_BASE`), then `mprotect(0, 0xC0000000, PROT_GROWSDOWN)` from below every VMA.
+/// `find_vma(0)` is that page, which lies in the range and is not `VM_GROWSDOWN`: EINVAL, as
+/// Linux answers (checked on the host: a child's `mprotect(0, end of its first mapping,
+/// PROT_GROWSDOWN)` is EINVAL). The kernel answered ENOMEM: its `find_vma` gave up when no VMA
+/// started at or below the address.
+fn mprotect_growsdown_below_every_vma<M: PagingMode>(u: &mut User<'_, M>) -> i32 {
+    let c = u
+        .fork("issue21", false, move |c| {
+            let vmas = |c: &User<'_, M>| {
+                c.handle()
+                    .enter_kernel("vma_list", |cx| c.kernel().vma_list(cx, c.pid()))
+            };
+            assert_eq!(vmas(c), vec![], "a fresh child maps nothing");
+            let a = c.mmap(TASK_SIZE, 4096, PROT_NONE, PA).unwrap();
+            assert_eq!(a, TASK_UNMAPPED_BASE, "a hint at TASK_SIZE is ignored");
+            assert_eq!(c.mmap(a, 0, PROT_NONE, PA), Err(Errno::EINVAL));
+            // the shrunk case, exactly
+            assert_eq!(
+                c.mprotect(0, 0xc000_0000, PROT_GROWSDOWN),
+                Err(Errno::EINVAL)
+            );
+            // its neighbours: a prot bit too; the VMA starting right at the end (ENOMEM);
+            // no growth flag, so the hole at 0 decides (ENOMEM)
+            let a64 = a as u64;
+            assert_eq!(
+                c.mprotect(0, a64 + 4096, PROT_READ | PROT_GROWSDOWN),
+                Err(Errno::EINVAL)
+            );
+            assert_eq!(c.mprotect(0, a64, PROT_GROWSDOWN), Err(Errno::ENOMEM));
+            assert_eq!(c.mprotect(0, 0xc000_0000, PROT_READ), Err(Errno::ENOMEM));
+            assert_eq!(vmas(c), vec![(a, a + PAGE, PROT_NONE)], "nothing changed");
+            7
+        })
+        .unwrap();
+    assert_eq!(u.wait(), Ok((c, 7)));
+    inv(u, "end");
+    0
+}
+both_modes!(
+    mprotect_growsdown_below_every_vma_cases,
+    mprotect_growsdown_below_every_vma
+);
+
 /// mprotect stopped by a hole (ENOMEM) or a `SHM_RDONLY` attachment asked for write access
 /// (EACCES): as in Linux, the VMAs before the stop have been changed already (split, merged,
 /// their ptes changed), those after it not. Each row starts from the same layout:

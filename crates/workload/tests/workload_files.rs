@@ -1,9 +1,19 @@
 //! Workload files: the built-ins, round trips, every class of bad input with its exact
 //! position, and fuzzing that nothing panics.
+//!
+//! The fuzzing blocks run `HIGHPTE_WORKLOAD_FUZZ_CASES` cases each (default 800) from a fixed
+//! seed, `HIGHPTE_WORKLOAD_FUZZ_SEED` (a number, or a word hashed into one; default "workload"
+//! in ASCII); other values are refused (see `fuzz_env`). A long run:
+//! `HIGHPTE_WORKLOAD_FUZZ_CASES=20000 cargo test --release -p highpte-workload --test
+//! workload_files -- fuzz_ --nocapture`.
+
+#[path = "../../machine/tests/fuzz_env/mod.rs"]
+mod fuzz_env;
 
 use highpte_workload::builtin::builtin_text;
 use highpte_workload::*;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use std::path::PathBuf;
 
 const GB: u64 = 1 << 30;
@@ -999,22 +1009,55 @@ fn swap_values(text: &str, a: usize, b: usize) -> String {
     lines.join("\n")
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(800))]
+/// The default seed of the fuzzing blocks: "workload" in ASCII.
+const WORKLOAD_FUZZ_SEED: u64 = 0x776f_726b_6c6f_6164;
 
-    /// 800 cases: arbitrary Unicode strings.
+/// The configuration of each fuzzing block: the cases and seed from the environment (printed,
+/// so a long run names what it ran).
+fn fuzz_config() -> ProptestConfig {
+    let cases = fuzz_env::cases("HIGHPTE_WORKLOAD_FUZZ_CASES", 800);
+    let seed = fuzz_env::seed("HIGHPTE_WORKLOAD_FUZZ_SEED", WORKLOAD_FUZZ_SEED);
+    println!(
+        "workload-file fuzz: {cases} cases, seed {:#x} ({})",
+        seed.value, seed.from
+    );
+    ProptestConfig {
+        cases,
+        rng_seed: RngSeed::Fixed(seed.value),
+        ..ProptestConfig::default()
+    }
+}
+
+/// The environment variables of the fuzzing blocks are parsed strictly (issue 21).
+#[test]
+fn fuzz_env_parsing() {
+    fuzz_env::self_test();
+    let n = "HIGHPTE_WORKLOAD_FUZZ_CASES";
+    assert_eq!(fuzz_env::parse_cases(n, Some("20000"), 800), Ok(20000));
+    assert_eq!(
+        fuzz_env::parse_cases(n, Some("many"), 800),
+        Err(format!(
+            "{n}=\"many\": not a number of cases; give a whole number, e.g. {n}=6000"
+        ))
+    );
+}
+
+proptest! {
+    #![proptest_config(fuzz_config())]
+
+    /// 800 cases by default: arbitrary Unicode strings.
     #[test]
     fn fuzz_arbitrary_strings(s in ".{0,400}") {
         check_total(&s);
     }
 
-    /// 800 cases: a soup of TOML and workload tokens.
+    /// 800 cases by default: a soup of TOML and workload tokens.
     #[test]
     fn fuzz_token_soup(toks in prop::collection::vec(prop::sample::select(TOKENS), 0..80)) {
         check_total(&toks.concat());
     }
 
-    /// 800 cases: a built-in file with bytes overwritten (lossily back to UTF-8).
+    /// 800 cases by default: a built-in file with bytes overwritten (lossily back to UTF-8).
     #[test]
     fn fuzz_byte_flips(which in 0usize..4, flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6)) {
         let mut bytes = builtin_text(BUILTINS[which]).unwrap().as_bytes().to_vec();
@@ -1025,13 +1068,13 @@ proptest! {
         check_total(&String::from_utf8_lossy(&bytes));
     }
 
-    /// 800 cases: a built-in file with lines deleted.
+    /// 800 cases by default: a built-in file with lines deleted.
     #[test]
     fn fuzz_deleted_lines(which in 0usize..4, dels in prop::collection::vec(any::<usize>(), 1..8)) {
         check_total(&mutate_lines(builtin_text(BUILTINS[which]).unwrap(), &dels));
     }
 
-    /// 800 cases: a built-in file with the values of two `key = value` lines swapped, applied
+    /// 800 cases by default: a built-in file with the values of two `key = value` lines swapped, applied
     /// up to three times.
     #[test]
     fn fuzz_swapped_values(which in 0usize..4, swaps in prop::collection::vec((any::<usize>(), any::<usize>()), 1..4)) {
@@ -1042,7 +1085,7 @@ proptest! {
         check_total(&text);
     }
 
-    /// 800 cases: the all-ops workload with one value replaced by a token.
+    /// 800 cases by default: the all-ops workload with one value replaced by a token.
     #[test]
     fn fuzz_everything_values(pos in any::<usize>(), tok in prop::sample::select(TOKENS)) {
         let spots: Vec<usize> = EVERYTHING.match_indices("= ").map(|(i, _)| i + 2).collect();

@@ -160,11 +160,13 @@ impl VmaSet {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-    /// `find_vma`: the first VMA whose end is above `addr`.
+    /// `find_vma`: the first VMA whose end is above `addr`, which may start above `addr`
+    /// (also when no VMA starts at or below it: `find(0)` is the lowest VMA).
     pub fn find(&self, addr: u32) -> Option<&Vma> {
-        let (_, v) = self.map.range(..=addr).next_back()?;
-        if v.end > addr {
-            return Some(v);
+        if let Some((_, v)) = self.map.range(..=addr).next_back() {
+            if v.end > addr {
+                return Some(v);
+            }
         }
         self.map.range(addr..).next().map(|(_, v)| v)
     }
@@ -257,5 +259,46 @@ impl VmaSet {
                 Some(v) => addr = v.end,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(start: u32, end: u32) -> Vma {
+        Vma {
+            start,
+            end,
+            prot: 0,
+            backing: Backing::Anon,
+            heap: false,
+            may_write: true,
+        }
+    }
+
+    /// `find_vma` answers the first VMA ending above the address, wherever it starts: below
+    /// every VMA (no VMA at or below the address, issue 21), inside one, in a hole, above all.
+    #[test]
+    fn find_is_find_vma() {
+        let mut s = VmaSet::new(0x0800_0000);
+        assert!(s.find(0).is_none());
+        s.insert(anon(0x4000_0000, 0x4000_1000));
+        s.insert(anon(0x5000_0000, 0x5000_2000));
+        let start = |a| s.find(a).map(|v| v.start);
+        assert_eq!(start(0), Some(0x4000_0000));
+        assert_eq!(start(0x3fff_f000), Some(0x4000_0000));
+        assert_eq!(start(0x4000_0000), Some(0x4000_0000));
+        assert_eq!(start(0x4000_0fff), Some(0x4000_0000));
+        assert_eq!(start(0x4000_1000), Some(0x5000_0000));
+        assert_eq!(start(0x5000_1000), Some(0x5000_0000));
+        assert_eq!(start(0x5000_2000), None);
+        // `containing` keeps its meaning: nothing for an address in a hole
+        assert!(s.containing(0).is_none());
+        assert!(s.containing(0x4000_1000).is_none());
+        assert_eq!(
+            s.containing(0x5000_1000).map(|v| v.start),
+            Some(0x5000_0000)
+        );
     }
 }
