@@ -12,6 +12,7 @@ mod cmd_run;
 mod cmd_sites;
 mod cmd_stress;
 mod cmd_sweep;
+mod cmd_trace;
 mod plot;
 mod progress;
 mod report;
@@ -64,6 +65,8 @@ enum Command {
     Bench(cmd_bench::BenchArgs),
     /// Every named page-allocation site (for `--fail-alloc site=NAME`) and what allocates there.
     Sites(cmd_sites::SitesArgs),
+    /// Page traces of real programs: `trace info TRACE`, `trace convert LACKEY -o TRACE`.
+    Trace(cmd_trace::TraceArgs),
     /// Join the shards of a matrix, sweep or compare run with `--shard I/N` into the table,
     /// JSON and plot of one unsharded run.
     Merge(shard::MergeArgs),
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => cmd_bench::run(&a),
         Command::Sites(a) => cmd_sites::run(&a),
         Command::Merge(a) => shard::run(&a),
+        Command::Trace(a) => cmd_trace::run(&a),
         Command::Completions(a) => completions(&a),
         Command::Man(a) => man(&a),
     };

@@ -1,0 +1,1 @@
+//! lackey (todo)
