@@ -148,6 +148,18 @@ impl<R: BufRead> Read for ZstdFrames<R> {
     }
 }
 
+/// `src` as a reader of its bytes: decompressed if it starts with a zstd frame, as it is
+/// otherwise.
+pub fn maybe_decompress<R: BufRead + 'static>(mut src: R) -> std::io::Result<Box<dyn Read>> {
+    let head = src.fill_buf()?;
+    if head.len() >= 4 && head[..4] == ZSTD_MAGIC {
+        let dec = ruzstd::decoding::StreamingDecoder::new(src).map_err(std::io::Error::other)?;
+        Ok(Box::new(ZstdFrames { dec: Some(dec) }))
+    } else {
+        Ok(Box::new(src))
+    }
+}
+
 /// A streaming PGT1 reader.
 pub struct TraceReader {
     src: Box<dyn Read>,

@@ -45,6 +45,14 @@ impl<W: Write> TraceWriter<W> {
         }
     }
 
+    /// A writer of records only, without the header: a trace's body, to be appended to a
+    /// stream that has the header (zstd frames concatenate).
+    pub fn body(out: W, zstd: bool) -> Self {
+        let mut w = Self::new(out, zstd);
+        w.buf.clear();
+        w
+    }
+
     /// Records written so far.
     pub fn records(&self) -> u64 {
         self.records
