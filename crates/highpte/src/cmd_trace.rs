@@ -142,6 +142,28 @@ fn print_info(path: &Path, i: &TraceInfo, fold: &Result<Fold, String>) {
     }
 }
 
-fn convert(_a: &ConvertArgs) -> anyhow::Result<u8> {
-    Err(InputError("not yet".into()).into())
+fn convert(a: &ConvertArgs) -> anyhow::Result<u8> {
+    use std::io::BufReader;
+    let zstd = !a.output.display().to_string().ends_with(".pgt");
+    let out = std::fs::File::create(&a.output)
+        .map_err(|e| InputError(format!("cannot create {}: {e}", a.output.display())))?;
+    let out = std::io::BufWriter::new(out);
+    let stats = if a.input == "-" {
+        trace::lackey::convert(BufReader::new(std::io::stdin()), out, zstd)
+    } else {
+        let f = std::fs::File::open(&a.input)
+            .map_err(|e| InputError(format!("cannot open {}: {e}", a.input)))?;
+        trace::lackey::convert(BufReader::new(f), out, zstd)
+    }
+    .map_err(|e| InputError(format!("{}: {e}", a.input)))?;
+    println!(
+        "{} lines ({} accesses) -> {} records ({} initial regions, {} system calls) in {}",
+        stats.lines,
+        stats.access_lines,
+        stats.records,
+        stats.regions,
+        stats.syscalls,
+        a.output.display()
+    );
+    Ok(0)
 }

@@ -7,7 +7,9 @@
 //! - `mmap` records map anonymous memory at the recorded (folded) address with the recorded
 //!   protection and sharing, file mappings included: the trace has no file contents, and a
 //!   private file page faults like an anonymous one until written.
-//! - `munmap`, `mprotect` and `mremap` go to the kernel with the recorded ranges.
+//! - `munmap`, `mprotect` and `mremap` go to the kernel with the recorded ranges; an
+//!   `mprotect` over a hole between initial regions (which hold only touched pages) is
+//!   applied page by page to the mapped pages.
 //! - `brk` is replayed as `MAP_FIXED` anonymous `mmap` of the heap's growth (`munmap` of a
 //!   shrink): the first `brk` record gives the initial break, because the simulated process's
 //!   own break does not start where the traced program's did.
@@ -270,7 +272,18 @@ pub(crate) fn run<M: PagingMode>(
             } => {
                 syscalls += 1;
                 let a = addr!(start, "mprotect");
-                sys!("mprotect", u.mprotect(a, npages << 12, prot & 7));
+                // the initial regions hold only touched pages: a range over a hole gets
+                // ENOMEM, so then each page of it that is mapped is changed on its own
+                if u.mprotect(a, npages << 12, prot & 7) == Err(highpte_kernel::Errno::ENOMEM)
+                    && u.killed().is_none()
+                {
+                    for i in 0..npages as u32 {
+                        match u.mprotect(a + (i << 12), 4096, prot & 7) {
+                            Ok(()) | Err(highpte_kernel::Errno::ENOMEM) => {}
+                            Err(e) => sys!("mprotect", Err::<(), _>(e)),
+                        }
+                    }
+                }
             }
             Record::Mremap {
                 old,
