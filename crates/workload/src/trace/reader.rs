@@ -463,3 +463,147 @@ impl TraceReader {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::writer::TraceWriter;
+
+    fn reader(bytes: Vec<u8>) -> Result<TraceReader, TraceError> {
+        let src = maybe_decompress(std::io::Cursor::new(bytes)).expect("in memory");
+        TraceReader::new(src, "t".into(), false)
+    }
+
+    fn read_all(bytes: Vec<u8>) -> Result<Vec<Record>, TraceError> {
+        let mut r = reader(bytes)?;
+        let mut v = Vec::new();
+        while let Some(x) = r.next_record()? {
+            v.push(x);
+        }
+        Ok(v)
+    }
+
+    fn sample() -> Vec<Record> {
+        vec![
+            Record::Region {
+                start: 0x8048,
+                npages: 4,
+            },
+            Record::Access {
+                kind: AccessKind::Fetch,
+                page: 0x8048,
+            },
+            Record::Access {
+                kind: AccessKind::Write,
+                page: 0xfeb18,
+            },
+            Record::Access {
+                kind: AccessKind::Read,
+                page: 0x8049,
+            },
+            Record::Brk { new_break: 0x8219 },
+            Record::Mmap {
+                start: 0x4000,
+                npages: 3,
+                prot: 3,
+                flags: 0x22,
+                file: false,
+            },
+            Record::Access {
+                kind: AccessKind::Modify,
+                page: 0x4001,
+            },
+        ]
+    }
+
+    fn encode(zstd: bool) -> Vec<u8> {
+        let mut w = TraceWriter::new(Vec::new(), zstd);
+        for r in sample() {
+            w.push(&r).expect("vec");
+        }
+        w.finish().expect("vec")
+    }
+
+    #[test]
+    fn round_trip_plain_and_zstd() {
+        assert_eq!(read_all(encode(false)).expect("plain"), sample());
+        assert_eq!(read_all(encode(true)).expect("zstd"), sample());
+    }
+
+    #[test]
+    fn wrong_magic() {
+        let e = read_all(b"PGT2\x40\x00".to_vec()).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::BadMagic(_)), "{e}");
+        assert_eq!(e.offset, 0);
+        assert!(e.to_string().contains("not a PGT1 trace"), "{e}");
+    }
+
+    #[test]
+    fn a_megabyte_of_zeros_is_refused_at_once() {
+        let e = read_all(vec![0; 1 << 20]).unwrap_err();
+        assert!(
+            matches!(e.kind, TraceErrorKind::BadMagic([0, 0, 0, 0])),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_header_and_bad_bits() {
+        let e = read_all(b"PGT".to_vec()).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::TruncatedHeader), "{e}");
+        let e = read_all(b"PGT1\x05".to_vec()).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::BadAddressBits(5)), "{e}");
+    }
+
+    #[test]
+    fn truncated_varint_names_record_and_offset() {
+        let e = read_all(b"PGT1\x40\x10\x80".to_vec()).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::TruncatedVarint), "{e}");
+        assert_eq!(e.record, Some(2));
+        assert_eq!(e.offset, 6);
+    }
+
+    #[test]
+    fn overlong_varint() {
+        let mut b = b"PGT1\x40".to_vec();
+        b.extend([0xffu8; 11]);
+        let e = read_all(b).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::VarintTooLong), "{e}");
+    }
+
+    #[test]
+    fn unknown_record_type() {
+        let e = read_all(b"PGT1\x40\x2f".to_vec()).unwrap_err(); // (5 << 3) | 7
+        assert!(
+            matches!(e.kind, TraceErrorKind::UnknownRecord { subtype: 5 }),
+            "{e}"
+        );
+        assert_eq!(e.record, Some(1));
+    }
+
+    #[test]
+    fn address_past_the_end() {
+        // a fetch 1 page below 0: page -1
+        let e = read_all(b"PGT1\x40\x18".to_vec()).unwrap_err(); // zigzag(-1) = 1, << 3
+        assert!(matches!(e.kind, TraceErrorKind::PastEnd { .. }), "{e}");
+        // an mmap that ends past 2^52 pages
+        let mut b = b"PGT1\x40\x04".to_vec();
+        crate::trace::writer::put_varint(&mut b, (1 << 52) - 1);
+        b.extend([2, 3, 0x22, 0]);
+        let e = read_all(b).unwrap_err();
+        assert!(matches!(e.kind, TraceErrorKind::PastEnd { .. }), "{e}");
+    }
+
+    #[test]
+    fn zstd_errors_are_reported_not_panicked() {
+        let mut z = encode(true);
+        z.truncate(z.len() / 2);
+        assert!(read_all(z).is_err());
+        let mut g = ZSTD_MAGIC.to_vec();
+        g.extend([0xff; 64]);
+        // refused when the frame header is read, or when the first block is
+        let bad = maybe_decompress(std::io::Cursor::new(g))
+            .map(|src| TraceReader::new(src, "t".into(), true).is_err());
+        assert!(bad.unwrap_or(true));
+    }
+}
