@@ -241,7 +241,7 @@ pub fn report_json(r: &RunReport) -> Value {
         .chain(r.machine.iter())
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    json!({
+    let mut v = json!({
         "workload": r.workload,
         "boot": {"MemFree": r.boot_mem_free_kb, "LowFree": r.boot_low_free_kb},
         "config": r.config,
@@ -274,7 +274,11 @@ pub fn report_json(r: &RunReport) -> Value {
         "proc_records": crate::report_proc::records_json(&r.proc_records),
         "expectations_met": r.expectations_met,
         "deadlocked": r.deadlocked,
-    })
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.extend(crate::cmd_replay::replay_json(r));
+    }
+    v
 }
 
 /// Print the text report of one run; `replay` is the command that replays it.
@@ -337,6 +341,7 @@ pub fn print_report(r: &RunReport, replay: &str) {
         }
     }
     crate::report_proc::print_procs(r);
+    crate::cmd_replay::print_replay(r);
     println!();
     println!("counters:");
     let mut line = String::new();

@@ -8,7 +8,8 @@ use std::path::Path;
 /// What a workload-running command takes besides the machine.
 #[derive(Args, Clone, Debug)]
 pub struct WorkloadArgs {
-    /// A built-in workload (sga, wli, forkstorm, churn, pagecache, kmap-deadlock) or a workload file (.toml).
+    /// A built-in workload (sga, wli, forkstorm, churn, pagecache, kmap-deadlock), a workload
+    /// file (.toml), or a page trace (.pgt, .pgt.zst) replayed in --processes instances.
     pub workload: String,
     #[command(flatten)]
     pub machine: MachineArgs,
@@ -39,6 +40,9 @@ impl WorkloadArgs {
     pub fn spec(&self) -> Result<WorkloadSpec, InputError> {
         let mut spec = if let Some(s) = builtin(&self.workload) {
             s
+        } else if highpte_workload::trace::is_trace_path(&self.workload) {
+            highpte_workload::trace::replay_workload(&self.workload, self.processes.unwrap_or(1))
+                .map_err(InputError)?
         } else if Path::new(&self.workload).exists() || self.workload.ends_with(".toml") {
             load_workload(Path::new(&self.workload)).map_err(|e| InputError(e.to_string()))?
         } else {

@@ -14,6 +14,7 @@ pub mod file;
 pub mod limits;
 pub mod runner;
 pub mod spec;
+pub mod trace;
 
 pub use builtin::{builtin, builtin_names, BUILTINS};
 pub use file::{load_workload, parse_workload, ErrorKind, WorkloadError, EXIT_BAD_INPUT};

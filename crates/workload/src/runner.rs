@@ -31,6 +31,9 @@ use std::time::Instant;
 
 mod churn;
 mod files;
+mod replay;
+
+pub use replay::ReplayTotals;
 
 /// Called after each step with its report.
 pub type StepCallback = Rc<dyn Fn(&StepReport)>;
@@ -218,6 +221,8 @@ pub struct RunReport {
     pub proc_records: Vec<crate::exact::ProcRecord>,
     /// `expect`s of the exact layer that were met.
     pub expectations_met: u64,
+    /// What the `replay` ops did (all zero without one).
+    pub replay: ReplayTotals,
 }
 
 impl RunReport {
@@ -334,6 +339,10 @@ pub(crate) struct Ctl {
     /// The run is ending: the driver kills the paused processes (not a failure).
     ending: bool,
     on_operation: Option<OperationCallback>,
+    /// What the `replay` ops did.
+    replay: ReplayTotals,
+    /// The fold of every trace the workload replays, by path (planned before the run).
+    trace_folds: BTreeMap<String, Rc<crate::trace::Fold>>,
 }
 
 /// Count one operation and tell the progress callback.
@@ -407,6 +416,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     if let Some(t) = &opts.kernel_tweak {
         t(&mut kopts);
     }
+    let trace_folds = plan_traces(spec)?;
     let t0 = Instant::now();
     let mut mopts = opts.machine.clone();
     mopts.seed = spec.machine.seed;
@@ -438,6 +448,8 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         children_paused: 0,
         ending: false,
         on_operation: opts.on_operation.clone(),
+        replay: ReplayTotals::default(),
+        trace_folds,
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -588,7 +600,29 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         pkmap_holders,
         proc_records: c.proc_records.clone(),
         expectations_met: c.expectations_met,
+        replay: c.replay.clone(),
     })
+}
+
+/// Scan every trace the workload replays (once each, before the machine boots) and plan its
+/// fold: a malformed trace, or one that cannot fold, is bad input.
+fn plan_traces(spec: &WorkloadSpec) -> Result<BTreeMap<String, Rc<crate::trace::Fold>>, RunError> {
+    let mut out = BTreeMap::new();
+    for phase in &spec.phases {
+        for op in &phase.ops {
+            if let Op::Replay { trace } = op {
+                if out.contains_key(trace) {
+                    continue;
+                }
+                let info = crate::trace::scan_trace(std::path::Path::new(trace))
+                    .map_err(|e| RunError(e.to_string()))?;
+                let fold = crate::trace::Fold::plan(&info.clusters)
+                    .map_err(|why| RunError(format!("trace {trace}: {why}")))?;
+                out.insert(trace.clone(), Rc::new(fold));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The report of the step a deadlock stopped, with the machine as it stopped (read without
@@ -1129,6 +1163,7 @@ fn run_op<M: PagingMode>(
         };
     }
     match op {
+        Op::Replay { trace } => return replay::run(u, pc, ctl, trace),
         Op::Mmap {
             name,
             size,

@@ -686,6 +686,13 @@ pub enum Op {
         #[serde(default = "default_max_size")]
         max_size: Size,
     },
+    /// Replay a page trace of a real program (PGT1, `.pgt` or `.pgt.zst`; docs/traces.md):
+    /// its initial regions become mappings, its system calls go through the kernel at the
+    /// recorded (folded) addresses, and every access goes through the MMU.
+    Replay {
+        /// Path of the trace file (relative paths: from the current directory).
+        trace: String,
+    },
     /// An op of the exact layer: a system call with raw arguments, an access at an address,
     /// a `/proc` view.
     #[serde(skip)]
@@ -756,6 +763,7 @@ impl Op {
             Op::Msync { .. } => "msync",
             Op::Fsync { .. } => "fsync",
             Op::Unlink { .. } => "unlink",
+            Op::Replay { .. } => "replay",
             Op::Exact(e) => e.call.kind(),
         }
     }
@@ -1565,7 +1573,8 @@ impl WorkloadSpec {
                 | Op::FileWrite { .. }
                 | Op::FileRead { .. }
                 | Op::Fsync { .. }
-                | Op::Unlink { .. } => {}
+                | Op::Unlink { .. }
+                | Op::Replay { .. } => {}
             }
         }
         stack.pop();
@@ -1870,6 +1879,15 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
             }
         }
         Op::Fsync { file } | Op::Unlink { file } => check_file_name(file, p, c),
+        Op::Replay { trace } => {
+            if trace.trim().is_empty() {
+                c.push(
+                    with(p, "trace"),
+                    "empty trace path",
+                    "give the path of a .pgt or .pgt.zst file, e.g. trace = \"sqlite.pgt.zst\"",
+                );
+            }
+        }
         Op::Munmap { .. }
         | Op::Msync { .. }
         | Op::Mprotect { .. }
