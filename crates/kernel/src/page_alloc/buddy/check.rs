@@ -2,10 +2,10 @@
 
 use super::{block_pages, FreeArea, MAX_ORDER};
 use crate::page_alloc::mem_map::{MemMap, NO_PFN};
-use highpte_arch::Pfn;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use highpte_arch::Pfn;
 
 impl FreeArea {
     /// Debug check of the free lists: every listed block is a free head of the right order,
