@@ -73,17 +73,21 @@ impl BootMem {
     fn alloc<P: Platform>(&mut self, p: &P) -> Pfn {
         let pfn = Pfn(self.next);
         self.next += 1;
-        p.boot_phys_clear_page(pfn.addr());
+        // SAFETY: boot, before paging; the page was just taken from the boot allocator.
+        unsafe { p.boot_phys_clear_page(pfn.addr()) };
         pfn
     }
 }
 
 fn write_entry_phys<M: PagingMode, P: Platform>(p: &P, table: Pfn, index: u32, e: Entry) {
     let pa = PhysAddr::new_checked(table.addr().as_u64() + (index * M::ENTRY_BYTES) as u64);
-    if M::PAE {
-        p.boot_phys_write_u64(pa, e.bits());
-    } else {
-        p.boot_phys_write_u32(pa, e.low());
+    // SAFETY: boot, before paging; `table` is a page of the boot allocator's.
+    unsafe {
+        if M::PAE {
+            p.boot_phys_write_u64(pa, e.bits());
+        } else {
+            p.boot_phys_write_u32(pa, e.low());
+        }
     }
 }
 
@@ -248,7 +252,9 @@ impl<M: PagingMode> Kernel<M> {
             });
         }
         let pkmap_pte_base = VirtAddr::new(PAGE_OFFSET + pkmap_pt.addr().as_u64() as u32);
-        p.enable_paging(M::PAE, pgd.addr());
+        // SAFETY: once, at boot; swapper_pg_dir now maps all of low memory, the fixmap and the
+        // pkmap window in this paging mode.
+        unsafe { p.enable_paging(M::PAE, pgd.addr()) };
 
         let mem_map = MemMap::new(max_pfn as usize);
         let mut zones = Zone::zones_for(&cfg);

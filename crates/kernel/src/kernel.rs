@@ -298,31 +298,47 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// Read a paging-structure entry of this mode at a kernel address.
+    ///
+    /// # Safety
+    /// `va` is an entry of a paging structure mapped at a kernel address that stays live for
+    /// the call (the direct map of a low table, a kmap or kmap_atomic slot the caller holds,
+    /// the fixmap or pkmap pte page), and the caller holds what protects the entry (the
+    /// table's page-table lock, `init_mm`'s lock, the slot's CPU with preemption off) or the
+    /// table is not reachable by anyone else.
     #[inline(always)]
-    pub(crate) fn read_entry<P: Platform>(&self, p: &P, va: VirtAddr) -> u64 {
-        if M::PAE {
-            p.read_u64(va)
-        } else {
-            p.read_u32(va) as u64
+    pub(crate) unsafe fn read_entry<P: Platform>(&self, p: &P, va: VirtAddr) -> u64 {
+        // SAFETY: the caller's promise is `KernelMemory`'s.
+        unsafe {
+            if M::PAE {
+                p.read_u64(va)
+            } else {
+                p.read_u32(va) as u64
+            }
         }
     }
 
     /// Write a paging-structure entry of this mode at a kernel address. With PAE the high
     /// half is written first when the entry becomes present, the low half (with P) first
     /// when it is cleared, so the hardware never sees a half-written present entry.
+    ///
+    /// # Safety
+    /// As [`Kernel::read_entry`].
     #[inline(always)]
-    pub(crate) fn write_entry<P: Platform>(&self, p: &P, va: VirtAddr, e: Entry) {
-        if M::PAE {
-            let hi = VirtAddr::new(va.as_u32() + 4);
-            if e.is_present() {
-                p.write_u32(hi, e.high());
-                p.write_u32(va, e.low());
+    pub(crate) unsafe fn write_entry<P: Platform>(&self, p: &P, va: VirtAddr, e: Entry) {
+        // SAFETY: the caller's promise is `KernelMemory`'s.
+        unsafe {
+            if M::PAE {
+                let hi = VirtAddr::new(va.as_u32() + 4);
+                if e.is_present() {
+                    p.write_u32(hi, e.high());
+                    p.write_u32(va, e.low());
+                } else {
+                    p.write_u32(va, e.low());
+                    p.write_u32(hi, e.high());
+                }
             } else {
                 p.write_u32(va, e.low());
-                p.write_u32(hi, e.high());
             }
-        } else {
-            p.write_u32(va, e.low());
         }
     }
 }

@@ -34,6 +34,7 @@ pub use kernel::{Kernel, KernelOptions, PtAllocKind, PteStrategy};
 pub use meminfo::Meminfo;
 pub use mm::fault::FaultOutcome;
 pub use platform::{
-    BlockDev, BugReport, CpuMask, KernelEvent, Platform, TaskId, TlbFlush, WaitOn, WaitQueueKey,
+    BlockDev, BlockDevice, BootMemory, BugReport, CpuInfo, CpuMask, Diagnostics, KernelEvent,
+    KernelMemory, Platform, Sched, TaskId, Tlb, TlbFlush, WaitOn, WaitQueueKey,
 };
 pub use sync::{Mutex, MutexGuard, RwSem, SpinGuard, SpinLock};

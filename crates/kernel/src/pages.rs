@@ -233,7 +233,8 @@ impl<M: PagingMode> Kernel<M> {
     /// Zero a page through a temporary mapping (`clear_highpage`: KM_USER0 for a high page).
     pub fn clear_highpage<P: Platform>(&self, cx: &mut Ctx<'_, P>, pfn: Pfn) {
         let map = self.kmap_atomic(cx, pfn, highpte_arch::KmType::User0, "clear_highpage");
-        map.cx().p().clear_page(map.addr());
+        // SAFETY: `map` is our live KM_USER0 mapping of the page, which the caller owns.
+        unsafe { map.cx().p().clear_page(map.addr()) };
         drop(map);
         self.counters.inc(Counter::PagesZeroed);
         let _ = KernelEvent::AtomicOp;
@@ -244,7 +245,9 @@ impl<M: PagingMode> Kernel<M> {
         use highpte_arch::KmType::{User0, User1};
         let maps = self.kmap_atomic_pair(cx, (src, User0), (dst, User1), "copy_user_highpage");
         let (s, d) = maps.addrs();
-        maps.cx().p().copy_page(d, s);
+        // SAFETY: `maps` are our live KM_USER0/KM_USER1 mappings; the caller owns `dst` and
+        // holds a reference to `src`.
+        unsafe { maps.cx().p().copy_page(d, s) };
         drop(maps);
         self.counters.inc(Counter::PagesCopied);
     }

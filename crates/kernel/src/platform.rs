@@ -2,7 +2,8 @@
 //!
 //! The kernel never names the simulated machine. Everything hardware-like — memory reached by
 //! kernel virtual address through the current CPU's MMU, TLB control, IPIs, the current CPU,
-//! spinning, sleeping, preemption points, the cycle clock — comes through [`Platform`].
+//! spinning, sleeping, preemption points, the cycle clock — comes through [`Platform`], the
+//! sum of a few small traits, each implementable by a real x86 as well as by the simulator.
 //!
 //! Methods take `&self`: a platform value is a handle for the running task, and any call may
 //! let other simulated CPUs run (that is how SMP interleavings happen) or, at the places Linux
@@ -132,18 +133,39 @@ pub enum TlbFlush {
     NonGlobal,
 }
 
-/// The machine the kernel runs on, seen from the running task.
+/// The machine the kernel runs on, seen from the running task: every one of the small traits
+/// below. Kernel code is generic over `P: Platform`; a machine implements the parts and gets
+/// this one for free.
 ///
-/// # Memory
-/// `read_*`/`write_*` take kernel virtual addresses and go through the current CPU's TLB and
-/// page tables at CPL 0. A kernel access that faults is an oops: the machine stops the
-/// simulation with a [`BugReport`] naming the address, so these calls never return an error.
+/// The parts, and what a real i686 would do for each:
+/// - [`CpuInfo`]: which CPU and task, the clock, a seeded random stream (`smp_processor_id`,
+///   `current`, `rdtsc`);
+/// - [`KernelMemory`]: loads and stores at kernel virtual addresses through this CPU's MMU
+///   (plain `mov`s; `unsafe`: the caller promises the address is mapped and the memory is its
+///   to touch);
+/// - [`BootMemory`]: physical writes before paging is on, and turning paging on (`unsafe`);
+/// - [`Tlb`]: CR3 loads, `invlpg`, flushes and shootdown IPIs;
+/// - [`BlockDevice`]: page-sized DMA to and from swap and disk (`unsafe`: it writes a physical
+///   page behind the MMU's back);
+/// - [`Sched`]: preemption, spinning, wait queues, schedule points;
+/// - [`Diagnostics`]: cost charging, the kernel log, bug reports.
 ///
 /// # Scheduling
-/// Any call may let other CPUs run. Only [`Platform::preempt_enable`] (when the count drops to
-/// zero), [`Platform::cond_resched`], [`Platform::schedule`] and [`Platform::sleep`] may switch
-/// this CPU to another task, and only where the configuration allows it.
-pub trait Platform {
+/// Any call may let other CPUs run. Only [`Sched::preempt_enable`] (when the count drops to
+/// zero), [`Sched::cond_resched`], [`Sched::schedule`] and [`Sched::sleep`] may switch this
+/// CPU to another task, and only where the configuration allows it.
+pub trait Platform:
+    CpuInfo + KernelMemory + BootMemory + Tlb + BlockDevice + Sched + Diagnostics
+{
+}
+
+impl<T> Platform for T where
+    T: CpuInfo + KernelMemory + BootMemory + Tlb + BlockDevice + Sched + Diagnostics
+{
+}
+
+/// Which CPU and task is running, and the machine's clock and random stream.
+pub trait CpuInfo {
     /// The CPU this task runs on now (it can change whenever the task may be preempted).
     fn cpu(&self) -> u32;
     /// Number of CPUs.
@@ -152,46 +174,104 @@ pub trait Platform {
     fn task(&self) -> TaskId;
     /// True if the kernel was built with `CONFIG_PREEMPT`.
     fn preempt_config(&self) -> bool;
+    /// This CPU's clock, in cycles.
+    fn now(&self) -> u64;
+    /// A deterministic pseudo-random number from the run's seed (for fault injection and any
+    /// kernel choice Linux makes from timing).
+    fn random(&self) -> u64;
+}
 
+/// Loads and stores at kernel virtual addresses, through the current CPU's TLB and page
+/// tables at CPL 0.
+///
+/// # Safety (for every method)
+/// The caller promises that each byte accessed lies in a kernel mapping that is live for the
+/// whole call (the direct map, or a kmap / kmap_atomic / fixmap slot the caller holds), and
+/// that it has the right to the memory: it owns the page, or holds the lock that protects
+/// what it reads or writes. On real hardware a broken promise is a wild access; the simulator
+/// turns a faulting access into an oops ([`BugReport`]) and stops, so these methods never
+/// return an error.
+pub trait KernelMemory {
     /// Read 4 bytes at a kernel virtual address.
-    fn read_u32(&self, va: VirtAddr) -> u32;
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn read_u32(&self, va: VirtAddr) -> u32;
     /// Read 8 bytes at a kernel virtual address.
-    fn read_u64(&self, va: VirtAddr) -> u64;
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn read_u64(&self, va: VirtAddr) -> u64;
     /// Write 4 bytes at a kernel virtual address.
-    fn write_u32(&self, va: VirtAddr, v: u32);
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn write_u32(&self, va: VirtAddr, v: u32);
     /// Write 8 bytes at a kernel virtual address.
-    fn write_u64(&self, va: VirtAddr, v: u64);
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn write_u64(&self, va: VirtAddr, v: u64);
     /// Read `buf.len()` bytes at a kernel virtual address, all inside one 4 KB page: one
     /// translation (the TLB would hit for every word after the first), one access per 8-byte
     /// word charged. What a walker uses to scan a mapped pte page.
-    fn read_block(&self, va: VirtAddr, buf: &mut [u8]);
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn read_block(&self, va: VirtAddr, buf: &mut [u8]);
     /// Write `buf` at a kernel virtual address, all inside one 4 KB page (see
-    /// [`Platform::read_block`]).
-    fn write_block(&self, va: VirtAddr, buf: &[u8]);
-    /// Block I/O by DMA between the physical page `pfn` and page-sized block `block` of `dev`
-    /// (`write`: page to device). Needs no kernel mapping of the page, like a bio. The caller
-    /// must be allowed to sleep: the machine charges the device's latency and may run others.
-    /// A block never written reads as zeros.
-    fn block_io(&self, dev: BlockDev, block: u64, pfn: highpte_arch::Pfn, write: bool);
-    /// Forget the contents of a block (a freed swap slot, a truncated file block).
-    fn block_discard(&self, dev: BlockDev, block: u64);
+    /// [`KernelMemory::read_block`]).
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn write_block(&self, va: VirtAddr, buf: &[u8]);
     /// `clear_page`: zero the 4 KB page at a kernel virtual address.
-    fn clear_page(&self, va: VirtAddr);
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn clear_page(&self, va: VirtAddr);
     /// `copy_page`: copy 4 KB between kernel virtual addresses.
-    fn copy_page(&self, dst: VirtAddr, src: VirtAddr);
+    ///
+    /// # Safety
+    /// See [`KernelMemory`].
+    unsafe fn copy_page(&self, dst: VirtAddr, src: VirtAddr);
+}
 
-    /// Boot only, before paging is on: write 8 bytes of physical memory.
-    fn boot_phys_write_u64(&self, pa: PhysAddr, v: u64);
-    /// Boot only, before paging is on: write 4 bytes of physical memory.
-    fn boot_phys_write_u32(&self, pa: PhysAddr, v: u32);
-    /// Boot only: zero a physical page.
-    fn boot_phys_clear_page(&self, pa: PhysAddr);
+/// What only boot does: physical memory before paging is on, and turning paging on.
+pub trait BootMemory {
+    /// Write 8 bytes of physical memory, before paging is on.
+    ///
+    /// # Safety
+    /// Boot only, on the boot CPU, before [`BootMemory::enable_paging`]; `pa` is RAM the boot
+    /// allocator handed out.
+    unsafe fn boot_phys_write_u64(&self, pa: PhysAddr, v: u64);
+    /// Write 4 bytes of physical memory, before paging is on.
+    ///
+    /// # Safety
+    /// As [`BootMemory::boot_phys_write_u64`].
+    unsafe fn boot_phys_write_u32(&self, pa: PhysAddr, v: u32);
+    /// Zero a physical page, before paging is on.
+    ///
+    /// # Safety
+    /// As [`BootMemory::boot_phys_write_u64`].
+    unsafe fn boot_phys_clear_page(&self, pa: PhysAddr);
     /// Turn paging on for every CPU: CR4.PAE per `pae`, PSE and PGE on, CR0.WP on, CR3 =
     /// `cr3` (swapper_pg_dir).
-    fn enable_paging(&self, pae: bool, cr3: PhysAddr);
+    ///
+    /// # Safety
+    /// Once, at boot; `cr3` holds complete kernel page tables of the mode `pae` names, mapping
+    /// the code and data the kernel runs from.
+    unsafe fn enable_paging(&self, pae: bool, cr3: PhysAddr);
+}
 
+/// The TLB and the page-table base: what the kernel decides, the machine executes.
+pub trait Tlb {
     /// Load CR3 on this CPU (flushes its non-global TLB entries).
-    fn load_cr3(&self, cr3: PhysAddr);
+    ///
+    /// # Safety
+    /// `cr3` is a live page directory (PAE: PDPT) of this paging mode whose kernel part is the
+    /// kernel's, and stays live while any CPU uses it.
+    unsafe fn load_cr3(&self, cr3: PhysAddr);
     /// `invlpg` on this CPU only.
     fn invlpg(&self, va: VirtAddr);
     /// Flush this CPU's non-global TLB entries (`__flush_tlb`).
@@ -202,7 +282,25 @@ pub trait Platform {
     /// Execute `flush` on the CPUs in `cpus` other than this one, by IPI, and wait for them
     /// (`flush_tlb_others`). What to flush is the kernel's decision; this only carries it out.
     fn flush_tlb_others(&self, cpus: CpuMask, flush: TlbFlush);
+}
 
+/// Page-sized block devices: swap areas and the disk under the file system.
+pub trait BlockDevice {
+    /// Block I/O by DMA between the physical page `pfn` and page-sized block `block` of `dev`
+    /// (`write`: page to device). Needs no kernel mapping of the page, like a bio. The caller
+    /// must be allowed to sleep: the device's latency passes and others may run. A block
+    /// never written reads as zeros.
+    ///
+    /// # Safety
+    /// The caller owns page `pfn` for the whole transfer (it is locked, or not yet visible to
+    /// anyone else); a read overwrites all of it behind the MMU.
+    unsafe fn block_io(&self, dev: BlockDev, block: u64, pfn: highpte_arch::Pfn, write: bool);
+    /// Forget the contents of a block (a freed swap slot, a truncated file block).
+    fn block_discard(&self, dev: BlockDev, block: u64);
+}
+
+/// Preemption, spinning, sleeping and waking.
+pub trait Sched {
     /// `preempt_count()` of the running task.
     fn preempt_count(&self) -> u32;
     /// `preempt_disable()`.
@@ -211,13 +309,13 @@ pub trait Platform {
     fn preempt_enable(&self);
     /// `preempt_enable_no_resched()`.
     fn preempt_enable_no_resched(&self);
-    /// One iteration of a spin loop waiting for `on` (charges the spin and lets others run;
-    /// the machine uses it to detect CPUs spinning without progress).
+    /// One iteration of a spin loop waiting for `on` (`cpu_relax`; lets others run, and lets
+    /// the machine see a CPU spinning without progress).
     fn cpu_relax(&self, on: WaitOn);
     /// Tell the machine a lock was taken (true) or released (false), for deadlock reports.
     fn note_lock(&self, name: &'static str, id: u64, acquired: bool);
     /// `prepare_to_wait`: returns the wake-up count of `key` now, to pass to
-    /// [`Platform::sleep`]. Taking the token *before* dropping a lock and re-checking the
+    /// [`Sched::sleep`]. Taking the token *before* dropping a lock and re-checking the
     /// condition is what prevents lost wake-ups: any `wake_up_all(key)` after this call makes
     /// the later `sleep` return at once.
     fn prepare_to_wait(&self, key: WaitQueueKey) -> u64;
@@ -235,16 +333,25 @@ pub trait Platform {
     fn schedule(&self);
     /// Record where the task is in the kernel (a "where" label shown in deadlock reports).
     fn set_where(&self, place: &'static str);
+}
 
-    /// Charge a kernel event to this CPU's clock.
+/// Cost accounting, the kernel log and bug reports.
+pub trait Diagnostics {
+    /// Charge a kernel event to this CPU's clock (a real machine's clock runs by itself: a
+    /// no-op there).
     fn charge(&self, ev: KernelEvent);
-    /// This CPU's clock, in cycles.
-    fn now(&self) -> u64;
-    /// A deterministic pseudo-random number from the run's seed (for kernel choices that
-    /// Linux makes from timing, e.g. nothing yet; and for fault injection).
-    fn random(&self) -> u64;
-    /// Report a kernel bug and stop the simulation. Never returns.
+    /// Report a kernel bug and stop. Never returns.
     fn bug(&self, report: BugReport) -> !;
     /// Append a line to the kernel log (dmesg).
     fn log(&self, line: fmt::Arguments<'_>);
+}
+
+/// Every part of [`Platform`] in scope at once, for code that calls platform methods on a
+/// concrete machine type (`use highpte_kernel::platform::prelude::*;`). Code generic over
+/// `P: Platform` needs none of it.
+pub mod prelude {
+    pub use super::{
+        BlockDevice as _, BootMemory as _, CpuInfo as _, Diagnostics as _, KernelMemory as _,
+        Platform, Sched as _, Tlb as _,
+    };
 }

@@ -11,7 +11,8 @@ use highpte_arch::{Config, MemoryVariant, Pae, PagingMode, TwoLevel, VirtAddr};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
-use highpte_kernel::{KernelOptions, Platform, PteStrategy};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{KernelOptions, PteStrategy};
 use highpte_machine::{MachineOptions, System};
 use std::cell::Cell;
 use std::hint::black_box;

@@ -5,7 +5,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use highpte_arch::TwoLevel;
-use highpte_kernel::{KernelEvent, Platform, SpinLock, WaitQueueKey};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{KernelEvent, SpinLock, WaitQueueKey};
 use highpte_machine::{Machine, MachineOptions, RunOutcome, TaskHandle};
 use std::cell::Cell;
 use std::hint::black_box;
@@ -114,8 +115,8 @@ fn mixed(cpus: u32, rounds: u32) -> (u64, u64, Duration) {
                     let mut g = lock.lock(p);
                     *g += 1;
                 }
-                p.write_u32(va, r);
-                let v = p.read_u32(va);
+                unsafe { p.write_u32(va, r) };
+                let v = unsafe { p.read_u32(va) };
                 p.charge(KernelEvent::Cycles(u64::from(v % 7) * 100));
             }
             0

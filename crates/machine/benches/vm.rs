@@ -11,7 +11,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use highpte_arch::{Config, MemoryVariant, Pae};
 use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-use highpte_kernel::{KernelOptions, Platform};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::KernelOptions;
 use highpte_machine::{MachineOptions, RunOutcome, System, User};
 use std::cell::RefCell;
 use std::rc::Rc;

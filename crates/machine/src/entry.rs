@@ -10,7 +10,8 @@
 
 use crate::task::TaskHandle;
 use highpte_arch::PagingMode;
-use highpte_kernel::{BugReport, Platform, SleepCtx};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{BugReport, SleepCtx};
 
 impl<M: PagingMode> TaskHandle<M> {
     /// Enter the kernel on behalf of this task (`entry`: the system call, the fault, the

@@ -5,8 +5,9 @@
 use crate::machine::{Machine, MachineError, MachineOptions, Os, RunOutcome};
 use crate::task::{SpawnError, TaskHandle};
 use highpte_arch::{Config, PagingMode, VirtAddr};
+use highpte_kernel::platform::prelude::*;
 use highpte_kernel::{
-    BootError, Errno, FaultOutcome, Kernel, KernelOptions, Platform, Signal, TaskId, WaitQueueKey,
+    BootError, Errno, FaultOutcome, Kernel, KernelOptions, Signal, TaskId, WaitQueueKey,
 };
 use std::cell::{Cell, OnceCell};
 use std::fmt;

@@ -7,7 +7,8 @@ mod highmem_common;
 
 use highmem_common::*;
 use highpte_arch::{Entry, KmType, MemoryVariant, PagingMode, Pfn, TwoLevel, VirtAddr};
-use highpte_kernel::{KernelEvent, Platform};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::KernelEvent;
 use highpte_machine::System;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -80,7 +81,7 @@ fn row02_using_a_pte_after_unmap() {
             });
             drop(map);
             drop(cur);
-            h.read_u32(va); // the pte pointer, used after pte_unmap
+            unsafe { h.read_u32(va) }; // the pte pointer, used after pte_unmap
         })
     }));
     let Frames { pte0, va, .. } = f.get();
@@ -277,7 +278,7 @@ fn row08_walking_a_user_table_with_the_kernel_api() {
             va: va.as_u32(),
             ..Default::default()
         });
-        h.read_u32(va);
+        unsafe { h.read_u32(va) };
     }));
     let Frames { pte0, va, .. } = f.get();
     let va = VirtAddr::new(va);
@@ -358,7 +359,7 @@ fn row10_storing_a_pte_kernel_address() {
             // later, another walker maps a1's table into the same slot
             let (pte1, seen) = {
                 let map = cur.map(a1).expect("a pte page");
-                let seen = M::entry_from_raw(h.read_u32(stored) as u64);
+                let seen = M::entry_from_raw(unsafe { h.read_u32(stored) } as u64);
                 assert_eq!(seen, map.get(a1), "the stored pointer reads a1's table");
                 (map.page().0, seen)
             };
@@ -370,7 +371,7 @@ fn row10_storing_a_pte_kernel_address() {
                 va: stored.as_u32(),
             });
             drop(cur);
-            h.read_u32(stored); // and with no mapping live: an oops
+            unsafe { h.read_u32(stored) }; // and with no mapping live: an oops
         })
     }));
     let Frames { pte1, va, .. } = f.get();
@@ -406,7 +407,7 @@ fn row02_without_debug_reads_silently() {
             let e = map.get(a);
             drop(map);
             drop(cur);
-            let after = M::entry_from_raw(h.read_u32(va) as u64);
+            let after = M::entry_from_raw(unsafe { h.read_u32(va) } as u64);
             assert_eq!(after, e);
             g2.set(after.bits());
         })

@@ -7,7 +7,8 @@ mod highmem_common;
 use highmem_common::*;
 use highpte_arch::layout::{fix_to_virt, virt_to_fix};
 use highpte_arch::{KmType, MemoryVariant, Pfn, TwoLevel, VirtAddr};
-use highpte_kernel::{Kernel, Platform, SleepCtx};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{Kernel, SleepCtx};
 use highpte_machine::{System, TaskHandle};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -128,9 +129,9 @@ fn stale_pointer_faults_and_names_the_released_mapping() {
     let r = buggy(&mut s, 1, move |h, k, cx| {
         let got = kmap_raw(k, cx, p, KmType::User0, "mapper");
         assert_eq!(got, va);
-        h.write_u32(VirtAddr::new(va.as_u32() + 16), 5);
+        unsafe { h.write_u32(VirtAddr::new(va.as_u32() + 16), 5) };
         kunmap_raw(k, cx, va, KmType::User0, "unmapper");
-        h.read_u32(VirtAddr::new(va.as_u32() + 16));
+        unsafe { h.read_u32(VirtAddr::new(va.as_u32() + 16)) };
     });
     assert_eq!(r.report.kind, "kernel page fault");
     let at = VirtAddr::new(va.as_u32() + 16);
@@ -156,9 +157,9 @@ fn without_debug_a_stale_pointer_reads_silently() {
     let p = pages(&mut s, 1)[0];
     let v = run_raw(&mut s, 0, move |h, k, cx| {
         let va = kmap_raw(k, cx, p, KmType::User0, "mapper");
-        h.write_u32(va, 77);
+        unsafe { h.write_u32(va, 77) };
         kunmap_raw(k, cx, va, KmType::User0, "unmapper");
-        h.read_u32(va)
+        unsafe { h.read_u32(va) }
     });
     assert_eq!(v, 77);
 }
@@ -171,7 +172,7 @@ fn guard_slot_between_real_ones_faults_and_is_named() {
     let past = VirtAddr::new(va.as_u32() + 4096);
     let r = buggy(&mut s, 0, move |h, k, cx| {
         kmap_raw(k, cx, p, KmType::User0, "mapper");
-        h.read_u32(past); // one page past the slot
+        unsafe { h.read_u32(past) }; // one page past the slot
     });
     let idx = virt_to_fix(past);
     assert_eq!(idx, virt_to_fix(va) - 1);

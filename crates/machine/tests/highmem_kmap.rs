@@ -8,7 +8,8 @@ use highmem_common::*;
 use highpte_arch::layout::{fix_to_virt, FIXADDR_TOP, FIX_KMAP_BEGIN, PAGE_OFFSET};
 use highpte_arch::{KmType, MemoryVariant, Pae, PagingMode, Pfn, TwoLevel, VirtAddr};
 use highpte_kernel::highmem::PKMAP_WAIT;
-use highpte_kernel::{Counter, Kernel, Platform, WaitQueueKey};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{Counter, Kernel, WaitQueueKey};
 use highpte_machine::{Event, System};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -60,8 +61,8 @@ fn atomic_high<M: PagingMode>(v: MemoryVariant, debug: bool) {
         let map = k.kmap_atomic(cx, page, KmType::User0, "test");
         let va = map.addr();
         let held = h.preempt_count();
-        h.write_u32(VirtAddr::new(va.as_u32() + 8), 0xfeed);
-        let back = h.read_u32(VirtAddr::new(va.as_u32() + 8));
+        unsafe { h.write_u32(VirtAddr::new(va.as_u32() + 8), 0xfeed) };
+        let back = unsafe { h.read_u32(VirtAddr::new(va.as_u32() + 8)) };
         drop(map);
         h.record_user_event(MARK);
         g.set((va.as_u32(), held, h.preempt_count(), back));
@@ -140,7 +141,7 @@ fn high_page_is_unreachable_without_a_mapping() {
     let high_mem = k.layout().high_memory();
     spawn_raw(&mut sys, "reader", 0, move |h, _, _| {
         h.set_where("reader");
-        let _ = h.read_u32(would_be);
+        let _ = unsafe { h.read_u32(would_be) };
     });
     let b = expect_bug(sys.run());
     assert_eq!(b.report.kind, "kernel page fault");
@@ -328,9 +329,9 @@ fn atomic_same_page_again<M: PagingMode>(v: MemoryVariant, debug: bool) {
             flushes.push(inv() - i0);
             let at = VirtAddr::new(va.as_u32() + 8);
             if let Some(x) = write {
-                h.write_u32(at, x);
+                unsafe { h.write_u32(at, x) };
             }
-            vals.push(h.read_u32(at));
+            vals.push(unsafe { h.read_u32(at) });
             drop(map);
         }
         (flushes, vals, c.get(Counter::KmapAtomicReused))

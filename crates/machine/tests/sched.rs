@@ -2,7 +2,8 @@
 //! real interleavings, deadlock and atomic-sleep detection, and many tasks.
 
 use highpte_arch::{TwoLevel, VirtAddr};
-use highpte_kernel::{CpuMask, KernelEvent, Mutex, Platform, SpinLock, TlbFlush, WaitQueueKey};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{CpuMask, KernelEvent, Mutex, SpinLock, TlbFlush, WaitQueueKey};
 use highpte_machine::{
     DeadlockKind, Machine, MachineOptions, RunOutcome, TaskActivity, TaskHandle,
 };
@@ -503,9 +504,9 @@ fn ten_thousand_sleeping_tasks() {
 /// with one PSE page, then paging on.
 fn boot_one_large_page(p: &H) {
     use highpte_arch::PhysAddr;
-    p.boot_phys_clear_page(PhysAddr::new_checked(0x1000));
-    p.boot_phys_write_u32(PhysAddr::new_checked(0x1000 + 0x300 * 4), 0x83);
-    p.enable_paging(false, PhysAddr::new_checked(0x1000));
+    unsafe { p.boot_phys_clear_page(PhysAddr::new_checked(0x1000)) };
+    unsafe { p.boot_phys_write_u32(PhysAddr::new_checked(0x1000 + 0x300 * 4), 0x83) };
+    unsafe { p.enable_paging(false, PhysAddr::new_checked(0x1000)) };
 }
 
 #[test]
@@ -514,10 +515,10 @@ fn kernel_accesses_go_through_the_mmu() {
     m.spawn("boot", Some(0), |p: &H| {
         boot_one_large_page(p);
         let before = p.now();
-        p.write_u32(VirtAddr::new(0xc000_2000), 0xfeed);
+        unsafe { p.write_u32(VirtAddr::new(0xc000_2000), 0xfeed) };
         let first = p.now() - before;
         let before = p.now();
-        let v = p.read_u32(VirtAddr::new(0xc000_2000));
+        let v = unsafe { p.read_u32(VirtAddr::new(0xc000_2000)) };
         let second = p.now() - before;
         assert_eq!(v, 0xfeed);
         assert!(
@@ -538,7 +539,7 @@ fn kernel_page_fault_is_an_oops_naming_address_and_task() {
     m.spawn("faulter", None, |p: &H| {
         boot_one_large_page(p);
         p.set_where("test:oops-site");
-        p.read_u32(VirtAddr::new(0xd000_0010));
+        unsafe { p.read_u32(VirtAddr::new(0xd000_0010)) };
         0
     })
     .expect("spawn");

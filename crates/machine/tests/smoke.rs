@@ -1,6 +1,7 @@
 use highpte_arch::{Config, MemoryVariant, Pae, PagingMode, TwoLevel};
 use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE};
-use highpte_kernel::{KernelOptions, Platform};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::KernelOptions;
 use highpte_machine::{MachineOptions, RunOutcome, System};
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -4,7 +4,8 @@
 mod vm_common;
 use highpte_arch::{MemoryVariant, PagingMode, TwoLevel};
 use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-use highpte_kernel::{KernelOptions, Platform, PteStrategy};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{KernelOptions, PteStrategy};
 use highpte_machine::User;
 use vm_common::*;
 
@@ -31,9 +32,11 @@ fn pte_va(u: &User<'_, TwoLevel>, addr: u32) -> highpte_arch::VirtAddr {
     let k = u.kernel();
     let mm = k.mm_of(u.pid()).unwrap();
     let pgd = k.page_address(highpte_arch::Pfn(mm.cr3() >> 12)).unwrap();
-    let pde = u
-        .handle()
-        .read_u32(highpte_arch::VirtAddr::new(pgd.as_u32() + (addr >> 22) * 4));
+    // SAFETY: the pgd is low memory (direct map); the simulator checks the access anyway.
+    let pde = unsafe {
+        u.handle()
+            .read_u32(highpte_arch::VirtAddr::new(pgd.as_u32() + (addr >> 22) * 4))
+    };
     let pt = k
         .page_address(highpte_arch::Pfn((pde >> 12) as u64))
         .unwrap();
@@ -69,7 +72,7 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
     assert!(k.page_is_free(u.handle(), highpte_arch::Pfn(freed)));
     let slot = pte_va(u, victim);
     let h = u.handle();
-    h.write_u32(slot, (freed as u32) << 12 | 0x7);
+    unsafe { h.write_u32(slot, (freed as u32) << 12 | 0x7) };
     expect(
         u,
         "stale pte",
@@ -80,7 +83,7 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
             "mapcount 0 but 1 ptes",
         ],
     );
-    h.write_u32(slot, 0);
+    unsafe { h.write_u32(slot, 0) };
     inv(u, "stale pte removed");
 
     // 4. a private page made writable while it is shared copy-on-write with a child
@@ -91,7 +94,7 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
         })
         .unwrap();
     let slot = pte_va(u, a);
-    let pte = h.read_u32(slot);
+    let pte = unsafe { h.read_u32(slot) };
     assert_eq!(pte & 2, 0, "COW pte is read-only after fork");
     inv(u, "forked");
     // a writable pte to the zero page would let a process write everyone's zeros
@@ -99,10 +102,10 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
     u.mmap(z, 4096, RW, PA | MAP_FIXED).unwrap();
     assert_eq!(u.load_u32(z), Ok(0));
     let zslot = pte_va(u, z);
-    let zpte = h.read_u32(zslot);
-    h.write_u32(zslot, zpte | 2);
+    let zpte = unsafe { h.read_u32(zslot) };
+    unsafe { h.write_u32(zslot, zpte | 2) };
     expect(u, "writable zero page", &["does not fit its VMA"]);
-    h.write_u32(zslot, zpte);
+    unsafe { h.write_u32(zslot, zpte) };
     inv(u, "zero page restored");
 
     // 5. a leaked user page: a reference and map count with no pte
@@ -111,8 +114,8 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
     u.store_u32(leak, 1).unwrap();
     let lp = highpte_arch::Pfn(pfn_of(u, leak).unwrap());
     let lslot = pte_va(u, leak);
-    let lpte = h.read_u32(lslot);
-    h.write_u32(lslot, 0);
+    let lpte = unsafe { h.read_u32(lslot) };
+    unsafe { h.write_u32(lslot, 0) };
     expect(
         u,
         "leak",
@@ -121,17 +124,17 @@ fn corruptions(u: &mut User<'_, TwoLevel>) -> i32 {
             "16 pages are owned by user memory but 15 are mapped",
         ],
     );
-    h.write_u32(lslot, lpte);
+    unsafe { h.write_u32(lslot, lpte) };
     let _ = lp;
     inv(u, "leak restored");
 
     // 6. a read-only VMA with a writable pte
     u.mprotect(a + 5 * PAGE, 4096, PROT_READ).unwrap();
     let rslot = pte_va(u, a + 5 * PAGE);
-    let rpte = h.read_u32(rslot);
-    h.write_u32(rslot, rpte | 2);
+    let rpte = unsafe { h.read_u32(rslot) };
+    unsafe { h.write_u32(rslot, rpte | 2) };
     expect(u, "rw in ro vma", &["does not fit its VMA (prot 1)"]);
-    h.write_u32(rslot, rpte);
+    unsafe { h.write_u32(rslot, rpte) };
     inv(u, "ro restored");
 
     u.kill(ch, highpte_kernel::Signal::Sigkill);

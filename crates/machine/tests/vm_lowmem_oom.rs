@@ -18,7 +18,8 @@
 mod vm_common;
 use highpte_arch::{Config, MemoryVariant, PagingMode, TwoLevel};
 use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-use highpte_kernel::{Errno, KernelOptions, Platform, Signal, TaskId, WaitQueueKey};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{Errno, KernelOptions, Signal, TaskId, WaitQueueKey};
 use highpte_machine::{MachineOptions, RunOutcome, System, User};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -17,8 +17,9 @@ use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_EXEC,
     PROT_READ, PROT_WRITE,
 };
+use highpte_kernel::platform::prelude::*;
 use highpte_kernel::{
-    Errno, KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy, Signal, TaskId, WaitQueueKey,
+    Errno, KernelOptions, Meminfo, PtAllocKind, PteStrategy, Signal, TaskId, WaitQueueKey,
 };
 use highpte_machine::system::{run_new_process, KernelCell};
 use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};

@@ -5,7 +5,8 @@ use highpte_arch::{Config, MemoryVariant, Pae, PagingMode};
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_FIXED, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
-use highpte_kernel::{Counter, KernelOptions, Platform, PtAllocKind, PteStrategy};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{Counter, KernelOptions, PtAllocKind, PteStrategy};
 use highpte_machine::cost::CostModel;
 use highpte_machine::{MachineOptions, System, User};
 use std::cell::Cell;

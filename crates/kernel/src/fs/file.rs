@@ -100,10 +100,13 @@ impl<M: PagingMode> Kernel<M> {
                 Err(_) => break,
             };
             let va = self.kmap(cx, pfn, "file_read_actor");
-            cx.p().read_block(
-                VirtAddr::new(va.as_u32() + in_page),
-                &mut buf[done..done + n],
-            );
+            // SAFETY: `va` is our kmap of the cache page, which we hold a reference to.
+            unsafe {
+                cx.p().read_block(
+                    VirtAddr::new(va.as_u32() + in_page),
+                    &mut buf[done..done + n],
+                )
+            };
             self.kunmap(cx, pfn, "file_read_actor");
             self.page_cache_release(cx, pfn);
             done += n;
@@ -147,7 +150,8 @@ impl<M: PagingMode> Kernel<M> {
                 self.readpage(cx, inode, idx, pfn);
             }
             let va = self.kmap(cx, pfn, "file_write_actor");
-            p.write_block(VirtAddr::new(va.as_u32() + in_page), &buf[done..done + n]);
+            // SAFETY: `va` is our kmap of the locked cache page.
+            unsafe { p.write_block(VirtAddr::new(va.as_u32() + in_page), &buf[done..done + n]) };
             self.kunmap(cx, pfn, "file_write_actor");
             d.set_flag(PageFlags::UPTODATE);
             if !fresh {

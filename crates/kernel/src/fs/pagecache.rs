@@ -178,7 +178,9 @@ impl<M: PagingMode> Kernel<M> {
         match inode.block(idx) {
             Some(b) => {
                 cx.p().might_sleep("readpage");
-                cx.p().block_io(BlockDev::Disk, b as u64, pfn, false);
+                // SAFETY: the caller holds `pfn` locked and not yet up to date: nobody
+                // reads it until the read completes.
+                unsafe { cx.p().block_io(BlockDev::Disk, b as u64, pfn, false) };
                 self.counters.inc(Counter::FsPagesRead);
             }
             None => self.clear_highpage(cx, pfn),
@@ -205,7 +207,8 @@ impl<M: PagingMode> Kernel<M> {
             }
         };
         p.might_sleep("writepage");
-        p.block_io(BlockDev::Disk, b as u64, pfn, true);
+        // SAFETY: the caller holds `pfn` locked; a write only reads the page.
+        unsafe { p.block_io(BlockDev::Disk, b as u64, pfn, true) };
         self.counters.inc(Counter::FsPagesWritten);
     }
 
@@ -340,10 +343,13 @@ impl<M: PagingMode> Kernel<M> {
                 }
                 let va = self.kmap(cx, pfn, "truncate_partial_page");
                 let zeros = [0u8; 4096];
-                p.write_block(
-                    highpte_arch::VirtAddr::new(va.as_u32() + off as u32),
-                    &zeros[off..],
-                );
+                // SAFETY: `va` is our kmap of the locked cache page.
+                unsafe {
+                    p.write_block(
+                        highpte_arch::VirtAddr::new(va.as_u32() + off as u32),
+                        &zeros[off..],
+                    )
+                };
                 self.kunmap(cx, pfn, "truncate_partial_page");
                 self.set_page_dirty(pfn);
                 self.unlock_page(p, pfn);

@@ -172,7 +172,8 @@ impl<M: PagingMode> Kernel<M> {
         let va = self.layout.kmap_atomic_addr(cpu, ty);
         let pte_va = self.fixmap_pte_va(va);
         if self.opts.debug {
-            let old = M::entry_from_raw(self.read_entry(p, pte_va));
+            // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
+            let old = M::entry_from_raw(unsafe { self.read_entry(p, pte_va) });
             if !old.is_none() {
                 let who = match self.atomic_slots[slot].get() {
                     Some(u) => format!(
@@ -213,7 +214,8 @@ impl<M: PagingMode> Kernel<M> {
         // faults in one pte page, or a walker that remaps the table it just released. With
         // the debug helpers unmapping clears the pte (and the check above needs the slot
         // empty), so the path is never taken there: it is gated on `!debug` explicitly.
-        if !self.opts.debug && M::entry_from_raw(self.read_entry(p, pte_va)) == want {
+        // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
+        if !self.opts.debug && M::entry_from_raw(unsafe { self.read_entry(p, pte_va) }) == want {
             self.counters.inc(Counter::KmapAtomic);
             self.counters.inc(Counter::KmapAtomicReused);
             self.atomic_slots[slot].set(Some(SlotUse {
@@ -223,7 +225,8 @@ impl<M: PagingMode> Kernel<M> {
             }));
             return va;
         }
-        self.write_entry(p, pte_va, want);
+        // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
+        unsafe { self.write_entry(p, pte_va, want) };
         p.charge(KernelEvent::KmapAtomicPteWrite);
         p.invlpg(va);
         self.counters.inc(Counter::KmapAtomic);
@@ -291,7 +294,8 @@ impl<M: PagingMode> Kernel<M> {
             // Clear the pte and flush it so a stale pointer faults instead of reading
             // whatever the slot maps next.
             let pte_va = self.fixmap_pte_va(expected);
-            self.write_entry(p, pte_va, Entry::NONE);
+            // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
+            unsafe { self.write_entry(p, pte_va, Entry::NONE) };
             p.invlpg(expected);
             self.counters.inc(Counter::Invlpg);
             self.atomic_last_use[slot].set(

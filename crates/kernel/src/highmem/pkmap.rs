@@ -151,7 +151,8 @@ impl<M: PagingMode> Kernel<M> {
                     return TryKmap::Full;
                 };
                 let pte_va = self.pkmap_pte_va(nr);
-                self.write_entry(p, pte_va, Entry::new(pfn, Self::kernel_page_flags()));
+                // SAFETY: the pkmap pte page is low memory for good; entries change under kmap_lock.
+                unsafe { self.write_entry(p, pte_va, Entry::new(pfn, Self::kernel_page_flags())) };
                 pk.count[nr as usize] = 1;
                 pk.page[nr as usize] = Some(pfn);
                 pk.by_page.insert(pfn.0, nr);
@@ -174,7 +175,8 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             pk.count[nr as usize] = 0;
-            self.write_entry(p, self.pkmap_pte_va(nr), Entry::NONE);
+            // SAFETY: the pkmap pte page is low memory for good; entries change under kmap_lock.
+            unsafe { self.write_entry(p, self.pkmap_pte_va(nr), Entry::NONE) };
             if let Some(pfn) = pk.page[nr as usize].take() {
                 pk.by_page.remove(&pfn.0);
             }

@@ -345,7 +345,8 @@ impl<M: PagingMode> Kernel<M> {
         let cpu = p.cpu();
         let mut mask = mm.cpu_vm_mask.get();
         if mask.contains(cpu) {
-            p.load_cr3(self.swapper_pgd.addr());
+            // SAFETY: swapper_pg_dir lives as long as the kernel.
+            unsafe { p.load_cr3(self.swapper_pgd.addr()) };
             mask.remove(cpu);
             mm.cpu_vm_mask.set(mask);
         }

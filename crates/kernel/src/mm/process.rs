@@ -334,9 +334,12 @@ impl<M: PagingMode> Kernel<M> {
                         let mut m = b.cpu_vm_mask.get();
                         m.insert(cpu);
                         b.cpu_vm_mask.set(m);
-                        p.load_cr3(PhysAddr::new_checked(b.cr3));
+                        // SAFETY: a live mm's root, which its exit frees only after moving
+                        // every CPU in its cpu_vm_mask off it.
+                        unsafe { p.load_cr3(PhysAddr::new_checked(b.cr3)) };
                     }
-                    _ => p.load_cr3(self.swapper_pgd.addr()),
+                    // SAFETY: swapper_pg_dir lives as long as the kernel.
+                    _ => unsafe { p.load_cr3(self.swapper_pgd.addr()) },
                 }
             }
         }

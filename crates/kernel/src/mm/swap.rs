@@ -342,8 +342,12 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             "swap_readpage"
         });
-        cx.p()
-            .block_io(BlockDev::Swap(e.typ), e.offset as u64, pfn, write);
+        // SAFETY: the caller holds `pfn` locked in the swap cache (a read fills a page nobody
+        // maps yet; a write only reads it).
+        unsafe {
+            cx.p()
+                .block_io(BlockDev::Swap(e.typ), e.offset as u64, pfn, write)
+        };
         self.counters.inc(if write {
             Counter::Pswpout
         } else {

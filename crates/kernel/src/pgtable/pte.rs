@@ -54,20 +54,24 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
     /// The pte for `addr` (a copy).
     #[inline(always)]
     pub fn get(&self, addr: VirtAddr) -> Entry {
-        M::entry_from_raw(self.k.read_entry(self.p, self.entry_va(addr)))
+        // SAFETY: the entry lies in the pte page this guard keeps mapped, under its lock.
+        M::entry_from_raw(unsafe { self.k.read_entry(self.p, self.entry_va(addr)) })
     }
     /// `set_pte`: store the pte for `addr`.
     #[inline(always)]
     pub fn set(&mut self, addr: VirtAddr, pte: Entry) {
-        self.k.write_entry(self.p, self.entry_va(addr), pte);
+        // SAFETY: the entry lies in the pte page this guard keeps mapped, under its lock.
+        unsafe { self.k.write_entry(self.p, self.entry_va(addr), pte) };
     }
     /// `ptep_get_and_clear`: clear the pte for `addr`, returning what it held.
     #[inline(always)]
     pub fn clear(&mut self, addr: VirtAddr) -> Entry {
         let va = self.entry_va(addr);
-        let old = M::entry_from_raw(self.k.read_entry(self.p, va));
+        // SAFETY: the entry lies in the pte page this guard keeps mapped, under its lock.
+        let old = M::entry_from_raw(unsafe { self.k.read_entry(self.p, va) });
         if !old.is_none() {
-            self.k.write_entry(self.p, va, Entry::NONE);
+            // SAFETY: as above.
+            unsafe { self.k.write_entry(self.p, va, Entry::NONE) };
         }
         old
     }
@@ -99,10 +103,9 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
     /// True if every entry of the page is empty (`pte_none`), i.e. the page can be freed.
     pub fn is_empty(&self) -> bool {
         (0..M::PTRS_PER_PTE).all(|i| {
-            self.k.read_entry(
-                self.p,
-                VirtAddr::new(self.base.as_u32() + i * M::ENTRY_BYTES),
-            ) == 0
+            let va = VirtAddr::new(self.base.as_u32() + i * M::ENTRY_BYTES);
+            // SAFETY: the entry lies in the pte page this guard keeps mapped, under its lock.
+            unsafe { self.k.read_entry(self.p, va) == 0 }
         })
     }
     /// Visit every entry for addresses in `[start, end)` (clamped to this page), in order,
@@ -127,7 +130,8 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
         let mut buf = [0u8; 4096];
         let bytes = &mut buf[..n * eb];
         let va = VirtAddr::new(self.base.as_u32() + first * M::ENTRY_BYTES);
-        self.p.read_block(va, bytes);
+        // SAFETY: `va` is inside the pte page this guard keeps mapped, under its lock.
+        unsafe { self.p.read_block(va, bytes) };
         let (mut lo_dirty, mut hi_dirty) = (usize::MAX, 0usize);
         for i in 0..n {
             let raw = if eb == 8 {
@@ -153,8 +157,11 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
         }
         if lo_dirty != usize::MAX {
             let wva = VirtAddr::new(va.as_u32() + (lo_dirty * eb) as u32);
-            self.p
-                .write_block(wva, &bytes[lo_dirty * eb..(hi_dirty + 1) * eb]);
+            // SAFETY: as for the read above.
+            unsafe {
+                self.p
+                    .write_block(wva, &bytes[lo_dirty * eb..(hi_dirty + 1) * eb])
+            };
         }
     }
     /// The kernel address the page is mapped at. Test-only: this is exactly the raw pointer
@@ -175,11 +182,13 @@ pub struct PteSlot<'m, P: Platform, M: PagingMode> {
 impl<P: Platform, M: PagingMode> PteSlot<'_, P, M> {
     /// Read the pte.
     pub fn get(&self) -> Entry {
-        M::entry_from_raw(self.k.read_entry(self.p, self.va))
+        // SAFETY: the slot lies in a pte page its map keeps mapped, under its lock.
+        M::entry_from_raw(unsafe { self.k.read_entry(self.p, self.va) })
     }
     /// Write the pte.
     pub fn set(&mut self, pte: Entry) {
-        self.k.write_entry(self.p, self.va, pte);
+        // SAFETY: as for `get`.
+        unsafe { self.k.write_entry(self.p, self.va, pte) };
     }
 }
 
@@ -387,7 +396,9 @@ pub(crate) fn map_page<'a, 'p, P: Platform, M: PagingMode, K: TableKind>(
                         if held {
                             ptl.relock(p);
                         }
-                        let again = M::entry_from_raw(k.read_entry(p, pmd.va));
+                        // SAFETY: the pmd lies in the mm's pgd/pmd page (direct map), read
+                        // under the page-table lock just retaken.
+                        let again = M::entry_from_raw(unsafe { k.read_entry(p, pmd.va) });
                         if again.pfn() != page || !again.is_present() {
                             p.bug(BugReport {
                             kind: "pte_offset_map",
@@ -432,11 +443,13 @@ pub struct KernelPte<'k, M: PagingMode> {
 impl<M: PagingMode> KernelPte<'_, M> {
     /// Read it.
     pub fn get<P: Platform>(&self, p: &P) -> Entry {
-        M::entry_from_raw(self.k.read_entry(p, self.va))
+        // SAFETY: a kernel pte page lives in low memory for good (direct map).
+        M::entry_from_raw(unsafe { self.k.read_entry(p, self.va) })
     }
     /// Write it.
     pub fn set<P: Platform>(&self, p: &P, pte: Entry) {
-        self.k.write_entry(p, self.va, pte);
+        // SAFETY: as for `get`; kernel ptes are written by their owner (boot, kmap, vmalloc).
+        unsafe { self.k.write_entry(p, self.va, pte) };
     }
 }
 
@@ -478,7 +491,8 @@ pub fn pte_alloc_kernel<'k, P: Platform, M: PagingMode>(
         let g = k.init_mm_ptl.lock(p);
         let again = k.pmd_reread(p, &pmd);
         if again.is_none() {
-            k.write_entry(p, pmd.va, Entry::new(new, EntryFlags::KERNPG_TABLE));
+            // SAFETY: a kernel pmd (direct map), written under init_mm's lock.
+            unsafe { k.write_entry(p, pmd.va, Entry::new(new, EntryFlags::KERNPG_TABLE)) };
         } else {
             drop(g);
             k.pt_free_page(cx, new, PtKind::KernelPte);
@@ -505,11 +519,14 @@ pub struct PteByPhys<'a, 'p, P: Platform, M: PagingMode> {
 impl<P: Platform, M: PagingMode> PteByPhys<'_, '_, P, M> {
     /// The pte (a copy).
     pub fn get(&self) -> Entry {
-        M::entry_from_raw(self.k.read_entry(self.cx.p(), self.va))
+        // SAFETY: the pte lies in the page this KM_PTE2 guard keeps mapped; the caller holds
+        // the page-table lock the rmap chain names.
+        M::entry_from_raw(unsafe { self.k.read_entry(self.cx.p(), self.va) })
     }
     /// `set_pte`.
     pub fn set(&mut self, pte: Entry) {
-        self.k.write_entry(self.cx.p(), self.va, pte);
+        // SAFETY: as for `get`.
+        unsafe { self.k.write_entry(self.cx.p(), self.va, pte) };
     }
 }
 

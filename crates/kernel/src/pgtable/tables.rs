@@ -111,37 +111,52 @@ impl<M: PagingMode> Kernel<M> {
                     None => {
                         // the root goes back empty: the pools hand pages out uncleared
                         for (j, pmd) in pmds.iter().enumerate().take(i) {
-                            self.write_entry(
-                                p,
-                                VirtAddr::new(pgd_va.as_u32() + j as u32 * 8),
-                                Entry::NONE,
-                            );
+                            // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+                            // is not reachable by any other task while it is built or torn down.
+                            unsafe {
+                                self.write_entry(
+                                    p,
+                                    VirtAddr::new(pgd_va.as_u32() + j as u32 * 8),
+                                    Entry::NONE,
+                                )
+                            };
                             self.pt_free_page(cx, *pmd, PtKind::Pmd);
                         }
                         self.pt_free_page(cx, pgd, PtKind::Pgd);
                         return Err(OutOfMemory);
                     }
                 }
-                self.write_entry(
-                    p,
-                    VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
-                    Entry::new(pmds[i], EntryFlags::PRESENT),
-                );
+                // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+                // is not reachable by any other task while it is built or torn down.
+                unsafe {
+                    self.write_entry(
+                        p,
+                        VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
+                        Entry::new(pmds[i], EntryFlags::PRESENT),
+                    )
+                };
             }
             let kpmd = self.kernel_pmd.unwrap_or(Pfn(0));
-            self.write_entry(
-                p,
-                VirtAddr::new(pgd_va.as_u32() + 24),
-                Entry::new(kpmd, EntryFlags::PRESENT),
-            );
+            // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+            // is not reachable by any other task while it is built or torn down.
+            unsafe {
+                self.write_entry(
+                    p,
+                    VirtAddr::new(pgd_va.as_u32() + 24),
+                    Entry::new(kpmd, EntryFlags::PRESENT),
+                )
+            };
         } else {
             // copy the kernel part of swapper_pg_dir (entries 768..1024)
             let src = self.low_va(self.swapper_pgd);
             let first = M::pgd_index(VirtAddr::new(PAGE_OFFSET));
             for i in first..M::PTRS_PER_PGD {
-                let e = p.read_u32(VirtAddr::new(src.as_u32() + i * 4));
+                // SAFETY: swapper_pg_dir is low memory, its kernel part written only at boot.
+                let e = unsafe { p.read_u32(VirtAddr::new(src.as_u32() + i * 4)) };
                 if e != 0 {
-                    p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), e);
+                    // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+                    // is not reachable by any other task while it is built or torn down.
+                    unsafe { p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), e) };
                 }
             }
         }
@@ -154,18 +169,26 @@ impl<M: PagingMode> Kernel<M> {
         let pgd_va = self.low_va(pgd.pgd);
         if M::PAE {
             for (i, pmd) in pgd.pmds.iter().enumerate() {
-                self.write_entry(
-                    p,
-                    VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
-                    Entry::NONE,
-                );
+                // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+                // is not reachable by any other task while it is built or torn down.
+                unsafe {
+                    self.write_entry(
+                        p,
+                        VirtAddr::new(pgd_va.as_u32() + i as u32 * 8),
+                        Entry::NONE,
+                    )
+                };
                 self.pt_free_page(cx, *pmd, PtKind::Pmd);
             }
-            self.write_entry(p, VirtAddr::new(pgd_va.as_u32() + 24), Entry::NONE);
+            // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+            // is not reachable by any other task while it is built or torn down.
+            unsafe { self.write_entry(p, VirtAddr::new(pgd_va.as_u32() + 24), Entry::NONE) };
         } else {
             let first = M::pgd_index(VirtAddr::new(PAGE_OFFSET));
             for i in first..M::PTRS_PER_PGD {
-                p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), 0);
+                // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
+                // is not reachable by any other task while it is built or torn down.
+                unsafe { p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), 0) };
             }
         }
         self.pt_free_page(cx, pgd.pgd, PtKind::Pgd);
@@ -182,7 +205,9 @@ impl<M: PagingMode> Kernel<M> {
         let pgd_va = self.low_va(pgd.pgd);
         let gi = M::pgd_index(addr);
         let va = if M::PAE {
-            let pgde = M::entry_from_raw(p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)));
+            // SAFETY: a PAE root (low memory) whose four entries are fixed for its life.
+            let pgde =
+                M::entry_from_raw(unsafe { p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)) });
             let pmd_va = self.low_va(pgde.pfn());
             VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
         } else {
@@ -190,7 +215,9 @@ impl<M: PagingMode> Kernel<M> {
         };
         PmdEntry {
             va,
-            val: M::entry_from_raw(self.read_entry(p, va)),
+            // SAFETY: a pmd entry in low memory (direct map); the value is a snapshot that
+            // the cursor re-reads under the page-table lock before trusting it.
+            val: M::entry_from_raw(unsafe { self.read_entry(p, va) }),
             _k: PhantomData,
         }
     }
@@ -200,7 +227,9 @@ impl<M: PagingMode> Kernel<M> {
         let pgd_va = self.low_va(self.swapper_pgd);
         let gi = M::pgd_index(addr);
         let va = if M::PAE {
-            let pgde = M::entry_from_raw(p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)));
+            // SAFETY: a PAE root (low memory) whose four entries are fixed for its life.
+            let pgde =
+                M::entry_from_raw(unsafe { p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)) });
             let pmd_va = self.low_va(pgde.pfn());
             VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
         } else {
@@ -208,7 +237,9 @@ impl<M: PagingMode> Kernel<M> {
         };
         PmdEntry {
             va,
-            val: M::entry_from_raw(self.read_entry(p, va)),
+            // SAFETY: a pmd entry in low memory (direct map); the value is a snapshot that
+            // the cursor re-reads under the page-table lock before trusting it.
+            val: M::entry_from_raw(unsafe { self.read_entry(p, va) }),
             _k: PhantomData,
         }
     }
@@ -236,7 +267,8 @@ impl<M: PagingMode> Kernel<M> {
     pub fn pmd_reread<P: Platform, K: TableKind>(&self, p: &P, pmd: &PmdEntry<K>) -> PmdEntry<K> {
         PmdEntry {
             va: pmd.va,
-            val: M::entry_from_raw(self.read_entry(p, pmd.va)),
+            // SAFETY: as in `pmd_offset`.
+            val: M::entry_from_raw(unsafe { self.read_entry(p, pmd.va) }),
             _k: PhantomData,
         }
     }
@@ -248,13 +280,16 @@ impl<M: PagingMode> Kernel<M> {
         pmd: &PmdEntry<UserTables>,
         pte_page: Pfn,
     ) {
-        self.write_entry(p, pmd.va, Entry::new(pte_page, EntryFlags::PAGE_TABLE));
+        // SAFETY: a pmd entry in low memory (direct map); the callers (the cursor's
+        // alloc_map) hold the mm's page-table lock.
+        unsafe { self.write_entry(p, pmd.va, Entry::new(pte_page, EntryFlags::PAGE_TABLE)) };
     }
 
     /// `pmd_clear`: empty a user pmd entry just read under the page-table lock; returns the
     /// pte page it pointed at.
     pub(crate) fn pmd_clear<P: Platform>(&self, p: &P, pmd: &PmdEntry<UserTables>) -> Pfn {
-        self.write_entry(p, pmd.va, Entry::NONE);
+        // SAFETY: a pmd entry in low memory (direct map), under the mm's page-table lock.
+        unsafe { self.write_entry(p, pmd.va, Entry::NONE) };
         pmd.val.pfn()
     }
 }

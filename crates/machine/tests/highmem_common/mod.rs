@@ -5,6 +5,7 @@
 use highpte_arch::{Config, MemoryVariant, PagingMode, Pfn};
 use highpte_arch::{KmType, VirtAddr};
 use highpte_kernel::page_alloc::{PageOwner, GFP_HIGHUSER, GFP_KERNEL};
+use highpte_kernel::platform::prelude::*;
 use highpte_kernel::{Ctx, Kernel, KernelOptions, Platform, PtAllocKind, PteStrategy, SleepCtx};
 use highpte_machine::{BugInfo, MachineOptions, RunOutcome, System, TaskHandle, User};
 use std::cell::RefCell;

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use highpte_arch::{Config, MemoryVariant, PagingMode};
-use highpte_kernel::{KernelOptions, Meminfo, Platform, PtAllocKind, PteStrategy};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{KernelOptions, Meminfo, PtAllocKind, PteStrategy};
 use highpte_machine::{MachineOptions, RunOutcome, System, TaskHandle, User};
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -14,7 +14,8 @@ use highpte_kernel::mm::shm::IPC_CREAT;
 use highpte_kernel::mm::{
     MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, MREMAP_MAYMOVE, PROT_NONE, PROT_READ, PROT_WRITE,
 };
-use highpte_kernel::{Errno, Platform, Signal};
+use highpte_kernel::platform::prelude::*;
+use highpte_kernel::{Errno, Signal};
 use highpte_machine::User;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
