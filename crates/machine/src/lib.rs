@@ -16,6 +16,7 @@ pub mod mmu;
 pub mod phys;
 mod platform_impl;
 pub mod sched;
+mod stack;
 pub mod system;
 pub mod task;
 pub mod tlb;
@@ -27,5 +28,6 @@ pub use events::Event;
 pub use machine::{
     BugInfo, Machine, MachineError, MachineOptions, MachineStats, NoOs, Os, RunOutcome,
 };
+pub use stack::task_stacks_mapped;
 pub use system::{System, SystemError, User};
 pub use task::{HeldLock, SpawnError, TaskHandle, TaskState};

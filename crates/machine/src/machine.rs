@@ -10,7 +10,7 @@ use crate::task::{
     make_coroutine, HeldLock, SpawnError, TaskCoroutine, TaskHandle, TaskInfo, TaskState,
 };
 use crate::tlb::Tlb;
-use corosensei::stack::DefaultStack;
+use crate::stack::Stacks;
 use highpte_arch::{PagingMode, VirtAddr, MAX_CPUS};
 use highpte_kernel::{BugReport, TaskId};
 use rand::SeedableRng;
@@ -253,9 +253,6 @@ pub(crate) struct WaitQueue {
 /// Body of a task before it is placed on a coroutine.
 pub(crate) type TaskBody<M> = Box<dyn FnOnce(&TaskHandle<M>) -> i32>;
 
-/// Stacks of exited tasks kept for reuse, at most this many.
-pub(crate) const STACK_POOL_LIMIT: usize = 64;
-
 /// Everything the scheduler and the tasks share. Heap-allocated once; tasks reach it through
 /// a raw pointer (see [`crate::task`] for the soundness argument).
 pub(crate) struct MachineState<M: PagingMode> {
@@ -264,7 +261,7 @@ pub(crate) struct MachineState<M: PagingMode> {
     pub cpus: Vec<Cpu>,
     pub tasks: Vec<TaskInfo>,
     pub coroutines: Vec<Option<TaskCoroutine>>,
-    pub stack_pool: Vec<DefaultStack>,
+    pub stacks: Stacks,
     pub queues: BTreeMap<u64, WaitQueue>,
     pub cost: CostModel,
     pub rng: ChaCha8Rng,
@@ -306,16 +303,11 @@ impl<M: PagingMode> MachineState<M> {
     ) -> Result<TaskId, SpawnError> {
         let index = self.tasks.len();
         let id = TaskId(u32::try_from(index).map_err(|_| SpawnError::TooManyTasks)?);
-        let stack = match self.stack_pool.pop() {
-            Some(s) => s,
-            None => {
-                DefaultStack::new(self.opts.stack_size).map_err(|source| SpawnError::Stack {
-                    name: name.clone(),
-                    size: self.opts.stack_size,
-                    source,
-                })?
-            }
-        };
+        let stack = self.stacks.take().map_err(|source| SpawnError::Stack {
+            name: name.clone(),
+            size: self.opts.stack_size,
+            source,
+        })?;
         let co = make_coroutine(self.self_ptr, id, stack, body);
         let nr = self.cpus.len() as u32;
         let cpu = match cpu_hint {
@@ -412,7 +404,7 @@ impl<M: PagingMode> Machine<M> {
             cpus,
             tasks: Vec::new(),
             coroutines: Vec::new(),
-            stack_pool: Vec::new(),
+            stacks: Stacks::new(opts.stack_size),
             queues: BTreeMap::new(),
             cost: opts.cost.clone(),
             rng: ChaCha8Rng::seed_from_u64(opts.seed),
@@ -616,8 +608,9 @@ impl<M: PagingMode> Drop for Machine<M> {
         for co in state.coroutines.drain(..).flatten() {
             if co.started() && !co.done() {
                 // A suspended task is mid-way through kernel code: unwinding it would run
-                // kernel destructors that call back into this machine. Leak it (its stack
-                // stays mapped; nothing will ever resume it).
+                // kernel destructors that call back into this machine. Leak the coroutine
+                // (nothing will ever resume it); its stack belongs to `state.stacks`, which
+                // unmaps it below.
                 std::mem::forget(co);
             }
         }

@@ -59,9 +59,7 @@ pub(crate) fn run<M: PagingMode>(state: NonNull<MachineState<M>>) -> RunOutcome 
         match result {
             CoroutineResult::Return(code) => {
                 st.exited(cpu, task, code);
-                if st.stack_pool.len() < crate::machine::STACK_POOL_LIMIT {
-                    st.stack_pool.push(co.into_stack());
-                }
+                st.stacks.give_back(co.into_stack());
             }
             CoroutineResult::Yield(why) => {
                 st.coroutines[task.0 as usize] = Some(co);

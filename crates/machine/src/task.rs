@@ -18,7 +18,7 @@ use crate::cpu::Cpu;
 use crate::machine::{MachineState, Os};
 use crate::mmu::{self, Access, PageFault};
 use crate::phys::{PhysMem, PhysMemError};
-use corosensei::stack::DefaultStack;
+use crate::stack::TaskStack;
 use corosensei::{Coroutine, Yielder};
 use highpte_arch::{PagingMode, VirtAddr};
 use highpte_kernel::platform::prelude::*;
@@ -68,7 +68,7 @@ pub(crate) enum PreemptKind {
 }
 
 /// The coroutine type of a task.
-pub(crate) type TaskCoroutine = Coroutine<Resume, Yield, i32, DefaultStack>;
+pub(crate) type TaskCoroutine = Coroutine<Resume, Yield, i32, TaskStack>;
 /// The yielder a task suspends through.
 pub(crate) type TaskYielder = Yielder<Resume, Yield>;
 
@@ -476,7 +476,7 @@ fn charge(cpu: &mut Cpu, progress: &mut u64, yield_at: u64, cycles: u64) -> bool
 pub(crate) fn make_coroutine<M: PagingMode>(
     state: NonNull<MachineState<M>>,
     id: TaskId,
-    stack: DefaultStack,
+    stack: TaskStack,
     body: crate::machine::TaskBody<M>,
 ) -> TaskCoroutine {
     Coroutine::with_stack(stack, move |yielder: &TaskYielder, first: Resume| {
