@@ -6,11 +6,11 @@ use crate::cpu::{Cpu, CpuStats};
 use crate::deadlock::DeadlockReport;
 use crate::events::{Event, EventLog};
 use crate::phys::{PhysMem, PhysMemError};
+use crate::stack::Stacks;
 use crate::task::{
     make_coroutine, HeldLock, SpawnError, TaskCoroutine, TaskHandle, TaskInfo, TaskState,
 };
 use crate::tlb::Tlb;
-use crate::stack::Stacks;
 use highpte_arch::{PagingMode, VirtAddr, MAX_CPUS};
 use highpte_kernel::{BugReport, TaskId};
 use rand::SeedableRng;
