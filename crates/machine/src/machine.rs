@@ -600,11 +600,12 @@ impl<M: PagingMode> Machine<M> {
     }
 }
 
-impl<M: PagingMode> Drop for Machine<M> {
-    fn drop(&mut self) {
-        // SAFETY: the state was leaked from a Box in `new` and is reclaimed exactly once, here;
-        // no coroutine runs (we hold `&mut self`).
-        let mut state = unsafe { Box::from_raw(self.state.as_ptr()) };
+impl<M: PagingMode> Machine<M> {
+    /// End every task for good: finished or never started coroutines are dropped, tasks
+    /// suspended mid-way are leaked, never to run again (see below). What a dropped machine
+    /// does first; a [`crate::System`] does it before dropping its kernel.
+    pub(crate) fn abandon_tasks(&mut self) {
+        let state = self.st_mut();
         for co in state.coroutines.drain(..).flatten() {
             if co.started() && !co.done() {
                 // A suspended task is mid-way through kernel code: unwinding it would run
@@ -614,6 +615,14 @@ impl<M: PagingMode> Drop for Machine<M> {
                 std::mem::forget(co);
             }
         }
-        drop(state);
+    }
+}
+
+impl<M: PagingMode> Drop for Machine<M> {
+    fn drop(&mut self) {
+        self.abandon_tasks();
+        // SAFETY: the state was leaked from a Box in `new` and is reclaimed exactly once, here;
+        // no coroutine runs (we hold `&mut self`).
+        drop(unsafe { Box::from_raw(self.state.as_ptr()) });
     }
 }

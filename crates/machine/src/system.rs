@@ -9,11 +9,14 @@ use highpte_kernel::platform::prelude::*;
 use highpte_kernel::{
     BootError, Errno, FaultOutcome, Kernel, KernelOptions, Signal, TaskId, WaitQueueKey,
 };
-use std::cell::{Cell, OnceCell};
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 
+mod kernel_slot;
 mod user_files;
+
+pub use kernel_slot::{KernelCell, KernelSlot};
 
 /// Why a system could not be brought up.
 #[derive(Debug)]
@@ -41,28 +44,26 @@ impl fmt::Display for SystemError {
 
 impl std::error::Error for SystemError {}
 
-/// The kernel as the tasks see it: set once by the boot task.
-pub type KernelCell<M> = Rc<OnceCell<Kernel<M>>>;
-
 struct KernelOs<M: PagingMode> {
     k: KernelCell<M>,
 }
 
 impl<M: PagingMode> Os<M> for KernelOs<M> {
     fn switch_mm(&self, p: &TaskHandle<M>, prev: Option<TaskId>, next: TaskId) {
-        if let Some(k) = self.k.get() {
+        if let Some(k) = self.k.get(p) {
             k.switch_mm(p, prev, next);
         }
     }
     fn task_exit(&self, p: &TaskHandle<M>, task: TaskId, code: i32) {
-        if let Some(k) = self.k.get() {
+        if let Some(k) = self.k.get(p) {
             if k.process(task).is_some() {
                 p.enter_kernel("do_exit", |cx| k.do_exit(cx, task, code));
             }
         }
     }
     fn describe_address(&self, va: VirtAddr) -> Option<String> {
-        self.k.get()?.describe_kernel_address(va)
+        // only called from an oops inside a running task, so the system is alive
+        self.k.get_unchecked()?.describe_kernel_address(va)
     }
 }
 
@@ -84,7 +85,7 @@ impl<M: PagingMode> System<M> {
         mopts.ram_bytes = cfg.ram_bytes;
         mopts.preempt = cfg.preempt;
         let mut machine = Machine::<M>::new(mopts).map_err(SystemError::Machine)?;
-        let kernel: KernelCell<M> = Rc::new(OnceCell::new());
+        let kernel: KernelCell<M> = KernelSlot::new();
         machine.set_os(Rc::new(KernelOs { k: kernel.clone() }));
         let result: Rc<Cell<Option<BootError>>> = Rc::new(Cell::new(None));
         {
@@ -112,7 +113,7 @@ impl<M: PagingMode> System<M> {
         if let Some(e) = result.take() {
             return Err(SystemError::Boot(e));
         }
-        if kernel.get().is_none() {
+        if kernel.get_unchecked().is_none() {
             return Err(SystemError::BootRun(
                 "the boot task ended without a kernel".into(),
             ));
@@ -122,7 +123,7 @@ impl<M: PagingMode> System<M> {
             // with or without swap (clean page cache can always be dropped), as in Linux
             let k = kernel.clone();
             machine
-                .spawn_daemon("kswapd", Some(0), move |h| match k.get() {
+                .spawn_daemon("kswapd", Some(0), move |h| match k.get(h) {
                     Some(k) => h.enter_kernel("kswapd", |cx| k.kswapd(cx)),
                     None => 1,
                 })
@@ -137,7 +138,7 @@ impl<M: PagingMode> System<M> {
 
     /// The booted kernel.
     pub fn kernel(&self) -> &Kernel<M> {
-        match self.kernel.get() {
+        match self.kernel.get_unchecked() {
             Some(k) => k,
             None => unreachable!("System exists only with a booted kernel"),
         }
@@ -174,7 +175,7 @@ impl<M: PagingMode> System<M> {
         let kc = self.kernel.clone();
         self.machine
             .spawn("inspect", Some(0), move |h| {
-                if let Some(k) = kc.get() {
+                if let Some(k) = kc.get(h) {
                     *o.borrow_mut() = Some(f(h, k));
                 }
                 0
@@ -194,13 +195,26 @@ impl<M: PagingMode> System<M> {
     }
 }
 
+impl<M: PagingMode> Drop for System<M> {
+    fn drop(&mut self) {
+        // Tasks still asleep in the kernel will never run again; their coroutines are leaked
+        // with whatever `KernelCell`s their frames hold, so the kernel is dropped here rather
+        // than with the last of those.
+        self.machine.abandon_tasks();
+        // SAFETY: no task runs any more (abandoned above), and the kernel is reached only
+        // through `KernelSlot::get` (bounded by a running task's handle) or `System::kernel`
+        // (bounded by a borrow of this system, which `drop` ends).
+        unsafe { self.kernel.clear() };
+    }
+}
+
 /// The body of a task that creates its own process and runs `body` as its user program.
 pub fn run_new_process<M: PagingMode>(
     h: &TaskHandle<M>,
     kc: KernelCell<M>,
     body: impl FnOnce(&mut User<'_, M>) -> i32,
 ) -> i32 {
-    let Some(k) = kc.get() else { return 127 };
+    let Some(k) = kc.get(h) else { return 127 };
     let pid = h.id();
     if h.enter_kernel("execve", |cx| k.create_process(cx, pid))
         .is_err()
@@ -420,7 +434,7 @@ impl<'a, M: PagingMode> User<'a, M> {
                         _ => return 127,
                     }
                 }
-                let Some(k) = kc.get() else { return 127 };
+                let Some(k) = kc.get(h) else { return 127 };
                 activate(k, h, me);
                 let mut u = User {
                     h,

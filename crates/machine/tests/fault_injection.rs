@@ -350,7 +350,7 @@ fn run<M: PagingMode>(
     let kc = sys.kernel_cell();
     sys.machine
         .spawn("vmalloc", Some(0), move |h: &TaskHandle<M>| {
-            let k = kc.get().unwrap();
+            let k = kc.get(h).unwrap();
             h.enter_kernel("test", |cx| {
                 let va = VirtAddr::new(k.layout().vmalloc_start().as_u32() + (16 << 20));
                 let _ = pte_alloc_kernel(k, cx, va);
@@ -393,7 +393,7 @@ fn run<M: PagingMode>(
     let kc = sys.kernel_cell();
     sys.machine
         .spawn("ipcrm", Some(0), move |h: &TaskHandle<M>| {
-            h.enter_kernel("shm_remove_all", |cx| kc.get().unwrap().shm_remove_all(cx));
+            h.enter_kernel("shm_remove_all", |cx| kc.get(h).unwrap().shm_remove_all(cx));
             0
         })
         .unwrap();

@@ -174,7 +174,7 @@ fn low_request_keeps_high_cache<M: PagingMode>(v: MemoryVariant, ram: u64) {
     let k = sys.kernel_cell();
     sys.machine
         .spawn("lowhog", Some(0), move |h: &TaskHandle<M>| {
-            let k = k.get().unwrap();
+            let k = k.get(h).unwrap();
             h.enter_kernel("test", |cx| {
                 let high_cache = k.page_cache_pages_in(ZoneMask::of(ZoneType::HighMem));
                 let low_cache = k.page_cache_pages_in(ZoneMask::classzone(ZoneType::Normal));

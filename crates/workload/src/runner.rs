@@ -686,7 +686,7 @@ fn driver<M: PagingMode>(
     inv: InvariantChecks,
     t0: Instant,
 ) {
-    let Some(k) = kc.get() else { return };
+    let Some(k) = kc.get(h) else { return };
     let steps = spec.processes.steps();
     let mut started = 0u32;
     for (s, &target) in steps.iter().enumerate() {
@@ -711,7 +711,7 @@ fn driver<M: PagingMode>(
                     .get(index as usize)
                     .is_some_and(|sl| sl.state != PState::Exited);
                 if never_ran {
-                    let mi = kc3.get().map(|k| k.meminfo(h2)).unwrap_or_default();
+                    let mi = kc3.get(h2).map(|k| k.meminfo(h2)).unwrap_or_default();
                     let mut c = ctl3.borrow_mut();
                     let step = c.step;
                     let processes_done =

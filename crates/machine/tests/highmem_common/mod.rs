@@ -107,7 +107,7 @@ pub fn spawn_raw<M: PagingMode>(
     let kc = sys.kernel_cell();
     sys.machine
         .spawn(name, Some(cpu), move |h| {
-            let k = kc.get().unwrap();
+            let k = kc.get(h).unwrap();
             h.enter_kernel("test", |cx| {
                 f(h, k, cx);
                 0

@@ -133,7 +133,7 @@ pub fn quiesce<M: PagingMode>(sys: &mut System<M>) -> Quiet {
     let o = out.clone();
     sys.machine
         .spawn("quiesce", Some(0), move |h: &TaskHandle<M>| {
-            let k = k.get().unwrap();
+            let k = k.get(h).unwrap();
             h.enter_kernel("test", |cx| {
                 k.pt_drain_all_pools(cx);
                 let bad = h.enter_kernel("check_invariants", |cx| k.check_invariants(cx));
