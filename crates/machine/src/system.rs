@@ -95,7 +95,7 @@ impl<M: PagingMode> System<M> {
                 .spawn("swapper", Some(0), move |h| {
                     match Kernel::<M>::boot(h, cfg, kopts) {
                         Ok(k) => {
-                            let _ = kernel.set(k);
+                            kernel.set(k);
                             0
                         }
                         Err(e) => {

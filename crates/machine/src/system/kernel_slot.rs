@@ -50,15 +50,14 @@ impl<M: PagingMode> KernelSlot<M> {
         self.get_unchecked().is_some()
     }
 
-    /// Store the booted kernel; gives it back if one is set already.
-    pub(crate) fn set(&self, k: Kernel<M>) -> Result<(), Kernel<M>> {
-        // SAFETY: while the slot is empty nobody holds a reference into it.
-        let slot = unsafe { &mut *self.kernel.get() };
-        if slot.is_some() {
-            return Err(k);
+    /// Store the booted kernel; false (and `k` dropped) if one is set already.
+    pub(crate) fn set(&self, k: Kernel<M>) -> bool {
+        if self.holds_kernel() {
+            return false;
         }
-        *slot = Some(k);
-        Ok(())
+        // SAFETY: while the slot is empty nobody holds a reference into it.
+        unsafe { *self.kernel.get() = Some(k) };
+        true
     }
 
     /// Drop the kernel.
