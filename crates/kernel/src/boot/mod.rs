@@ -11,6 +11,13 @@
 //!
 //! The direct map of low memory uses large pages (4 MB, or 2 MB with PAE), global, as Linux
 //! does with PSE.
+//!
+//! The stages: the boot log's banner (`log`), the kernel page tables (`tables`), mem_map's
+//! place, paging on, mem_map and the zones with the reserved frames marked and the rest
+//! freed, the zero page, the rest of the boot log.
+
+mod log;
+mod tables;
 
 use crate::counters::Counters;
 use crate::highmem::Pkmap;
@@ -19,18 +26,15 @@ use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
 use crate::sync::SpinLock;
-use alloc::format;
-use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::marker::PhantomData;
-use highpte_arch::layout::{fix_to_virt, PAGE_OFFSET};
+use highpte_arch::layout::PAGE_OFFSET;
 use highpte_arch::size::DisplaySize;
-use highpte_arch::{
-    Config, Entry, EntryFlags, KernelLayout, PagingMode, Pfn, PhysAddr, VirtAddr, PAGE_SIZE,
-};
+use highpte_arch::{Config, KernelLayout, PagingMode, Pfn, VirtAddr, PAGE_SIZE};
+use log::{banner, log_memory_layout};
+use tables::{build_kernel_tables, BootMem};
 
 /// Why the kernel could not boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,25 +69,34 @@ impl fmt::Display for BootError {
     }
 }
 
-struct BootMem {
-    next: u64,
+/// Where boot put its reservations in low memory, in page frames.
+pub(super) struct BootReservations {
+    /// First frame of the kernel image (at `KERNEL_LOAD_ADDR`).
+    pub(super) image_start: u64,
+    /// Frames of the kernel image.
+    pub(super) image_pages: u64,
+    /// First frame of the kernel page tables.
+    pub(super) tables_start: u64,
+    /// One past the last frame of the kernel page tables.
+    pub(super) tables_end: u64,
+    /// First frame of mem_map.
+    pub(super) mem_map_start: u64,
+    /// Frames of mem_map.
+    pub(super) mem_map_pages: u64,
+    /// One past the last reserved frame (the end of mem_map).
+    pub(super) reserved_end: u64,
 }
 
-impl BootMem {
-    fn alloc<P: Platform>(&mut self, p: &P) -> Pfn {
-        let pfn = Pfn(self.next);
-        self.next += 1;
-        p.boot_phys_clear_page(pfn.addr());
-        pfn
-    }
-}
-
-fn write_entry_phys<M: PagingMode, P: Platform>(p: &P, table: Pfn, index: u32, e: Entry) {
-    let pa = PhysAddr::new_checked(table.addr().as_u64() + (index * M::ENTRY_BYTES) as u64);
-    if M::PAE {
-        p.boot_phys_write_u64(pa, e.bits());
+/// The zone a boot-reserved frame lies in.
+fn boot_zone(pfn: u64, max_low_pfn: u64) -> usize {
+    if pfn < max_low_pfn {
+        if pfn < (crate::page_alloc::zone::DMA_ZONE_BYTES / PAGE_SIZE) {
+            0
+        } else {
+            1
+        }
     } else {
-        p.boot_phys_write_u32(pa, e.low());
+        2
     }
 }
 
@@ -97,300 +110,45 @@ impl<M: PagingMode> Kernel<M> {
                 mode: M::NAME,
             });
         }
-        let mut log: Vec<String> = Vec::new();
-        let usable = cfg.usable_ram();
+        let mut log = banner::<M>(&cfg);
         let lowmem = cfg.lowmem_bytes();
-        log.push(format!(
-            "highpte kernel: {} ({} paging), {} CPU(s), preempt {}",
-            cfg.kernel_name(),
-            M::NAME,
-            cfg.cpus,
-            if cfg.preempt { "on" } else { "off" }
-        ));
-        log.push(format!(
-            "BIOS-provided physical RAM map: 0000000000000000 - {:016x} (usable)",
-            cfg.ram_bytes
-        ));
-        if cfg.ram_bytes > cfg.variant.max_usable_ram() {
-            let msg = match cfg.variant {
-                highpte_arch::MemoryVariant::NoHighmem => format!(
-                    "Warning: only {} of {} will be used: a NOHIGHMEM kernel ignores RAM above 896M. Use a HIGHMEM enabled kernel.",
-                    DisplaySize(usable),
-                    DisplaySize(cfg.ram_bytes)
-                ),
-                _ => format!(
-                    "Warning: only {} of {} will be used: without PAE RAM above 4G is ignored. Use a PAE (64g) enabled kernel.",
-                    DisplaySize(usable),
-                    DisplaySize(cfg.ram_bytes)
-                ),
-            };
-            log.push(msg);
-        }
-        if let Some(h) = cfg.highmem_limit {
-            if cfg.ram_bytes.min(cfg.variant.max_usable_ram()) > usable {
-                log.push(format!(
-                    "highmem={}: HighMem limited to {}",
-                    DisplaySize(h),
-                    DisplaySize(cfg.highmem_bytes())
-                ));
-            }
-        }
-        let max_pfn = usable / PAGE_SIZE;
+        let max_pfn = cfg.usable_ram() / PAGE_SIZE;
         let max_low_pfn = lowmem / PAGE_SIZE;
         let layout = KernelLayout::new(lowmem, cfg.cpus, M::LAST_PKMAP, opts.debug);
-        log.push(format!(
-            "{}MB HIGHMEM available.",
-            cfg.highmem_bytes() >> 20
-        ));
-        log.push(format!("{}MB LOWMEM available.", lowmem >> 20));
-
         // boot-time bump allocator after the kernel image
         let image_pages = opts.kernel_image_bytes.div_ceil(PAGE_SIZE);
         let image_start = KERNEL_LOAD_ADDR / PAGE_SIZE;
         let mut bm = BootMem {
             next: image_start + image_pages,
         };
-        let tables_start = bm.next;
-        let pgd = bm.alloc(p);
-        let large = M::LARGE_PAGE_SIZE as u64;
-        let kernel_pmd = if M::PAE { Some(bm.alloc(p)) } else { None };
-        // the table that holds pmd entries for kernel addresses
-        let kdir = kernel_pmd.unwrap_or(pgd);
-        let kdir_index =
-            |va: u32| -> u32 { (va >> M::PMD_SHIFT) & (if M::PAE { 511 } else { 1023 }) };
-        if let Some(kpmd) = kernel_pmd {
-            write_entry_phys::<M, P>(p, pgd, 3, Entry::new(kpmd, EntryFlags::PRESENT));
-        }
-        // direct map: large pages, then 4 KB pages for a tail
-        let big = lowmem / large;
-        let dm_flags = EntryFlags::KERNEL | EntryFlags::PS | EntryFlags::GLOBAL;
-        for i in 0..big {
-            let va = PAGE_OFFSET + (i * large) as u32;
-            write_entry_phys::<M, P>(
-                p,
-                kdir,
-                kdir_index(va),
-                Entry::new(Pfn(i * large / PAGE_SIZE), dm_flags),
-            );
-        }
-        let tail = lowmem - big * large;
-        if tail > 0 {
-            let pt = bm.alloc(p);
-            let base = big * large;
-            for j in 0..tail / PAGE_SIZE {
-                write_entry_phys::<M, P>(
-                    p,
-                    pt,
-                    j as u32,
-                    Entry::new(
-                        Pfn(base / PAGE_SIZE + j),
-                        EntryFlags::KERNEL | EntryFlags::GLOBAL,
-                    ),
-                );
-            }
-            write_entry_phys::<M, P>(
-                p,
-                kdir,
-                kdir_index(PAGE_OFFSET + base as u32),
-                Entry::new(pt, EntryFlags::KERNPG_TABLE),
-            );
-        }
-        // pkmap: one pte page covers the whole window in both modes
-        let pkmap_pt = bm.alloc(p);
-        write_entry_phys::<M, P>(
-            p,
-            kdir,
-            kdir_index(layout.pkmap_base().as_u32()),
-            Entry::new(pkmap_pt, EntryFlags::KERNPG_TABLE),
-        );
-        // fixmap: pte pages for every pmd region from FIXADDR_START to FIXADDR_TOP
-        let end_fix = layout.end_of_fixed_addresses();
-        let mut fix_tables: Vec<(u32, Pfn)> = Vec::new();
-        let mut fixmap_ptes = vec![VirtAddr::new(0); end_fix as usize];
-        for idx in 0..end_fix {
-            let va = fix_to_virt(idx).as_u32();
-            let region = va >> M::PMD_SHIFT;
-            let pt = match fix_tables.iter().find(|(r, _)| *r == region) {
-                Some((_, pt)) => *pt,
-                None => {
-                    let pt = bm.alloc(p);
-                    write_entry_phys::<M, P>(
-                        p,
-                        kdir,
-                        kdir_index(va),
-                        Entry::new(pt, EntryFlags::KERNPG_TABLE),
-                    );
-                    fix_tables.push((region, pt));
-                    pt
-                }
-            };
-            let pte_pa =
-                pt.addr().as_u64() + (M::pte_index(VirtAddr::new(va)) * M::ENTRY_BYTES) as u64;
-            fixmap_ptes[idx as usize] = VirtAddr::new(PAGE_OFFSET + pte_pa as u32);
-        }
-        let tables_end = bm.next;
-        // mem_map
-        let mem_map_bytes = max_pfn * opts.struct_page_bytes;
-        let mem_map_pages = mem_map_bytes.div_ceil(PAGE_SIZE);
-        // like alloc_bootmem, prefer memory above the 16 MB of ISA DMA
-        let dma_end = crate::page_alloc::zone::DMA_ZONE_BYTES / PAGE_SIZE;
-        let mem_map_start = if dma_end + mem_map_pages + 1024 <= max_low_pfn {
-            bm.next.max(dma_end)
-        } else {
-            bm.next
+        let tables = build_kernel_tables::<M, P>(p, &mut bm, lowmem, &layout);
+        let mem_map_pages = (max_pfn * opts.struct_page_bytes).div_ceil(PAGE_SIZE);
+        let mem_map_start = place_mem_map(bm.next, mem_map_pages, lowmem)?;
+        let res = BootReservations {
+            image_start,
+            image_pages,
+            tables_start: tables.start,
+            tables_end: tables.end,
+            mem_map_start,
+            mem_map_pages,
+            reserved_end: mem_map_start + mem_map_pages,
         };
-        let reserved_end = mem_map_start + mem_map_pages;
-        // keep at least 4 MB of low memory for the running kernel
-        if reserved_end + 1024 > max_low_pfn {
-            return Err(BootError::LowMemoryTooSmall {
-                needed: (reserved_end + 1024) * PAGE_SIZE,
-                lowmem,
-            });
-        }
-        let pkmap_pte_base = VirtAddr::new(PAGE_OFFSET + pkmap_pt.addr().as_u64() as u32);
-        p.enable_paging(M::PAE, pgd.addr());
+        let pkmap_pte_base = VirtAddr::new(PAGE_OFFSET + tables.pkmap_pt.addr().as_u64() as u32);
+        p.enable_paging(M::PAE, tables.pgd.addr());
 
         let mem_map = MemMap::new(max_pfn as usize);
         let mut zones = Zone::zones_for(&cfg);
-        let owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3] =
-            core::array::from_fn(|_| core::array::from_fn(|_| Cell::new(0)));
-        let mark = |start: u64, end: u64, owner: PageOwner| {
-            for pfn in start..end.min(max_pfn) {
-                let d = mem_map.desc(Pfn(pfn));
-                d.set_flag(PageFlags::RESERVED);
-                d.set_owner(owner);
-                let z = if pfn < max_low_pfn {
-                    if pfn < (crate::page_alloc::zone::DMA_ZONE_BYTES / PAGE_SIZE) {
-                        0
-                    } else {
-                        1
-                    }
-                } else {
-                    2
-                };
-                let c = &owner_pages[z][owner as usize];
-                c.set(c.get() + 1);
-            }
-        };
-        mark(0, image_start, PageOwner::BootReserved);
-        mark(
-            image_start,
-            image_start + image_pages,
-            PageOwner::KernelImage,
-        );
-        mark(tables_start, tables_end, PageOwner::BootReserved);
-        mark(mem_map_start, reserved_end, PageOwner::MemMap);
-        // free everything not reserved: the gap below mem_map (if it went above DMA) and all
-        // after it
-        let free_ranges = [(tables_end, mem_map_start), (reserved_end, max_pfn)];
-        for z in zones.iter_mut() {
-            for (fs, fe) in free_ranges {
-                let start = z.start_pfn().0.max(fs);
-                let end = z.end_pfn().0.min(fe);
-                if start < end {
-                    // The ranges are inside the zone and disjoint: cannot fail.
-                    let _ = z.free_range_at_boot(&mem_map, Pfn(start), Pfn(end));
-                }
-            }
-        }
-        // the zero page: a low page nobody writes
-        let zero_zone = if zones[ZoneType::Normal as usize].managed_pages() > 0 {
-            ZoneType::Normal
-        } else {
-            ZoneType::Dma
-        };
-        let zero_page = match zones[zero_zone as usize].alloc(
-            &mem_map,
-            0,
-            crate::page_alloc::Watermark::Ignore,
-        ) {
-            Ok(pfn) => pfn,
-            Err(_) => {
-                return Err(BootError::LowMemoryTooSmall {
-                    needed: (reserved_end + 1024) * PAGE_SIZE,
-                    lowmem,
-                })
-            }
-        };
-        mem_map.desc(zero_page).set_owner(PageOwner::BootReserved);
-        {
-            let c = &owner_pages[zero_zone as usize][PageOwner::BootReserved as usize];
-            c.set(c.get() + 1);
-        }
-        log.push(format!("On node 0 totalpages: {}", max_pfn));
-        for z in zones.iter() {
-            log.push(format!(
-                "zone({}) {:<8} pfn {:#09x}-{:#09x}: {} pages, {} managed, watermarks min {} low {} high {}",
-                z.ty() as usize,
-                z.ty().name(),
-                z.start_pfn().0,
-                z.end_pfn().0,
-                z.present_pages(),
-                z.managed_pages(),
-                z.watermarks().min,
-                z.watermarks().low,
-                z.watermarks().high
-            ));
-        }
-        log.push(format!(
-            "Kernel image: {} at {:#010x}; kernel page tables: {} pages at {:#010x}",
-            DisplaySize(image_pages * PAGE_SIZE),
-            image_start * PAGE_SIZE,
-            tables_end - tables_start,
-            tables_start * PAGE_SIZE
-        ));
-        log.push(format!(
-            "mem_map: {} descriptors x {} bytes = {} of low memory at {:#010x}",
-            max_pfn,
-            opts.struct_page_bytes,
-            DisplaySize(mem_map_pages * PAGE_SIZE),
-            mem_map_start * PAGE_SIZE
-        ));
-        let free: u64 = zones.iter().map(|z| z.free_pages()).sum();
-        log.push(format!(
-            "Memory: {}k/{}k available ({}k reserved, {}k highmem)",
-            free * 4,
-            usable / 1024,
-            reserved_end * 4,
-            cfg.highmem_bytes() / 1024
-        ));
-        log.push("virtual kernel memory layout:".into());
-        log.push(format!(
-            "    fixmap  : {:#010x} - {:#010x}   ({:>6} kB)",
-            layout.fixaddr_start().as_u32(),
-            layout.fixaddr_top().as_u32() + PAGE_SIZE as u32,
-            (layout.fixaddr_top().as_u64() + PAGE_SIZE - layout.fixaddr_start().as_u64()) / 1024
-        ));
-        log.push(format!(
-            "    pkmap   : {:#010x} - {:#010x}   ({:>6} kB)",
-            layout.pkmap_base().as_u32(),
-            layout.pkmap_end().as_u32(),
-            (layout.pkmap_end().as_u64() - layout.pkmap_base().as_u64()) / 1024
-        ));
-        log.push(format!(
-            "    vmalloc : {:#010x} - {:#010x}   ({:>6} MB)",
-            layout.vmalloc_start().as_u32(),
-            layout.vmalloc_end().as_u32(),
-            (layout.vmalloc_end().as_u64() - layout.vmalloc_start().as_u64()) >> 20
-        ));
-        log.push(format!(
-            "    lowmem  : {:#010x} - {:#010x}   ({:>6} MB)",
-            PAGE_OFFSET,
-            layout.high_memory().as_u32(),
-            lowmem >> 20
-        ));
-        log.push(format!(
-            "Page tables: user pte pages {}, page-table allocator {}, debug helpers {}",
-            match opts.strategy {
-                crate::kernel::PteStrategy::Lowmem => "in low memory (direct map)",
-                crate::kernel::PteStrategy::Atomic => "in high memory via kmap_atomic (highpte)",
-                crate::kernel::PteStrategy::Persistent => "in high memory via persistent kmap",
+        let owner_pages = reserve_boot_pages(&mem_map, &res, max_pfn, max_low_pfn);
+        free_boot_memory(&mut zones, &mem_map, &res, max_pfn);
+        let zero_page = alloc_zero_page(&mut zones, &mem_map, &owner_pages).ok_or(
+            BootError::LowMemoryTooSmall {
+                needed: (res.reserved_end + 1024) * PAGE_SIZE,
+                lowmem,
             },
-            opts.pt_alloc,
-            if opts.debug { "on" } else { "off" }
-        ));
+        )?;
+        log_memory_layout(&mut log, &cfg, &opts, &layout, &zones, &res);
         let slots = (cfg.cpus * highpte_arch::KmType::NR) as usize;
-        let k = Kernel {
+        Ok(Kernel {
             cfg,
             opts,
             layout,
@@ -398,22 +156,11 @@ impl<M: PagingMode> Kernel<M> {
             zones: zones.map(|z| SpinLock::new(zone_lock_name(z.ty()), z)),
             max_low_pfn,
             max_pfn,
-            swapper_pgd: pgd,
-            kernel_pmd,
-            fixmap_ptes,
+            swapper_pgd: tables.pgd,
+            kernel_pmd: tables.kernel_pmd,
+            fixmap_ptes: tables.fixmap_ptes,
             pkmap_pte_base,
-            pkmap: SpinLock::new(
-                "kmap_lock",
-                Pkmap::new(
-                    opts.pkmap_entries
-                        .map(|n| {
-                            n.clamp(2, M::LAST_PKMAP)
-                                .next_power_of_two()
-                                .min(M::LAST_PKMAP)
-                        })
-                        .unwrap_or(M::LAST_PKMAP),
-                ),
-            ),
+            pkmap: SpinLock::new("kmap_lock", Pkmap::new(pkmap_entries::<M>(&opts))),
             atomic_slots: (0..slots).map(|_| Cell::new(None)).collect(),
             atomic_last_use: (0..slots).map(|_| Cell::new(None)).collect(),
             owner_pages,
@@ -436,9 +183,111 @@ impl<M: PagingMode> Kernel<M> {
             shared_objects: RefCell::new(Vec::new()),
             fs: crate::fs::FsState::new(),
             _mode: PhantomData,
-        };
-        Ok(k)
+        })
     }
+}
+
+/// Place mem_map (`mem_map_pages` frames) after the boot allocations that end at frame
+/// `next`, like `alloc_bootmem` above the 16 MB of ISA DMA when low memory has room. Returns
+/// its first frame; fails if it and the boot reservations leave less than 4 MB of low
+/// memory for the running kernel.
+fn place_mem_map(next: u64, mem_map_pages: u64, lowmem: u64) -> Result<u64, BootError> {
+    let max_low_pfn = lowmem / PAGE_SIZE;
+    let dma_end = crate::page_alloc::zone::DMA_ZONE_BYTES / PAGE_SIZE;
+    let mem_map_start = if dma_end + mem_map_pages + 1024 <= max_low_pfn {
+        next.max(dma_end)
+    } else {
+        next
+    };
+    let reserved_end = mem_map_start + mem_map_pages;
+    if reserved_end + 1024 > max_low_pfn {
+        return Err(BootError::LowMemoryTooSmall {
+            needed: (reserved_end + 1024) * PAGE_SIZE,
+            lowmem,
+        });
+    }
+    Ok(mem_map_start)
+}
+
+/// Mark the frames boot reserved (below the kernel, the kernel image, the kernel tables,
+/// mem_map) in mem_map and count them per zone and owner: the kernel's `owner_pages`.
+fn reserve_boot_pages(
+    mem_map: &MemMap,
+    res: &BootReservations,
+    max_pfn: u64,
+    max_low_pfn: u64,
+) -> [[Cell<u64>; PageOwner::COUNT]; 3] {
+    let owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3] =
+        core::array::from_fn(|_| core::array::from_fn(|_| Cell::new(0)));
+    let mark = |start: u64, end: u64, owner: PageOwner| {
+        for pfn in start..end.min(max_pfn) {
+            let d = mem_map.desc(Pfn(pfn));
+            d.set_flag(PageFlags::RESERVED);
+            d.set_owner(owner);
+            let c = &owner_pages[boot_zone(pfn, max_low_pfn)][owner as usize];
+            c.set(c.get() + 1);
+        }
+    };
+    mark(0, res.image_start, PageOwner::BootReserved);
+    mark(
+        res.image_start,
+        res.image_start + res.image_pages,
+        PageOwner::KernelImage,
+    );
+    mark(res.tables_start, res.tables_end, PageOwner::BootReserved);
+    mark(res.mem_map_start, res.reserved_end, PageOwner::MemMap);
+    owner_pages
+}
+
+/// Free everything boot did not reserve to the zones' buddy allocators: the gap below
+/// mem_map (if it went above DMA) and all after it.
+fn free_boot_memory(zones: &mut [Zone; 3], mem_map: &MemMap, res: &BootReservations, max_pfn: u64) {
+    let free_ranges = [
+        (res.tables_end, res.mem_map_start),
+        (res.reserved_end, max_pfn),
+    ];
+    for z in zones.iter_mut() {
+        for (fs, fe) in free_ranges {
+            let start = z.start_pfn().0.max(fs);
+            let end = z.end_pfn().0.min(fe);
+            if start < end {
+                // The ranges are inside the zone and disjoint: cannot fail.
+                let _ = z.free_range_at_boot(mem_map, Pfn(start), Pfn(end));
+            }
+        }
+    }
+}
+
+/// The zero page: a low page nobody writes, reserved for boot. `None` if low memory has no
+/// free page left.
+fn alloc_zero_page(
+    zones: &mut [Zone; 3],
+    mem_map: &MemMap,
+    owner_pages: &[[Cell<u64>; PageOwner::COUNT]; 3],
+) -> Option<Pfn> {
+    let zero_zone = if zones[ZoneType::Normal as usize].managed_pages() > 0 {
+        ZoneType::Normal
+    } else {
+        ZoneType::Dma
+    };
+    let zero_page = zones[zero_zone as usize]
+        .alloc(mem_map, 0, crate::page_alloc::Watermark::Ignore)
+        .ok()?;
+    mem_map.desc(zero_page).set_owner(PageOwner::BootReserved);
+    let c = &owner_pages[zero_zone as usize][PageOwner::BootReserved as usize];
+    c.set(c.get() + 1);
+    Some(zero_page)
+}
+
+/// How many pkmap entries the kernel uses: the option, a power of two in `2..=LAST_PKMAP`.
+fn pkmap_entries<M: PagingMode>(opts: &KernelOptions) -> u32 {
+    opts.pkmap_entries
+        .map(|n| {
+            n.clamp(2, M::LAST_PKMAP)
+                .next_power_of_two()
+                .min(M::LAST_PKMAP)
+        })
+        .unwrap_or(M::LAST_PKMAP)
 }
 
 fn zone_lock_name(t: ZoneType) -> &'static str {

@@ -10,6 +10,7 @@ use crate::mm::vma::Vma;
 use crate::mm::{pte_maps_page, Mm, PROT_WRITE, PTE_PROTNONE, TASK_SIZE};
 use crate::page_alloc::PageOwner;
 use crate::pgtable::alloc::PtKind;
+use crate::pgtable::pte::pte_phys;
 use crate::pgtable::OutOfMemory;
 use crate::platform::Platform;
 use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SIZE};
@@ -353,10 +354,4 @@ impl<M: PagingMode> Kernel<M> {
         self.pgd_free(cx, &mm.pgd);
         let _ = PageOwner::PageTable;
     }
-}
-
-/// Physical address of the pte for `va` in pte page `ptp`.
-#[inline(always)]
-pub(crate) fn pte_phys<M: PagingMode>(ptp: Pfn, va: VirtAddr) -> u64 {
-    ptp.addr().as_u64() + (M::pte_index(va) * M::ENTRY_BYTES) as u64
 }

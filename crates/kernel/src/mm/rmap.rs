@@ -4,7 +4,7 @@
 //! A chain entry records the pte's *physical* address: with highpte the pte page may sit in
 //! high memory, and a kernel virtual address of a pte is only valid while its page is mapped.
 //! Reclaim maps each pte with the third atomic slot, `KM_PTE2`
-//! ([`crate::pgtable::pte_map_phys`]).
+//! ([`crate::pgtable::PteCursor::map_phys`]).
 //!
 //! # What the chains cost
 //!
