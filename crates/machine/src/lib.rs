@@ -18,6 +18,7 @@ mod platform_impl;
 pub mod sched;
 pub mod system;
 pub mod task;
+pub mod text;
 pub mod tlb;
 
 pub use blockdev::{HostIoError, SwapFileError};
