@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use file::CostModelError;
 
 /// Bytes in a small page: the unit of [`CostModel::page_zero`] and [`CostModel::page_copy`].
-pub const PAGE_BYTES: u64 = 4096;
+pub const PAGE_BYTES: u64 = highpte_arch::PAGE_SIZE;
 
 /// Cycles charged per simulated event, plus the clock rate that turns cycles into time.
 ///

@@ -439,8 +439,8 @@ impl<M: PagingMode> Machine<M> {
         &self,
         dev: highpte_kernel::BlockDev,
         block: u64,
-    ) -> Result<[u8; 4096], crate::blockdev::HostIoError> {
-        let mut buf = [0u8; 4096];
+    ) -> Result<[u8; crate::blockdev::BLOCK_BYTES], crate::blockdev::HostIoError> {
+        let mut buf = [0u8; crate::blockdev::BLOCK_BYTES];
         self.st().disks.peek(dev, block, &mut buf)?;
         Ok(buf)
     }

@@ -13,7 +13,9 @@ use crate::pgtable::alloc::PtKind;
 use crate::pgtable::pte::pte_phys;
 use crate::pgtable::OutOfMemory;
 use crate::platform::Platform;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SIZE};
+use highpte_arch::{
+    Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
+};
 
 impl<M: PagingMode> Kernel<M> {
     /// The pte flags for a user page of a VMA: present, user, accessed; writable only for a
@@ -157,7 +159,7 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             // room for the child's reverse-map entries (rmap reclaim only)
-            self.rmap_reserve(cx, (next - addr) >> 12)?;
+            self.rmap_reserve(cx, (next - addr) >> PAGE_SHIFT)?;
             let mut cur = self.lock_ptes(cx, dst);
             let mut dmap = cur.alloc_map(a)?;
             // Map the source pte page first, then take the source's lock: a persistent kmap

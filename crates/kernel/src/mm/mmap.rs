@@ -13,8 +13,6 @@ use crate::platform::{KernelEvent, Platform, TaskId};
 use alloc::rc::Rc;
 use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
-const PAGE: u64 = PAGE_SIZE;
-
 /// `PROT_SEM`: accepted by `mprotect` (the memory may hold atomic semaphores); no effect.
 pub const PROT_SEM: u32 = 0x8;
 /// `PROT_GROWSDOWN`: `mprotect` extends the change down to the start of a `VM_GROWSDOWN`
@@ -26,7 +24,7 @@ pub const PROT_GROWSUP: u32 = 0x0200_0000;
 /// Round up to a page; saturates (an overflowing length stays too big rather than wrapping
 /// to a small one, as Linux's `PAGE_ALIGN(len) == 0` check catches).
 fn page_align(len: u64) -> u64 {
-    len.div_ceil(PAGE).saturating_mul(PAGE)
+    len.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE)
 }
 
 /// An `mmap` request that passed `do_mmap_pgoff`'s checks.
@@ -67,7 +65,7 @@ fn mmap_check(
     if fixed && addr as u64 + len > TASK_SIZE as u64 {
         return Err(Errno::ENOMEM);
     }
-    if fixed && (addr as u64 & (PAGE - 1) != 0) {
+    if fixed && (addr as u64 & (PAGE_SIZE - 1) != 0) {
         return Err(Errno::EINVAL);
     }
     // MAP_TYPE is the low nibble: exactly MAP_SHARED or MAP_PRIVATE
@@ -208,7 +206,7 @@ impl<M: PagingMode> Kernel<M> {
         self.syscall_enter(p, "sys_mmap");
         // the checks in Linux's order: old_mmap's offset, fget, do_mmap, get_unmapped_area,
         // then the mapping type
-        if offset & (PAGE - 1) != 0 {
+        if offset & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         // a file mapping: the open file's inode and access mode (fget)
@@ -269,7 +267,7 @@ impl<M: PagingMode> Kernel<M> {
                 shared: req.shared,
             }
         } else if req.shared {
-            self.kobj_charge(cx, KObj::ShmSeg, req.len / PAGE * 8)
+            self.kobj_charge(cx, KObj::ShmSeg, req.len / PAGE_SIZE * 8)
                 .map_err(|_| Errno::ENOMEM)?;
             let obj = Rc::new(ShmObject::new(0, req.len));
             self.register_shared_object(&obj);
@@ -304,7 +302,7 @@ impl<M: PagingMode> Kernel<M> {
             }
             return Some(addr);
         }
-        let hint = (addr as u64).div_ceil(PAGE) * PAGE;
+        let hint = (addr as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         if hint != 0 && hint + len <= TASK_SIZE as u64 && !vmas.any_overlap(hint as u32, hint + len)
         {
             return Some(hint as u32);
@@ -353,7 +351,7 @@ impl<M: PagingMode> Kernel<M> {
             if self.do_page_fault(cx, pid, VirtAddr::new(a as u32), code) != FaultOutcome::Handled {
                 break;
             }
-            a += PAGE;
+            a += PAGE_SIZE;
         }
     }
 
@@ -401,7 +399,7 @@ impl<M: PagingMode> Kernel<M> {
     ) -> Result<(), Errno> {
         let p = cx.p();
         self.syscall_enter(p, "sys_munmap");
-        if addr as u64 & (PAGE - 1) != 0 || len == 0 {
+        if addr as u64 & (PAGE_SIZE - 1) != 0 || len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_align(len);
@@ -465,7 +463,7 @@ impl<M: PagingMode> Kernel<M> {
         if grows == PROT_GROWSDOWN | PROT_GROWSUP {
             return Err(Errno::EINVAL);
         }
-        if addr as u64 & (PAGE - 1) != 0 {
+        if addr as u64 & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -559,8 +557,8 @@ impl<M: PagingMode> Kernel<M> {
             self.vma_resettle(cx, pid);
             return cur;
         }
-        let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
-        let old_end = (cur as u64).div_ceil(PAGE) * PAGE;
+        let new_end = (addr as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let old_end = (cur as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let mut removed = alloc::vec::Vec::new();
         if new_end < old_end {
             // (what is mapped there goes, shared mappings placed in the heap included)
@@ -571,7 +569,7 @@ impl<M: PagingMode> Kernel<M> {
         } else if new_end > old_end {
             // Linux keeps a page free between the heap and the next mapping
             // (find_vma_intersection(oldbrk, newbrk + PAGE_SIZE))
-            if vmas.any_overlap(old_end as u32, new_end + PAGE) {
+            if vmas.any_overlap(old_end as u32, new_end + PAGE_SIZE) {
                 drop(vmas);
                 self.vma_resettle(cx, pid);
                 return cur;

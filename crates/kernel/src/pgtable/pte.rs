@@ -131,7 +131,7 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
         let first = M::pte_index(VirtAddr::new(s));
         let n = ((e - s as u64) / highpte_arch::PAGE_SIZE) as usize;
         let eb = M::ENTRY_BYTES as usize;
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; PAGE_SIZE as usize];
         let bytes = &mut buf[..n * eb];
         let va = VirtAddr::new(self.base.as_u32() + first * M::ENTRY_BYTES);
         self.p.read_block(va, bytes);
