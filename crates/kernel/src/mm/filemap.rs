@@ -18,6 +18,7 @@ use crate::errno::Errno;
 use crate::fs::Inode;
 use crate::kernel::Kernel;
 use crate::mm::tlb::PendingFlush;
+use crate::mm::user_pte;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::PageOwner;
@@ -25,7 +26,7 @@ use crate::pgtable::PteMap;
 use crate::platform::{Platform, TaskId};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 /// `MS_ASYNC`.
 pub const MS_ASYNC: u32 = 1;
@@ -92,14 +93,10 @@ impl<M: PagingMode> Kernel<M> {
         *file_page = None;
         self.mem_map.desc(pfn).inc_mapcount();
         self.page_add_rmap(pfn, map.pte_phys(addr), mm, addr.as_u32());
-        let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
-        if *shared && vma.prot & PROT_WRITE != 0 {
-            f |= EntryFlags::RW;
-            if write {
-                f |= EntryFlags::DIRTY;
-            }
-        }
-        map.set(addr, Entry::new(pfn, f));
+        map.set(
+            addr,
+            user_pte(pfn, *shared && vma.prot & PROT_WRITE != 0, write),
+        );
         mm.rss.set(mm.rss.get() + 1);
         self.counters.inc(Counter::FaultsFile);
         if write && !*shared {

@@ -13,15 +13,14 @@ use crate::errno::Signal;
 use crate::kernel::Kernel;
 use crate::mm::fault::FaultOutcome;
 use crate::mm::shm::ObjSlot;
+use crate::mm::user_pte;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
 use crate::pgtable::pte::pte_phys;
 use crate::platform::{Platform, TaskId};
 use alloc::vec::Vec;
-use highpte_arch::{
-    Entry, EntryFlags, PageFaultErrorCode, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
-};
+use highpte_arch::{Entry, PageFaultErrorCode, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 impl<M: PagingMode> Kernel<M> {
     /// Fault in `[start, start + len)` of task `pid` for reading or writing. Returns the number
@@ -200,23 +199,13 @@ impl<M: PagingMode> Kernel<M> {
         reserve: &mut Vec<Pfn>,
     ) -> Option<Entry> {
         match &vma.backing {
-            Backing::Anon if !write => Some(Entry::new(
-                self.zero_page,
-                EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
-            )),
+            Backing::Anon if !write => Some(user_pte(self.zero_page, false, false)),
             Backing::Anon => reserve.pop().map(|new| {
                 let d = self.mem_map.desc(new);
                 d.set_flag(PageFlags::ANON);
                 d.inc_mapcount();
                 self.page_add_rmap(new, pte_phys::<M>(ptp, va), mm, va.as_u32());
-                Entry::new(
-                    new,
-                    EntryFlags::PRESENT
-                        | EntryFlags::USER
-                        | EntryFlags::RW
-                        | EntryFlags::ACCESSED
-                        | EntryFlags::DIRTY,
-                )
+                user_pte(new, true, true)
             }),
             Backing::File { .. } => None,
             Backing::Shared { obj, pgoff, .. } => {
@@ -238,14 +227,7 @@ impl<M: PagingMode> Kernel<M> {
                     d.get_page();
                     d.inc_mapcount();
                     self.page_add_rmap(pg, pte_phys::<M>(ptp, va), mm, va.as_u32());
-                    let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
-                    if vma.prot & PROT_WRITE != 0 {
-                        f |= EntryFlags::RW;
-                        if write {
-                            f |= EntryFlags::DIRTY;
-                        }
-                    }
-                    Entry::new(pg, f)
+                    user_pte(pg, vma.prot & PROT_WRITE != 0, write)
                 })
             }
         }

@@ -7,6 +7,7 @@ use crate::counters::Counter;
 use crate::ctx::SleepCtx;
 use crate::kernel::Kernel;
 use crate::mm::shm::ObjSlot;
+use crate::mm::user_pte;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::PageFlags;
@@ -27,13 +28,7 @@ impl<M: PagingMode> Kernel<M> {
     ) -> Step {
         if !write {
             // read of a never-written private page: map the zero page read-only
-            map.set(
-                addr,
-                Entry::new(
-                    self.zero_page,
-                    EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED,
-                ),
-            );
+            map.set(addr, user_pte(self.zero_page, false, false));
             mm.rss.set(mm.rss.get() + 1);
             self.counters.inc(Counter::FaultsAnon);
             return Step::Done;
@@ -44,17 +39,7 @@ impl<M: PagingMode> Kernel<M> {
         self.mem_map.desc(new).set_flag(PageFlags::ANON);
         self.mem_map.desc(new).inc_mapcount();
         self.page_add_rmap(new, map.pte_phys(addr), mm, addr.as_u32());
-        map.set(
-            addr,
-            Entry::new(
-                new,
-                EntryFlags::PRESENT
-                    | EntryFlags::USER
-                    | EntryFlags::RW
-                    | EntryFlags::ACCESSED
-                    | EntryFlags::DIRTY,
-            ),
-        );
+        map.set(addr, user_pte(new, true, true));
         mm.rss.set(mm.rss.get() + 1);
         self.counters.inc(Counter::FaultsAnon);
         Step::Done
@@ -94,15 +79,8 @@ impl<M: PagingMode> Kernel<M> {
         let desc = self.mem_map.desc(page);
         desc.get_page();
         desc.inc_mapcount();
-        let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
-        if vma.prot & PROT_WRITE != 0 {
-            f |= EntryFlags::RW;
-            if write {
-                f |= EntryFlags::DIRTY;
-            }
-        }
         self.page_add_rmap(page, map.pte_phys(addr), mm, addr.as_u32());
-        map.set(addr, Entry::new(page, f));
+        map.set(addr, user_pte(page, vma.prot & PROT_WRITE != 0, write));
         mm.rss.set(mm.rss.get() + 1);
         self.counters.inc(Counter::FaultsShared);
         Step::Done
@@ -208,19 +186,14 @@ impl<M: PagingMode> Kernel<M> {
         // the pte's slot reference goes; our page reference becomes the pte's
         self.swap_free(p, e);
         d.inc_mapcount();
-        let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
         // exclusive (only this pte and the cache use it): take it out of the cache
         // Keep a clean copy in the cache on a read (freeing it later costs no write) unless
         // swap is more than half full (`vm_swap_full`).
         let (total, used, _) = self.swap_usage(p);
-        if (write || used * 2 > total) && self.reuse_swap_page(p, pfn) && vma.writable() {
-            f |= EntryFlags::RW;
-            if write {
-                f |= EntryFlags::DIRTY;
-            }
-        }
+        let writable =
+            (write || used * 2 > total) && self.reuse_swap_page(p, pfn) && vma.writable();
         self.page_add_rmap(pfn, map.pte_phys(addr), mm, addr.as_u32());
-        map.set(addr, Entry::new(pfn, f));
+        map.set(addr, user_pte(pfn, writable, write));
         drop(map);
         mm.rss.set(mm.rss.get() + 1);
         self.counters.inc(Counter::FaultsSwapCache);
