@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::marker::PhantomData;
-use highpte_arch::{Config, Entry, KernelLayout, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Config, Entry, KernelLayout, PagingMode, Pfn, VirtAddr, PAGE_SHIFT};
 
 /// How user pte pages are placed and reached: the three designs the seed compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -272,7 +272,7 @@ impl<M: PagingMode> Kernel<M> {
     pub fn page_zone(&self, pfn: Pfn) -> ZoneType {
         if pfn.0 >= self.max_low_pfn {
             ZoneType::HighMem
-        } else if pfn.0 < crate::page_alloc::zone::DMA_ZONE_BYTES >> 12 {
+        } else if pfn.0 < crate::page_alloc::zone::DMA_ZONE_BYTES >> PAGE_SHIFT {
             ZoneType::Dma
         } else {
             ZoneType::Normal

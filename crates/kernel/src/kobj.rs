@@ -11,7 +11,7 @@ use crate::kernel::Kernel;
 use crate::page_alloc::{PageOwner, GFP_KERNEL};
 use crate::pgtable::OutOfMemory;
 use crate::platform::Platform;
-use highpte_arch::{PagingMode, Pfn};
+use highpte_arch::{PagingMode, Pfn, PAGE_SIZE};
 
 /// A kind of kernel object and its simulated size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl<M: PagingMode> Kernel<M> {
         // Re-read the bytes in use on every round: allocating a page may let other tasks run
         // and charge or uncharge meanwhile (a value read before the allocation would be stale
         // and lose their update).
-        while (self.kobj.pages.borrow().len() as u64) * 4096 < self.kobj.bytes.get() + add {
+        while (self.kobj.pages.borrow().len() as u64) * PAGE_SIZE < self.kobj.bytes.get() + add {
             let pfn = self
                 .alloc_pages(
                     cx,
@@ -92,7 +92,7 @@ impl<M: PagingMode> Kernel<M> {
                 let mut pages = self.kobj.pages.borrow_mut();
                 // keep what the bytes need plus one page of slack while anything is in use,
                 // as slab keeps a partially used page; nothing once the last object is gone
-                let needed = left.div_ceil(4096) + u64::from(left > 0);
+                let needed = left.div_ceil(PAGE_SIZE) + u64::from(left > 0);
                 if pages.len() as u64 > needed {
                     pages.pop()
                 } else {

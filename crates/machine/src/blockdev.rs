@@ -24,8 +24,11 @@ pub const BLOCK_IO_CYCLES: u64 = 200_000;
 /// `highpte_kernel::mm::swap`). Any other device stays in host memory.
 pub const SWAP_FILE_DEVICE: BlockDev = BlockDev::Swap(0);
 
-/// One 4 KB block.
-type Block = Box<[u8; 4096]>;
+/// Bytes in a block: a block holds one page.
+pub const BLOCK_BYTES: usize = highpte_arch::PAGE_SIZE as usize;
+
+/// One block.
+type Block = Box<[u8; BLOCK_BYTES]>;
 
 /// Where the swap device's blocks live.
 #[derive(Debug, Default)]
@@ -75,7 +78,7 @@ impl BlockStore {
         &mut self,
         dev: BlockDev,
         block: u64,
-        buf: &mut [u8; 4096],
+        buf: &mut [u8; BLOCK_BYTES],
     ) -> Result<(), HostIoError> {
         self.reads += 1;
         self.peek(dev, block, buf)
@@ -86,7 +89,7 @@ impl BlockStore {
         &mut self,
         dev: BlockDev,
         block: u64,
-        buf: &[u8; 4096],
+        buf: &[u8; BLOCK_BYTES],
     ) -> Result<(), HostIoError> {
         self.writes += 1;
         if let Some(f) = self.file_of(dev) {
@@ -106,7 +109,12 @@ impl BlockStore {
     }
 
     /// Look at a block without counting a read (for tests and reports).
-    pub fn peek(&self, dev: BlockDev, block: u64, buf: &mut [u8; 4096]) -> Result<(), HostIoError> {
+    pub fn peek(
+        &self,
+        dev: BlockDev,
+        block: u64,
+        buf: &mut [u8; BLOCK_BYTES],
+    ) -> Result<(), HostIoError> {
         match &self.swap {
             SwapBacking::File(f) if dev == SWAP_FILE_DEVICE => f.read(block, buf),
             _ => {

@@ -19,6 +19,7 @@ pub mod sched;
 mod stack;
 pub mod system;
 pub mod task;
+pub mod text;
 pub mod tlb;
 
 pub use blockdev::{HostIoError, SwapFileError};

@@ -14,7 +14,7 @@ use crate::errno::Errno;
 use crate::kernel::Kernel;
 use crate::page_alloc::PageFlags;
 use crate::platform::{Platform, TaskId};
-use highpte_arch::{PagingMode, VirtAddr};
+use highpte_arch::{PagingMode, VirtAddr, PAGE_SIZE};
 
 impl<M: PagingMode> Kernel<M> {
     /// `read(fd, buf)`: bytes read (0 at the end of the file).
@@ -91,9 +91,9 @@ impl<M: PagingMode> Kernel<M> {
         let mut done = 0usize;
         while pos + (done as u64) < end {
             let off = pos + done as u64;
-            let idx = (off / 4096) as u32;
-            let in_page = (off % 4096) as u32;
-            let n = (4096 - in_page as u64).min(end - off) as usize;
+            let idx = (off / PAGE_SIZE) as u32;
+            let in_page = (off % PAGE_SIZE) as u32;
+            let n = (PAGE_SIZE - in_page as u64).min(end - off) as usize;
             let pfn = match self.read_cache_page(cx, inode, idx) {
                 Ok(pfn) => pfn,
                 Err(e) if done == 0 => return Err(e),
@@ -136,16 +136,16 @@ impl<M: PagingMode> Kernel<M> {
         let mut done = 0usize;
         while done < len {
             let off = pos + done as u64;
-            let idx = (off / 4096) as u32;
-            let in_page = (off % 4096) as u32;
-            let n = (4096 - in_page as usize).min(len - done);
+            let idx = (off / PAGE_SIZE) as u32;
+            let in_page = (off % PAGE_SIZE) as u32;
+            let n = (PAGE_SIZE as usize - in_page as usize).min(len - done);
             let (pfn, fresh) = match self.grab_cache_page(cx, inode, idx) {
                 Ok(x) => x,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
             };
             let d = self.mem_map.desc(pfn);
-            if n < 4096 && (fresh || !d.test_flag(PageFlags::UPTODATE)) {
+            if n < PAGE_SIZE as usize && (fresh || !d.test_flag(PageFlags::UPTODATE)) {
                 // prepare_write: the rest of the page keeps what the file holds
                 self.readpage(cx, inode, idx, pfn);
             }

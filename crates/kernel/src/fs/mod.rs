@@ -37,7 +37,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use highpte_arch::{PagingMode, Pfn};
+use highpte_arch::{PagingMode, Pfn, PAGE_SIZE};
 
 /// `O_RDONLY`.
 pub const O_RDONLY: u32 = 0;
@@ -91,7 +91,7 @@ impl Inode {
     }
     /// Pages the size covers.
     pub fn size_pages(&self) -> u64 {
-        self.size.get().div_ceil(4096)
+        self.size.get().div_ceil(PAGE_SIZE)
     }
     /// True while the file has a name.
     pub fn linked(&self) -> bool {

@@ -25,7 +25,7 @@ use crate::page_alloc::{PageFlags, PageOwner, ZoneType, GFP_HIGHUSER};
 use crate::platform::{BlockDev, Platform};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use highpte_arch::{PagingMode, Pfn};
+use highpte_arch::{PagingMode, Pfn, PAGE_SIZE};
 
 impl<M: PagingMode> Kernel<M> {
     /// `set_page_dirty` for any user page: a page-cache page is counted in `Dirty`.
@@ -320,7 +320,7 @@ impl<M: PagingMode> Kernel<M> {
             return;
         }
         let p = cx.p();
-        let first = size.div_ceil(4096) as u32;
+        let first = size.div_ceil(PAGE_SIZE) as u32;
         // the size is set first: a fault from now on sees the new end and gives SIGBUS
         self.unmap_file_range(cx, inode, first);
         self.truncate_inode_pages(cx, inode, first);
@@ -332,17 +332,17 @@ impl<M: PagingMode> Kernel<M> {
         for blk in gone {
             self.disk_free(p, blk);
         }
-        let off = (size % 4096) as usize;
-        let last = (size / 4096) as u32;
+        let off = (size % PAGE_SIZE) as usize;
+        let last = (size / PAGE_SIZE) as u32;
         if off != 0 && (self.cache_page(p, inode, last).is_some() || inode.block(last).is_some()) {
             // the bytes past the end in the last page must read as zeros if the file grows
-            let idx = (size / 4096) as u32;
+            let idx = (size / PAGE_SIZE) as u32;
             if let Ok((pfn, fresh)) = self.grab_cache_page(cx, inode, idx) {
                 if fresh {
                     self.readpage(cx, inode, idx, pfn);
                 }
                 let va = self.kmap(cx, pfn, "truncate_partial_page");
-                let zeros = [0u8; 4096];
+                let zeros = [0u8; PAGE_SIZE as usize];
                 // SAFETY: `va` is our kmap of the locked cache page.
                 unsafe {
                     p.write_block(

@@ -18,6 +18,7 @@ use crate::errno::Errno;
 use crate::fs::Inode;
 use crate::kernel::Kernel;
 use crate::mm::tlb::PendingFlush;
+use crate::mm::user_pte;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::{Mm, PROT_WRITE};
 use crate::page_alloc::PageOwner;
@@ -25,7 +26,7 @@ use crate::pgtable::PteMap;
 use crate::platform::{Platform, TaskId};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{EntryFlags, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 /// `MS_ASYNC`.
 pub const MS_ASYNC: u32 = 1;
@@ -77,7 +78,7 @@ impl<M: PagingMode> Kernel<M> {
         else {
             return FileFault::Sigbus;
         };
-        let idx = pgoff + ((addr.as_u32() - vma.start) >> 12);
+        let idx = pgoff + ((addr.as_u32() - vma.start) >> PAGE_SHIFT);
         if idx as u64 >= file.size_pages() {
             return FileFault::Sigbus;
         }
@@ -92,14 +93,10 @@ impl<M: PagingMode> Kernel<M> {
         *file_page = None;
         self.mem_map.desc(pfn).inc_mapcount();
         self.page_add_rmap(pfn, map.pte_phys(addr), mm, addr.as_u32());
-        let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
-        if *shared && vma.prot & PROT_WRITE != 0 {
-            f |= EntryFlags::RW;
-            if write {
-                f |= EntryFlags::DIRTY;
-            }
-        }
-        map.set(addr, Entry::new(pfn, f));
+        map.set(
+            addr,
+            user_pte(pfn, *shared && vma.prot & PROT_WRITE != 0, write),
+        );
         mm.rss.set(mm.rss.get() + 1);
         self.counters.inc(Counter::FaultsFile);
         if write && !*shared {
@@ -144,7 +141,7 @@ impl<M: PagingMode> Kernel<M> {
                 .filter_map(|v| match &v.backing {
                     Backing::File { file, pgoff, .. } if Rc::ptr_eq(file, inode) => {
                         let s = if first > *pgoff {
-                            v.start as u64 + ((first - pgoff) as u64) * 4096
+                            v.start as u64 + ((first - pgoff) as u64) * PAGE_SIZE
                         } else {
                             v.start as u64
                         };
@@ -208,7 +205,7 @@ impl<M: PagingMode> Kernel<M> {
         if flags & MS_ASYNC != 0 && flags & MS_SYNC != 0 {
             return Err(Errno::EINVAL);
         }
-        let len = len.div_ceil(4096).saturating_mul(4096);
+        let len = len.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
         let end = addr as u64 + len;
         if end > 1 << 32 {
             return Err(Errno::ENOMEM);
@@ -233,7 +230,7 @@ impl<M: PagingMode> Kernel<M> {
                 shared: true,
             } = &v.backing
             {
-                let first = pgoff + ((s - v.start) >> 12);
+                let first = pgoff + ((s - v.start) >> PAGE_SHIFT);
                 work.push((s, e as u32, file.clone(), first));
             }
             cur = e;
@@ -247,7 +244,7 @@ impl<M: PagingMode> Kernel<M> {
         drop(vmas);
         for (s, e, file, first) in work {
             if flags & MS_SYNC != 0 {
-                let last = first + ((e - s) >> 12) - 1;
+                let last = first + ((e - s) >> PAGE_SHIFT) - 1;
                 self.filemap_fdatawrite(cx, &file, first, last);
             }
             self.iput(cx, file);

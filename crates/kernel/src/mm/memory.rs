@@ -10,9 +10,12 @@ use crate::mm::vma::Vma;
 use crate::mm::{pte_maps_page, Mm, PROT_WRITE, PTE_PROTNONE, TASK_SIZE};
 use crate::page_alloc::PageOwner;
 use crate::pgtable::alloc::PtKind;
+use crate::pgtable::pte::pte_phys;
 use crate::pgtable::OutOfMemory;
 use crate::platform::Platform;
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SIZE};
+use highpte_arch::{
+    Entry, EntryFlags, PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
+};
 
 impl<M: PagingMode> Kernel<M> {
     /// The pte flags for a user page of a VMA: present, user, accessed; writable only for a
@@ -156,7 +159,7 @@ impl<M: PagingMode> Kernel<M> {
                 continue;
             }
             // room for the child's reverse-map entries (rmap reclaim only)
-            self.rmap_reserve(cx, (next - addr) >> 12)?;
+            self.rmap_reserve(cx, (next - addr) >> PAGE_SHIFT)?;
             let mut cur = self.lock_ptes(cx, dst);
             let mut dmap = cur.alloc_map(a)?;
             // Map the source pte page first, then take the source's lock: a persistent kmap
@@ -354,10 +357,4 @@ impl<M: PagingMode> Kernel<M> {
         self.pgd_free(cx, &mm.pgd);
         let _ = PageOwner::PageTable;
     }
-}
-
-/// Physical address of the pte for `va` in pte page `ptp`.
-#[inline(always)]
-pub(crate) fn pte_phys<M: PagingMode>(ptp: Pfn, va: VirtAddr) -> u64 {
-    ptp.addr().as_u64() + (M::pte_index(va) * M::ENTRY_BYTES) as u64
 }

@@ -11,9 +11,7 @@ use crate::mm::vma::{Backing, Vma};
 use crate::mm::*;
 use crate::platform::{KernelEvent, Platform, TaskId};
 use alloc::rc::Rc;
-use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr};
-
-const PAGE: u64 = 4096;
+use highpte_arch::{PageFaultErrorCode, PagingMode, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 /// `PROT_SEM`: accepted by `mprotect` (the memory may hold atomic semaphores); no effect.
 pub const PROT_SEM: u32 = 0x8;
@@ -26,7 +24,79 @@ pub const PROT_GROWSUP: u32 = 0x0200_0000;
 /// Round up to a page; saturates (an overflowing length stays too big rather than wrapping
 /// to a small one, as Linux's `PAGE_ALIGN(len) == 0` check catches).
 fn page_align(len: u64) -> u64 {
-    len.div_ceil(PAGE).saturating_mul(PAGE)
+    len.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE)
+}
+
+/// An `mmap` request that passed `do_mmap_pgoff`'s checks.
+struct MmapRequest {
+    /// The length, page aligned.
+    len: u64,
+    /// `PROT_READ | PROT_WRITE | PROT_EXEC` of the requested protection.
+    prot: u32,
+    /// `MAP_FIXED`.
+    fixed: bool,
+    /// `MAP_SHARED` (else `MAP_PRIVATE`).
+    shared: bool,
+    /// False for a shared mapping of a file not open for writing: `mprotect` may never add
+    /// `PROT_WRITE`.
+    may_write: bool,
+}
+
+/// `do_mmap_pgoff`'s checks of an `mmap` request, in Linux's order, after the offset's
+/// alignment and `fget`; `file` is the open file's (readable, writable) for a file mapping.
+fn mmap_check(
+    addr: u32,
+    len: u64,
+    prot: u32,
+    flags: u32,
+    offset: u64,
+    file: Option<(bool, bool)>,
+) -> Result<MmapRequest, Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_align(len);
+    if len > TASK_SIZE as u64 {
+        return Err(Errno::ENOMEM);
+    }
+    // prot bits other than R/W/X are ignored, as Linux's calc_vm_prot_bits does
+    let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+    let fixed = flags & MAP_FIXED != 0;
+    if fixed && addr as u64 + len > TASK_SIZE as u64 {
+        return Err(Errno::ENOMEM);
+    }
+    if fixed && (addr as u64 & (PAGE_SIZE - 1) != 0) {
+        return Err(Errno::EINVAL);
+    }
+    // MAP_TYPE is the low nibble: exactly MAP_SHARED or MAP_PRIVATE
+    let kind = flags & 0x0f;
+    if kind != MAP_SHARED && kind != MAP_PRIVATE {
+        return Err(Errno::EINVAL);
+    }
+    let mut may_write = true;
+    if let Some((readable, writable)) = file {
+        // do_mmap_pgoff: the page offset must not wrap; a shared writable mapping needs
+        // a descriptor open for writing, every file mapping one open for reading
+        if (offset >> PAGE_SHIFT) + (len >> PAGE_SHIFT) > u32::MAX as u64 {
+            return Err(Errno::EOVERFLOW);
+        }
+        if kind == MAP_SHARED && !writable {
+            if prot & PROT_WRITE != 0 {
+                return Err(Errno::EACCES);
+            }
+            may_write = false;
+        }
+        if !readable {
+            return Err(Errno::EACCES);
+        }
+    }
+    Ok(MmapRequest {
+        len,
+        prot,
+        fixed,
+        shared: kind == MAP_SHARED,
+        may_write,
+    })
 }
 
 impl<M: PagingMode> Kernel<M> {
@@ -136,7 +206,7 @@ impl<M: PagingMode> Kernel<M> {
         self.syscall_enter(p, "sys_mmap");
         // the checks in Linux's order: old_mmap's offset, fget, do_mmap, get_unmapped_area,
         // then the mapping type
-        if offset & (PAGE - 1) != 0 {
+        if offset & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         // a file mapping: the open file's inode and access mode (fget)
@@ -148,56 +218,58 @@ impl<M: PagingMode> Kernel<M> {
         } else {
             None
         };
-        if len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let len = page_align(len);
-        if len > TASK_SIZE as u64 {
-            return Err(Errno::ENOMEM);
-        }
-        // prot bits other than R/W/X are ignored, as Linux's calc_vm_prot_bits does
-        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-        let fixed = flags & MAP_FIXED != 0;
-        if fixed && addr as u64 + len > TASK_SIZE as u64 {
-            return Err(Errno::ENOMEM);
-        }
-        if fixed && (addr as u64 & (PAGE - 1) != 0) {
-            return Err(Errno::EINVAL);
-        }
-        // MAP_TYPE is the low nibble: exactly MAP_SHARED or MAP_PRIVATE
-        let kind = flags & 0x0f;
-        if kind != MAP_SHARED && kind != MAP_PRIVATE {
-            return Err(Errno::EINVAL);
-        }
-        let mut may_write = true;
-        if let Some((_, readable, writable)) = &file {
-            // do_mmap_pgoff: the page offset must not wrap; a shared writable mapping needs
-            // a descriptor open for writing, every file mapping one open for reading
-            if (offset >> 12) + (len >> 12) > u32::MAX as u64 {
-                return Err(Errno::EOVERFLOW);
-            }
-            if kind == MAP_SHARED && !writable {
-                if prot & PROT_WRITE != 0 {
-                    return Err(Errno::EACCES);
-                }
-                may_write = false;
-            }
-            if !readable {
-                return Err(Errno::EACCES);
-            }
-        }
+        let access = file.as_ref().map(|(_, r, w)| (*r, *w));
+        let req = mmap_check(addr, len, prot, flags, offset, access)?;
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         self.vma_precharge(cx, &mm)?;
-        let backing = if let Some((inode, _, _)) = file {
+        let backing = self.mmap_backing(cx, file.map(|(inode, ..)| inode), &req, offset)?;
+        let mut vmas = mm.mmap_sem.write(cx, "sys_mmap");
+        if vmas.len() >= self.opts.max_map_count {
+            drop(vmas);
+            self.release_backing(cx, backing);
+            return Err(Errno::ENOMEM);
+        }
+        let Some(start) = self.mmap_place(cx, &mm, &mut vmas, addr, &req) else {
+            drop(vmas);
+            self.release_backing(cx, backing);
+            return Err(Errno::ENOMEM);
+        };
+        vmas.insert(Vma {
+            start,
+            end: (start as u64 + req.len) as u32,
+            prot: req.prot,
+            backing,
+            heap: false,
+            may_write: req.may_write,
+        });
+        let n = vmas.len();
+        drop(vmas);
+        self.vma_settle(cx, &mm, n);
+        if flags & MAP_POPULATE != 0 {
+            self.populate(cx, pid, start, req.len, req.prot & PROT_WRITE != 0);
+        }
+        Ok(start)
+    }
+
+    /// What a new mapping maps: the file from `offset`, a new shared object (charged as
+    /// kernel memory) for `MAP_SHARED | MAP_ANONYMOUS`, or private anonymous memory.
+    fn mmap_backing<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        file: Option<Rc<crate::fs::Inode>>,
+        req: &MmapRequest,
+        offset: u64,
+    ) -> Result<Backing, Errno> {
+        Ok(if let Some(inode) = file {
             Backing::File {
                 file: inode,
-                pgoff: (offset >> 12) as u32,
-                shared: kind == MAP_SHARED,
+                pgoff: (offset >> PAGE_SHIFT) as u32,
+                shared: req.shared,
             }
-        } else if kind == MAP_SHARED {
-            self.kobj_charge(cx, KObj::ShmSeg, len / PAGE * 8)
+        } else if req.shared {
+            self.kobj_charge(cx, KObj::ShmSeg, req.len / PAGE_SIZE * 8)
                 .map_err(|_| Errno::ENOMEM)?;
-            let obj = Rc::new(ShmObject::new(0, len));
+            let obj = Rc::new(ShmObject::new(0, req.len));
             self.register_shared_object(&obj);
             Backing::Shared {
                 obj,
@@ -206,54 +278,36 @@ impl<M: PagingMode> Kernel<M> {
             }
         } else {
             Backing::Anon
-        };
-        let mut vmas = mm.mmap_sem.write(cx, "sys_mmap");
-        if vmas.len() >= self.opts.max_map_count {
-            drop(vmas);
-            self.release_backing(cx, backing);
-            return Err(Errno::ENOMEM);
-        }
-        let start = if fixed {
+        })
+    }
+
+    /// `get_unmapped_area`: where the new mapping goes. `MAP_FIXED` takes `addr` and unmaps
+    /// whatever was there; otherwise the page-aligned hint if it is free, else the first free
+    /// area from `TASK_UNMAPPED_BASE`. `None`: no room.
+    fn mmap_place<P: Platform>(
+        &self,
+        cx: &mut SleepCtx<'_, P>,
+        mm: &Mm,
+        vmas: &mut VmaSet,
+        addr: u32,
+        req: &MmapRequest,
+    ) -> Option<u32> {
+        let len = req.len;
+        if req.fixed {
             // MAP_FIXED replaces whatever was there
             let old = vmas.remove_range(addr, (addr as u64 + len) as u32);
             if !old.is_empty() {
-                self.unmap_region(cx, &mm, &vmas, addr, addr as u64 + len);
+                self.unmap_region(cx, mm, vmas, addr, addr as u64 + len);
                 self.release_vmas(cx, old);
             }
-            addr
-        } else {
-            let hint = (addr as u64).div_ceil(PAGE) * PAGE;
-            if hint != 0
-                && hint + len <= TASK_SIZE as u64
-                && !vmas.any_overlap(hint as u32, hint + len)
-            {
-                hint as u32
-            } else {
-                match vmas.free_area(TASK_UNMAPPED_BASE, len as u32, TASK_SIZE) {
-                    Some(a) => a,
-                    None => {
-                        drop(vmas);
-                        self.release_backing(cx, backing);
-                        return Err(Errno::ENOMEM);
-                    }
-                }
-            }
-        };
-        vmas.insert(Vma {
-            start,
-            end: (start as u64 + len) as u32,
-            prot,
-            backing,
-            heap: false,
-            may_write,
-        });
-        let n = vmas.len();
-        drop(vmas);
-        self.vma_settle(cx, &mm, n);
-        if flags & MAP_POPULATE != 0 {
-            self.populate(cx, pid, start, len, prot & PROT_WRITE != 0);
+            return Some(addr);
         }
-        Ok(start)
+        let hint = (addr as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if hint != 0 && hint + len <= TASK_SIZE as u64 && !vmas.any_overlap(hint as u32, hint + len)
+        {
+            return Some(hint as u32);
+        }
+        vmas.free_area(TASK_UNMAPPED_BASE, len as u32, TASK_SIZE)
     }
 
     fn release_backing<P: Platform>(&self, cx: &crate::ctx::Ctx<'_, P>, b: Backing) {
@@ -297,7 +351,7 @@ impl<M: PagingMode> Kernel<M> {
             if self.do_page_fault(cx, pid, VirtAddr::new(a as u32), code) != FaultOutcome::Handled {
                 break;
             }
-            a += PAGE;
+            a += PAGE_SIZE;
         }
     }
 
@@ -345,7 +399,7 @@ impl<M: PagingMode> Kernel<M> {
     ) -> Result<(), Errno> {
         let p = cx.p();
         self.syscall_enter(p, "sys_munmap");
-        if addr as u64 & (PAGE - 1) != 0 || len == 0 {
+        if addr as u64 & (PAGE_SIZE - 1) != 0 || len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_align(len);
@@ -409,7 +463,7 @@ impl<M: PagingMode> Kernel<M> {
         if grows == PROT_GROWSDOWN | PROT_GROWSUP {
             return Err(Errno::EINVAL);
         }
-        if addr as u64 & (PAGE - 1) != 0 {
+        if addr as u64 & (PAGE_SIZE - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         if len == 0 {
@@ -503,8 +557,8 @@ impl<M: PagingMode> Kernel<M> {
             self.vma_resettle(cx, pid);
             return cur;
         }
-        let new_end = (addr as u64).div_ceil(PAGE) * PAGE;
-        let old_end = (cur as u64).div_ceil(PAGE) * PAGE;
+        let new_end = (addr as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let old_end = (cur as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let mut removed = alloc::vec::Vec::new();
         if new_end < old_end {
             // (what is mapped there goes, shared mappings placed in the heap included)
@@ -515,7 +569,7 @@ impl<M: PagingMode> Kernel<M> {
         } else if new_end > old_end {
             // Linux keeps a page free between the heap and the next mapping
             // (find_vma_intersection(oldbrk, newbrk + PAGE_SIZE))
-            if vmas.any_overlap(old_end as u32, new_end + PAGE) {
+            if vmas.any_overlap(old_end as u32, new_end + PAGE_SIZE) {
                 drop(vmas);
                 self.vma_resettle(cx, pid);
                 return cur;

@@ -22,6 +22,20 @@ pub fn pte_maps_page(e: highpte_arch::Entry) -> bool {
     e.is_present() || e.has(PTE_PROTNONE)
 }
 
+/// The pte that maps user page `pfn` after a fault or a populate: present, user, accessed;
+/// `writable` adds RW, and then `dirty` (the access was a write) adds DIRTY.
+pub(crate) fn user_pte(pfn: highpte_arch::Pfn, writable: bool, dirty: bool) -> highpte_arch::Entry {
+    use highpte_arch::EntryFlags;
+    let mut f = EntryFlags::PRESENT | EntryFlags::USER | EntryFlags::ACCESSED;
+    if writable {
+        f |= EntryFlags::RW;
+        if dirty {
+            f |= EntryFlags::DIRTY;
+        }
+    }
+    highpte_arch::Entry::new(pfn, f)
+}
+
 /// Software bit marking a PROT_NONE pte (`_PAGE_PROTNONE`, bit 7 as in 2.5 i386: the PAT bit,
 /// which the hardware ignores while P is clear): P clear, page kept. A non-present pte
 /// without it and not empty is a swap entry ([`highpte_arch::SwapEntry`]).

@@ -6,7 +6,49 @@ use crate::errno::Errno;
 use crate::kernel::Kernel;
 use crate::mm::*;
 use crate::platform::{Platform, TaskId};
-use highpte_arch::PagingMode;
+use highpte_arch::{PagingMode, PAGE_SIZE};
+
+/// `sys_mremap`'s checks of its arguments, in Linux's order, before any VMA is looked at.
+/// Returns the lengths rounded up to pages (saturating: an overflowing length stays too big)
+/// and whether `MREMAP_FIXED` was asked for.
+fn mremap_check(
+    old: u32,
+    old_len: u64,
+    new_len: u64,
+    flags: u32,
+    new_addr: u32,
+) -> Result<(u64, u64, bool), Errno> {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || old as u64 & (PAGE_SIZE - 1) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
+        return Err(Errno::EINVAL);
+    }
+    // saturating: an overflowing length stays too big
+    let old_len = old_len.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+    let new_len = new_len.div_ceil(PAGE_SIZE).saturating_mul(PAGE_SIZE);
+    // old_len 0 asks for a second mapping of the same pages of a shared mapping; that
+    // is not implemented: EINVAL (Linux's answer for a private mapping, and without
+    // MREMAP_MAYMOVE)
+    if new_len == 0 || old_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let fixed = flags & MREMAP_FIXED != 0;
+    // the new range of MREMAP_FIXED is checked before the old one, as in Linux
+    if fixed {
+        if new_addr as u64 & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if (new_addr as u64).saturating_add(new_len) > TASK_SIZE as u64 {
+            return Err(Errno::EINVAL);
+        }
+        let (a, b) = (new_addr as u64, new_addr as u64 + new_len);
+        if a < (old as u64).saturating_add(old_len) && (old as u64) < b {
+            return Err(Errno::EINVAL);
+        }
+    }
+    Ok((old_len, new_len, fixed))
+}
 
 impl<M: PagingMode> Kernel<M> {
     /// `mremap(old, old_len, new_len, flags, new_addr)`.
@@ -41,35 +83,7 @@ impl<M: PagingMode> Kernel<M> {
     ) -> Result<u32, Errno> {
         let p = cx.p();
         self.syscall_enter(p, "sys_mremap");
-        if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || old & 0xfff != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
-            return Err(Errno::EINVAL);
-        }
-        // saturating: an overflowing length stays too big
-        let old_len = old_len.div_ceil(4096).saturating_mul(4096);
-        let new_len = new_len.div_ceil(4096).saturating_mul(4096);
-        // old_len 0 asks for a second mapping of the same pages of a shared mapping; that
-        // is not implemented: EINVAL (Linux's answer for a private mapping, and without
-        // MREMAP_MAYMOVE)
-        if new_len == 0 || old_len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let fixed = flags & MREMAP_FIXED != 0;
-        // the new range of MREMAP_FIXED is checked before the old one, as in Linux
-        if fixed {
-            if new_addr & 0xfff != 0 {
-                return Err(Errno::EINVAL);
-            }
-            if (new_addr as u64).saturating_add(new_len) > TASK_SIZE as u64 {
-                return Err(Errno::EINVAL);
-            }
-            let (a, b) = (new_addr as u64, new_addr as u64 + new_len);
-            if a < (old as u64).saturating_add(old_len) && (old as u64) < b {
-                return Err(Errno::EINVAL);
-            }
-        }
+        let (old_len, new_len, fixed) = mremap_check(old, old_len, new_len, flags, new_addr)?;
         let mm = self.mm_of(pid).ok_or(Errno::ESRCH)?;
         // worst case: the target and the tail unmapped in the middle of VMAs, the moved
         // range split out of its VMA and landing between two others

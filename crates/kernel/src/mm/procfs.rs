@@ -7,7 +7,7 @@ use crate::mm::vma::Backing;
 use crate::mm::{PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::platform::{Platform, TaskId};
 use alloc::vec::Vec;
-use highpte_arch::PagingMode;
+use highpte_arch::{PagingMode, PAGE_SHIFT};
 
 /// What backs one line of `/proc/PID/maps`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,10 +98,10 @@ impl<M: PagingMode> Kernel<M> {
                             Some(id) => MapsBacking::Shm(*id),
                             None => MapsBacking::SharedAnon(obj.id),
                         },
-                        u64::from(*pgoff) << 12,
+                        u64::from(*pgoff) << PAGE_SHIFT,
                     ),
                     Backing::File { file, pgoff, .. } => {
-                        (MapsBacking::File(file.ino), u64::from(*pgoff) << 12)
+                        (MapsBacking::File(file.ino), u64::from(*pgoff) << PAGE_SHIFT)
                     }
                 };
                 MapsEntry {

@@ -4,7 +4,7 @@
 //! A chain entry records the pte's *physical* address: with highpte the pte page may sit in
 //! high memory, and a kernel virtual address of a pte is only valid while its page is mapped.
 //! Reclaim maps each pte with the third atomic slot, `KM_PTE2`
-//! ([`crate::pgtable::pte_map_phys`]).
+//! ([`crate::pgtable::PteCursor::map_phys`]).
 //!
 //! # What the chains cost
 //!
@@ -35,7 +35,7 @@ use alloc::format;
 use alloc::rc::{Rc, Weak};
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, EntryFlags, PagingMode, Pfn, VirtAddr, PAGE_SIZE};
 
 /// Size of one `pte_chain` block: one L1 cache line of a 2002 Pentium III/4.
 pub const CHAIN_BLOCK_BYTES: u64 = 32;
@@ -189,7 +189,7 @@ impl<M: PagingMode> Kernel<M> {
         loop {
             // re-read after every allocation: it may have let others map or unmap
             let need = self.rmap.bytes.get() + n * CHAIN_BLOCK_BYTES;
-            if self.rmap.pages.borrow().len() as u64 * 4096 >= need {
+            if self.rmap.pages.borrow().len() as u64 * PAGE_SIZE >= need {
                 return Ok(());
             }
             let pfn = self
@@ -207,7 +207,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         loop {
             let have = self.rmap.pages.borrow().len() as u64;
-            if have <= 1 || (have - 1) * 4096 < self.rmap.bytes.get() + 4096 {
+            if have <= 1 || (have - 1) * PAGE_SIZE < self.rmap.bytes.get() + PAGE_SIZE {
                 return;
             }
             let Some(pfn) = self.rmap.pages.borrow_mut().pop() else {
@@ -224,7 +224,7 @@ impl<M: PagingMode> Kernel<M> {
         let mut n = 0;
         loop {
             let len = self.rmap.pages.borrow().len() as u64;
-            if len == 0 || (len - 1) * 4096 < self.rmap.bytes.get() {
+            if len == 0 || (len - 1) * PAGE_SIZE < self.rmap.bytes.get() {
                 return n;
             }
             let Some(pfn) = self.rmap.pages.borrow_mut().pop() else {

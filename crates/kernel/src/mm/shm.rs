@@ -15,7 +15,7 @@ use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::Cell;
-use highpte_arch::{PagingMode, Pfn, SwapEntry};
+use highpte_arch::{PagingMode, Pfn, SwapEntry, PAGE_SIZE};
 
 /// `IPC_PRIVATE`.
 pub const IPC_PRIVATE: i32 = 0;
@@ -66,7 +66,7 @@ pub struct ShmObject {
 
 impl ShmObject {
     pub(crate) fn new(id: u32, size: u64) -> Self {
-        let n = size.div_ceil(4096) as usize;
+        let n = size.div_ceil(PAGE_SIZE) as usize;
         Self {
             id,
             size,
@@ -189,7 +189,7 @@ impl<M: PagingMode> Kernel<M> {
             return Err(Errno::ENOSPC);
         }
         let segsz = size;
-        let size = size.div_ceil(4096) * 4096;
+        let size = size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         // the id encodes a sequence number and the slot, as ipc ids do
         let mut used = alloc::vec![false; SHMMNI];
         for k in ids.segs.keys() {

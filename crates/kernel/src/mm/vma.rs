@@ -5,6 +5,7 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use super::shm::ShmObject;
+use highpte_arch::PAGE_SHIFT;
 
 /// What backs a VMA's pages.
 #[derive(Clone)]
@@ -87,7 +88,7 @@ impl Vma {
         v.start = at;
         match &mut v.backing {
             Backing::Shared { pgoff, .. } | Backing::File { pgoff, .. } => {
-                *pgoff += (at - self.start) >> 12;
+                *pgoff += (at - self.start) >> PAGE_SHIFT;
             }
             Backing::Anon => {}
         }
@@ -115,7 +116,7 @@ impl Vma {
                     pgoff: pb,
                     shmid: sb,
                 },
-            ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> 12) == *pb,
+            ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> PAGE_SHIFT) == *pb,
             (
                 Backing::File {
                     file: a,
@@ -127,7 +128,7 @@ impl Vma {
                     pgoff: pb,
                     shared: sb,
                 },
-            ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> 12) == *pb,
+            ) => Rc::ptr_eq(a, b) && sa == sb && *pa + (self.len() >> PAGE_SHIFT) == *pb,
             _ => false,
         }
     }

@@ -188,7 +188,7 @@ pub struct PageDesc {
     private: Cell<u32>,
 }
 
-const _: () = assert!(core::mem::size_of::<PageDesc>() == 16);
+static_assertions::const_assert_eq!(core::mem::size_of::<PageDesc>(), 16);
 
 impl PageDesc {
     /// All flags.

@@ -28,3 +28,37 @@ pub type PageTableLock = crate::sync::SpinLock<()>;
 /// The error of an allocation that found no memory (`-ENOMEM`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutOfMemory;
+
+// The paging modes' constants fit together as the walkers assume (Intel SDM Vol. 3A, 4.3 and
+// 4.4.2): every paging structure below the PAE PDPT is one page of entries, a pte page maps
+// `PTE_PAGE_SPAN` bytes, and the top level covers the 4 GB linear address space.
+mod mode_constants {
+    use highpte_arch::{Pae, PagingMode, TwoLevel, PAGE_SHIFT, PAGE_SIZE};
+    use static_assertions::const_assert_eq;
+
+    const_assert_eq!(
+        (TwoLevel::PTRS_PER_PTE * TwoLevel::ENTRY_BYTES) as u64,
+        PAGE_SIZE
+    );
+    const_assert_eq!(
+        (TwoLevel::PTRS_PER_PGD * TwoLevel::ENTRY_BYTES) as u64,
+        PAGE_SIZE
+    );
+    const_assert_eq!(TwoLevel::PTRS_PER_PMD, 1);
+    const_assert_eq!((Pae::PTRS_PER_PTE * Pae::ENTRY_BYTES) as u64, PAGE_SIZE);
+    const_assert_eq!((Pae::PTRS_PER_PMD * Pae::ENTRY_BYTES) as u64, PAGE_SIZE);
+    const_assert_eq!(
+        TwoLevel::PTE_PAGE_SPAN,
+        TwoLevel::PTRS_PER_PTE << PAGE_SHIFT
+    );
+    const_assert_eq!(Pae::PTE_PAGE_SPAN, Pae::PTRS_PER_PTE << PAGE_SHIFT);
+    const_assert_eq!(
+        (TwoLevel::PTRS_PER_PGD as u64) << TwoLevel::PGDIR_SHIFT,
+        1 << 32
+    );
+    const_assert_eq!((Pae::PTRS_PER_PGD as u64) << Pae::PGDIR_SHIFT, 1 << 32);
+    const_assert_eq!(
+        (Pae::PTRS_PER_PMD as u64) << Pae::PMD_SHIFT,
+        1 << Pae::PGDIR_SHIFT
+    );
+}

@@ -16,6 +16,13 @@ use crate::platform::{BugReport, Platform};
 use alloc::format;
 use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
+/// Physical address of the pte for `va` in pte page `ptp`: what a reverse-map entry records,
+/// and where boot finds a fixmap slot's pte.
+#[inline(always)]
+pub(crate) fn pte_phys<M: PagingMode>(ptp: Pfn, va: VirtAddr) -> u64 {
+    ptp.addr().as_u64() + (M::pte_index(va) * M::ENTRY_BYTES) as u64
+}
+
 /// How a pte page is reached while mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum MapKind {
@@ -91,7 +98,7 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
     /// Physical address of the pte for `addr` (what a reverse-map entry records).
     #[inline(always)]
     pub fn pte_phys(&self, addr: VirtAddr) -> u64 {
-        self.page.addr().as_u64() + (M::pte_index(addr) * M::ENTRY_BYTES) as u64
+        pte_phys::<M>(self.page, addr)
     }
     /// The user address range this pte page maps: `[start, end)` (end may be 4 GB).
     pub fn span(&self) -> (VirtAddr, u64) {
@@ -127,7 +134,7 @@ impl<P: Platform, M: PagingMode> PtePage<'_, '_, P, M> {
         let first = M::pte_index(VirtAddr::new(s));
         let n = ((e - s as u64) / highpte_arch::PAGE_SIZE) as usize;
         let eb = M::ENTRY_BYTES as usize;
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; PAGE_SIZE as usize];
         let bytes = &mut buf[..n * eb];
         let va = VirtAddr::new(self.base.as_u32() + first * M::ENTRY_BYTES);
         // SAFETY: `va` is inside the pte page this guard keeps mapped, under its lock.

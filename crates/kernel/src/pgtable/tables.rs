@@ -202,31 +202,22 @@ impl<M: PagingMode> Kernel<M> {
         pgd: &UserPgd,
         addr: VirtAddr,
     ) -> PmdEntry<UserTables> {
-        let pgd_va = self.low_va(pgd.pgd);
-        let gi = M::pgd_index(addr);
-        let va = if M::PAE {
-            // SAFETY: a PAE root (low memory) whose four entries are fixed for its life.
-            let pgde =
-                M::entry_from_raw(unsafe { p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)) });
-            let pmd_va = self.low_va(pgde.pfn());
-            VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
-        } else {
-            VirtAddr::new(pgd_va.as_u32() + gi * 4)
-        };
-        PmdEntry {
-            va,
-            // SAFETY: a pmd entry in low memory (direct map); the value is a snapshot that
-            // the cursor re-reads under the page-table lock before trusting it.
-            val: M::entry_from_raw(unsafe { self.read_entry(p, va) }),
-            _k: PhantomData,
-        }
+        self.read_pmd(p, self.pmd_entry_va(p, pgd.pgd, addr))
     }
 
     /// `pmd_offset_k`: the kernel pmd entry covering a kernel address.
     pub fn pmd_offset_k<P: Platform>(&self, p: &P, addr: VirtAddr) -> PmdEntry<KernelTables> {
-        let pgd_va = self.low_va(self.swapper_pgd);
+        self.read_pmd(p, self.pmd_entry_va(p, self.swapper_pgd, addr))
+    }
+
+    /// The kernel address of the pmd entry covering `addr` in the tables rooted at `pgd`:
+    /// with PAE the entry in the pmd page its pgd entry points to; folded (2-level), the pgd
+    /// entry itself.
+    #[inline(always)]
+    fn pmd_entry_va<P: Platform>(&self, p: &P, pgd: Pfn, addr: VirtAddr) -> VirtAddr {
+        let pgd_va = self.low_va(pgd);
         let gi = M::pgd_index(addr);
-        let va = if M::PAE {
+        if M::PAE {
             // SAFETY: a PAE root (low memory) whose four entries are fixed for its life.
             let pgde =
                 M::entry_from_raw(unsafe { p.read_u64(VirtAddr::new(pgd_va.as_u32() + gi * 8)) });
@@ -234,10 +225,15 @@ impl<M: PagingMode> Kernel<M> {
             VirtAddr::new(pmd_va.as_u32() + M::pmd_index(addr) * 8)
         } else {
             VirtAddr::new(pgd_va.as_u32() + gi * 4)
-        };
+        }
+    }
+
+    /// The pmd entry at kernel address `va`, read from memory.
+    #[inline(always)]
+    fn read_pmd<P: Platform, K: TableKind>(&self, p: &P, va: VirtAddr) -> PmdEntry<K> {
         PmdEntry {
             va,
-            // SAFETY: a pmd entry in low memory (direct map); the value is a snapshot that
+            // SAFETY: a pmd entry in low memory (direct map); the value is a snapshot, which
             // the cursor re-reads under the page-table lock before trusting it.
             val: M::entry_from_raw(unsafe { self.read_entry(p, va) }),
             _k: PhantomData,
@@ -265,12 +261,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Re-read a pmd entry (after a lock was dropped).
     pub fn pmd_reread<P: Platform, K: TableKind>(&self, p: &P, pmd: &PmdEntry<K>) -> PmdEntry<K> {
-        PmdEntry {
-            va: pmd.va,
-            // SAFETY: as in `pmd_offset`.
-            val: M::entry_from_raw(unsafe { self.read_entry(p, pmd.va) }),
-            _k: PhantomData,
-        }
+        self.read_pmd(p, pmd.va)
     }
 
     /// `pmd_populate`: point a user pmd entry at a pte page.

@@ -16,8 +16,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Bytes in a block.
-const BLOCK_BYTES: u64 = 4096;
+use super::BLOCK_BYTES;
 
 /// Most blocks a swap file holds: the swap entry's offset field (2^24 slots, 64 GB).
 pub const MAX_SWAP_FILE_BLOCKS: u64 = highpte_arch::swap::SWP_OFFSET_MAX as u64 + 1;
@@ -203,11 +202,11 @@ impl SwapFile {
             );
             return Err(HostIoError::new(&self.path, block, write, &e));
         }
-        Ok(block * BLOCK_BYTES)
+        Ok(block * BLOCK_BYTES as u64)
     }
 
     /// Read block `block` into `buf` (zeros if it holds no data).
-    pub fn read(&self, block: u64, buf: &mut [u8; 4096]) -> Result<(), HostIoError> {
+    pub fn read(&self, block: u64, buf: &mut [u8; BLOCK_BYTES]) -> Result<(), HostIoError> {
         if !self.holds(block) {
             buf.fill(0);
             return Ok(());
@@ -219,7 +218,7 @@ impl SwapFile {
     }
 
     /// Write `buf` to block `block`; a block of zeros only clears its bit.
-    pub fn write(&mut self, block: u64, buf: &[u8; 4096]) -> Result<(), HostIoError> {
+    pub fn write(&mut self, block: u64, buf: &[u8; BLOCK_BYTES]) -> Result<(), HostIoError> {
         let off = self.offset(block, true)?;
         if buf.iter().all(|&b| b == 0) {
             self.set(block, false);
