@@ -2,47 +2,22 @@
 //! side of processes ([`User`]): system calls and memory accesses through the MMU with the
 //! page-fault path.
 
-use crate::machine::{Machine, MachineError, MachineOptions, Os, RunOutcome};
-use crate::task::{SpawnError, TaskHandle};
+use crate::machine::{Machine, MachineOptions, Os, RunOutcome};
+use crate::task::TaskHandle;
 use highpte_arch::{Config, PagingMode, VirtAddr};
 use highpte_kernel::platform::prelude::*;
 use highpte_kernel::{
     BootError, Errno, FaultOutcome, Kernel, KernelOptions, Signal, TaskId, WaitQueueKey,
 };
 use std::cell::Cell;
-use std::fmt;
 use std::rc::Rc;
 
+mod error;
 mod kernel_slot;
 mod user_files;
 
+pub use error::SystemError;
 pub use kernel_slot::{KernelCell, KernelSlot};
-
-/// Why a system could not be brought up.
-#[derive(Debug)]
-pub enum SystemError {
-    /// The machine could not be built.
-    Machine(MachineError),
-    /// The kernel refused to boot.
-    Boot(BootError),
-    /// The boot task did not complete (a bug during boot).
-    BootRun(String),
-    /// A task could not be created.
-    Spawn(SpawnError),
-}
-
-impl fmt::Display for SystemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SystemError::Machine(e) => write!(f, "machine: {e}"),
-            SystemError::Boot(e) => write!(f, "boot: {e}"),
-            SystemError::BootRun(e) => write!(f, "boot failed: {e}"),
-            SystemError::Spawn(e) => write!(f, "spawn: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for SystemError {}
 
 struct KernelOs<M: PagingMode> {
     k: KernelCell<M>,
