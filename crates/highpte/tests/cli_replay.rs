@@ -339,3 +339,55 @@ fn ten_gigabytes_of_zeros_are_refused_at_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--instances-from fork`: one parent maps the program and loads its 39 text pages; the 4
+/// instances it forks share them copy-on-write and never fault on text, where 4 independent
+/// instances fault on every text page each.
+#[test]
+fn forked_instances_share_the_text() {
+    let t = small_trace();
+    let run = |from: &str| {
+        json_of(&[
+            "replay",
+            &t,
+            "--instances",
+            "4",
+            "--instances-from",
+            from,
+            "--ram",
+            "1G",
+            "--json",
+            "-q",
+        ])
+    };
+    let exec = run("exec");
+    let fork = run("fork");
+    for v in [&exec, &fork] {
+        assert_eq!(v["processes_failed"], 0);
+        assert_eq!(v["instances"], 4);
+        assert_eq!(v["instances_completed"], 4);
+        assert_eq!(v["records"], 4 * 3850);
+        assert_eq!(v["distinct_pages"], 58);
+        assert_eq!(v["faults"]["sigsegv"], 0);
+        // the 4 pages read before written copy the zero page in every instance
+        assert_eq!(v["faults"]["cow"], 4 * 4);
+    }
+    assert_eq!(exec["text_pages_loaded"], 0);
+    assert_eq!(fork["text_pages_loaded"], 39);
+    // exec: each instance demand-faults its 58 pages, text (39) included
+    assert_eq!(exec["faults"]["demand_zero"], 4 * 58);
+    // fork: the parent faults the 39 text pages once; each instance only its 19 data pages
+    assert_eq!(fork["faults"]["demand_zero"], 39 + 4 * 19);
+    assert_eq!(fork["faults"]["total"], 39 + 4 * (19 + 4));
+    assert!(fork["replay"]
+        .as_str()
+        .is_some_and(|c| c.ends_with("--processes 4 --ramp none --instances-from fork")));
+    bad_input(
+        &["replay", &t, "--instances-from", "fork", "--ramp", "2,2"],
+        &["--ramp needs --instances-from exec"],
+    );
+    bad_input(
+        &["run", "sga", "--instances-from", "fork"],
+        &["--instances-from applies to a page trace"],
+    );
+}

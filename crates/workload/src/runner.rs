@@ -610,7 +610,7 @@ fn plan_traces(spec: &WorkloadSpec) -> Result<BTreeMap<String, Rc<crate::trace::
     let mut out = BTreeMap::new();
     for phase in &spec.phases {
         for op in &phase.ops {
-            if let Op::Replay { trace } = op {
+            if let Op::Replay { trace, .. } = op {
                 if out.contains_key(trace) {
                     continue;
                 }
@@ -1163,7 +1163,7 @@ fn run_op<M: PagingMode>(
         };
     }
     match op {
-        Op::Replay { trace } => return replay::run(u, pc, ctl, trace),
+        Op::Replay { trace, part } => return replay::run(u, pc, ctl, trace, *part),
         Op::Mmap {
             name,
             size,
