@@ -391,3 +391,123 @@ fn forked_instances_share_the_text() {
         &["--instances-from applies to a page trace"],
     );
 }
+
+/// The amd64 trace the project recorded itself (tests/data/tiny.c, static, under valgrind
+/// lackey): its stack at 0x1ffeffd000 folds to just below 0xc0000000, and it replays with no
+/// SIGSEGV.
+#[test]
+fn the_amd64_trace_folds_and_replays() {
+    let t = data("tiny-amd64.pgt.zst");
+    let info = json_of(&["trace", "info", &t, "--json"]);
+    assert_eq!(info["records"], 3078);
+    assert_eq!(info["distinct_pages"], 95);
+    assert_eq!(info["syscalls"]["mmap"], 1);
+    assert_eq!(info["syscalls"]["munmap"], 1);
+    assert_eq!(info["syscalls"]["mprotect"], 2);
+    assert_eq!(info["fold"]["ok"], true);
+    assert_eq!(info["fold"]["moves"][0]["from"], "0x1ffeffd000");
+    assert_eq!(info["fold"]["moves"][0]["to"], "0xbfffc000");
+    assert_eq!(info["fold"]["moves"][0]["pages"], 4);
+    assert_replays(&t, 3078, 95);
+    // forked instances of it too
+    let v = json_of(&[
+        "replay",
+        &t,
+        "--instances",
+        "3",
+        "--instances-from",
+        "fork",
+        "--ram",
+        "1G",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(v["instances_completed"], 3);
+    assert_eq!(v["faults"]["sigsegv"], 0);
+    assert_eq!(v["processes_failed"], 0);
+}
+
+/// `trace` replays whole, once: `records` records, `distinct` pages, no failure.
+fn assert_replays(trace: &str, records: u64, distinct: u64) {
+    let v = json_of(&["replay", trace, "--ram", "1G", "--json", "-q"]);
+    assert!(v["first_failure"].is_null(), "{}", v["first_failure"]);
+    assert_eq!(v["check_failures"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["instances_completed"], 1);
+    assert_eq!(v["records"].as_u64(), Some(records));
+    assert_eq!(v["distinct_pages"].as_u64(), Some(distinct));
+    assert_eq!(v["faults"]["sigsegv"], 0);
+    assert_eq!(v["faults"]["sigbus"], 0);
+}
+
+fn have(tool: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Record tests/data/tiny.c under valgrind lackey when valgrind and gcc are installed, convert
+/// and replay it; otherwise convert the checked-in lackey output of it.
+#[test]
+fn record_convert_and_replay_a_tiny_program() {
+    let dir = tmp_dir("replay-record");
+    let out = dir.join("tiny.pgt.zst").display().to_string();
+    if have("valgrind") && have("gcc") {
+        let exe = dir.join("tiny");
+        let cc = std::process::Command::new("gcc")
+            .args(["-O1", "-static", "-o"])
+            .arg(&exe)
+            .arg(data("tiny.c"))
+            .status()
+            .expect("run gcc");
+        assert!(cc.success(), "gcc -static tiny.c failed");
+        let lackey = dir.join("lackey.txt");
+        let rec = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "valgrind --tool=lackey --trace-mem=yes --trace-syscalls=yes --log-fd=9 {} 9>{}",
+                exe.display(),
+                lackey.display()
+            ))
+            .output()
+            .expect("run valgrind");
+        assert!(rec.status.success(), "valgrind: {rec:?}");
+        stdout_of(&[
+            "trace",
+            "convert",
+            &lackey.display().to_string(),
+            "-o",
+            &out,
+        ]);
+    } else {
+        eprintln!("valgrind or gcc is not installed: converting the checked-in lackey output of tiny.c instead of recording it");
+        let said = stdout_of(&[
+            "trace",
+            "convert",
+            &data("lackey-tiny-amd64.txt.zst"),
+            "-o",
+            &out,
+        ]);
+        assert!(
+            said.contains("113069 lines (113024 accesses) -> 3078 records (28 initial regions, 9 system calls)"),
+            "{said}"
+        );
+        assert_eq!(info_counts(&out), info_counts(&data("tiny-amd64.pgt.zst")));
+    }
+    // what the program does, whatever the compiler and C library: one mmap, written, made
+    // read-only and unmapped, and a stack above 4 GB that folds
+    let info = json_of(&["trace", "info", &out, "--json"]);
+    assert_eq!(info["syscalls"]["mmap"], 1, "{info}");
+    assert_eq!(info["syscalls"]["munmap"], 1, "{info}");
+    assert!(
+        info["syscalls"]["mprotect"].as_u64().unwrap_or(0) >= 1,
+        "{info}"
+    );
+    assert_eq!(info["fold"]["ok"], true, "{info}");
+    assert!(
+        info["pages"]["written"].as_u64().unwrap_or(0) >= 16 + 8,
+        "{info}"
+    );
+    let (records, _, distinct) = info_counts(&out);
+    assert_replays(&out, records, distinct);
+}
