@@ -60,6 +60,10 @@ pub struct ReplayTotals {
     pub madvise_skipped: u64,
     /// Pages of text a parent loaded for forked instances (`part = "exec"`).
     pub text_pages_loaded: u64,
+    /// Host seconds spent inside replay loops, summed over instances (for `highpte bench`'s
+    /// records per second; overlapping instances count their time each). Never read by the
+    /// simulation.
+    pub loop_host_seconds: f64,
 }
 
 impl ReplayTotals {
@@ -139,8 +143,10 @@ pub(crate) fn run<M: PagingMode>(
     let mut madvise_skipped = 0u64;
     let mut brk: Option<u64> = None;
     let mut next_kill_check = KILL_CHECK_RECORDS;
+    let t0 = std::time::Instant::now();
     let flush = |ctl: &Rc<RefCell<Ctl>>, accesses: &[u64; 4], records, syscalls, madv| {
         let mut c = ctl.borrow_mut();
+        c.replay.loop_host_seconds += t0.elapsed().as_secs_f64();
         for (t, a) in c.replay.accesses.iter_mut().zip(accesses) {
             *t += a;
         }
