@@ -204,3 +204,28 @@ pub fn print_replay(r: &RunReport) {
         cycles_per_access(r)
     );
 }
+
+/// Under a `compare` table of runs that replay a trace: one line per run with what the
+/// program cost there (nothing for other runs).
+pub fn print_replay_rows(runs: &[Value]) {
+    use crate::report::{js, ju};
+    if !runs.iter().any(|r| r.get("records").is_some()) {
+        return;
+    }
+    println!("replay: per run, every instance");
+    for r in runs {
+        println!(
+            "  {:<12} {:<10} {} instances, {} records, {} faults; page tables {} kB low, {} kB high; kmap_atomic {}; TLB misses per 1000 accesses {:.1}; {:.2} cycles per access",
+            js(r, "config"),
+            js(r, "strategy"),
+            ju(r, &["instances"]),
+            ju(r, &["records"]),
+            ju(r, &["faults", "total"]),
+            ju(r, &["meminfo", "PageTablesLow"]),
+            ju(r, &["meminfo", "PageTablesHigh"]),
+            ju(r, &["kmap_atomic"]),
+            r["tlb_misses_per_1000"].as_f64().unwrap_or(0.0),
+            r["cycles_per_access"].as_f64().unwrap_or(0.0),
+        );
+    }
+}

@@ -511,3 +511,39 @@ fn record_convert_and_replay_a_tiny_program() {
     let (records, _, distinct) = info_counts(&out);
     assert_replays(&out, records, distinct);
 }
+
+/// `compare` takes a trace where it takes a workload, with `--processes` instances, and prints
+/// what the program cost on each configuration under its table.
+#[test]
+fn compare_takes_a_trace() {
+    let t = small_trace();
+    let args = [
+        "compare",
+        &t,
+        "--configs",
+        "64g,64g-highpte",
+        "--processes",
+        "3",
+        "--ram",
+        "1G",
+        "-q",
+    ];
+    let mut j = args.to_vec();
+    j.push("--json");
+    let v = json_of(&j);
+    let runs = v.as_array().expect("an array of runs");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["instances"], 3);
+        assert_eq!(r["records"], 3 * 3850);
+        assert_eq!(r["distinct_pages"], 58);
+    }
+    let out = stdout_of(&args);
+    assert!(out.contains("replay: per run, every instance"), "{out}");
+    assert!(
+        out.lines().any(|l| l
+            .trim_start()
+            .starts_with("64g-highpte  atomic     3 instances, 11550 records, 186 faults")),
+        "{out}"
+    );
+}

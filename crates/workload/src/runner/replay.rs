@@ -122,7 +122,12 @@ pub(crate) fn run<M: PagingMode>(
             return PhaseEnd::Failed;
         }
     };
-    let mut r = match open_trace(std::path::Path::new(trace)) {
+    let spool = ctl.borrow().trace_spools.get(trace).cloned();
+    let opened = match spool {
+        Some(s) => s.reader(),
+        None => open_trace(std::path::Path::new(trace)),
+    };
+    let mut r = match opened {
         Ok(r) => r,
         Err(e) => {
             fail(u, pc, ctl, "replay", e.to_string());

@@ -7,12 +7,14 @@ pub mod lackey;
 pub mod reader;
 pub mod record;
 pub mod scan;
+pub mod spool;
 pub mod writer;
 
 pub use fold::{Fold, TASK_SIZE_PAGE};
 pub use reader::{open_trace, TraceError, TraceErrorKind, TraceReader};
 pub use record::{AccessKind, Record};
 pub use scan::{scan_trace, PageSet, TraceInfo};
+pub use spool::{scan_and_spool, Spool};
 pub use writer::TraceWriter;
 
 /// True if `name` looks like a trace (`.pgt` or `.pgt.zst`) rather than a workload file.

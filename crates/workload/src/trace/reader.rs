@@ -192,6 +192,15 @@ pub struct TraceReader {
 
 /// Open a trace file, compressed or not (told by its first bytes, not its name).
 pub fn open_trace(path: &Path) -> Result<TraceReader, TraceError> {
+    open_trace_with(path, |r| r)
+}
+
+/// Open a trace file like [`open_trace`], reading a compressed one's decompressed bytes
+/// through `wrap` (which may copy them somewhere as they pass).
+pub fn open_trace_with(
+    path: &Path,
+    wrap: impl FnOnce(Box<dyn Read>) -> Box<dyn Read>,
+) -> Result<TraceReader, TraceError> {
     let name = path.display().to_string();
     let err = |kind| TraceError {
         name: name.clone(),
@@ -208,7 +217,11 @@ pub fn open_trace(path: &Path) -> Result<TraceReader, TraceError> {
             compressed: true,
             ..err(TraceErrorKind::Zstd(e.to_string()))
         })?;
-        TraceReader::new(Box::new(ZstdFrames { dec: Some(dec) }), name.clone(), true)
+        TraceReader::new(
+            wrap(Box::new(ZstdFrames { dec: Some(dec) })),
+            name.clone(),
+            true,
+        )
     } else {
         TraceReader::new(Box::new(br), name.clone(), false)
     }
