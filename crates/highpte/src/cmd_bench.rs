@@ -39,10 +39,14 @@ pub struct BenchArgs {
     /// Smaller sizes (under a minute): the same tables with less precision.
     #[arg(long)]
     pub quick: bool,
-    /// Run only these parts (comma-separated): faults, tlb, designs, costs, sweep, alloc,
-    /// boot, demo.
-    #[arg(long, value_delimiter = ',', value_parser = ["faults", "tlb", "designs", "costs", "sweep", "alloc", "boot", "demo"])]
+    /// Run only these parts (comma-separated): faults, tlb (TLB-hit loads and trace replay
+    /// side by side), replay (the replay alone), designs, costs, sweep, alloc, boot, demo.
+    #[arg(long, value_delimiter = ',', value_parser = ["faults", "tlb", "replay", "designs", "costs", "sweep", "alloc", "boot", "demo"])]
     pub only: Vec<String>,
+    /// The page trace the replay measurement replays (default: the SQLite trace in
+    /// ../shared/traces/ if there, else the checked-in sample; --quick: the sample).
+    #[arg(long, value_name = "TRACE")]
+    pub trace: Option<PathBuf>,
     /// Print one JSON object instead of the tables: {"tables": [{title, headers, rows,
     /// notes}], "host_seconds"}.
     #[arg(long)]
@@ -143,6 +147,17 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<u8> {
     }
     if on("tlb") {
         tlb_hits(&mut out, sc)?;
+    }
+    if on("tlb") || a.only.iter().any(|o| o == "replay") {
+        out.progress("trace replay");
+        let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/sqlite-first60k.pgt.zst");
+        let trace = match (&a.trace, a.quick) {
+            (Some(t), _) => t.clone(),
+            (None, true) => sample,
+            (None, false) => crate::bench::replay::pick_trace(None),
+        };
+        out.table(&crate::bench::replay::table(&trace)?);
     }
     if on("designs") {
         designs(&mut out, sc)?;

@@ -152,6 +152,10 @@ pub fn base_spec(w: &WorkloadArgs) -> Result<WorkloadSpec, InputError> {
     // The file parsed and checked above, so loading it again only fails if it changed.
     let own = match highpte_workload::builtin(&w.workload) {
         Some(s) => s,
+        // a trace runs on the default machine
+        None if highpte_workload::trace::is_trace_path(&w.workload) => {
+            highpte_workload::trace::replay_workload(&w.workload, 1, false).map_err(InputError)?
+        }
         None => highpte_workload::load_workload(std::path::Path::new(&w.workload))
             .map_err(|e| InputError(e.to_string()))?,
     };
@@ -588,6 +592,7 @@ pub fn render(
         params["runs"].as_u64().unwrap_or(runs.len() as u64)
     );
     println!("{}", report::runs_table(&refs, None));
+    crate::cmd_replay::print_replay_rows(runs);
     for n in notes {
         println!("note: {n}");
     }

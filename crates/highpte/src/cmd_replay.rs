@@ -3,7 +3,7 @@
 
 use crate::args::MachineArgs;
 use crate::cmd_run::RunArgs;
-use crate::workload_args::{InputError, WorkloadArgs};
+use crate::workload_args::{InputError, InstancesFrom, WorkloadArgs};
 use clap::Args;
 use highpte_kernel::FailAlloc;
 use highpte_workload::runner::RunReport;
@@ -21,6 +21,11 @@ pub struct ReplayArgs {
     /// staying alive until the end: 1 to 32767.
     #[arg(long, value_parser = crate::args::parse_processes, default_value = "1")]
     pub instances: u32,
+    /// How the instances start: "exec" (each its own process, mapping the program itself) or
+    /// "fork" (forked from one parent that mapped the program and loaded its text, which they
+    /// share copy-on-write; no --ramp). See docs/traces.md.
+    #[arg(long, value_enum, default_value = "exec")]
+    pub instances_from: InstancesFrom,
     /// Start the instances in steps, as START,STEP (e.g. 100,100), with a report after each.
     #[arg(long)]
     pub ramp: Option<String>,
@@ -57,6 +62,7 @@ pub fn run(a: &ReplayArgs) -> anyhow::Result<u8> {
             seed: a.seed,
             processes: Some(a.instances),
             ramp: a.ramp.clone(),
+            instances_from: Some(a.instances_from),
         },
         json: a.json,
         plot: a.plot.clone(),
@@ -142,6 +148,7 @@ pub fn replay_json(r: &RunReport) -> Map<String, Value> {
     );
     m.insert("syscalls_replayed".into(), json!(t.syscalls));
     m.insert("madvise_skipped".into(), json!(t.madvise_skipped));
+    m.insert("text_pages_loaded".into(), json!(t.text_pages_loaded));
     m
 }
 
@@ -169,6 +176,12 @@ pub fn print_replay(r: &RunReport) {
             String::new()
         }
     );
+    if t.text_pages_loaded > 0 {
+        println!(
+            "  forked from one parent that loaded {} text pages (shared copy-on-write)",
+            t.text_pages_loaded
+        );
+    }
     if let Some([all, fetch, data, written]) = t.distinct {
         println!(
             "  distinct pages (instance 0): {all} (fetch {fetch}, data {data}, written {written})"
@@ -190,4 +203,29 @@ pub fn print_replay(r: &RunReport) {
         counter(r, "kmap_atomic"),
         cycles_per_access(r)
     );
+}
+
+/// Under a `compare` table of runs that replay a trace: one line per run with what the
+/// program cost there (nothing for other runs).
+pub fn print_replay_rows(runs: &[Value]) {
+    use crate::report::{js, ju};
+    if !runs.iter().any(|r| r.get("records").is_some()) {
+        return;
+    }
+    println!("replay: per run, every instance");
+    for r in runs {
+        println!(
+            "  {:<12} {:<10} {} instances, {} records, {} faults; page tables {} kB low, {} kB high; kmap_atomic {}; TLB misses per 1000 accesses {:.1}; {:.2} cycles per access",
+            js(r, "config"),
+            js(r, "strategy"),
+            ju(r, &["instances"]),
+            ju(r, &["records"]),
+            ju(r, &["faults", "total"]),
+            ju(r, &["meminfo", "PageTablesLow"]),
+            ju(r, &["meminfo", "PageTablesHigh"]),
+            ju(r, &["kmap_atomic"]),
+            r["tlb_misses_per_1000"].as_f64().unwrap_or(0.0),
+            r["cycles_per_access"].as_f64().unwrap_or(0.0),
+        );
+    }
 }

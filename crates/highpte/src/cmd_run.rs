@@ -126,12 +126,18 @@ pub fn replay_command(cmd: &str, a: &RunArgs, spec: &WorkloadSpec) -> String {
         m.cpus,
         if m.preempt { "on" } else { "off" },
         m.seed,
-        spec.processes.count,
+        match a.w.instances_from {
+            Some(crate::workload_args::InstancesFrom::Fork) => a.w.processes.unwrap_or(1),
+            _ => spec.processes.count,
+        },
         match spec.processes.ramp {
             Some(r) => format!("{},{}", r.start, r.step),
             None => "none".to_string(),
         }
     );
+    if a.w.instances_from == Some(crate::workload_args::InstancesFrom::Fork) {
+        c.push_str(" --instances-from fork");
+    }
     if let Some(s) = &m.strategy {
         c.push_str(&format!(" --strategy {s}"));
     }

@@ -22,6 +22,21 @@ pub struct WorkloadArgs {
     /// Ramp as START,STEP (e.g. 100,100); "none" starts all at once.
     #[arg(long)]
     pub ramp: Option<String>,
+    /// For a trace: how its instances start: "exec" (default: each its own process, mapping
+    /// the program itself) or "fork" (forked from one parent that loaded the text, which they
+    /// share copy-on-write; no --ramp). See docs/traces.md.
+    #[arg(long, value_enum)]
+    pub instances_from: Option<InstancesFrom>,
+}
+
+/// How the instances of a replayed trace start (`--instances-from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstancesFrom {
+    /// Each instance is a process of its own that maps the program itself, like an exec.
+    #[default]
+    Exec,
+    /// One parent maps the program and loads its text, then forks the instances.
+    Fork,
 }
 
 /// Why a workload could not be prepared (bad input: exit status 2).
@@ -38,11 +53,28 @@ impl std::error::Error for InputError {}
 impl WorkloadArgs {
     /// Load the workload and apply the overrides; validate the result.
     pub fn spec(&self) -> Result<WorkloadSpec, InputError> {
+        let is_trace = highpte_workload::trace::is_trace_path(&self.workload);
+        let forked = self.instances_from == Some(InstancesFrom::Fork);
+        if self.instances_from.is_some() && !is_trace {
+            return Err(InputError(format!(
+                "--instances-from applies to a page trace (.pgt, .pgt.zst), not to '{}': leave it out, or give a trace",
+                self.workload
+            )));
+        }
+        if forked && self.ramp.as_deref().is_some_and(|r| r != "none") {
+            return Err(InputError(
+                "--ramp needs --instances-from exec: forked instances all start from one parent in one step".to_string(),
+            ));
+        }
         let mut spec = if let Some(s) = builtin(&self.workload) {
             s
-        } else if highpte_workload::trace::is_trace_path(&self.workload) {
-            highpte_workload::trace::replay_workload(&self.workload, self.processes.unwrap_or(1))
-                .map_err(InputError)?
+        } else if is_trace {
+            highpte_workload::trace::replay_workload(
+                &self.workload,
+                self.processes.unwrap_or(1),
+                forked,
+            )
+            .map_err(InputError)?
         } else if Path::new(&self.workload).exists() || self.workload.ends_with(".toml") {
             load_workload(Path::new(&self.workload)).map_err(|e| InputError(e.to_string()))?
         } else {
@@ -53,7 +85,16 @@ impl WorkloadArgs {
             )));
         };
         spec.name = crate::text::display_name(&spec.name);
-        self.apply(&mut spec)?;
+        if forked {
+            // the instances are the parent's children: one top-level process
+            let own = WorkloadArgs {
+                processes: None,
+                ..self.clone()
+            };
+            own.apply(&mut spec)?;
+        } else {
+            self.apply(&mut spec)?;
+        }
         Ok(spec)
     }
 

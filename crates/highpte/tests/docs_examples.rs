@@ -19,8 +19,9 @@
 //! * `<!-- not run: REASON -->` on the line before a block skips its examples (host-time
 //!   measurements that take minutes); this test lists how many it skips per page.
 //!
-//! Examples run from a fresh directory holding a link to the repository's `workloads/`, so
-//! they may write plots and name `workloads/*.toml`.
+//! Examples run from a fresh directory holding a link to the repository's `workloads/` and a
+//! link `traces/` to the checked-in test traces (`crates/highpte/tests/data/`), so they may
+//! write plots and name `workloads/*.toml` and `traces/*.pgt.zst`.
 //!
 //! After a change that moves figures on purpose, `HIGHPTE_BLESS_DOCS=1 cargo test --release
 //! -p highpte --test docs_examples` rewrites each shown line that no longer matches with the
@@ -247,6 +248,9 @@ fn check_page(page_path: &str) {
     #[cfg(unix)]
     std::os::unix::fs::symlink(repo().join("workloads"), dir.join("workloads"))
         .expect("link workloads/");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(repo().join("crates/highpte/tests/data"), dir.join("traces"))
+        .expect("link traces/");
     for (name, body) in &page.files {
         std::fs::write(dir.join(name), body).expect("write an example's file");
     }
@@ -395,6 +399,11 @@ fn docs_json() {
 #[test]
 fn docs_reclaim() {
     check_page("docs/reclaim.md");
+}
+
+#[test]
+fn docs_traces() {
+    check_page("docs/traces.md");
 }
 
 #[test]

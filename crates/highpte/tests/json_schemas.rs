@@ -86,6 +86,28 @@ fn run_compare_sweep_stress_matrix() {
 }
 
 #[test]
+fn replay_and_trace_info() {
+    let t = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sqlite-first60k.pgt.zst")
+        .display()
+        .to_string();
+    check(
+        "cmd_replay",
+        &json_of(&[
+            "replay",
+            &t,
+            "--instances",
+            "2",
+            "--ram",
+            "1G",
+            "-q",
+            "--json",
+        ]),
+    );
+    check("cmd_trace_info", &json_of(&["trace", "info", &t, "--json"]));
+}
+
+#[test]
 fn boot_demo_deadlock_sites_bench_shard() {
     check("cmd_boot", &json_of(&["boot", "--json"]));
     check(

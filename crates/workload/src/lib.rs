@@ -19,6 +19,6 @@ pub mod trace;
 pub use builtin::{builtin, builtin_names, BUILTINS};
 pub use file::{load_workload, parse_workload, ErrorKind, WorkloadError, EXIT_BAD_INPUT};
 pub use spec::{
-    MachineSpec, Mix, Op, Pattern, Phase, Problem, ProcessSpec, Prot, Ramp, RunBy, SignedSize,
-    Size, WorkloadSpec,
+    MachineSpec, Mix, Op, Pattern, Phase, Problem, ProcessSpec, Prot, Ramp, ReplayPart, RunBy,
+    SignedSize, Size, WorkloadSpec,
 };

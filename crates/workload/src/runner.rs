@@ -344,6 +344,8 @@ pub(crate) struct Ctl {
     replay: ReplayTotals,
     /// The fold of every trace the workload replays, by path (planned before the run).
     trace_folds: BTreeMap<String, Rc<crate::trace::Fold>>,
+    /// The decompressed copy of every compressed trace, by path (see `trace::spool`).
+    trace_spools: BTreeMap<String, Rc<crate::trace::Spool>>,
 }
 
 /// Count one operation and tell the progress callback.
@@ -417,7 +419,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
     if let Some(t) = &opts.kernel_tweak {
         t(&mut kopts);
     }
-    let trace_folds = plan_traces(spec)?;
+    let (trace_folds, trace_spools) = plan_traces(spec)?;
     let t0 = Instant::now();
     let mut mopts = opts.machine.clone();
     mopts.seed = spec.machine.seed;
@@ -451,6 +453,7 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
         on_operation: opts.on_operation.clone(),
         replay: ReplayTotals::default(),
         trace_folds,
+        trace_spools,
     }));
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
@@ -606,24 +609,38 @@ fn run_in<M: PagingMode>(spec: &WorkloadSpec, opts: &RunOptions) -> Result<RunRe
 }
 
 /// Scan every trace the workload replays (once each, before the machine boots) and plan its
-/// fold: a malformed trace, or one that cannot fold, is bad input.
-fn plan_traces(spec: &WorkloadSpec) -> Result<BTreeMap<String, Rc<crate::trace::Fold>>, RunError> {
+/// fold: a malformed trace, or one that cannot fold, is bad input. A compressed trace is also
+/// kept decompressed in a temporary file, which its replays share.
+#[allow(clippy::type_complexity)]
+fn plan_traces(
+    spec: &WorkloadSpec,
+) -> Result<
+    (
+        BTreeMap<String, Rc<crate::trace::Fold>>,
+        BTreeMap<String, Rc<crate::trace::Spool>>,
+    ),
+    RunError,
+> {
     let mut out = BTreeMap::new();
+    let mut spools = BTreeMap::new();
     for phase in &spec.phases {
         for op in &phase.ops {
-            if let Op::Replay { trace } = op {
+            if let Op::Replay { trace, .. } = op {
                 if out.contains_key(trace) {
                     continue;
                 }
-                let info = crate::trace::scan_trace(std::path::Path::new(trace))
+                let (info, spool) = crate::trace::scan_and_spool(std::path::Path::new(trace))
                     .map_err(|e| RunError(e.to_string()))?;
                 let fold = crate::trace::Fold::plan(&info.clusters)
                     .map_err(|why| RunError(format!("trace {trace}: {why}")))?;
                 out.insert(trace.clone(), Rc::new(fold));
+                if let Some(s) = spool {
+                    spools.insert(trace.clone(), Rc::new(s));
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, spools))
 }
 
 /// The report of the step a deadlock stopped, with the machine as it stopped (read without
@@ -1164,7 +1181,7 @@ fn run_op<M: PagingMode>(
         };
     }
     match op {
-        Op::Replay { trace } => return replay::run(u, pc, ctl, trace),
+        Op::Replay { trace, part } => return replay::run(u, pc, ctl, trace, *part),
         Op::Mmap {
             name,
             size,

@@ -457,6 +457,28 @@ pub struct Phase {
     pub ops: Vec<Op>,
 }
 
+/// Which part of a trace a `replay` op runs (docs/traces.md, "Instances").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPart {
+    /// The whole trace: the process maps the program itself, like an exec.
+    #[default]
+    All,
+    /// Only the exec: the initial regions mapped, and every page of them the trace fetches
+    /// from loaded (written), as the loader reads the program's text in.
+    Exec,
+    /// Everything after the exec: the initial regions are inherited (from a parent that ran
+    /// the `exec` part and forked), so their records are skipped.
+    AfterExec,
+}
+
+impl ReplayPart {
+    /// True for [`ReplayPart::All`] (the default, not written out).
+    pub fn is_all(&self) -> bool {
+        *self == ReplayPart::All
+    }
+}
+
 /// One operation of a phase: a system call, a burst of memory accesses, or process control.
 /// Written as a table whose `op` key names the variant: `{ op = "mmap", name = "heap", size =
 /// "64M" }`.
@@ -692,6 +714,11 @@ pub enum Op {
     Replay {
         /// Path of the trace file (relative paths: from the current directory).
         trace: String,
+        /// Which part of the trace: `"all"` (default), `"exec"` (only what exec does: the
+        /// initial regions mapped and their fetched pages loaded, for a parent that then
+        /// forks the instances) or `"after_exec"` (the rest, in a child that inherited them).
+        #[serde(default, skip_serializing_if = "ReplayPart::is_all")]
+        part: ReplayPart,
     },
     /// An op of the exact layer: a system call with raw arguments, an access at an address,
     /// a `/proc` view.
@@ -1879,7 +1906,7 @@ fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
             }
         }
         Op::Fsync { file } | Op::Unlink { file } => check_file_name(file, p, c),
-        Op::Replay { trace } => {
+        Op::Replay { trace, .. } => {
             if trace.trim().is_empty() {
                 c.push(
                     with(p, "trace"),

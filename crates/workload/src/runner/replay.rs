@@ -17,10 +17,17 @@
 //! - Fetches go through the MMU as instruction fetches, reads as loads, writes and modifies
 //!   as stores (a read-modify-write instruction takes one write fault).
 //!
+//! - Instances forked from one parent (`part = "exec"` in the parent, `"after_exec"` in the
+//!   children): the parent maps the initial regions and writes every page of them the trace
+//!   fetches from (the loader reading the text in); the children inherit those pages
+//!   copy-on-write, skip the region records, and replay the rest. Fetches never write, so the
+//!   text stays shared.
+//!
 //! A system call the kernel refuses, or an access that gets SIGSEGV or SIGBUS, means the
 //! replay went wrong: the process fails with the record number, and the run's checks fail.
 
 use super::{check_fail, fail, Ctl, PCtx, PhaseEnd};
+use crate::spec::ReplayPart;
 use crate::trace::{open_trace, AccessKind, Fold, PageSet, Record};
 use highpte_arch::{PagingMode, VirtAddr};
 use highpte_kernel::mm::{
@@ -51,6 +58,12 @@ pub struct ReplayTotals {
     pub syscalls: u64,
     /// `madvise` records skipped.
     pub madvise_skipped: u64,
+    /// Pages of text a parent loaded for forked instances (`part = "exec"`).
+    pub text_pages_loaded: u64,
+    /// Host seconds spent inside replay loops, summed over instances (for `highpte bench`'s
+    /// records per second; overlapping instances count their time each). Never read by the
+    /// simulation.
+    pub loop_host_seconds: f64,
 }
 
 impl ReplayTotals {
@@ -96,6 +109,7 @@ pub(crate) fn run<M: PagingMode>(
     pc: &mut PCtx,
     ctl: &Rc<RefCell<Ctl>>,
     trace: &str,
+    part: ReplayPart,
 ) -> PhaseEnd {
     let known = ctl.borrow().trace_folds.get(trace).cloned();
     let fold: Rc<Fold> = match known {
@@ -108,7 +122,12 @@ pub(crate) fn run<M: PagingMode>(
             return PhaseEnd::Failed;
         }
     };
-    let mut r = match open_trace(std::path::Path::new(trace)) {
+    let spool = ctl.borrow().trace_spools.get(trace).cloned();
+    let opened = match spool {
+        Some(s) => s.reader(),
+        None => open_trace(std::path::Path::new(trace)),
+    };
+    let mut r = match opened {
         Ok(r) => r,
         Err(e) => {
             fail(u, pc, ctl, "replay", e.to_string());
@@ -116,16 +135,23 @@ pub(crate) fn run<M: PagingMode>(
             return PhaseEnd::Failed;
         }
     };
+    if part == ReplayPart::Exec {
+        return run_exec(u, pc, ctl, trace, &fold, r);
+    }
+    let skip_regions = part == ReplayPart::AfterExec;
     ctl.borrow_mut().replay.started += 1;
-    let track = pc.label == "p0";
+    // the first instance: top-level process 0, or the first child forked from it
+    let track = pc.label == "p0" || pc.label == "p0c0";
     let mut sets: [PageSet; 4] = Default::default();
     let mut accesses = [0u64; 4];
     let mut syscalls = 0u64;
     let mut madvise_skipped = 0u64;
     let mut brk: Option<u64> = None;
     let mut next_kill_check = KILL_CHECK_RECORDS;
+    let t0 = std::time::Instant::now();
     let flush = |ctl: &Rc<RefCell<Ctl>>, accesses: &[u64; 4], records, syscalls, madv| {
         let mut c = ctl.borrow_mut();
+        c.replay.loop_host_seconds += t0.elapsed().as_secs_f64();
         for (t, a) in c.replay.accesses.iter_mut().zip(accesses) {
             *t += a;
         }
@@ -227,6 +253,7 @@ pub(crate) fn run<M: PagingMode>(
                     }
                 }
             }
+            Record::Region { .. } if skip_regions => {}
             Record::Region { start, npages } => {
                 syscalls += 1;
                 let a = addr!(start, "region");
@@ -338,5 +365,87 @@ pub(crate) fn run<M: PagingMode>(
     if track && c.replay.distinct.is_none() {
         c.replay.distinct = Some([sets[0].len(), sets[1].len(), sets[2].len(), sets[3].len()]);
     }
+    PhaseEnd::Done
+}
+
+/// The `exec` part of a trace in process `pc`: map the initial regions, then write each page
+/// of them that the trace fetches from (once, in trace order), as the loader reads the text
+/// in; children forked afterwards share those pages copy-on-write.
+fn run_exec<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    trace: &str,
+    fold: &Fold,
+    mut r: crate::trace::TraceReader,
+) -> PhaseEnd {
+    // the initial regions, in folded pages, lowest first
+    let mut regions: Vec<(u64, u64)> = Vec::new();
+    let mut seen = PageSet::default();
+    let mut loaded = 0u64;
+    let end = |u: &mut User<'_, M>, pc: &mut PCtx, call: String, what: String| {
+        fail(u, pc, ctl, &call, what);
+        check_fail(
+            ctl,
+            format!("replay of {trace}: process {}: {call}", pc.label),
+        );
+        PhaseEnd::Failed
+    };
+    loop {
+        let rec = match r.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break,
+            Err(e) => return end(u, pc, format!("replay: {e}"), "bad trace".to_string()),
+        };
+        match rec {
+            Record::Region { start, npages } => {
+                let (Some(a), Some(_)) = (fold.addr(start), fold.addr(start + npages - 1)) else {
+                    return end(
+                        u,
+                        pc,
+                        format!("record {}: region above the user space", r.records()),
+                        "EFAULT".to_string(),
+                    );
+                };
+                let prot = PROT_READ | PROT_WRITE | PROT_EXEC;
+                let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+                if let Err(e) = u.mmap(a, npages << 12, prot, flags) {
+                    return end(
+                        u,
+                        pc,
+                        format!("record {}: region", r.records()),
+                        e.name().to_string(),
+                    );
+                }
+                let s = fold.page(start);
+                regions.push((s, s + npages));
+                regions.sort_unstable();
+            }
+            Record::Access {
+                kind: AccessKind::Fetch,
+                page,
+            } => {
+                let q = fold.page(page);
+                if !seen.insert(q) {
+                    continue;
+                }
+                let i = regions.partition_point(|&(_, e)| e <= q);
+                if regions.get(i).is_some_and(|&(s, _)| s <= q) {
+                    let va = (q << 12) as u32;
+                    if let Err(sig) = u.store_u32(va, va) {
+                        return end(
+                            u,
+                            pc,
+                            format!("record {}: loading text at {va:#x}", r.records()),
+                            sig.name().to_string(),
+                        );
+                    }
+                    loaded += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    ctl.borrow_mut().replay.text_pages_loaded += loaded;
     PhaseEnd::Done
 }

@@ -48,6 +48,13 @@ pub enum TraceErrorKind {
         /// Pages the address space has (`2^(bits - 12)`).
         limit: u64,
     },
+    /// A fetch record of the page the previous fetch record named, with no system-call
+    /// record between: a writer keeps a fetch only when the instruction page changes, so this
+    /// is a corrupt stream (a run of zero bytes decodes as exactly that).
+    RepeatedFetch {
+        /// The page.
+        page: u64,
+    },
     /// A field out of its range (prot, flags, file flag).
     BadField {
         /// Which field.
@@ -89,6 +96,7 @@ impl fmt::Display for TraceErrorKind {
             Self::VarintTooLong => write!(f, "varint longer than 10 bytes or over 64 bits"),
             Self::UnknownRecord { subtype } => write!(f, "unknown record type 7/{subtype}: expected 1 brk, 2 mremap, 3 madvise or 4 initial region"),
             Self::PastEnd { page, limit } => write!(f, "page {page:#x} is past the end of the address space ({limit:#x} pages)"),
+            Self::RepeatedFetch { page } => write!(f, "fetch of page {page:#x} repeats the previous fetch record (a writer keeps a fetch only when the instruction page changes): the stream is corrupt, e.g. zero bytes where records should be"),
             Self::BadField { field, value } => write!(f, "{field} {value:#x} is out of range"),
         }
     }
@@ -171,6 +179,9 @@ pub struct TraceReader {
     eof: bool,
     /// Delta bases: fetches, data.
     prev: [u64; 2],
+    /// True once a fetch record was read since the last non-access record (`prev[0]` is then
+    /// the current instruction page, which a fetch record must change).
+    in_fetch_run: bool,
     records: u64,
     limit: u64,
     name: String,
@@ -181,6 +192,15 @@ pub struct TraceReader {
 
 /// Open a trace file, compressed or not (told by its first bytes, not its name).
 pub fn open_trace(path: &Path) -> Result<TraceReader, TraceError> {
+    open_trace_with(path, |r| r)
+}
+
+/// Open a trace file like [`open_trace`], reading a compressed one's decompressed bytes
+/// through `wrap` (which may copy them somewhere as they pass).
+pub fn open_trace_with(
+    path: &Path,
+    wrap: impl FnOnce(Box<dyn Read>) -> Box<dyn Read>,
+) -> Result<TraceReader, TraceError> {
     let name = path.display().to_string();
     let err = |kind| TraceError {
         name: name.clone(),
@@ -197,7 +217,11 @@ pub fn open_trace(path: &Path) -> Result<TraceReader, TraceError> {
             compressed: true,
             ..err(TraceErrorKind::Zstd(e.to_string()))
         })?;
-        TraceReader::new(Box::new(ZstdFrames { dec: Some(dec) }), name.clone(), true)
+        TraceReader::new(
+            wrap(Box::new(ZstdFrames { dec: Some(dec) })),
+            name.clone(),
+            true,
+        )
     } else {
         TraceReader::new(Box::new(br), name.clone(), false)
     }
@@ -219,6 +243,7 @@ impl TraceReader {
             base: 0,
             eof: false,
             prev: [0, 0],
+            in_fetch_run: false,
             records: 0,
             limit: 0,
             name,
@@ -383,10 +408,17 @@ impl TraceReader {
                     limit: self.limit,
                 }));
             }
+            if op == 0 {
+                if self.in_fetch_run && page == self.prev[0] {
+                    return Err(self.error(TraceErrorKind::RepeatedFetch { page }));
+                }
+                self.in_fetch_run = true;
+            }
             self.prev[s] = page;
             let kind = AccessKind::ALL[op as usize];
             Record::Access { kind, page }
         } else {
+            self.in_fetch_run = false;
             self.syscall(v)?
         };
         self.records += 1;
@@ -545,6 +577,28 @@ mod tests {
             matches!(e.kind, TraceErrorKind::BadMagic([0, 0, 0, 0])),
             "{e}"
         );
+    }
+
+    #[test]
+    fn zeros_after_a_header_are_refused_at_the_second_record() {
+        let mut b = b"PGT1\x40".to_vec();
+        b.extend(vec![0u8; 1 << 20]);
+        let e = read_all(b).unwrap_err();
+        assert!(
+            matches!(e.kind, TraceErrorKind::RepeatedFetch { page: 0 }),
+            "{e}"
+        );
+        assert_eq!((e.record, e.offset), (Some(2), 6));
+        // a fetch of the same page after a system-call record is fine
+        let mut w = TraceWriter::new(Vec::new(), false);
+        let f = Record::Access {
+            kind: AccessKind::Fetch,
+            page: 7,
+        };
+        for r in [f, Record::Brk { new_break: 9 }, f] {
+            w.push(&r).expect("vec");
+        }
+        assert_eq!(read_all(w.finish().expect("vec")).expect("valid").len(), 3);
     }
 
     #[test]

@@ -11,15 +11,30 @@ use std::path::Path;
 const CHUNK_PAGES: u64 = 4096;
 const CHUNK_WORDS: usize = (CHUNK_PAGES / 64) as usize;
 
+/// Chunks a [`PageSet`] keeps at hand: accesses alternate between a few (text, data, stack).
+const RECENT: usize = 4;
+
 /// A set of page numbers anywhere in 64-bit space: 512-byte bitmaps of 4096 pages, so its
-/// host memory follows the pages touched, not the trace's length or address range.
-#[derive(Default)]
+/// host memory follows the pages touched, not the trace's length or address range. The
+/// chunks last used are found without a map lookup, and a chunk keeps its index once made.
 pub struct PageSet {
-    chunks: BTreeMap<u64, Box<[u64; CHUNK_WORDS]>>,
-    /// The chunk last used, kept out of the map (most accesses stay in one chunk).
-    cur_key: u64,
-    cur: Option<Box<[u64; CHUNK_WORDS]>>,
+    /// Chunk key (`page / CHUNK_PAGES`) -> index in `chunks`.
+    index: BTreeMap<u64, usize>,
+    chunks: Vec<[u64; CHUNK_WORDS]>,
+    /// `(key, index)` of the chunks last used, most recent first (`u64::MAX`: empty).
+    recent: [(u64, usize); RECENT],
     count: u64,
+}
+
+impl Default for PageSet {
+    fn default() -> Self {
+        PageSet {
+            index: BTreeMap::new(),
+            chunks: Vec::new(),
+            recent: [(u64::MAX, 0); RECENT],
+            count: 0,
+        }
+    }
 }
 
 impl PageSet {
@@ -27,11 +42,17 @@ impl PageSet {
     #[inline]
     pub fn insert(&mut self, page: u64) -> bool {
         let key = page / CHUNK_PAGES;
-        if self.cur.is_none() || key != self.cur_key {
-            self.switch(key);
-        }
+        let idx = if self.recent[0].0 == key {
+            self.recent[0].1
+        } else if self.recent[1].0 == key {
+            // two chunks in turn (text and data, data and stack) are the common case
+            self.recent.swap(0, 1);
+            self.recent[0].1
+        } else {
+            self.chunk_of(key)
+        };
         let bit = page % CHUNK_PAGES;
-        let Some(c) = self.cur.as_mut() else {
+        let Some(c) = self.chunks.get_mut(idx) else {
             return false;
         };
         let w = &mut c[(bit / 64) as usize];
@@ -45,17 +66,22 @@ impl PageSet {
         }
     }
 
+    /// The index of chunk `key` (made if new), moved to the front of `recent`.
     #[inline(never)]
-    fn switch(&mut self, key: u64) {
-        if let Some(c) = self.cur.take() {
-            self.chunks.insert(self.cur_key, c);
-        }
-        self.cur = Some(
-            self.chunks
-                .remove(&key)
-                .unwrap_or_else(|| Box::new([0; CHUNK_WORDS])),
-        );
-        self.cur_key = key;
+    fn chunk_of(&mut self, key: u64) -> usize {
+        let (pos, idx) = match self.recent.iter().position(|&(k, _)| k == key) {
+            Some(i) => (i, self.recent[i].1),
+            None => {
+                let next = self.chunks.len();
+                let idx = *self.index.entry(key).or_insert(next);
+                if idx == next {
+                    self.chunks.push([0; CHUNK_WORDS]);
+                }
+                (RECENT - 1, idx)
+            }
+        };
+        move_to_front(&mut self.recent, pos, (key, idx));
+        idx
     }
 
     /// Pages in the set.
@@ -69,6 +95,18 @@ impl PageSet {
     }
 }
 
+/// Drop `recent[pos]`, shift the ones before it back by one, and put `x` first (an element
+/// at a time: `copy_within` calls memmove, slower for 4 elements).
+#[inline(always)]
+fn move_to_front<T: Copy>(recent: &mut [T; RECENT], pos: usize, x: T) {
+    let mut i = pos.min(RECENT - 1);
+    while i > 0 {
+        recent[i] = recent[i - 1];
+        i -= 1;
+    }
+    recent[0] = x;
+}
+
 /// Pages closer than this (1 MB) belong to one cluster: the fold moves clusters whole.
 pub const CLUSTER_GAP: u64 = 256;
 
@@ -76,18 +114,44 @@ pub const CLUSTER_GAP: u64 = 256;
 #[derive(Default, Clone, Debug)]
 pub struct Clusters {
     spans: BTreeMap<u64, u64>,
-    /// The span that took the last page (most accesses land in the same one).
-    last: (u64, u64),
+    /// Spans that held recent pages, most recent first. Spans only grow and merge, so a page
+    /// inside one of these is inside the clusters even after a later merge.
+    recent: [(u64, u64); RECENT],
 }
 
 impl Clusters {
     /// Add one page.
     #[inline]
     pub fn add_page(&mut self, page: u64) {
-        if page >= self.last.0 && page < self.last.1 {
+        let (s, e) = self.recent[0];
+        if page >= s && page < e {
             return;
         }
-        self.add(page, page + 1);
+        self.add_page_slow(page);
+    }
+
+    #[inline(never)]
+    fn add_page_slow(&mut self, page: u64) {
+        let hit = self.recent.iter().position(|&(s, e)| page >= s && page < e);
+        let (pos, span) = match hit {
+            Some(i) => (i, self.recent[i]),
+            None => {
+                let inside = self
+                    .spans
+                    .range(..=page)
+                    .next_back()
+                    .map(|(a, b)| (*a, *b))
+                    .filter(|&(_, b)| page < b);
+                match inside {
+                    Some(span) => (RECENT - 1, span),
+                    None => {
+                        self.add(page, page + 1);
+                        return;
+                    }
+                }
+            }
+        };
+        move_to_front(&mut self.recent, pos, span);
     }
 
     /// Add the pages `[start, end)`.
@@ -115,7 +179,7 @@ impl Clusters {
             }
         }
         self.spans.insert(s, e);
-        self.last = (s, e);
+        move_to_front(&mut self.recent, RECENT - 1, (s, e));
     }
 
     /// The spans, lowest first.
@@ -238,4 +302,31 @@ pub fn scan_reader(r: &mut TraceReader) -> Result<TraceInfo, TraceError> {
     info.distinct_pages = all.len();
     info.clusters = cl.spans();
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_set_counts_each_page_once_across_many_chunks() {
+        let mut s = PageSet::default();
+        // six chunks in turn (more than RECENT), each page twice
+        let pages: Vec<u64> = (0..6u64)
+            .flat_map(|c| [c * 1_000_000 + 1, c * CHUNK_PAGES * 7 + 4095])
+            .collect();
+        for _ in 0..2 {
+            for &p in &pages {
+                s.insert(p);
+            }
+        }
+        let mut want = pages.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(s.len(), want.len() as u64);
+        assert!(!s.insert(1_000_001));
+        assert!(s.insert((1 << 52) - 1));
+        assert_eq!(s.len(), want.len() as u64 + 1);
+        assert_eq!(s.chunks.len(), s.index.len());
+    }
 }
