@@ -1,7 +1,6 @@
 //! The kernel: everything booted, shared by every task.
 
 use crate::counters::Counters;
-use crate::highmem::{Pkmap, SlotUse};
 use crate::page_alloc::{MemMap, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
@@ -180,15 +179,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) swapper_pgd: Pfn,
     /// With PAE: the kernel pmd (the 4th GB), shared by every process's pgd.
     pub(crate) kernel_pmd: Option<Pfn>,
-    /// Kernel address of the pte of every fixmap index (`kmap_pte - idx`), in low memory.
-    pub(crate) fixmap_ptes: Vec<VirtAddr>,
-    /// Kernel address of the pkmap pte page (`pkmap_page_table`).
-    pub(crate) pkmap_pte_base: VirtAddr,
-    pub(crate) pkmap: SpinLock<Pkmap>,
-    /// Holder of each (cpu, type) kmap_atomic slot.
-    pub(crate) atomic_slots: Vec<Cell<Option<SlotUse>>>,
-    /// Last holder of each slot, remembered after unmap to explain stale accesses.
-    pub(crate) atomic_last_use: Vec<Cell<Option<SlotUse>>>,
+    /// The kmap_atomic slots and the persistent kmap window.
+    pub(crate) highmem: crate::highmem::Highmem<M>,
     /// Pages by (zone, owner), for "where did low memory go".
     pub(crate) owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3],
     pub(crate) pt_alloc: PtAllocState,
@@ -300,45 +292,21 @@ impl<M: PagingMode> Kernel<M> {
     /// Read a paging-structure entry of this mode at a kernel address.
     ///
     /// # Safety
-    /// `va` is an entry of a paging structure mapped at a kernel address that stays live for
-    /// the call (the direct map of a low table, a kmap or kmap_atomic slot the caller holds,
-    /// the fixmap or pkmap pte page), and the caller holds what protects the entry (the
-    /// table's page-table lock, `init_mm`'s lock, the slot's CPU with preemption off) or the
-    /// table is not reachable by anyone else.
+    /// As `entry_io::read_entry`.
     #[inline(always)]
     pub(crate) unsafe fn read_entry<P: Platform>(&self, p: &P, va: VirtAddr) -> u64 {
-        // SAFETY: the caller's promise is `KernelMemory`'s.
-        unsafe {
-            if M::PAE {
-                p.read_u64(va)
-            } else {
-                p.read_u32(va) as u64
-            }
-        }
+        // SAFETY: forwarded to the caller.
+        unsafe { crate::pgtable::entry_io::read_entry::<M, P>(p, va) }
     }
 
-    /// Write a paging-structure entry of this mode at a kernel address. With PAE the high
-    /// half is written first when the entry becomes present, the low half (with P) first
-    /// when it is cleared, so the hardware never sees a half-written present entry.
+    /// Write a paging-structure entry of this mode at a kernel address (high half first when
+    /// it becomes present with PAE).
     ///
     /// # Safety
-    /// As [`Kernel::read_entry`].
+    /// As `entry_io::read_entry`.
     #[inline(always)]
     pub(crate) unsafe fn write_entry<P: Platform>(&self, p: &P, va: VirtAddr, e: Entry) {
-        // SAFETY: the caller's promise is `KernelMemory`'s.
-        unsafe {
-            if M::PAE {
-                let hi = VirtAddr::new(va.as_u32() + 4);
-                if e.is_present() {
-                    p.write_u32(hi, e.high());
-                    p.write_u32(va, e.low());
-                } else {
-                    p.write_u32(va, e.low());
-                    p.write_u32(hi, e.high());
-                }
-            } else {
-                p.write_u32(va, e.low());
-            }
-        }
+        // SAFETY: forwarded to the caller.
+        unsafe { crate::pgtable::entry_io::write_entry::<M, P>(p, va, e) }
     }
 }

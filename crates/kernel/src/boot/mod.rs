@@ -20,7 +20,7 @@ mod log;
 mod tables;
 
 use crate::counters::Counters;
-use crate::highmem::Pkmap;
+use crate::highmem::Highmem;
 use crate::kernel::{Kernel, KernelOptions, KERNEL_LOAD_ADDR};
 use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
@@ -149,7 +149,6 @@ impl<M: PagingMode> Kernel<M> {
             },
         )?;
         log_memory_layout(&mut log, &cfg, &opts, &layout, &zones, &res);
-        let slots = (cfg.cpus * highpte_arch::KmType::NR) as usize;
         Ok(Kernel {
             cfg,
             opts,
@@ -160,11 +159,13 @@ impl<M: PagingMode> Kernel<M> {
             max_pfn,
             swapper_pgd: tables.pgd,
             kernel_pmd: tables.kernel_pmd,
-            fixmap_ptes: tables.fixmap_ptes,
-            pkmap_pte_base,
-            pkmap: SpinLock::new("kmap_lock", Pkmap::new(pkmap_entries::<M>(&opts))),
-            atomic_slots: (0..slots).map(|_| Cell::new(None)).collect(),
-            atomic_last_use: (0..slots).map(|_| Cell::new(None)).collect(),
+            highmem: Highmem::new(
+                cfg.cpus,
+                tables.fixmap_ptes,
+                pkmap_pte_base,
+                pkmap_entries::<M>(&opts),
+                opts.debug,
+            ),
             owner_pages,
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
