@@ -1,13 +1,13 @@
 //! The kernel: everything booted, shared by every task.
 
 use crate::counters::Counters;
-use crate::page_alloc::{MemMap, PageOwner, Zone, ZoneType};
+use crate::page_alloc::{MemMap, PageOwner, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
 use crate::sync::SpinLock;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use core::fmt;
 use core::marker::PhantomData;
 use highpte_arch::{Config, Entry, KernelLayout, PagingMode, Pfn, VirtAddr, PAGE_SHIFT};
@@ -170,7 +170,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) opts: KernelOptions,
     pub(crate) layout: KernelLayout,
     pub(crate) mem_map: MemMap,
-    pub(crate) zones: [SpinLock<Zone>; 3],
+    /// The page allocator: zones, owner accounting, fault injection.
+    pub(crate) page_alloc: crate::page_alloc::allocator::PageAllocator,
     /// First pfn above low memory (`max_low_pfn`).
     pub(crate) max_low_pfn: u64,
     /// All usable pfns are below this (`max_pfn`).
@@ -181,8 +182,6 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) kernel_pmd: Option<Pfn>,
     /// The kmap_atomic slots and the persistent kmap window.
     pub(crate) highmem: crate::highmem::Highmem<M>,
-    /// Pages by (zone, owner), for "where did low memory go".
-    pub(crate) owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3],
     pub(crate) pt_alloc: PtAllocState,
     pub(crate) counters: Counters,
     /// The processes, by task id.
@@ -211,8 +210,6 @@ pub struct Kernel<M: PagingMode> {
     /// Every shared-memory object (SysV segments and shared anonymous mappings), for reclaim
     /// (`shmem_inodes`); dead entries are pruned as reclaim walks the list.
     pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,
-    /// Fault injection: page allocations fail from a chosen point on.
-    pub(crate) fail_allocs: crate::pages::FailInjection,
     /// The simulated file system and the page cache.
     pub(crate) fs: crate::fs::FsState,
     pub(crate) _mode: PhantomData<M>,
@@ -277,16 +274,11 @@ impl<M: PagingMode> Kernel<M> {
     }
     /// Pages of `owner` in `zone`.
     pub fn owner_pages(&self, zone: ZoneType, owner: PageOwner) -> u64 {
-        self.owner_pages[zone as usize][owner as usize].get()
+        self.page_alloc.owner_pages(zone, owner)
     }
     pub(crate) fn account(&self, pfn: Pfn, owner: PageOwner, pages: u64, add: bool) {
-        let z = self.page_zone(pfn) as usize;
-        let c = &self.owner_pages[z][owner as usize];
-        if add {
-            c.set(c.get() + pages);
-        } else {
-            c.set(c.get() - pages);
-        }
+        self.page_alloc
+            .account(self.page_zone(pfn), owner, pages, add)
     }
 
     /// Read a paging-structure entry of this mode at a kernel address.

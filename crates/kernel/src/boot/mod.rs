@@ -22,6 +22,7 @@ mod tables;
 use crate::counters::Counters;
 use crate::highmem::Highmem;
 use crate::kernel::{Kernel, KernelOptions, KERNEL_LOAD_ADDR};
+use crate::page_alloc::allocator::PageAllocator;
 use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
@@ -154,7 +155,7 @@ impl<M: PagingMode> Kernel<M> {
             opts,
             layout,
             mem_map,
-            zones: zones.map(|z| SpinLock::new(zone_lock_name(z.ty()), z)),
+            page_alloc: PageAllocator::new(zones, owner_pages),
             max_low_pfn,
             max_pfn,
             swapper_pgd: tables.pgd,
@@ -166,7 +167,6 @@ impl<M: PagingMode> Kernel<M> {
                 pkmap_entries::<M>(&opts),
                 opts.debug,
             ),
-            owner_pages,
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
             init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
@@ -176,7 +176,6 @@ impl<M: PagingMode> Kernel<M> {
             zero_page,
             kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
-            fail_allocs: Default::default(),
             swap: SpinLock::new(
                 "swap_lock",
                 crate::mm::swap::SwapState::new(opts.swap_pages),
@@ -291,12 +290,4 @@ fn pkmap_entries<M: PagingMode>(opts: &KernelOptions) -> u32 {
                 .min(M::LAST_PKMAP)
         })
         .unwrap_or(M::LAST_PKMAP)
-}
-
-fn zone_lock_name(t: ZoneType) -> &'static str {
-    match t {
-        ZoneType::Dma => "zone DMA lock",
-        ZoneType::Normal => "zone Normal lock",
-        ZoneType::HighMem => "zone HighMem lock",
-    }
 }

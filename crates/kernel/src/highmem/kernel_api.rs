@@ -6,6 +6,7 @@ use super::pkmap::TryKmap;
 use super::{HighmemEnv, HighmemLockStats, PkmapHolder, SlotUse};
 use crate::ctx::{Ctx, SleepCtx};
 use crate::kernel::Kernel;
+use crate::page_alloc::ZoneType;
 use crate::platform::{Platform, TaskId};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -26,7 +27,7 @@ impl<M: PagingMode> Kernel<M> {
     pub fn highmem_lock_stats(&self) -> HighmemLockStats {
         HighmemLockStats {
             kmap_lock: self.highmem.kmap_lock_stats(),
-            zones: core::array::from_fn(|i| self.zones[i].stats()),
+            zones: ZoneType::ALL.map(|z| self.page_alloc.zone_lock_stats(z)),
         }
     }
 
