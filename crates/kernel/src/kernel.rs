@@ -1,14 +1,13 @@
 //! The kernel: everything booted, shared by every task.
 
 use crate::counters::Counters;
-use crate::highmem::{Pkmap, SlotUse};
-use crate::page_alloc::{MemMap, PageOwner, Zone, ZoneType};
+use crate::page_alloc::{MemMap, PageOwner, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
 use crate::sync::SpinLock;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
+use core::cell::RefCell;
 use core::fmt;
 use core::marker::PhantomData;
 use highpte_arch::{Config, Entry, KernelLayout, PagingMode, Pfn, VirtAddr, PAGE_SHIFT};
@@ -171,7 +170,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) opts: KernelOptions,
     pub(crate) layout: KernelLayout,
     pub(crate) mem_map: MemMap,
-    pub(crate) zones: [SpinLock<Zone>; 3],
+    /// The page allocator: zones, owner accounting, fault injection.
+    pub(crate) page_alloc: crate::page_alloc::allocator::PageAllocator,
     /// First pfn above low memory (`max_low_pfn`).
     pub(crate) max_low_pfn: u64,
     /// All usable pfns are below this (`max_pfn`).
@@ -180,17 +180,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) swapper_pgd: Pfn,
     /// With PAE: the kernel pmd (the 4th GB), shared by every process's pgd.
     pub(crate) kernel_pmd: Option<Pfn>,
-    /// Kernel address of the pte of every fixmap index (`kmap_pte - idx`), in low memory.
-    pub(crate) fixmap_ptes: Vec<VirtAddr>,
-    /// Kernel address of the pkmap pte page (`pkmap_page_table`).
-    pub(crate) pkmap_pte_base: VirtAddr,
-    pub(crate) pkmap: SpinLock<Pkmap>,
-    /// Holder of each (cpu, type) kmap_atomic slot.
-    pub(crate) atomic_slots: Vec<Cell<Option<SlotUse>>>,
-    /// Last holder of each slot, remembered after unmap to explain stale accesses.
-    pub(crate) atomic_last_use: Vec<Cell<Option<SlotUse>>>,
-    /// Pages by (zone, owner), for "where did low memory go".
-    pub(crate) owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3],
+    /// The kmap_atomic slots and the persistent kmap window.
+    pub(crate) highmem: crate::highmem::Highmem<M>,
     pub(crate) pt_alloc: PtAllocState,
     pub(crate) counters: Counters,
     /// The processes, by task id.
@@ -219,8 +210,6 @@ pub struct Kernel<M: PagingMode> {
     /// Every shared-memory object (SysV segments and shared anonymous mappings), for reclaim
     /// (`shmem_inodes`); dead entries are pruned as reclaim walks the list.
     pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,
-    /// Fault injection: page allocations fail from a chosen point on.
-    pub(crate) fail_allocs: crate::pages::FailInjection,
     /// The simulated file system and the page cache.
     pub(crate) fs: crate::fs::FsState,
     pub(crate) _mode: PhantomData<M>,
@@ -285,60 +274,31 @@ impl<M: PagingMode> Kernel<M> {
     }
     /// Pages of `owner` in `zone`.
     pub fn owner_pages(&self, zone: ZoneType, owner: PageOwner) -> u64 {
-        self.owner_pages[zone as usize][owner as usize].get()
+        self.page_alloc.owner_pages(zone, owner)
     }
     pub(crate) fn account(&self, pfn: Pfn, owner: PageOwner, pages: u64, add: bool) {
-        let z = self.page_zone(pfn) as usize;
-        let c = &self.owner_pages[z][owner as usize];
-        if add {
-            c.set(c.get() + pages);
-        } else {
-            c.set(c.get() - pages);
-        }
+        self.page_alloc
+            .account(self.page_zone(pfn), owner, pages, add)
     }
 
     /// Read a paging-structure entry of this mode at a kernel address.
     ///
     /// # Safety
-    /// `va` is an entry of a paging structure mapped at a kernel address that stays live for
-    /// the call (the direct map of a low table, a kmap or kmap_atomic slot the caller holds,
-    /// the fixmap or pkmap pte page), and the caller holds what protects the entry (the
-    /// table's page-table lock, `init_mm`'s lock, the slot's CPU with preemption off) or the
-    /// table is not reachable by anyone else.
+    /// As `entry_io::read_entry`.
     #[inline(always)]
     pub(crate) unsafe fn read_entry<P: Platform>(&self, p: &P, va: VirtAddr) -> u64 {
-        // SAFETY: the caller's promise is `KernelMemory`'s.
-        unsafe {
-            if M::PAE {
-                p.read_u64(va)
-            } else {
-                p.read_u32(va) as u64
-            }
-        }
+        // SAFETY: forwarded to the caller.
+        unsafe { crate::pgtable::entry_io::read_entry::<M, P>(p, va) }
     }
 
-    /// Write a paging-structure entry of this mode at a kernel address. With PAE the high
-    /// half is written first when the entry becomes present, the low half (with P) first
-    /// when it is cleared, so the hardware never sees a half-written present entry.
+    /// Write a paging-structure entry of this mode at a kernel address (high half first when
+    /// it becomes present with PAE).
     ///
     /// # Safety
-    /// As [`Kernel::read_entry`].
+    /// As `entry_io::read_entry`.
     #[inline(always)]
     pub(crate) unsafe fn write_entry<P: Platform>(&self, p: &P, va: VirtAddr, e: Entry) {
-        // SAFETY: the caller's promise is `KernelMemory`'s.
-        unsafe {
-            if M::PAE {
-                let hi = VirtAddr::new(va.as_u32() + 4);
-                if e.is_present() {
-                    p.write_u32(hi, e.high());
-                    p.write_u32(va, e.low());
-                } else {
-                    p.write_u32(va, e.low());
-                    p.write_u32(hi, e.high());
-                }
-            } else {
-                p.write_u32(va, e.low());
-            }
-        }
+        // SAFETY: forwarded to the caller.
+        unsafe { crate::pgtable::entry_io::write_entry::<M, P>(p, va, e) }
     }
 }

@@ -49,8 +49,8 @@ impl<M: PagingMode> Kernel<M> {
     pub fn meminfo<P: Platform>(&self, p: &P) -> Meminfo {
         self.meminfo_from(
             |z| {
-                let g = self.zones[z as usize].lock(p);
-                (g.managed_pages(), g.free_pages())
+                self.page_alloc
+                    .with_zone(p, z, |g| (g.managed_pages(), g.free_pages()))
             },
             self.swap_usage(p),
         )
@@ -72,7 +72,7 @@ impl<M: PagingMode> Kernel<M> {
         self.meminfo_from(
             |z| {
                 // SAFETY: forwarded to the caller.
-                let g = unsafe { self.zones[z as usize].peek_stopped() };
+                let g = unsafe { self.page_alloc.zone_stopped(z) };
                 (g.managed_pages(), g.free_pages())
             },
             (total, swap.inuse(), swap.cached()),
@@ -150,15 +150,16 @@ impl<M: PagingMode> Kernel<M> {
         ZoneType::ALL
             .iter()
             .map(|t| {
-                let z = self.zones[*t as usize].lock(p);
-                (
-                    *t,
-                    z.start_pfn().0,
-                    z.end_pfn().0,
-                    z.present_pages(),
-                    z.managed_pages(),
-                    z.free_pages(),
-                )
+                self.page_alloc.with_zone(p, *t, |z| {
+                    (
+                        *t,
+                        z.start_pfn().0,
+                        z.end_pfn().0,
+                        z.present_pages(),
+                        z.managed_pages(),
+                        z.free_pages(),
+                    )
+                })
             })
             .collect()
     }

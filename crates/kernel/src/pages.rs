@@ -6,7 +6,7 @@ use crate::ctx::{Ctx, SleepCtx};
 use crate::fault_inject::{FailAlloc, SiteStats};
 use crate::kernel::Kernel;
 use crate::mm::reclaim::ZoneMask;
-use crate::page_alloc::{zonelist, GfpFlags, PageFlags, PageOwner, Watermark, ZoneType};
+use crate::page_alloc::{zonelist, GfpFlags, PageOwner, ZoneType};
 use crate::platform::{BugReport, KernelEvent, Platform};
 use alloc::format;
 use highpte_arch::{PagingMode, Pfn};
@@ -25,29 +25,29 @@ impl<M: PagingMode> Kernel<M> {
     /// Set the fault-injection policy for page allocations (any time after boot; counts for
     /// the `n`-th policies start again). See [`crate::fault_inject`].
     pub fn set_fail_alloc(&self, policy: FailAlloc) {
-        self.fail_allocs.set(policy);
+        self.page_alloc.fail_injection().set(policy);
     }
 
     /// The fault-injection policy in force.
     pub fn fail_alloc(&self) -> FailAlloc {
-        self.fail_allocs.policy()
+        self.page_alloc.fail_injection().policy()
     }
 
     /// Page allocations failed on purpose since boot.
     pub fn fail_alloc_injected(&self) -> u64 {
-        self.fail_allocs.injected()
+        self.page_alloc.fail_injection().injected()
     }
 
     /// Allocation requests and injected failures per site since boot, in
     /// [`ALLOC_SITES`](crate::fault_inject::ALLOC_SITES) order.
     pub fn alloc_site_stats(&self) -> alloc::vec::Vec<(&'static str, SiteStats)> {
-        self.fail_allocs.site_stats()
+        self.page_alloc.fail_injection().site_stats()
     }
 
     /// Site names passed to the allocator that are not in
     /// [`ALLOC_SITES`](crate::fault_inject::ALLOC_SITES) (should be none).
     pub fn unknown_alloc_sites(&self) -> alloc::vec::Vec<&'static str> {
-        self.fail_allocs.unknown_sites()
+        self.page_alloc.fail_injection().unknown_sites()
     }
 
     /// `alloc_pages(gfp, order)` for a caller that may sleep (`__GFP_WAIT` allowed).
@@ -64,7 +64,7 @@ impl<M: PagingMode> Kernel<M> {
         }
         let p = cx.p();
         p.might_sleep(site);
-        if self.fail_allocs.should_fail(p, site) {
+        if self.page_alloc.fail_injection().should_fail(p, site) {
             self.counters.inc(Counter::AllocFailures);
             return None;
         }
@@ -121,7 +121,7 @@ impl<M: PagingMode> Kernel<M> {
         site: &'static str,
     ) -> Option<Pfn> {
         let p = cx.p();
-        if self.fail_allocs.should_fail(p, site) {
+        if self.page_alloc.fail_injection().should_fail(p, site) {
             self.counters.inc(Counter::AllocFailures);
             return None;
         }
@@ -132,7 +132,8 @@ impl<M: PagingMode> Kernel<M> {
         got
     }
 
-    /// One pass over the zonelist at the low watermark, then at the minimum.
+    /// One pass over the zonelist at the low watermark, then at the minimum; wakes kswapd
+    /// when the zone the page came from fell under `pages_low`.
     fn alloc_from_zones<P: Platform>(
         &self,
         p: &P,
@@ -140,94 +141,21 @@ impl<M: PagingMode> Kernel<M> {
         order: u32,
         owner: PageOwner,
     ) -> Option<Pfn> {
-        // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
-        // (a quarter of it for requests that cannot sleep), each zone also keeping what the
-        // zones before it in the list keep.
-        let min = if gfp.can_sleep() {
-            Watermark::Min
-        } else {
-            Watermark::AtomicMin
-        };
-        for wm in [Watermark::Low, min] {
-            // the watermark adds up along the zonelist (`min += z->pages_low`): a zone
-            // fallen back to keeps what the zones before it keep, see alloc_from_zonelist
-            let mut reserve = 0;
-            for &zt in zonelist(gfp) {
-                let (got, low) = {
-                    let mut z = self.zones[zt as usize].lock(p);
-                    let got = z.alloc_above(&self.mem_map, order, wm, reserve);
-                    reserve += wm.pages(&z.watermarks());
-                    (got, !z.watermark_ok(0, Watermark::Low))
-                };
-                if let Ok(pfn) = got {
-                    self.prep_new_page(pfn, order, owner, zt);
-                    if low {
-                        self.wakeup_kswapd(p);
-                    }
-                    return Some(pfn);
-                }
-            }
+        let got = self
+            .page_alloc
+            .alloc_from_zones(p, &self.mem_map, gfp, order, owner)?;
+        if got.zone_low {
+            self.wakeup_kswapd(p);
         }
-        None
-    }
-
-    fn prep_new_page(&self, pfn: Pfn, order: u32, owner: PageOwner, zt: ZoneType) {
-        let n = 1u64 << order;
-        for i in 0..n {
-            let d = self.mem_map.desc(Pfn(pfn.0 + i));
-            d.set_owner(owner);
-            d.set_count(if i == 0 { 1 } else { 0 });
-            if zt == ZoneType::HighMem {
-                d.set_flag(PageFlags::HIGHMEM);
-            }
-        }
-        self.account(pfn, owner, n, true);
+        Some(got.pfn)
     }
 
     /// `__free_pages(page, order)`: return a block to its zone. Freeing a page twice or a page
     /// the allocator does not own is a bug report.
     pub fn free_pages<P: Platform>(&self, cx: &Ctx<'_, P>, pfn: Pfn, order: u32) {
-        let p = cx.p();
-        let n = 1u64 << order;
-        let owner = self.mem_map.desc(pfn).owner();
-        let bad = PageFlags::SWAPCACHE | PageFlags::LOCKED;
-        if self.mem_map.desc(pfn).flags().intersects(bad) {
-            p.bug(BugReport {
-                kind: "bad page free",
-                message: format!(
-                    "freeing pfn {:#x} still {:?}",
-                    pfn.0,
-                    self.mem_map.desc(pfn).flags() & bad
-                ),
-            });
-        }
-        for i in 0..n {
-            let d = self.mem_map.desc(Pfn(pfn.0 + i));
-            d.set_owner(PageOwner::Free);
-            d.clear_flag(
-                PageFlags::HIGHMEM
-                    | PageFlags::PAGETABLE
-                    | PageFlags::ANON
-                    | PageFlags::SHARED
-                    | PageFlags::DIRTY
-                    | PageFlags::REFERENCED
-                    | PageFlags::UPTODATE,
-            );
-            d.set_mapcount(0);
-            d.set_count(0);
-        }
-        self.account(pfn, owner, n, false);
-        let zt = self.page_zone(pfn);
-        let r = {
-            let mut z = self.zones[zt as usize].lock(p);
-            z.free(&self.mem_map, pfn, order)
-        };
-        if let Err(e) = r {
-            p.bug(BugReport {
-                kind: "bad page free",
-                message: format!("freeing pfn {:#x} order {}: {:?}", pfn.0, order, e),
-            });
-        }
+        let zone = self.page_zone(pfn);
+        self.page_alloc
+            .free_pages(cx.p(), &self.mem_map, pfn, order, zone)
     }
 
     /// Zero a page through a temporary mapping (`clear_highpage`: KM_USER0 for a high page).
@@ -254,11 +182,11 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Free pages in `zone`.
     pub fn zone_free_pages<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
-        self.zones[zone as usize].lock(p).free_pages()
+        self.page_alloc.with_zone(p, zone, |z| z.free_pages())
     }
 
     /// Pages `zone` manages (handed to its buddy allocator).
     pub fn zone_managed_pages<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
-        self.zones[zone as usize].lock(p).managed_pages()
+        self.page_alloc.with_zone(p, zone, |z| z.managed_pages())
     }
 }

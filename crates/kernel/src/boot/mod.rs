@@ -20,8 +20,9 @@ mod log;
 mod tables;
 
 use crate::counters::Counters;
-use crate::highmem::Pkmap;
+use crate::highmem::Highmem;
 use crate::kernel::{Kernel, KernelOptions, KERNEL_LOAD_ADDR};
+use crate::page_alloc::allocator::PageAllocator;
 use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
@@ -149,23 +150,23 @@ impl<M: PagingMode> Kernel<M> {
             },
         )?;
         log_memory_layout(&mut log, &cfg, &opts, &layout, &zones, &res);
-        let slots = (cfg.cpus * highpte_arch::KmType::NR) as usize;
         Ok(Kernel {
             cfg,
             opts,
             layout,
             mem_map,
-            zones: zones.map(|z| SpinLock::new(zone_lock_name(z.ty()), z)),
+            page_alloc: PageAllocator::new(zones, owner_pages),
             max_low_pfn,
             max_pfn,
             swapper_pgd: tables.pgd,
             kernel_pmd: tables.kernel_pmd,
-            fixmap_ptes: tables.fixmap_ptes,
-            pkmap_pte_base,
-            pkmap: SpinLock::new("kmap_lock", Pkmap::new(pkmap_entries::<M>(&opts))),
-            atomic_slots: (0..slots).map(|_| Cell::new(None)).collect(),
-            atomic_last_use: (0..slots).map(|_| Cell::new(None)).collect(),
-            owner_pages,
+            highmem: Highmem::new(
+                cfg.cpus,
+                tables.fixmap_ptes,
+                pkmap_pte_base,
+                pkmap_entries::<M>(&opts),
+                opts.debug,
+            ),
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
             init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
@@ -175,7 +176,6 @@ impl<M: PagingMode> Kernel<M> {
             zero_page,
             kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
-            fail_allocs: Default::default(),
             swap: SpinLock::new(
                 "swap_lock",
                 crate::mm::swap::SwapState::new(opts.swap_pages),
@@ -290,12 +290,4 @@ fn pkmap_entries<M: PagingMode>(opts: &KernelOptions) -> u32 {
                 .min(M::LAST_PKMAP)
         })
         .unwrap_or(M::LAST_PKMAP)
-}
-
-fn zone_lock_name(t: ZoneType) -> &'static str {
-    match t {
-        ZoneType::Dma => "zone DMA lock",
-        ZoneType::Normal => "zone Normal lock",
-        ZoneType::HighMem => "zone HighMem lock",
-    }
 }

@@ -12,14 +12,15 @@
 //! for that type, then clears the pte and invalidates it so a stale pointer faults, and the
 //! fault report names the mapping that was released.
 
+use super::{kernel_page_flags, Highmem, HighmemEnv};
 use crate::counters::Counter;
 use crate::ctx::Ctx;
 use crate::kernel::Kernel;
+use crate::pgtable::entry_io::{read_entry, write_entry};
 use crate::platform::{BugReport, KernelEvent, Platform, TaskId};
 use alloc::format;
 use alloc::string::String;
-use highpte_arch::layout::fix_to_virt;
-use highpte_arch::{Entry, EntryFlags, KmType, PagingMode, Pfn, VirtAddr};
+use highpte_arch::{Entry, KernelLayout, KmType, PagingMode, Pfn, VirtAddr};
 
 /// Who holds (or last held) a kmap_atomic slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,36 +33,51 @@ pub struct SlotUse {
     pub place: &'static str,
 }
 
-impl<M: PagingMode> Kernel<M> {
+/// True for the slot types reserved to the pte API.
+pub(crate) const fn is_pte_km_type(ty: KmType) -> bool {
+    matches!(ty, KmType::Pte0 | KmType::Pte1 | KmType::Pte2)
+}
+
+/// Report a raw caller asking for a slot type that belongs to the pte API.
+pub(crate) fn refuse_pte_type<P: Platform>(
+    p: &P,
+    what: &'static str,
+    ty: KmType,
+    place: &'static str,
+) {
+    if is_pte_km_type(ty) {
+        p.bug(BugReport {
+            kind: what,
+            message: format!(
+                "{what}: task {} asks for {} at {}: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
+                p.task(),
+                ty.name(),
+                place
+            ),
+        });
+    }
+}
+
+impl<M: PagingMode> Highmem<M> {
     fn slot_index(&self, cpu: u32, ty: KmType) -> usize {
         (cpu * KmType::NR + ty.index()) as usize
     }
 
-    /// The flags of a kernel mapping of a data page (`PAGE_KERNEL`, global with PGE).
-    pub(crate) fn kernel_page_flags() -> EntryFlags {
-        EntryFlags::KERNEL | EntryFlags::GLOBAL
-    }
-
-    /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` (the direct map
-    /// for a low page) and return the mapping; dropping it is `kunmap_atomic`. Preemption is
-    /// off while it lives, and it borrows the context mutably: nothing that may sleep can run,
-    /// and no second mapping can be made from the same context (use
-    /// [`Kernel::kmap_atomic_pair`] for two).
-    ///
-    /// The pte slots (`KM_PTE0`, `KM_PTE1`, `KM_PTE2`) belong to the pte API (the
-    /// page-table cursor, `PteMap::map_nested`): asking for one here is a bug report, so raw
-    /// code cannot take (or clobber) a slot a live `PteMap` holds.
-    pub fn kmap_atomic<'a, 'p, P: Platform>(
+    /// `kmap_atomic(page, type)` for a raw (non-pte) slot type, as a guard that unmaps on
+    /// drop. See `Kernel::kmap_atomic`.
+    pub(crate) fn kmap_atomic<'a, 'p, P: Platform>(
         &'a self,
+        env: HighmemEnv<'a>,
         cx: &'a mut Ctx<'p, P>,
         pfn: Pfn,
         ty: KmType,
         place: &'static str,
     ) -> KmapAtomic<'a, 'p, P, M> {
-        self.refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
-        let va = self.kmap_atomic_slot(cx, pfn, ty, place);
+        refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
+        let va = self.kmap_atomic_slot(env, cx, pfn, ty, place);
         KmapAtomic {
-            k: self,
+            hm: self,
+            env,
             cx,
             va,
             ty,
@@ -69,22 +85,24 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// Two atomic mappings at once (`copy_user_highpage`'s KM_USER0 + KM_USER1): `first` is
-    /// mapped first and unmapped last.
-    pub fn kmap_atomic_pair<'a, 'p, P: Platform>(
+    /// Two atomic mappings at once: `first` is mapped first and unmapped last. See
+    /// `Kernel::kmap_atomic_pair`.
+    pub(crate) fn kmap_atomic_pair<'a, 'p, P: Platform>(
         &'a self,
+        env: HighmemEnv<'a>,
         cx: &'a mut Ctx<'p, P>,
         first: (Pfn, KmType),
         second: (Pfn, KmType),
         place: &'static str,
     ) -> KmapAtomicPair<'a, 'p, P, M> {
         let p = cx.p();
-        self.refuse_pte_type(p, "kmap_atomic", first.1, place);
-        self.refuse_pte_type(p, "kmap_atomic", second.1, place);
-        let a = self.kmap_atomic_slot(cx, first.0, first.1, place);
-        let b = self.kmap_atomic_slot(cx, second.0, second.1, place);
+        refuse_pte_type(p, "kmap_atomic", first.1, place);
+        refuse_pte_type(p, "kmap_atomic", second.1, place);
+        let a = self.kmap_atomic_slot(env, cx, first.0, first.1, place);
+        let b = self.kmap_atomic_slot(env, cx, second.0, second.1, place);
         KmapAtomicPair {
-            k: self,
+            hm: self,
+            env,
             cx,
             first: (a, first.1),
             second: (b, second.1),
@@ -92,70 +110,10 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// The raw `kmap_atomic`: map and return the bare address, to be released by
-    /// [`Kernel::kunmap_atomic_raw`]. For the debug helpers' tests, which must be able to
-    /// misuse the pair (unmap the wrong type, twice, never) to show what the helpers report.
-    ///
-    /// # Safety
-    /// The caller must call [`Kernel::kunmap_atomic_raw`] with the same address and type, on
-    /// the same task, before anything that may sleep, and must not use the address after it.
-    /// Breaking this is exactly the bug class the debug helpers catch at run time; nothing
-    /// catches it at compile time.
-    pub unsafe fn kmap_atomic_raw<P: Platform>(
-        &self,
-        cx: &Ctx<'_, P>,
-        pfn: Pfn,
-        ty: KmType,
-        place: &'static str,
-    ) -> VirtAddr {
-        self.refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
-        self.kmap_atomic_slot(cx, pfn, ty, place)
-    }
-
-    /// The raw `kunmap_atomic(addr, type)`: release the slot and re-enable preemption.
-    ///
-    /// # Safety
-    /// `va` and `ty` must come from a [`Kernel::kmap_atomic_raw`] of this task that was not
-    /// released yet (the debug helpers report it at run time when they do not).
-    pub unsafe fn kunmap_atomic_raw<P: Platform>(
-        &self,
-        cx: &Ctx<'_, P>,
-        va: VirtAddr,
-        ty: KmType,
-        place: &'static str,
-    ) {
-        self.refuse_pte_type(cx.p(), "kunmap_atomic", ty, place);
-        self.kunmap_atomic_slot(cx, va, ty, place)
-    }
-
-    /// True for the slot types reserved to the pte API.
-    pub const fn is_pte_km_type(ty: KmType) -> bool {
-        matches!(ty, KmType::Pte0 | KmType::Pte1 | KmType::Pte2)
-    }
-
-    fn refuse_pte_type<P: Platform>(
-        &self,
-        p: &P,
-        what: &'static str,
-        ty: KmType,
-        place: &'static str,
-    ) {
-        if Self::is_pte_km_type(ty) {
-            p.bug(BugReport {
-                kind: what,
-                message: format!(
-                    "{what}: task {} asks for {} at {}: the pte slots (KM_PTE0, KM_PTE1, KM_PTE2) belong to the pte API (PteCursor::map, map_nested, map_phys); raw callers use KM_USER0/KM_USER1",
-                    p.task(),
-                    ty.name(),
-                    place
-                ),
-            });
-        }
-    }
-
     /// `kmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
     pub(crate) fn kmap_atomic_slot<P: Platform>(
         &self,
+        env: HighmemEnv<'_>,
         cx: &Ctx<'_, P>,
         pfn: Pfn,
         ty: KmType,
@@ -163,17 +121,17 @@ impl<M: PagingMode> Kernel<M> {
     ) -> VirtAddr {
         let p = cx.p();
         p.preempt_disable();
-        if let Some(va) = self.layout.phys_to_virt(pfn.addr().as_u64()) {
-            self.counters.inc(Counter::KmapAtomicLow);
+        if let Some(va) = env.layout.phys_to_virt(pfn.addr().as_u64()) {
+            env.counters.inc(Counter::KmapAtomicLow);
             return va;
         }
         let cpu = p.cpu();
         let slot = self.slot_index(cpu, ty);
-        let va = self.layout.kmap_atomic_addr(cpu, ty);
+        let va = env.layout.kmap_atomic_addr(cpu, ty);
         let pte_va = self.fixmap_pte_va(va);
-        if self.opts.debug {
+        if self.debug {
             // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
-            let old = M::entry_from_raw(unsafe { self.read_entry(p, pte_va) });
+            let old = M::entry_from_raw(unsafe { read_entry::<M, P>(p, pte_va) });
             if !old.is_none() {
                 let who = match self.atomic_slots[slot].get() {
                     Some(u) => format!(
@@ -196,7 +154,7 @@ impl<M: PagingMode> Kernel<M> {
                 });
             }
         }
-        let want = Entry::new(pfn, Self::kernel_page_flags());
+        let want = Entry::new(pfn, kernel_page_flags());
         // The slot already maps this page: keep its pte and skip the flush.
         //
         // Why that is correct: the slot belongs to this CPU alone (`slot_index(cpu, ty)`), and
@@ -215,9 +173,9 @@ impl<M: PagingMode> Kernel<M> {
         // the debug helpers unmapping clears the pte (and the check above needs the slot
         // empty), so the path is never taken there: it is gated on `!debug` explicitly.
         // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
-        if !self.opts.debug && M::entry_from_raw(unsafe { self.read_entry(p, pte_va) }) == want {
-            self.counters.inc(Counter::KmapAtomic);
-            self.counters.inc(Counter::KmapAtomicReused);
+        if !self.debug && M::entry_from_raw(unsafe { read_entry::<M, P>(p, pte_va) }) == want {
+            env.counters.inc(Counter::KmapAtomic);
+            env.counters.inc(Counter::KmapAtomicReused);
             self.atomic_slots[slot].set(Some(SlotUse {
                 task: p.task(),
                 pfn,
@@ -226,11 +184,11 @@ impl<M: PagingMode> Kernel<M> {
             return va;
         }
         // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
-        unsafe { self.write_entry(p, pte_va, want) };
+        unsafe { write_entry::<M, P>(p, pte_va, want) };
         p.charge(KernelEvent::KmapAtomicPteWrite);
         p.invlpg(va);
-        self.counters.inc(Counter::KmapAtomic);
-        self.counters.inc(Counter::Invlpg);
+        env.counters.inc(Counter::KmapAtomic);
+        env.counters.inc(Counter::Invlpg);
         self.atomic_slots[slot].set(Some(SlotUse {
             task: p.task(),
             pfn,
@@ -242,23 +200,24 @@ impl<M: PagingMode> Kernel<M> {
     /// `kunmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
     pub(crate) fn kunmap_atomic_slot<P: Platform>(
         &self,
+        env: HighmemEnv<'_>,
         cx: &Ctx<'_, P>,
         va: VirtAddr,
         ty: KmType,
         place: &'static str,
     ) {
         let p = cx.p();
-        if va.as_u32() < self.layout.fixaddr_start().as_u32() {
+        if va.as_u32() < env.layout.fixaddr_start().as_u32() {
             // a low page: nothing was mapped
             p.preempt_enable();
             return;
         }
         let cpu = p.cpu();
         let slot = self.slot_index(cpu, ty);
-        let expected = self.layout.kmap_atomic_addr(cpu, ty);
-        if self.opts.debug {
+        let expected = env.layout.kmap_atomic_addr(cpu, ty);
+        if self.debug {
             if va.page_base() != expected {
-                let what: String = match self.layout.kmap_atomic_slot_of(va) {
+                let what: String = match env.layout.kmap_atomic_slot_of(va) {
                     Some(Ok((c, t))) => format!("CPU {}'s {} slot", c, t.name()),
                     Some(Err(idx)) => format!("guard slot (fixmap index {idx})"),
                     None => String::from("not a kmap_atomic address"),
@@ -295,9 +254,9 @@ impl<M: PagingMode> Kernel<M> {
             // whatever the slot maps next.
             let pte_va = self.fixmap_pte_va(expected);
             // SAFETY: the fixmap pte page is low memory for good; this CPU's slot, preemption off.
-            unsafe { self.write_entry(p, pte_va, Entry::NONE) };
+            unsafe { write_entry::<M, P>(p, pte_va, Entry::NONE) };
             p.invlpg(expected);
-            self.counters.inc(Counter::Invlpg);
+            env.counters.inc(Counter::Invlpg);
             self.atomic_last_use[slot].set(
                 self.atomic_slots[slot]
                     .get()
@@ -309,13 +268,16 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// The kernel address of the fixmap pte that maps `va` (a fixmap address).
-    pub(crate) fn fixmap_pte_va(&self, va: VirtAddr) -> VirtAddr {
+    fn fixmap_pte_va(&self, va: VirtAddr) -> VirtAddr {
         let idx = highpte_arch::layout::virt_to_fix(va);
         self.fixmap_ptes[idx as usize]
     }
 
     /// The slots held by `task` (for "scheduling with KM_TYPE held" and reports).
-    pub fn atomic_slots_held_by(&self, task: TaskId) -> alloc::vec::Vec<(u32, KmType, SlotUse)> {
+    pub(crate) fn atomic_slots_held_by(
+        &self,
+        task: TaskId,
+    ) -> alloc::vec::Vec<(u32, KmType, SlotUse)> {
         let mut v = alloc::vec::Vec::new();
         for (i, s) in self.atomic_slots.iter().enumerate() {
             if let Some(u) = s.get() {
@@ -337,8 +299,12 @@ impl<M: PagingMode> Kernel<M> {
     /// vmalloc area: the would-be direct-map address of a high page, which has none, and an
     /// address in the persistent-kmap window. Reads no simulated memory and takes no lock (it
     /// runs inside the oops path).
-    pub fn describe_kernel_address(&self, va: VirtAddr) -> Option<String> {
-        let l = &self.layout;
+    pub(crate) fn describe_kernel_address(
+        &self,
+        layout: &KernelLayout,
+        va: VirtAddr,
+    ) -> Option<String> {
+        let l = layout;
         let a = va.as_u32();
         if a >= l.high_memory().as_u32() && a < l.vmalloc_start().as_u32() {
             let pfn = (a - l.page_offset().as_u32()) >> highpte_arch::PAGE_SHIFT;
@@ -353,7 +319,7 @@ impl<M: PagingMode> Kernel<M> {
                 "{va} is persistent kmap entry {nr}: not mapped (free, or flushed at a wrap-around): a use after kunmap"
             ));
         }
-        match self.layout.kmap_atomic_slot_of(va)? {
+        match l.kmap_atomic_slot_of(va)? {
             Err(idx) => Some(format!("{va} is a kmap_atomic guard slot (fixmap index {idx}): never mapped; an access ran off the end of a neighbouring slot")),
             Ok((cpu, ty)) => {
                 let slot = self.slot_index(cpu, ty);
@@ -376,7 +342,12 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Check that `task` holds no kmap_atomic slot (called when the scheduler switches it
     /// out: "scheduling with KM_TYPE held").
-    pub fn check_no_atomic_slots<P: Platform>(&self, p: &P, task: TaskId, place: &'static str) {
+    pub(crate) fn check_no_atomic_slots<P: Platform>(
+        &self,
+        p: &P,
+        task: TaskId,
+        place: &'static str,
+    ) {
         // Only this CPU's slots: the task switched away from here. (By the time the switch is
         // seen, a preempted task may already run on another CPU and legitimately hold a slot
         // there.)
@@ -395,16 +366,114 @@ impl<M: PagingMode> Kernel<M> {
             });
         }
     }
+}
 
-    /// The first fixmap address (for `kmap_atomic_slot_of` lookups by callers).
-    pub fn fixmap_top(&self) -> VirtAddr {
-        fix_to_virt(0)
+/// The kernel's `kmap_atomic` entry points: each hands the `Highmem` subsystem the layout and
+/// counters it needs and forwards.
+impl<M: PagingMode> Kernel<M> {
+    /// `kmap_atomic(page, type)`: map `pfn` into this CPU's slot of type `ty` (the direct map
+    /// for a low page) and return the mapping; dropping it is `kunmap_atomic`. Preemption is
+    /// off while it lives, and it borrows the context mutably: nothing that may sleep can run,
+    /// and no second mapping can be made from the same context (use
+    /// [`Kernel::kmap_atomic_pair`] for two).
+    ///
+    /// The pte slots (`KM_PTE0`, `KM_PTE1`, `KM_PTE2`) belong to the pte API (the
+    /// page-table cursor, `PteMap::map_nested`): asking for one here is a bug report, so raw
+    /// code cannot take (or clobber) a slot a live `PteMap` holds.
+    pub fn kmap_atomic<'a, 'p, P: Platform>(
+        &'a self,
+        cx: &'a mut Ctx<'p, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> KmapAtomic<'a, 'p, P, M> {
+        self.highmem
+            .kmap_atomic(self.highmem_env(), cx, pfn, ty, place)
+    }
+
+    /// Two atomic mappings at once (`copy_user_highpage`'s KM_USER0 + KM_USER1): `first` is
+    /// mapped first and unmapped last.
+    pub fn kmap_atomic_pair<'a, 'p, P: Platform>(
+        &'a self,
+        cx: &'a mut Ctx<'p, P>,
+        first: (Pfn, KmType),
+        second: (Pfn, KmType),
+        place: &'static str,
+    ) -> KmapAtomicPair<'a, 'p, P, M> {
+        self.highmem
+            .kmap_atomic_pair(self.highmem_env(), cx, first, second, place)
+    }
+
+    /// The raw `kmap_atomic`: map and return the bare address, to be released by
+    /// [`Kernel::kunmap_atomic_raw`]. For the debug helpers' tests, which must be able to
+    /// misuse the pair (unmap the wrong type, twice, never) to show what the helpers report.
+    ///
+    /// # Safety
+    /// The caller must call [`Kernel::kunmap_atomic_raw`] with the same address and type, on
+    /// the same task, before anything that may sleep, and must not use the address after it.
+    /// Breaking this is exactly the bug class the debug helpers catch at run time; nothing
+    /// catches it at compile time.
+    pub unsafe fn kmap_atomic_raw<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> VirtAddr {
+        refuse_pte_type(cx.p(), "kmap_atomic", ty, place);
+        self.kmap_atomic_slot(cx, pfn, ty, place)
+    }
+
+    /// The raw `kunmap_atomic(addr, type)`: release the slot and re-enable preemption.
+    ///
+    /// # Safety
+    /// `va` and `ty` must come from a [`Kernel::kmap_atomic_raw`] of this task that was not
+    /// released yet (the debug helpers report it at run time when they do not).
+    pub unsafe fn kunmap_atomic_raw<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        va: VirtAddr,
+        ty: KmType,
+        place: &'static str,
+    ) {
+        refuse_pte_type(cx.p(), "kunmap_atomic", ty, place);
+        self.kunmap_atomic_slot(cx, va, ty, place)
+    }
+
+    /// True for the slot types reserved to the pte API.
+    pub const fn is_pte_km_type(ty: KmType) -> bool {
+        is_pte_km_type(ty)
+    }
+
+    /// `kmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
+    pub(crate) fn kmap_atomic_slot<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        pfn: Pfn,
+        ty: KmType,
+        place: &'static str,
+    ) -> VirtAddr {
+        self.highmem
+            .kmap_atomic_slot(self.highmem_env(), cx, pfn, ty, place)
+    }
+
+    /// `kunmap_atomic` for any slot type: the pte API's entry point (and the public one's body).
+    pub(crate) fn kunmap_atomic_slot<P: Platform>(
+        &self,
+        cx: &Ctx<'_, P>,
+        va: VirtAddr,
+        ty: KmType,
+        place: &'static str,
+    ) {
+        self.highmem
+            .kunmap_atomic_slot(self.highmem_env(), cx, va, ty, place)
     }
 }
 
 /// A live `kmap_atomic` mapping; unmapped (`kunmap_atomic`) when dropped.
 pub struct KmapAtomic<'a, 'p, P: Platform, M: PagingMode> {
-    k: &'a Kernel<M>,
+    hm: &'a Highmem<M>,
+    env: HighmemEnv<'a>,
     cx: &'a mut Ctx<'p, P>,
     va: VirtAddr,
     ty: KmType,
@@ -424,14 +493,15 @@ impl<'p, P: Platform, M: PagingMode> KmapAtomic<'_, 'p, P, M> {
 
 impl<P: Platform, M: PagingMode> Drop for KmapAtomic<'_, '_, P, M> {
     fn drop(&mut self) {
-        self.k
-            .kunmap_atomic_slot(self.cx, self.va, self.ty, self.place);
+        self.hm
+            .kunmap_atomic_slot(self.env, self.cx, self.va, self.ty, self.place);
     }
 }
 
 /// Two live `kmap_atomic` mappings made together; the second is unmapped first on drop.
 pub struct KmapAtomicPair<'a, 'p, P: Platform, M: PagingMode> {
-    k: &'a Kernel<M>,
+    hm: &'a Highmem<M>,
+    env: HighmemEnv<'a>,
     cx: &'a mut Ctx<'p, P>,
     first: (VirtAddr, KmType),
     second: (VirtAddr, KmType),
@@ -453,7 +523,9 @@ impl<P: Platform, M: PagingMode> Drop for KmapAtomicPair<'_, '_, P, M> {
     fn drop(&mut self) {
         let (b, bt) = self.second;
         let (a, at) = self.first;
-        self.k.kunmap_atomic_slot(self.cx, b, bt, self.place);
-        self.k.kunmap_atomic_slot(self.cx, a, at, self.place);
+        self.hm
+            .kunmap_atomic_slot(self.env, self.cx, b, bt, self.place);
+        self.hm
+            .kunmap_atomic_slot(self.env, self.cx, a, at, self.place);
     }
 }

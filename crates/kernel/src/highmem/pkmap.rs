@@ -8,9 +8,10 @@
 //! why a task that holds kmaps and asks for one more can wait forever once every entry is
 //! held by such tasks.
 
+use super::{kernel_page_flags, Highmem, HighmemEnv};
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
-use crate::kernel::Kernel;
+use crate::pgtable::entry_io::write_entry;
 use crate::platform::{BugReport, Platform, TaskId, WaitQueueKey};
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -87,26 +88,27 @@ pub(crate) enum TryKmap {
     Full,
 }
 
-impl<M: PagingMode> Kernel<M> {
+impl<M: PagingMode> Highmem<M> {
     /// `kmap(page)`: map a page into the persistent window (its direct-map address for a low
     /// page). May sleep until an entry is free.
-    pub fn kmap<P: Platform>(
+    pub(crate) fn kmap<P: Platform>(
         &self,
+        env: HighmemEnv<'_>,
         cx: &mut SleepCtx<'_, P>,
         pfn: Pfn,
         place: &'static str,
     ) -> VirtAddr {
         let p = cx.p();
         p.might_sleep(place);
-        if let Some(va) = self.layout.phys_to_virt(pfn.addr().as_u64()) {
+        if let Some(va) = env.layout.phys_to_virt(pfn.addr().as_u64()) {
             return va;
         }
         loop {
             let token = p.prepare_to_wait(PKMAP_WAIT);
-            match self.kmap_try(cx, pfn, place) {
+            match self.kmap_try(env, cx, pfn, place) {
                 TryKmap::Mapped(va) => return va,
                 TryKmap::Full => {
-                    self.counters.inc(Counter::KmapSleeps);
+                    env.counters.inc(Counter::KmapSleeps);
                     cx.sleep_on(PKMAP_WAIT, token, "pkmap free entry", place);
                 }
             }
@@ -114,16 +116,17 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// One attempt at `kmap` that never sleeps: maps the page, or reports that every entry is
-    /// in use. Used by [`Kernel::kmap`] and by the persistent pte strategy, which must drop the
-    /// page-table lock before it may wait.
+    /// in use. Used by `Highmem::kmap` and by the persistent pte strategy, which must drop
+    /// the page-table lock before it may wait.
     pub(crate) fn kmap_try<P: Platform>(
         &self,
+        env: HighmemEnv<'_>,
         cx: &Ctx<'_, P>,
         pfn: Pfn,
         place: &'static str,
     ) -> TryKmap {
         let p = cx.p();
-        if let Some(va) = self.layout.phys_to_virt(pfn.addr().as_u64()) {
+        if let Some(va) = env.layout.phys_to_virt(pfn.addr().as_u64()) {
             return TryKmap::Mapped(va);
         }
         let mut pk = self.pkmap.lock(p);
@@ -136,7 +139,7 @@ impl<M: PagingMode> Kernel<M> {
                 let found = loop {
                     pk.last_nr = (pk.last_nr + 1) & (n - 1);
                     if pk.last_nr == 0 {
-                        self.flush_all_zero_pkmaps(p, &mut pk);
+                        self.flush_all_zero_pkmaps(env, p, &mut pk);
                         left = n;
                     }
                     if pk.count[pk.last_nr as usize] == 0 {
@@ -151,8 +154,9 @@ impl<M: PagingMode> Kernel<M> {
                     return TryKmap::Full;
                 };
                 let pte_va = self.pkmap_pte_va(nr);
+                let e = Entry::new(pfn, kernel_page_flags());
                 // SAFETY: the pkmap pte page is low memory for good; entries change under kmap_lock.
-                unsafe { self.write_entry(p, pte_va, Entry::new(pfn, Self::kernel_page_flags())) };
+                unsafe { write_entry::<M, P>(p, pte_va, e) };
                 pk.count[nr as usize] = 1;
                 pk.page[nr as usize] = Some(pfn);
                 pk.by_page.insert(pfn.0, nr);
@@ -164,33 +168,39 @@ impl<M: PagingMode> Kernel<M> {
             .entry(p.task())
             .or_default()
             .push(PkmapHolder { nr, pfn, place });
-        self.counters.inc(Counter::Kmap);
-        TryKmap::Mapped(self.layout.pkmap_addr(nr))
+        env.counters.inc(Counter::Kmap);
+        TryKmap::Mapped(env.layout.pkmap_addr(nr))
     }
 
     /// `flush_all_zero_pkmaps`: clear every entry whose count is 1 and flush all TLBs.
-    fn flush_all_zero_pkmaps<P: Platform>(&self, p: &P, pk: &mut Pkmap) {
+    fn flush_all_zero_pkmaps<P: Platform>(&self, env: HighmemEnv<'_>, p: &P, pk: &mut Pkmap) {
         for nr in 0..pk.len() {
             if pk.count[nr as usize] != 1 {
                 continue;
             }
             pk.count[nr as usize] = 0;
             // SAFETY: the pkmap pte page is low memory for good; entries change under kmap_lock.
-            unsafe { self.write_entry(p, self.pkmap_pte_va(nr), Entry::NONE) };
+            unsafe { write_entry::<M, P>(p, self.pkmap_pte_va(nr), Entry::NONE) };
             if let Some(pfn) = pk.page[nr as usize].take() {
                 pk.by_page.remove(&pfn.0);
             }
         }
         p.flush_tlb_all();
-        self.counters.inc(Counter::PkmapFlushes);
-        self.counters.inc(Counter::FlushTlbAll);
+        env.counters.inc(Counter::PkmapFlushes);
+        env.counters.inc(Counter::FlushTlbAll);
     }
 
     /// `kunmap(page)`: drop one use of a persistent mapping, waking a waiter if the entry
     /// became reusable.
-    pub fn kunmap<P: Platform>(&self, cx: &Ctx<'_, P>, pfn: Pfn, place: &'static str) {
+    pub(crate) fn kunmap<P: Platform>(
+        &self,
+        env: HighmemEnv<'_>,
+        cx: &Ctx<'_, P>,
+        pfn: Pfn,
+        place: &'static str,
+    ) {
         let p = cx.p();
-        if self.layout.phys_to_virt(pfn.addr().as_u64()).is_some() {
+        if env.layout.phys_to_virt(pfn.addr().as_u64()).is_some() {
             return;
         }
         let mut wake = false;
@@ -213,7 +223,7 @@ impl<M: PagingMode> Kernel<M> {
                 let i = v.iter().rposition(|h| h.pfn == pfn)?;
                 Some(v.remove(i))
             });
-            if held.is_none() && self.opts.debug {
+            if held.is_none() && self.debug {
                 drop(pk);
                 p.bug(BugReport {
                     kind: "kunmap",
@@ -231,7 +241,7 @@ impl<M: PagingMode> Kernel<M> {
             if *c == 1 {
                 wake = true;
             }
-            self.counters.inc(Counter::Kunmap);
+            env.counters.inc(Counter::Kunmap);
         }
         if wake {
             p.wake_up_all(PKMAP_WAIT);
@@ -239,34 +249,32 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     /// The kernel address of the pte of pkmap entry `nr` (`pkmap_page_table + nr`).
-    pub(crate) fn pkmap_pte_va(&self, nr: u32) -> VirtAddr {
+    fn pkmap_pte_va(&self, nr: u32) -> VirtAddr {
         VirtAddr::new(self.pkmap_pte_base.as_u32() + nr * M::ENTRY_BYTES)
     }
 
-    /// The use count of every pkmap entry (`pkmap_count`: 0 free, 1 unused but maybe cached
-    /// in a TLB, n = n-1 users) and `last_pkmap_nr`, taken under `kmap_lock`.
-    pub fn pkmap_counts<P: Platform>(&self, p: &P) -> (Vec<u32>, u32) {
+    /// The use count of every pkmap entry and `last_pkmap_nr`, taken under `kmap_lock`.
+    pub(crate) fn pkmap_counts<P: Platform>(&self, p: &P) -> (Vec<u32>, u32) {
         let pk = self.pkmap.lock(p);
         (pk.count.clone(), pk.last_nr)
     }
 
-    /// Persistent kmaps currently held by each task (for deadlock and exit reports).
-    pub fn pkmap_holders<P: Platform>(&self, p: &P) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
+    /// Persistent kmaps currently held by each task, taken under `kmap_lock`.
+    pub(crate) fn pkmap_holders<P: Platform>(&self, p: &P) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
         self.pkmap.lock(p).holders.clone()
     }
 
-    /// Persistent kmaps held by each task, read after the simulation stopped (deadlock
-    /// reports).
+    /// Persistent kmaps held by each task, read after the simulation stopped.
     ///
     /// # Safety
     /// The machine must be stopped: no simulated task may run while this reads.
-    pub unsafe fn pkmap_holders_stopped(&self) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
+    pub(crate) unsafe fn pkmap_holders_stopped(&self) -> BTreeMap<TaskId, Vec<PkmapHolder>> {
         // SAFETY: forwarded to the caller.
         unsafe { self.pkmap.peek_stopped() }.holders.clone()
     }
 
     /// Check that `task` holds no persistent kmap (at exit).
-    pub fn check_no_pkmaps<P: Platform>(&self, p: &P, task: TaskId) {
+    pub(crate) fn check_no_pkmaps<P: Platform>(&self, p: &P, task: TaskId) {
         let held = self.pkmap.lock(p).holders.get(&task).cloned();
         if let Some(h) = held.filter(|h| !h.is_empty()) {
             p.bug(BugReport {

@@ -54,8 +54,8 @@ impl<M: PagingMode> Kernel<M> {
     /// True if `pfn` is on a free list of its zone.
     pub fn page_is_free<P: Platform>(&self, p: &P, pfn: Pfn) -> bool {
         let z = self.page_zone(pfn);
-        let g = self.zones[z as usize].lock(p);
-        g.free_area().is_free(&self.mem_map, pfn)
+        self.page_alloc
+            .with_zone(p, z, |g| g.free_area().is_free(&self.mem_map, pfn))
     }
 
     /// Every distinct live mm.

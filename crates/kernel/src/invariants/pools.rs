@@ -71,8 +71,10 @@ impl<M: PagingMode> Kernel<M> {
         bad: &mut Vec<String>,
     ) {
         for z in ZoneType::ALL {
-            let g = self.zones[z as usize].lock(p);
-            if let Err(e) = g.check(&self.mem_map) {
+            let (checked, free, present) = self.page_alloc.with_zone(p, z, |g| {
+                (g.check(&self.mem_map), g.free_pages(), g.present_pages())
+            });
+            if let Err(e) = checked {
                 bad.push(format!("zone {}: {}", z.name(), e));
             }
             let owned: u64 = PageOwner::ALL
@@ -80,16 +82,15 @@ impl<M: PagingMode> Kernel<M> {
                 .filter(|o| **o != PageOwner::Free)
                 .map(|o| self.owner_pages(z, *o))
                 .sum();
-            if owned + g.free_pages() != g.present_pages() {
+            if owned + free != present {
                 bad.push(format!(
                     "zone {}: {} pages owned + {} free != {} present",
                     z.name(),
                     owned,
-                    g.free_pages(),
-                    g.present_pages()
+                    free,
+                    present
                 ));
             }
-            drop(g);
             let pt = self.owner_pages(z, PageOwner::PageTable);
             if pt != pt_pages[z as usize] {
                 bad.push(format!(

@@ -179,8 +179,10 @@ impl<M: PagingMode> Kernel<M> {
             if !class.contains(z) {
                 continue;
             }
-            let g = self.zones[z as usize].lock(p);
-            if g.managed_pages() > 0 && !g.watermark_ok(0, Watermark::High) {
+            let low = self.page_alloc.with_zone(p, z, |g| {
+                g.managed_pages() > 0 && !g.watermark_ok(0, Watermark::High)
+            });
+            if low {
                 short = short.with(z);
             }
         }
@@ -272,11 +274,12 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Pages `zone` needs to be back at its `pages_high` watermark (0 for an empty zone).
     fn zone_shortage<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
-        let g = self.zones[zone as usize].lock(p);
-        if g.managed_pages() == 0 {
-            return 0;
-        }
-        g.watermarks().high.saturating_sub(g.free_pages())
+        self.page_alloc.with_zone(p, zone, |g| {
+            if g.managed_pages() == 0 {
+                return 0;
+            }
+            g.watermarks().high.saturating_sub(g.free_pages())
+        })
     }
 
     /// The body of `kswapd`, a kernel thread that never returns: sleep until an allocation

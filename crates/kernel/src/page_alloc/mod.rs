@@ -7,8 +7,11 @@
 //!   through the descriptors and misuse reported as [`BuddyError`];
 //! - [`zone`]: DMA / Normal / HighMem layouts for a configuration, watermarks, and allocation
 //!   along a request's zonelist ([`alloc_from_zonelist`]);
+//! - `allocator`: the kernel's page allocator subsystem (`PageAllocator`): the zones under
+//!   their locks, owner accounting and fault injection;
 //! - [`gfp`]: request flags ([`GfpFlags`], `GFP_KERNEL`, `GFP_HIGHUSER`, ...) and [`zonelist`].
 
+pub(crate) mod allocator;
 pub mod buddy;
 pub mod gfp;
 pub mod mem_map;

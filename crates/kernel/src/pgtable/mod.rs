@@ -12,6 +12,7 @@
 
 pub mod alloc;
 pub mod cursor;
+pub(crate) mod entry_io;
 pub mod pte;
 pub mod tables;
 
