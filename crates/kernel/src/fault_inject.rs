@@ -3,7 +3,7 @@
 //! allocations fail as if memory had run out.
 //!
 //! The policies ([`FailAlloc`]) fail allocations at a rate (decided by
-//! [`Platform::random`], so a run replays from its seed), the n-th
+//! [`CpuInfo::random`](crate::CpuInfo::random), so a run replays from its seed), the n-th
 //! allocation, every allocation at one site, or the n-th at one site. Every failure must turn
 //! into what Linux gives: a system call fails with ENOMEM and changes nothing, a page fault
 //! ends in the OOM killer (or SIGBUS), and nothing leaks once the processes are gone.

@@ -56,7 +56,7 @@ pub struct MachineOptions {
     pub cpus: u32,
     /// Bytes of simulated RAM (a non-zero multiple of 4096, at most 64 GiB).
     pub ram_bytes: u64,
-    /// The seed of every random choice (stress perturbations, [`highpte_kernel::Platform::random`]).
+    /// The seed of every random choice (stress perturbations, [`highpte_kernel::CpuInfo::random`]).
     pub seed: u64,
     /// `CONFIG_PREEMPT`: kernel preemption at `preempt_enable`.
     pub preempt: bool,

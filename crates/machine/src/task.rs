@@ -227,7 +227,7 @@ impl<M: PagingMode> TaskHandle<M> {
         self.st().os.clone()
     }
 
-    /// This task's id (also [`Platform::task`]).
+    /// This task's id (also [`highpte_kernel::CpuInfo::task`]).
     pub fn id(&self) -> TaskId {
         self.id
     }
