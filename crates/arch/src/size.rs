@@ -33,37 +33,28 @@ impl fmt::Display for SizeError {
     }
 }
 
-/// Parse `N`, `NK`, `NM`, `NG`, `NT` (binary units, case-insensitive, optional trailing `B`/`iB`).
+/// The units: binary everywhere, as the kernel's own `mem=` option reads them (`K` = 1024,
+/// `KB` and `KiB` alike), so `512M` on the command line and `ram = "512M"` in a file agree.
+const UNITS: parse_size::Config = parse_size::Config::new().with_binary();
+
+/// Parse a size: a number with an optional binary unit (`K`, `M`, `G`, `T`, case-insensitive,
+/// optional trailing `B` or `iB`). The parsing is the `parse-size` crate's; fractions
+/// (`1.5G`) are rounded to the nearest byte, a sign or anything else is refused.
 pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(SizeError::Empty);
     }
-    let lower_end = s.trim_end_matches(['b', 'B']).trim_end_matches(['i', 'I']);
-    let (digits, mult) = match lower_end.as_bytes().last() {
-        Some(b'k' | b'K') => (&lower_end[..lower_end.len() - 1], KB),
-        Some(b'm' | b'M') => (&lower_end[..lower_end.len() - 1], MB),
-        Some(b'g' | b'G') => (&lower_end[..lower_end.len() - 1], GB),
-        Some(b't' | b'T') => (&lower_end[..lower_end.len() - 1], 1024 * GB),
-        _ => (s, 1),
-    };
-    if mult == 1 && lower_end.len() != s.len() {
-        // a bare "B" suffix is fine ("4096B"), but "4096iB" is not
-        let bare = s.trim_end_matches(['b', 'B']);
-        if bare.len() + 1 != s.len() || bare.is_empty() {
-            return Err(SizeError::NotASize);
-        }
-        return parse_digits(bare);
-    }
-    let n = parse_digits(digits)?;
-    n.checked_mul(mult).ok_or(SizeError::Overflow)
-}
-
-fn parse_digits(d: &str) -> Result<u64, SizeError> {
-    if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
+    // parse-size accepts a leading sign on the exponent only; refuse a sign up front so that
+    // "-1G" reads as "not a size", not as an overflow.
+    if s.starts_with(['-', '+']) {
         return Err(SizeError::NotASize);
     }
-    d.parse::<u64>().map_err(|_| SizeError::Overflow)
+    UNITS.parse_size(s).map_err(|e| match e {
+        parse_size::Error::PosOverflow => SizeError::Overflow,
+        parse_size::Error::Empty | parse_size::Error::InvalidDigit => SizeError::NotASize,
+        _ => SizeError::NotASize,
+    })
 }
 
 /// Formats a byte count the way the boot log does: the largest binary unit that divides it.
@@ -101,5 +92,9 @@ mod tests {
         assert_eq!(parse_size("-1G"), Err(SizeError::NotASize));
         assert_eq!(parse_size("99999999999999999999"), Err(SizeError::Overflow));
         assert_eq!(parse_size("99999999999T"), Err(SizeError::Overflow));
+        assert_eq!(parse_size("1.5G"), Ok(3 * GB / 2));
+        assert_eq!(parse_size("1 G"), Ok(GB));
+        assert_eq!(parse_size("2KB"), Ok(2048));
+        assert_eq!(parse_size("4x"), Err(SizeError::NotASize));
     }
 }

@@ -249,3 +249,95 @@ fn completions_and_man_pages_come_from_the_definitions() {
         "regenerate it: highpte man > docs/highpte.1"
     );
 }
+
+/// The `bash` blocks of docs/cluster.md, in order.
+fn cluster_page_scripts() -> Vec<String> {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cluster.md"),
+    )
+    .expect("read docs/cluster.md");
+    let mut blocks = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in page.lines() {
+        match (&mut cur, line.trim_end()) {
+            (None, "```bash") => cur = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                cur = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// Run `script` with bash in `dir`, the test's `highpte` first on the path, and `env`.
+fn bash_in(dir: &Path, script: &str, env: &[(&str, String)]) {
+    let bin = assert_cmd::cargo::cargo_bin("highpte");
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("the binary's directory").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "the script failed ({:?}):\n{script}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// docs/cluster.md's Slurm job array, run as Slurm runs it (bash reads the `#SBATCH` lines as
+/// comments; Slurm's part is the environment of each array task), with 2 seeds instead of
+/// 100 to keep CI short, then its `--wrap` merge: the merged JSON is the unsharded run's.
+#[test]
+fn the_slurm_array_script_of_the_cluster_page_merges_to_the_unsharded_run() {
+    let blocks = cluster_page_scripts();
+    let array = blocks
+        .iter()
+        .find(|b| b.contains("#SBATCH --array=1-10"))
+        .expect("docs/cluster.md has the Slurm array script");
+    let submit = blocks
+        .iter()
+        .find(|b| b.starts_with("sbatch --dependency"))
+        .expect("docs/cluster.md has the sbatch submission");
+    assert!(array.contains("--seeds 100"), "{array}");
+    let array = array.replace("--seeds 100", "--seeds 2");
+    let dir = tmp_dir("slurm-array");
+    for task in 1..=10 {
+        bash_in(
+            &dir,
+            &array,
+            &[
+                ("SLURM_ARRAY_TASK_ID", task.to_string()),
+                ("SLURM_CPUS_PER_TASK", "1".to_string()),
+            ],
+        );
+    }
+    // The merge Slurm runs after the array: the `--wrap` command.
+    let wrap = submit
+        .split("--wrap '")
+        .nth(1)
+        .and_then(|w| w.split('\'').next())
+        .expect("the submission has a --wrap '...' command");
+    bash_in(&dir, wrap, &[]);
+    let merged: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("matrix.json")).expect("matrix.json"))
+            .expect("the merge wrote JSON");
+    let whole = json_of(&["matrix", "--seeds", "2", "--quiet", "--json"]);
+    assert_eq!(without_host_time(merged), without_host_time(whole));
+    let text = std::fs::read_to_string(dir.join("matrix.txt")).expect("matrix.txt");
+    assert!(text.contains("20 cells x 2 seeds"), "{text}");
+    assert!(text.contains("all pass"), "{text}");
+}

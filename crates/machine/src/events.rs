@@ -7,6 +7,13 @@
 //! Two runs with the same seed and inputs must produce the same hash: the hash is the cheap
 //! proof of determinism, and a changed hash under a different stress seed is the proof that the
 //! interleaving really changed. The trace (off by default) is for tests and debugging.
+//!
+//! The hash is FNV-1a taken a 64-bit word at a time, written here rather than taken from the
+//! `fnv` crate on purpose: that crate's `FnvHasher` is the byte-wise FNV-1a behind the `Hasher`
+//! trait (eight multiplies per word, on the path of every lock acquire and release), and the
+//! value is a fingerprint printed in reports, docs and replay commands, so it must stay the
+//! same across dependency upgrades. It is the two lines in [`EventLog::record`] and
+//! `str_hash`; it is a fingerprint, not a `HashMap` hasher, and nothing else hashes with it.
 
 use highpte_kernel::TaskId;
 
