@@ -376,9 +376,26 @@ pub struct MachineArgs {
     /// or 512 with PAE).
     #[arg(long = "pkmap-entries", value_parser = parse_pkmap_entries)]
     pub pkmap_entries: Option<u32>,
+    /// Cost model: a TOML file naming a base table and the cycle costs it overrides
+    /// (docs/cost-model.md); the default is the 2002 Pentium 4 Xeon table.
+    #[arg(long, value_name = "FILE")]
+    pub cost: Option<std::path::PathBuf>,
 }
 
 impl MachineArgs {
+    /// The cost model `--cost FILE` gives, read and checked before anything is simulated;
+    /// `None` without the flag (the default table).
+    pub fn cost_model(
+        &self,
+    ) -> Result<Option<highpte_machine::cost::CostModel>, crate::workload_args::InputError> {
+        self.cost
+            .as_ref()
+            .map(|p| {
+                highpte_machine::cost::CostModel::from_file(p)
+                    .map_err(|e| crate::workload_args::InputError(format!("--cost: {e}")))
+            })
+            .transpose()
+    }
     /// The configuration, with these defaults where a flag is absent.
     pub fn config(
         &self,

@@ -28,10 +28,13 @@ fn boot<M: PagingMode>(a: &BootArgs, cfg: highpte_arch::Config) -> anyhow::Resul
     if let Some(note) = crate::args::ram_note(cfg.variant, cfg.ram_bytes) {
         eprintln!("highpte: note: {note}");
     }
-    let mopts = MachineOptions {
+    let mut mopts = MachineOptions {
         swap_file: a.machine.swap_file.single()?,
         ..MachineOptions::default()
     };
+    if let Some(cost) = a.machine.cost_model()? {
+        mopts.cost = cost;
+    }
     let t0 = Instant::now();
     let mut sys = System::<M>::boot(cfg, kopts, mopts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let boot_seconds = t0.elapsed().as_secs_f64();

@@ -142,16 +142,34 @@ pub fn host_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// What every cell of a compare or sweep shares beyond its spec.
+pub struct CellMachine {
+    /// The `highmem=` limit (`--highmem`).
+    pub highmem: Option<u64>,
+    /// The cost model (`--cost FILE`); `None`: the default table.
+    pub cost: Option<highpte_machine::cost::CostModel>,
+}
+
+impl CellMachine {
+    /// From the command's machine flags; reads `--cost FILE` (bad input: exit 2).
+    pub fn from_args(m: &crate::args::MachineArgs) -> Result<Self, InputError> {
+        Ok(Self {
+            highmem: m.highmem,
+            cost: m.cost_model()?,
+        })
+    }
+}
+
 /// Run every spec, `jobs` at a time on a rayon pool of host threads (each run builds its own
 /// machine inside its thread), and return the results in the order of `specs`. A progress bar counts the runs
 /// on stderr when `progress` is set.
-/// `highmem` is the `highmem=` limit applied to every run (`--highmem`); with `swap_files`,
-/// run `i` keeps its swap device in file `i` (`--swap-file`).
+/// `machine` gives what every run shares beyond its spec (`--highmem`, `--cost`); with
+/// `swap_files`, run `i` keeps its swap device in file `i` (`--swap-file`).
 pub fn run_cells(
     specs: &[WorkloadSpec],
     jobs: usize,
     progress: bool,
-    highmem: Option<u64>,
+    machine: &CellMachine,
     swap_files: Option<&NumberedSwapFiles>,
 ) -> Vec<CellResult> {
     let jobs = jobs.clamp(1, specs.len().max(1));
@@ -170,9 +188,12 @@ pub fn run_cells(
     };
     let run_one = |i: usize, spec: &WorkloadSpec| {
         let mut opts = RunOptions {
-            highmem_limit: highmem,
+            highmem_limit: machine.highmem,
             ..RunOptions::default()
         };
+        if let Some(cost) = &machine.cost {
+            opts.machine.cost = cost.clone();
+        }
         opts.machine.swap_file = swap_files.map(|f| f.path(i));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             runner::run(spec, &opts).map(crate::report::scrub)
@@ -338,13 +359,14 @@ pub fn run(a: &CompareArgs) -> anyhow::Result<u8> {
     let my_labels: Vec<String> = picked.iter().map(|&k| labels[k].clone()).collect();
     let jobs = a.jobs.unwrap_or_else(host_cpus);
     let progress = crate::progress::enabled(a.quiet, a.json || a.csv || a.shard.is_some());
+    let cell_machine = CellMachine::from_args(&a.w.machine)?;
     let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
     let t0 = std::time::Instant::now();
     let results = run_cells(
         &my_specs,
         jobs,
         progress,
-        a.w.machine.highmem,
+        &cell_machine,
         swap_files.as_ref(),
     );
     let (done, status) = collect(results, &my_labels);

@@ -163,6 +163,14 @@ pub fn replay_command(cmd: &str, a: &RunArgs, spec: &WorkloadSpec) -> String {
     if let Some(n) = mach.pkmap_entries {
         c.push_str(&format!(" --pkmap-entries {n}"));
     }
+    if let Some(p) = &mach.cost {
+        // Absolute, so that the command replays from any directory.
+        let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        c.push_str(&format!(
+            " --cost {}",
+            shell_quote(&p.display().to_string())
+        ));
+    }
     if a.stress {
         c.push_str(" --stress");
     }
@@ -192,6 +200,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         ..Default::default()
     };
     opts.highmem_limit = a.w.machine.highmem;
+    if let Some(cost) = a.w.machine.cost_model()? {
+        opts.machine.cost = cost;
+    }
     opts.machine.swap_file = a.w.machine.swap_file.single()?;
     if let Some(n) = a.w.machine.pkmap_entries {
         opts.kernel_tweak = Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {

@@ -294,13 +294,14 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
     let my_labels: Vec<String> = picked.iter().map(|&k| labels[k].clone()).collect();
     let jobs = a.jobs.unwrap_or_else(cmd_compare::host_cpus);
     let progress = crate::progress::enabled(a.quiet, a.json || a.csv || a.shard.is_some());
+    let cell_machine = cmd_compare::CellMachine::from_args(&a.w.machine)?;
     let swap_files = a.w.machine.swap_file.numbered(specs.len())?;
     let t0 = std::time::Instant::now();
     let results = cmd_compare::run_cells(
         &my_specs,
         jobs,
         progress,
-        a.w.machine.highmem,
+        &cell_machine,
         swap_files.as_ref(),
     );
     let (done, status) = cmd_compare::collect(results, &my_labels);
