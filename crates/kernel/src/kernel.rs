@@ -184,16 +184,10 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) highmem: crate::highmem::Highmem<M>,
     pub(crate) pt_alloc: PtAllocState,
     pub(crate) counters: Counters,
-    /// The processes, by task id.
-    pub(crate) procs: RefCell<
-        alloc::collections::BTreeMap<crate::platform::TaskId, alloc::rc::Rc<crate::mm::Process>>,
-    >,
-    /// Exited children not yet waited for, by parent.
-    pub(crate) zombies: RefCell<
-        alloc::collections::BTreeMap<crate::platform::TaskId, Vec<(crate::platform::TaskId, i32)>>,
-    >,
-    /// SysV shm ids (`shm_ids`, protected by its semaphore).
-    pub(crate) shm_ids: crate::sync::Mutex<crate::mm::shm::ShmIds>,
+    /// The process table (live processes and unreaped zombies).
+    pub(crate) tasks: crate::mm::task_table::TaskTable,
+    /// Shared memory: the SysV ids and every shared-memory object.
+    pub(crate) shm: crate::mm::shm::ShmState,
     /// The shared zero page mapped by read faults on private anonymous memory.
     pub(crate) zero_page: Pfn,
     /// Kernel objects charged to low memory.
@@ -207,9 +201,6 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) reclaim: crate::mm::reclaim::ReclaimState,
     /// Reverse maps (rmap reclaim only).
     pub(crate) rmap: crate::mm::rmap::RmapState,
-    /// Every shared-memory object (SysV segments and shared anonymous mappings), for reclaim
-    /// (`shmem_inodes`); dead entries are pruned as reclaim walks the list.
-    pub(crate) shared_objects: RefCell<Vec<alloc::rc::Weak<crate::mm::shm::ShmObject>>>,
     /// The simulated file system and the page cache.
     pub(crate) fs: crate::fs::FsState,
     pub(crate) _mode: PhantomData<M>,

@@ -27,7 +27,6 @@ use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
 use crate::sync::SpinLock;
-use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::marker::PhantomData;
@@ -170,9 +169,8 @@ impl<M: PagingMode> Kernel<M> {
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
             init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
-            procs: RefCell::new(alloc::collections::BTreeMap::new()),
-            zombies: RefCell::new(alloc::collections::BTreeMap::new()),
-            shm_ids: crate::sync::Mutex::new("shm_ids.sem", crate::mm::shm::ShmIds::default()),
+            tasks: crate::mm::task_table::TaskTable::default(),
+            shm: crate::mm::shm::ShmState::new(),
             zero_page,
             kobj: crate::kobj::KobjState::default(),
             boot_log: RefCell::new(log),
@@ -182,7 +180,6 @@ impl<M: PagingMode> Kernel<M> {
             ),
             reclaim: Default::default(),
             rmap: Default::default(),
-            shared_objects: RefCell::new(Vec::new()),
             fs: crate::fs::FsState::new(),
             _mode: PhantomData,
         })

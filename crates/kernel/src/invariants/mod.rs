@@ -61,11 +61,11 @@ impl<M: PagingMode> Kernel<M> {
     /// Every distinct live mm.
     pub fn live_mms(&self) -> Vec<Rc<Mm>> {
         let mut out: Vec<Rc<Mm>> = Vec::new();
-        for pr in self.procs.borrow().values() {
+        self.tasks.for_each(|pr| {
             if !out.iter().any(|m| Rc::ptr_eq(m, &pr.mm)) {
                 out.push(pr.mm.clone());
             }
-        }
+        });
         out
     }
 
@@ -108,7 +108,7 @@ impl<M: PagingMode> Kernel<M> {
         &self,
         cx: &mut SleepCtx<'_, P>,
     ) -> Vec<(Rc<crate::mm::shm::ShmObject>, u32)> {
-        let ids = self.shm_ids.lock(cx, "shm_objects");
+        let ids = self.shm.lock_ids(cx, "shm_objects");
         ids.objects()
     }
 }

@@ -36,14 +36,13 @@ impl<M: PagingMode> Kernel<M> {
     /// Kernel-object pages: the slab pages plus an 8 KB stack per task.
     pub(super) fn check_kernel_objects(&self, bad: &mut Vec<String>) {
         let kobj_owned = self.pages_owned_by(PageOwner::KernelObject);
-        let kobj_want =
-            self.kobj.pages.borrow().len() as u64 + 2 * self.procs.borrow().len() as u64;
+        let kobj_want = self.kobj.pages.borrow().len() as u64 + 2 * self.tasks.len() as u64;
         if kobj_owned != kobj_want {
             bad.push(format!(
                 "{} kernel-object pages allocated but {} slab pages and {} task stacks exist",
                 kobj_owned,
                 self.kobj.pages.borrow().len(),
-                self.procs.borrow().len()
+                self.tasks.len()
             ));
         }
     }

@@ -13,6 +13,7 @@ pub mod rmap;
 pub mod shm;
 pub mod swap;
 pub mod swapoff;
+pub(crate) mod task_table;
 pub mod tlb;
 pub mod vma;
 

@@ -41,19 +41,19 @@ pub const MAX_PROCESSES: usize = 32_000;
 impl<M: PagingMode> Kernel<M> {
     /// The mm of a task.
     pub fn mm_of(&self, pid: TaskId) -> Option<Rc<Mm>> {
-        self.procs.borrow().get(&pid).map(|p| p.mm.clone())
+        self.tasks.get(pid).map(|p| p.mm.clone())
     }
     /// The process record of a task.
     pub fn process(&self, pid: TaskId) -> Option<Rc<Process>> {
-        self.procs.borrow().get(&pid).cloned()
+        self.tasks.get(pid)
     }
     /// Number of live processes.
     pub fn nr_processes(&self) -> usize {
-        self.procs.borrow().len()
+        self.tasks.len()
     }
     /// Every live process id.
     pub fn pids(&self) -> Vec<TaskId> {
-        self.procs.borrow().keys().copied().collect()
+        self.tasks.pids()
     }
 
     fn new_mm<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<Mm, Errno> {
@@ -82,7 +82,7 @@ impl<M: PagingMode> Kernel<M> {
     }
 
     fn task_alloc<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<Pfn, Errno> {
-        if self.procs.borrow().len() >= self.opts.max_processes {
+        if self.tasks.len() >= self.opts.max_processes {
             return Err(Errno::EAGAIN);
         }
         self.kobj_charge(cx, KObj::TaskStruct, 0)
@@ -119,16 +119,13 @@ impl<M: PagingMode> Kernel<M> {
         };
         let mm = Rc::new(mm);
         self.rmap_register_mm(&mm);
-        self.procs.borrow_mut().insert(
+        self.tasks.insert(Rc::new(Process {
             pid,
-            Rc::new(Process {
-                pid,
-                mm,
-                parent: None,
-                killed: Cell::new(None),
-                kstack,
-            }),
-        );
+            mm,
+            parent: None,
+            killed: Cell::new(None),
+            kstack,
+        }));
         Ok(())
     }
 
@@ -169,16 +166,13 @@ impl<M: PagingMode> Kernel<M> {
         };
         // the child gets copies of the descriptors, sharing the open files
         self.files_fork(parent, child);
-        self.procs.borrow_mut().insert(
-            child,
-            Rc::new(Process {
-                pid: child,
-                mm,
-                parent: Some(parent),
-                killed: Cell::new(None),
-                kstack,
-            }),
-        );
+        self.tasks.insert(Rc::new(Process {
+            pid: child,
+            mm,
+            parent: Some(parent),
+            killed: Cell::new(None),
+            kstack,
+        }));
         Ok(())
     }
 
@@ -248,19 +242,13 @@ impl<M: PagingMode> Kernel<M> {
         self.task_free(cx, proc_.kstack);
         // the zombie is queued in the same step as the process leaves the table (waking
         // someone lets other CPUs run): a parent's wait() finds the child or its zombie
-        let parent = proc_
-            .parent
-            .filter(|pp| self.procs.borrow().contains_key(pp));
+        let parent = proc_.parent.filter(|&pp| self.tasks.contains(pp));
         if let Some(parent) = parent {
-            self.zombies
-                .borrow_mut()
-                .entry(parent)
-                .or_default()
-                .push((pid, code));
+            self.tasks.push_zombie(parent, pid, code);
         }
         // gone from the process table only now: whoever waits for every process to be gone
         // (and then checks for leaks) must not see a half torn-down one
-        self.procs.borrow_mut().remove(&pid);
+        self.tasks.remove(pid);
         p.wake_up_all(PROCESS_EXIT_KEY);
         if let Some(parent) = parent {
             p.wake_up_all(crate::platform::WaitQueueKey(
@@ -268,7 +256,7 @@ impl<M: PagingMode> Kernel<M> {
             ));
         }
         // orphans are reaped by nobody: forget their zombies
-        self.zombies.borrow_mut().remove(&pid);
+        self.tasks.forget_zombies(pid);
         // tasks waiting for this OOM victim's memory may retry
         p.wake_up_all(crate::platform::WaitQueueKey(
             OOM_EXIT_KEY_BASE + pid.0 as u64,
@@ -287,16 +275,10 @@ impl<M: PagingMode> Kernel<M> {
         let key = crate::platform::WaitQueueKey(WAIT_KEY_BASE + pid.0 as u64);
         loop {
             let token = p.prepare_to_wait(key);
-            if let Some(z) = self.zombies.borrow_mut().get_mut(&pid).and_then(|v| {
-                if v.is_empty() {
-                    None
-                } else {
-                    Some(v.remove(0))
-                }
-            }) {
+            if let Some(z) = self.tasks.take_zombie(pid) {
                 return Ok(z);
             }
-            let alive = self.procs.borrow().values().any(|c| c.parent == Some(pid));
+            let alive = self.tasks.find(|c| c.parent == Some(pid)).is_some();
             if !alive {
                 return Err(Errno(10)); // ECHILD
             }
@@ -351,22 +333,19 @@ impl<M: PagingMode> Kernel<M> {
     /// back).
     pub fn out_of_memory<P: Platform>(&self, p: &P, faulting: TaskId) -> Option<TaskId> {
         let dying = self
-            .procs
-            .borrow()
-            .values()
+            .tasks
             .find(|pr| pr.killed.get() == Some(Signal::Sigkill))
             .map(|pr| pr.pid);
         if let Some(d) = dying {
             return Some(d);
         }
-        let victim = {
-            let procs = self.procs.borrow();
-            procs
-                .values()
-                .filter(|pr| pr.killed.get().is_none())
-                .max_by_key(|pr| (pr.mm.rss.get(), pr.pid.0))
-                .map(|pr| pr.pid)
-        }?;
+        let victim = self
+            .tasks
+            .max_by_key(
+                |pr| pr.killed.get().is_none(),
+                |pr| (pr.mm.rss.get(), pr.pid.0),
+            )
+            .map(|pr| pr.pid)?;
         self.oom_kill_process(p, victim, faulting);
         Some(victim)
     }
@@ -398,7 +377,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// The signal pending for a task (it must die at return to user), if any.
     pub fn pending_kill(&self, pid: TaskId) -> Option<Signal> {
-        self.procs.borrow().get(&pid).and_then(|p| p.killed.get())
+        self.tasks.get(pid).and_then(|p| p.killed.get())
     }
 
     /// `pause()`: sleep until killed. Returns the signal.

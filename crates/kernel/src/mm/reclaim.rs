@@ -344,7 +344,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Remember a new shared-memory object for reclaim.
     pub(crate) fn register_shared_object(&self, obj: &Rc<ShmObject>) {
-        self.shared_objects.borrow_mut().push(Rc::downgrade(obj));
+        self.shm.register(obj);
     }
 
     /// Swap out pages of shared-memory objects in `zones` that no pte maps
@@ -365,10 +365,7 @@ impl<M: PagingMode> Kernel<M> {
         if !self.swap_has_room(p) {
             return 0;
         }
-        self.shared_objects
-            .borrow_mut()
-            .retain(|w| w.strong_count() > 0);
-        let n = self.shared_objects.borrow().len();
+        let n = self.shm.prune();
         if n == 0 {
             return 0;
         }
@@ -376,7 +373,7 @@ impl<M: PagingMode> Kernel<M> {
         let start = self.reclaim.next_obj.get() % n;
         for k in 0..n {
             let i = (start + k) % n;
-            let Some(w) = self.shared_objects.borrow().get(i).cloned() else {
+            let Some(w) = self.shm.object(i) else {
                 break;
             };
             let mut idx = 0;

@@ -157,6 +157,50 @@ impl ShmIds {
     }
 }
 
+/// The shared-memory subsystem's state: the SysV id table behind its semaphore, and every
+/// shared-memory object (SysV segments and shared anonymous mappings) for reclaim
+/// (`shmem_inodes`). Dead objects are pruned as reclaim walks the list.
+pub(crate) struct ShmState {
+    ids: crate::sync::Mutex<ShmIds>,
+    objects: core::cell::RefCell<Vec<alloc::rc::Weak<ShmObject>>>,
+}
+
+impl ShmState {
+    /// Empty: no segment, no object.
+    pub(crate) fn new() -> Self {
+        Self {
+            ids: crate::sync::Mutex::new("shm_ids.sem", ShmIds::default()),
+            objects: core::cell::RefCell::new(Vec::new()),
+        }
+    }
+    /// `down(&shm_ids.sem)`: the id table, for as long as the guard lives (may sleep).
+    pub(crate) fn lock_ids<'a, 'p: 'a, P: Platform>(
+        &'a self,
+        cx: &mut SleepCtx<'p, P>,
+        place: &'static str,
+    ) -> crate::sync::MutexGuard<'a, ShmIds, P> {
+        self.ids.lock(cx, place)
+    }
+    /// Remember a new shared-memory object for reclaim.
+    pub(crate) fn register(&self, obj: &Rc<ShmObject>) {
+        self.objects.borrow_mut().push(Rc::downgrade(obj));
+    }
+    /// Drop the entries of objects that are gone; the number left.
+    pub(crate) fn prune(&self) -> usize {
+        let mut v = self.objects.borrow_mut();
+        v.retain(|w| w.strong_count() > 0);
+        v.len()
+    }
+    /// The `i`-th object entry (it may have died since).
+    pub(crate) fn object(&self, i: usize) -> Option<alloc::rc::Weak<ShmObject>> {
+        self.objects.borrow().get(i).cloned()
+    }
+    /// Every object entry (some may have died since).
+    pub(crate) fn objects(&self) -> Vec<alloc::rc::Weak<ShmObject>> {
+        self.objects.borrow().clone()
+    }
+}
+
 impl<M: PagingMode> Kernel<M> {
     /// `shmget(key, size, flags)`.
     pub fn sys_shmget<P: Platform>(
@@ -167,7 +211,7 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
     ) -> Result<u32, Errno> {
         let p = cx.p();
-        let mut ids = self.shm_ids.lock(cx, "shmget");
+        let mut ids = self.shm.lock_ids(cx, "shmget");
         if key != IPC_PRIVATE {
             if let Some((&id, seg)) = ids.segs.iter().find(|(_, s)| s.key == key) {
                 if flags & IPC_CREAT != 0 && flags & IPC_EXCL != 0 {
@@ -225,7 +269,7 @@ impl<M: PagingMode> Kernel<M> {
         flags: u32,
     ) -> Result<u32, Errno> {
         let (obj, segsz) = {
-            let ids = self.shm_ids.lock(cx, "shmat");
+            let ids = self.shm.lock_ids(cx, "shmat");
             ids.segs
                 .get(&shmid)
                 .map(|s| (s.obj.clone(), s.segsz))
@@ -356,7 +400,7 @@ impl<M: PagingMode> Kernel<M> {
         shmid: u32,
     ) -> Result<(), Errno> {
         let seg = {
-            let mut ids = self.shm_ids.lock(cx, "shmctl");
+            let mut ids = self.shm.lock_ids(cx, "shmctl");
             ids.segs.remove(&shmid).ok_or(Errno::EINVAL)?
         };
         self.shm_release(cx, seg.obj);
@@ -397,7 +441,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Number of SysV segments and their attachments (for reports).
     pub fn shm_segments<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Vec<(u32, u64, usize)> {
-        let ids = self.shm_ids.lock(cx, "shm report");
+        let ids = self.shm.lock_ids(cx, "shm report");
         ids.segs
             .iter()
             .map(|(id, s)| (*id, s.obj.size, Rc::strong_count(&s.obj) - 1))

@@ -203,7 +203,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Bring every swapped page of every shared-memory object back.
     fn unuse_shared<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<(), Errno> {
-        let objs: Vec<_> = self.shared_objects.borrow().clone();
+        let objs = self.shm.objects();
         for w in objs {
             let mut idx = 0;
             loop {

@@ -31,17 +31,13 @@ impl<M: PagingMode> Kernel<M> {
     ) -> u64 {
         // distinct mms, starting at the cursor
         let order: Vec<(TaskId, Rc<Mm>)> = {
-            let procs = self.procs.borrow();
-            let from = self.reclaim.next_mm.get();
             let mut v: Vec<(TaskId, Rc<Mm>)> = Vec::new();
-            for (t, pr) in procs
-                .range(TaskId(from)..)
-                .chain(procs.range(..TaskId(from)))
-            {
-                if !v.iter().any(|(_, m)| Rc::ptr_eq(m, &pr.mm)) {
-                    v.push((*t, pr.mm.clone()));
-                }
-            }
+            self.tasks
+                .for_each_from(TaskId(self.reclaim.next_mm.get()), |pr| {
+                    if !v.iter().any(|(_, m)| Rc::ptr_eq(m, &pr.mm)) {
+                        v.push((pr.pid, pr.mm.clone()));
+                    }
+                });
             v
         };
         let mut unmapped = 0;
