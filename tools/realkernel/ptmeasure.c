@@ -117,6 +117,33 @@ static void read_kmsg(void) {
     }
 }
 
+/* The boot log so far (every record /dev/kmsg still holds), as one string: its "Memory:"
+ * line gives the kernel's own breakdown of reserved memory. */
+static char boot_log[1 << 18];
+static void read_boot_log(void) {
+    char rec[2048];
+    size_t n = 0;
+    if (kmsg_fd < 0)
+        return;
+    for (;;) {
+        ssize_t r = read(kmsg_fd, rec, sizeof rec - 1);
+        if (r < 0 && errno == EPIPE)
+            continue;
+        if (r <= 0)
+            break;
+        rec[r] = 0;
+        /* "prio,seq,usec,flags;text\n": keep the text */
+        char *t = strchr(rec, ';');
+        t = t ? t + 1 : rec;
+        size_t l = strlen(t);
+        if (n + l + 1 < sizeof boot_log) {
+            memcpy(boot_log + n, t, l);
+            n += l;
+        }
+    }
+    boot_log[n] = 0;
+}
+
 static void dump(const char *phase, int full) {
     read_kmsg();
     printf("HPJSON {\"phase\":\"%s\",\"children\":%d,\"oom_kills\":%d,\"t\":%.3f", phase, nkids,
@@ -188,6 +215,9 @@ int main(void) {
     json_str(label);
     printf(",\"region_mb\":%ld,\"max\":%ld,\"cmdline\":", region_mb, max);
     json_str(buf);
+    read_boot_log();
+    printf(",\"dmesg\":");
+    json_str(boot_log);
     slurp("/proc/version");
     printf(",\"version\":");
     json_str(buf);
