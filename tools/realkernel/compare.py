@@ -61,6 +61,19 @@ def simulate(binary, config, region_mb, children):
         os.unlink(path)
 
 
+def children_alive(sim, text):
+    """Children forked before the parent's first failing op (the generated file's fork ops
+    are one per line, in order), or all of them if nothing failed."""
+    lines = text.splitlines()
+    first = next(i for i, l in enumerate(lines, 1) if '"fork"' in l)
+    total = sum('"fork"' in l for l in lines)
+    f = sim.get("first_failure")
+    if not f or f.get("process") != 0 or not str(f.get("call", "")).startswith("fork at "):
+        return total - (sim.get("counters", {}).get("oom_kills", 0))
+    line = int(str(f["call"]).rsplit(":", 2)[-2])
+    return line - first
+
+
 def real_at(doc, n):
     for s in doc["steps"]:
         if s["phase"] == "step" and s["children"] == n:
@@ -121,8 +134,11 @@ def main():
         doc = json.load(open(os.path.join(a.data, "nohigh-1024M.json")))
         real = doc["stop"]["children"]
         sim = simulate(a.highpte, "64g", 1024, 2000)
-        alive = sim["processes_started"] - 1 - sim["processes_failed"]
+        alive = children_alive(sim, workload("64g", 1024, 2000))
         row("nohigh, 1 GB: children alive when low memory runs out", real, alive)
+        f = sim["first_failure"] or {}
+        print(f"\nsimulator: stopped by {f.get('call')} ({f.get('errno_or_signal')}), "
+              f"LowFree {f.get('LowFree')} kB")
 
 
 if __name__ == "__main__":
