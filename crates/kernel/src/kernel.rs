@@ -176,10 +176,8 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) max_low_pfn: u64,
     /// All usable pfns are below this (`max_pfn`).
     pub(crate) max_pfn: u64,
-    /// swapper_pg_dir: the page directory (2-level) or PDPT page (PAE).
-    pub(crate) swapper_pgd: Pfn,
-    /// With PAE: the kernel pmd (the 4th GB), shared by every process's pgd.
-    pub(crate) kernel_pmd: Option<Pfn>,
+    /// The kernel's own page tables (`init_mm`).
+    pub(crate) init_mm: crate::pgtable::init_mm::InitMm,
     /// The kmap_atomic slots and the persistent kmap window.
     pub(crate) highmem: crate::highmem::Highmem<M>,
     pub(crate) pt_alloc: PtAllocState,
@@ -192,8 +190,6 @@ pub struct Kernel<M: PagingMode> {
     pub(crate) zero_page: Pfn,
     /// Kernel objects charged to low memory.
     pub(crate) kobj: crate::kobj::KobjState,
-    /// `init_mm.page_table_lock`: protects the kernel page tables.
-    pub(crate) init_mm_ptl: crate::pgtable::PageTableLock,
     pub(crate) boot_log: RefCell<Vec<String>>,
     /// `swap_lock`: the swap device's slot map and the swap cache.
     pub(crate) swap: SpinLock<crate::mm::swap::SwapState>,
@@ -241,7 +237,7 @@ impl<M: PagingMode> Kernel<M> {
     }
     /// Physical address of swapper_pg_dir.
     pub fn swapper_pg_dir(&self) -> Pfn {
-        self.swapper_pgd
+        self.init_mm.pgd()
     }
     /// True if the page is in high memory (has no permanent kernel address).
     #[inline(always)]

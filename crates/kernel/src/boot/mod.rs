@@ -157,8 +157,7 @@ impl<M: PagingMode> Kernel<M> {
             page_alloc: PageAllocator::new(zones, owner_pages),
             max_low_pfn,
             max_pfn,
-            swapper_pgd: tables.pgd,
-            kernel_pmd: tables.kernel_pmd,
+            init_mm: crate::pgtable::init_mm::InitMm::new(tables.pgd, tables.kernel_pmd),
             highmem: Highmem::new(
                 cfg.cpus,
                 tables.fixmap_ptes,
@@ -168,7 +167,6 @@ impl<M: PagingMode> Kernel<M> {
             ),
             pt_alloc: PtAllocState::new(cfg.cpus),
             counters: Counters::default(),
-            init_mm_ptl: SpinLock::new("init_mm.page_table_lock", ()),
             tasks: crate::mm::task_table::TaskTable::default(),
             shm: crate::mm::shm::ShmState::new(),
             zero_page,

@@ -349,7 +349,7 @@ impl<M: PagingMode> Kernel<M> {
         let mut mask = mm.cpu_vm_mask.get();
         if mask.contains(cpu) {
             // SAFETY: swapper_pg_dir lives as long as the kernel.
-            unsafe { p.load_cr3(self.swapper_pgd.addr()) };
+            unsafe { p.load_cr3(self.init_mm.pgd().addr()) };
             mask.remove(cpu);
             mm.cpu_vm_mask.set(mask);
         }

@@ -321,7 +321,7 @@ impl<M: PagingMode> Kernel<M> {
                         unsafe { p.load_cr3(PhysAddr::new_checked(b.cr3)) };
                     }
                     // SAFETY: swapper_pg_dir lives as long as the kernel.
-                    _ => unsafe { p.load_cr3(self.swapper_pgd.addr()) },
+                    _ => unsafe { p.load_cr3(self.init_mm.pgd().addr()) },
                 }
             }
         }

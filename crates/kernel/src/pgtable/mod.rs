@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod cursor;
 pub(crate) mod entry_io;
+pub(crate) mod init_mm;
 pub mod pte;
 pub mod tables;
 

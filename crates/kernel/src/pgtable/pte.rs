@@ -495,7 +495,7 @@ pub fn pte_alloc_kernel<'k, P: Platform, M: PagingMode>(
     let pmd = k.pmd_offset_k(p, addr);
     if pmd.is_none() {
         let new = k.pt_alloc_page(cx, PtKind::KernelPte).ok_or(OutOfMemory)?;
-        let g = k.init_mm_ptl.lock(p);
+        let g = k.init_mm.ptl().lock(p);
         let again = k.pmd_reread(p, &pmd);
         if again.is_none() {
             // SAFETY: a kernel pmd (direct map), written under init_mm's lock.

@@ -136,7 +136,7 @@ impl<M: PagingMode> Kernel<M> {
                     )
                 };
             }
-            let kpmd = self.kernel_pmd.unwrap_or(Pfn(0));
+            let kpmd = self.init_mm.kernel_pmd().unwrap_or(Pfn(0));
             // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
             // is not reachable by any other task while it is built or torn down.
             unsafe {
@@ -148,7 +148,7 @@ impl<M: PagingMode> Kernel<M> {
             };
         } else {
             // copy the kernel part of swapper_pg_dir (entries 768..1024)
-            let src = self.low_va(self.swapper_pgd);
+            let src = self.low_va(self.init_mm.pgd());
             let first = M::pgd_index(VirtAddr::new(PAGE_OFFSET));
             for i in first..M::PTRS_PER_PGD {
                 // SAFETY: swapper_pg_dir is low memory, its kernel part written only at boot.
@@ -207,7 +207,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// `pmd_offset_k`: the kernel pmd entry covering a kernel address.
     pub fn pmd_offset_k<P: Platform>(&self, p: &P, addr: VirtAddr) -> PmdEntry<KernelTables> {
-        self.read_pmd(p, self.pmd_entry_va(p, self.swapper_pgd, addr))
+        self.read_pmd(p, self.pmd_entry_va(p, self.init_mm.pgd(), addr))
     }
 
     /// The kernel address of the pmd entry covering `addr` in the tables rooted at `pgd`:
