@@ -313,6 +313,9 @@ impl<M: PagingMode> Machine<M> {
                 tick: opts.cost.timer_tick,
             });
         }
+        if let Some(Ok(mut t)) = opts.timeline.as_ref().map(|t| t.0.lock()) {
+            t.machine(opts.cpus, opts.cost.clock_hz);
+        }
         let phys = PhysMem::new(opts.ram_bytes)?;
         let disks = crate::blockdev::BlockStore::new(opts.swap_file.as_deref())?;
         if opts.huge_pages {

@@ -123,6 +123,11 @@ pub trait TimelineSink: Send {
     fn record(&mut self, ev: &TimelineEvent);
     /// The name of a task, given once when it is created (before its [`What::Spawn`]).
     fn task_name(&mut self, task: TaskId, name: &str);
+    /// A machine with `cpus` CPUs whose clock runs at `clock_hz` starts recording here
+    /// (before any event of it).
+    fn machine(&mut self, cpus: u32, clock_hz: u64) {
+        let _ = (cpus, clock_hz);
+    }
 }
 
 /// A recorder attached to a machine through [`crate::MachineOptions::timeline`]. The owner
@@ -158,4 +163,4 @@ impl TimelineHook {
 
 /// Simulated cycles between two memory samples (at most; samples are taken between run
 /// slices).
-pub const MEMORY_SAMPLE_CYCLES: u64 = 100_000;
+pub const MEMORY_SAMPLE_CYCLES: u64 = 200_000;
