@@ -398,3 +398,30 @@ pub fn finish(session: Option<Session>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_in_cycles_and_steps() {
+        let w = parse_window("1_000..2000").unwrap();
+        assert_eq!(w.start, Point::Cycles(1000));
+        assert_eq!(w.end, Some(Point::Cycles(2000)));
+        let w = parse_window("s5..").unwrap();
+        assert_eq!((w.start, w.end), (Point::Step(5), None));
+        assert_eq!(parse_window("..s9").unwrap().start, Point::Cycles(0));
+        assert!(parse_window("9..9").unwrap_err().contains("empty"));
+        assert!(parse_window("1-2").is_err());
+        assert!(parse_window("x..").is_err());
+    }
+
+    #[test]
+    fn kinds_parse_as_a_set() {
+        let k = parse_kinds("fault, kmap").unwrap();
+        assert!(k.has(Kind::Fault) && k.has(Kind::Kmap) && !k.has(Kind::Sched));
+        assert!(Kind::ALL.iter().all(|k| Kinds::ALL.has(*k)));
+        assert!(parse_kinds("").is_err());
+        assert!(parse_kinds("sched,bogus").unwrap_err().contains("'bogus'"));
+    }
+}

@@ -543,10 +543,10 @@ impl<O: Out> Model<O> {
         let (from, dest) = (Track::Cpu(cpu), Track::Cpu(to));
         let ts_from = self.stamp(from, at);
         let ts_to = self.stamp(dest, to_at);
-        self.out
-            .complete(dest, ts_to, cycles, "TLB flush IPI", Kind::Ipi, &NO_ARGS);
         self.flows += 1;
         self.out.flow(self.flows, (from, ts_from), (dest, ts_to));
+        self.out
+            .complete(dest, ts_to, cycles, "TLB flush IPI", Kind::Ipi, &NO_ARGS);
         let st = self.tracks.entry(dest).or_default();
         st.last = st.last.max(ts_to + cycles);
     }
