@@ -142,11 +142,19 @@ impl Lanes {
                 RGBColor(230, 230, 230),
             ))?;
             let task_lane = matches!(track, Track::Task(_));
-            for s in &lane.slices {
+            // outer slices first: an inner one ends (and is stored) before its parent
+            let mut slices: Vec<&Slice> = lane.slices.iter().collect();
+            slices.sort_by_key(|s| (s.depth, s.start));
+            for s in slices {
                 if task_lane && s.kind != Kind::Wait {
                     continue;
                 }
-                let inset = (s.depth.min(3) as i32) * 5;
+                // waits on a task lane sit inside system calls the lane does not draw
+                let inset = if task_lane {
+                    0
+                } else {
+                    (s.depth.min(3) as i32) * 5
+                };
                 let (x0, x1) = (x(s.start), x(s.end).max(x(s.start) + 1));
                 let color = color_of(s);
                 root.draw(&Rectangle::new(
