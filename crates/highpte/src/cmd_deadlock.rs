@@ -24,6 +24,10 @@ pub struct DeadlockArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    /// The deadlocked run and the same seed with kmap_atomic, side by side in one timeline
+    /// (`--timeline`, `--ftrace`; `--timeline-plot` draws the deadlocked run).
+    #[command(flatten)]
+    pub timeline: crate::timeline::TimelineArgs,
 }
 
 /// A kmap window: a power of two from 2 to 512 (LAST_PKMAP with PAE; the workload is PAE).
@@ -52,14 +56,19 @@ fn replay(entries: u32, seed: u64, strategy: Option<&str>) -> String {
     )
 }
 
-fn run_one(spec: &WorkloadSpec, entries: u32) -> anyhow::Result<RunReport> {
-    let opts = RunOptions {
+fn run_one(
+    spec: &WorkloadSpec,
+    entries: u32,
+    timeline: Option<highpte_machine::TimelineHook>,
+) -> anyhow::Result<RunReport> {
+    let mut opts = RunOptions {
         stress: true,
         kernel_tweak: Some(Rc::new(move |k: &mut highpte_kernel::KernelOptions| {
             k.pkmap_entries = Some(entries)
         })),
         ..Default::default()
     };
+    opts.machine.timeline = timeline;
     runner::run(spec, &opts)
         .map(crate::report::scrub)
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -78,7 +87,7 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
         let mut s = base.clone();
         s.machine.seed = seed;
         tried += 1;
-        let r = run_one(&s, a.entries)?;
+        let r = run_one(&s, a.entries, None)?;
         if r.deadlocked {
             found = Some((seed, r));
             break;
@@ -95,9 +104,19 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     let mut atomic = base.clone();
     atomic.machine.seed = seed;
     atomic.machine.strategy = Some("atomic".into());
-    let ok = run_one(&atomic, a.entries);
+    let ok = run_one(&atomic, a.entries, None);
     bars.clear();
     let ok = ok?;
+    if let Some(t) = crate::timeline::Session::start(&a.timeline)? {
+        // the same two runs again (they replay bit for bit), recorded
+        let mut dead_spec = base.clone();
+        dead_spec.machine.seed = seed;
+        t.group(&format!("persistent kmap, seed {seed}: deadlock"));
+        run_one(&dead_spec, a.entries, Some(t.hook()))?;
+        t.group(&format!("kmap_atomic, seed {seed}"));
+        run_one(&atomic, a.entries, Some(t.hook()))?;
+        crate::timeline::finish(Some(t))?;
+    }
     let replay_dead = replay(a.entries, seed, None);
     let replay_atomic = replay(a.entries, seed, Some("atomic"));
     if a.json {

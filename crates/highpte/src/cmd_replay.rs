@@ -44,6 +44,8 @@ pub struct ReplayArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub timeline: crate::timeline::TimelineArgs,
 }
 
 /// Run `highpte replay`.
@@ -71,6 +73,7 @@ pub fn run(a: &ReplayArgs) -> anyhow::Result<u8> {
         fail_alloc: FailAlloc::Off,
         csv: false,
         quiet: a.quiet,
+        timeline: a.timeline.clone(),
     };
     crate::cmd_run::run(&r)
 }

@@ -37,6 +37,8 @@ pub struct RunArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub timeline: crate::timeline::TimelineArgs,
 }
 
 /// The CSV columns of `run --csv`: one row per step.
@@ -214,8 +216,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         &mut opts,
         bars.bar(&spec, &format!("{} on {}", spec.name, spec.machine.config)),
     );
+    let timeline = crate::timeline::Session::start(&a.timeline)?;
+    opts.machine.timeline = timeline.as_ref().map(|t| t.hook());
     let rep = runner::run(&spec, &opts).map(crate::report::scrub);
     bars.clear();
+    drop(opts);
+    crate::timeline::finish(timeline)?;
     let rep = rep?;
     if let Some(p) = &a.plot {
         crate::plot::steps_plot(

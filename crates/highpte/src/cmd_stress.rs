@@ -67,6 +67,8 @@ pub struct StressArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub timeline: crate::timeline::TimelineArgs,
 }
 
 /// The most random operations per process a stress cell takes (`--ops`).
@@ -185,7 +187,7 @@ pub fn stress_spec(
 
 /// Run one stress cell, its swap device in `swap_file` if given.
 pub fn stress_run(spec: &WorkloadSpec, swap_file: Option<PathBuf>) -> anyhow::Result<RunReport> {
-    stress_run_failing(spec, FailAlloc::Off, swap_file, None)
+    stress_run_failing(spec, FailAlloc::Off, swap_file, None, None)
 }
 
 /// Run one stress cell with page allocations failing as `fail_alloc` says, advancing `bar`.
@@ -194,6 +196,7 @@ pub fn stress_run_failing(
     fail_alloc: FailAlloc,
     swap_file: Option<PathBuf>,
     bar: Option<indicatif::ProgressBar>,
+    timeline: Option<highpte_machine::TimelineHook>,
 ) -> anyhow::Result<RunReport> {
     let mut opts = RunOptions {
         fail_alloc,
@@ -202,6 +205,7 @@ pub fn stress_run_failing(
         ..Default::default()
     };
     opts.machine.swap_file = swap_file;
+    opts.machine.timeline = timeline;
     crate::progress::attach(&mut opts, bar);
     runner::run(spec, &opts)
         .map(crate::report::scrub)
@@ -265,8 +269,11 @@ pub fn run_stress(a: &StressArgs) -> anyhow::Result<u8> {
     let swap_file = a.swap_file.single()?;
     let bars = crate::progress::Bars::new(crate::progress::enabled(a.quiet, a.json));
     let bar = bars.bar(&spec, &format!("stress on {}", a.config));
-    let r = stress_run_failing(&spec, a.fail_alloc, swap_file, bar);
+    let timeline = crate::timeline::Session::start(&a.timeline)?;
+    let hook = timeline.as_ref().map(|t| t.hook());
+    let r = stress_run_failing(&spec, a.fail_alloc, swap_file, bar, hook);
     bars.clear();
+    crate::timeline::finish(timeline)?;
     let r = r?;
     let mut replay = replay_command(
         a.config,

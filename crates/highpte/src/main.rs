@@ -20,6 +20,7 @@ mod report;
 mod report_proc;
 mod shard;
 mod text;
+mod timeline;
 mod workload_args;
 
 use clap::{Parser, Subcommand};

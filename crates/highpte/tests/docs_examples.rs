@@ -427,6 +427,11 @@ fn docs_hostile_input() {
 }
 
 #[test]
+fn docs_timeline() {
+    check_page("docs/timeline.md");
+}
+
+#[test]
 fn docs_cluster() {
     check_page("docs/cluster.md");
 }

@@ -35,6 +35,6 @@ pub use meminfo::Meminfo;
 pub use mm::fault::FaultOutcome;
 pub use platform::{
     BlockDev, BlockDevice, BootMemory, BugReport, CpuInfo, CpuMask, Diagnostics, KernelEvent,
-    KernelMemory, Platform, Sched, TaskId, Tlb, TlbFlush, WaitOn, WaitQueueKey,
+    KernelMemory, Platform, Sched, TaskId, Tlb, TlbFlush, TracePoint, WaitOn, WaitQueueKey,
 };
 pub use sync::{Mutex, MutexGuard, RwSem, SpinGuard, SpinLock};

@@ -335,7 +335,62 @@ pub trait Sched {
     fn set_where(&self, place: &'static str);
 }
 
-/// Cost accounting, the kernel log and bug reports.
+/// A kernel trace point: something a timeline of the run shows (`--timeline`, `--ftrace`).
+///
+/// Plain `Copy` data: building one allocates nothing. Kernel code builds it only after
+/// [`Diagnostics::tracing`] said yes, so a run without a timeline pays one predictable branch
+/// per trace point and nothing else.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TracePoint {
+    /// A system call entered (and was counted in `syscalls`); it ends when the task leaves the
+    /// kernel entry it came through.
+    SyscallEnter {
+        /// The system call (`sys_mmap`, ...).
+        name: &'static str,
+    },
+    /// A page fault entered (and was counted in `faults`).
+    FaultEnter {
+        /// The faulting address.
+        addr: VirtAddr,
+        /// A write access.
+        write: bool,
+    },
+    /// The page fault of the last [`TracePoint::FaultEnter`] of this task returned.
+    FaultExit {
+        /// The signal it delivers, if any (`None`: handled, retry the access).
+        signal: Option<crate::errno::Signal>,
+    },
+    /// `kmap_atomic` mapped a high page into this CPU's slot `ty` (counted in `kmap_atomic`).
+    KmapAtomic {
+        /// The slot type.
+        ty: highpte_arch::KmType,
+        /// The page mapped.
+        pfn: highpte_arch::Pfn,
+    },
+    /// `kunmap_atomic` released this CPU's slot `ty` (a high page's mapping).
+    KunmapAtomic {
+        /// The slot type.
+        ty: highpte_arch::KmType,
+    },
+    /// A persistent `kmap` took a use of pkmap entry `nr` (counted in `kmap`).
+    Kmap {
+        /// The pkmap entry.
+        nr: u32,
+        /// The page mapped.
+        pfn: highpte_arch::Pfn,
+        /// Entries in the pool (`LAST_PKMAP`).
+        pool: u32,
+    },
+    /// `kunmap` dropped a use of pkmap entry `nr` (counted in `kunmap`).
+    Kunmap {
+        /// The pkmap entry.
+        nr: u32,
+        /// The page.
+        pfn: highpte_arch::Pfn,
+    },
+}
+
+/// Cost accounting, the kernel log, bug reports and trace points.
 pub trait Diagnostics {
     /// Charge a kernel event to this CPU's clock (a real machine's clock runs by itself: a
     /// no-op there).
@@ -344,6 +399,18 @@ pub trait Diagnostics {
     fn bug(&self, report: BugReport) -> !;
     /// Append a line to the kernel log (dmesg).
     fn log(&self, line: fmt::Arguments<'_>);
+    /// True while something records a timeline of the run: only then does kernel code build
+    /// a [`TracePoint`] and call [`Diagnostics::trace`]. Must be cheap (a flag test).
+    #[inline]
+    fn tracing(&self) -> bool {
+        false
+    }
+    /// Record a trace point. Must not charge cycles, take locks or change anything the run
+    /// depends on: a timeline never changes the run it shows.
+    #[inline]
+    fn trace(&self, point: TracePoint) {
+        let _ = point;
+    }
 }
 
 /// Every part of [`Platform`] in scope at once, for code that calls platform methods on a

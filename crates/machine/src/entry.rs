@@ -47,6 +47,9 @@ impl<M: PagingMode> TaskHandle<M> {
         // kmap_atomic or pte mapping is live (each raises preempt_count), so the task may
         // sleep.
         let mut cx = unsafe { SleepCtx::enter(self) };
-        f(&mut cx)
+        let r = f(&mut cx);
+        let st = self.st();
+        st.timeline(st.cur_cpu, self.id(), crate::timeline::What::KernelExit);
+        r
     }
 }

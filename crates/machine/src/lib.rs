@@ -20,6 +20,7 @@ mod stack;
 pub mod system;
 pub mod task;
 pub mod text;
+pub mod timeline;
 pub mod tlb;
 
 pub use blockdev::{HostIoError, SwapFileError};
@@ -32,3 +33,4 @@ pub use machine::{
 pub use stack::task_stacks_mapped;
 pub use system::{System, SystemError, User};
 pub use task::{HeldLock, SpawnError, TaskHandle, TaskState};
+pub use timeline::{TimelineEvent, TimelineHook, TimelineSink};

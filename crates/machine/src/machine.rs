@@ -7,6 +7,7 @@ use crate::events::{Event, EventLog};
 use crate::phys::{PhysMem, PhysMemError};
 use crate::stack::Stacks;
 use crate::task::{make_coroutine, SpawnError, TaskCoroutine, TaskHandle, TaskInfo, TaskState};
+use crate::timeline::{TimelineEvent, What};
 use crate::tlb::Tlb;
 use highpte_arch::{PagingMode, VirtAddr, MAX_CPUS};
 use highpte_kernel::TaskId;
@@ -31,6 +32,11 @@ pub trait Os<M: PagingMode>: 'static {
     /// Task `task` is about to exit with `code` (its body returned).
     fn task_exit(&self, p: &TaskHandle<M>, task: TaskId, code: i32) {
         let _ = (p, task, code);
+    }
+    /// Memory figures for a timeline, read between run slices (no task runs). Must not call
+    /// back into the machine.
+    fn memory_sample(&self) -> Option<crate::timeline::MemorySample> {
+        None
     }
     /// What the OS knows about kernel address `va` (e.g. which kmap_atomic slot it is and who
     /// mapped or released it), appended to a kernel-page-fault oops. Must not call back into
@@ -87,6 +93,8 @@ pub struct MachineOptions {
     /// removed when it is dropped; see [`crate::blockdev::swap_file`]. The simulation is the
     /// same bit for bit either way.
     pub swap_file: Option<std::path::PathBuf>,
+    /// Record the run's timeline here (see [`crate::timeline`]); `None` costs nothing.
+    pub timeline: Option<crate::timeline::TimelineHook>,
 }
 
 impl Default for MachineOptions {
@@ -106,6 +114,7 @@ impl Default for MachineOptions {
             cost: CostModel::default(),
             huge_pages: false,
             swap_file: None,
+            timeline: None,
         }
     }
 }
@@ -182,6 +191,10 @@ pub(crate) struct MachineState<M: PagingMode> {
     pub stats: MachineStats,
     /// Set when the run must stop (a bug, a deadlock).
     pub failure: Option<RunOutcome>,
+    /// The timeline recorder, if any (a copy of the option's, reached without `opts`).
+    pub timeline: Option<crate::timeline::TimelineHook>,
+    /// The earliest clock of the next memory sample for the timeline.
+    pub next_memory_sample: u64,
     pub _mode: PhantomData<M>,
 }
 
@@ -207,6 +220,16 @@ impl<M: PagingMode> MachineState<M> {
             Some(h) => h % nr,
             None => self.least_loaded_cpu(),
         };
+        if let Some(t) = &self.timeline {
+            t.name(id, &name);
+            let at = now.unwrap_or(self.cpus[cpu as usize].clock);
+            t.send(TimelineEvent {
+                cpu,
+                at,
+                task: id,
+                what: What::Spawn,
+            });
+        }
         self.tasks.push(TaskInfo::new(name, cpu));
         self.coroutines.push(Some(co));
         self.live_tasks += 1;
@@ -245,6 +268,19 @@ impl<M: PagingMode> MachineState<M> {
         self.tasks[id.0 as usize].state = TaskState::Runnable;
     }
 
+    /// Tell the timeline (if one records) that `what` happened to `task` on `cpu`, now.
+    #[inline(always)]
+    pub fn timeline(&self, cpu: usize, task: TaskId, what: What) {
+        if let Some(t) = &self.timeline {
+            t.send(TimelineEvent {
+                cpu: cpu as u32,
+                at: self.cpus[cpu].clock,
+                task,
+                what,
+            });
+        }
+    }
+
     /// Record the failure that stops the run (the first one wins).
     pub fn fail(&mut self, outcome: RunOutcome) {
         if self.failure.is_none() {
@@ -277,6 +313,9 @@ impl<M: PagingMode> Machine<M> {
                 tick: opts.cost.timer_tick,
             });
         }
+        if let Some(Ok(mut t)) = opts.timeline.as_ref().map(|t| t.0.lock()) {
+            t.machine(opts.cpus, opts.cost.clock_hz);
+        }
         let phys = PhysMem::new(opts.ram_bytes)?;
         let disks = crate::blockdev::BlockStore::new(opts.swap_file.as_deref())?;
         if opts.huge_pages {
@@ -302,6 +341,8 @@ impl<M: PagingMode> Machine<M> {
             cost: opts.cost.clone(),
             rng: ChaCha8Rng::seed_from_u64(opts.seed),
             events: EventLog::new(opts.trace_limit),
+            timeline: opts.timeline.clone(),
+            next_memory_sample: 0,
             disks,
             log: Vec::new(),
             opts,

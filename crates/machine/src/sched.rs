@@ -11,6 +11,7 @@ use crate::deadlock::{self, DeadlockKind};
 use crate::events::Event;
 use crate::machine::{MachineState, RunOutcome};
 use crate::task::{PreemptKind, Resume, TaskState, Yield};
+use crate::timeline::{RunEnd, What};
 use corosensei::CoroutineResult;
 use highpte_arch::PagingMode;
 use highpte_kernel::TaskId;
@@ -150,6 +151,7 @@ impl<M: PagingMode> MachineState<M> {
         t.has_run = true;
         t.last_cpu = cpu as u32;
         t.state = TaskState::Running { cpu: cpu as u32 };
+        self.timeline(cpu, next, What::RunStart);
         (next, resume)
     }
 
@@ -180,6 +182,25 @@ impl<M: PagingMode> MachineState<M> {
             task,
             at: self.cpus[cpu].clock,
         });
+        if self.timeline.is_some() {
+            self.timeline_step(cpu, task);
+        }
+    }
+
+    /// The timeline's view of a scheduler step: the step number, and memory figures when
+    /// the last sample is old enough (no task runs now, so the OS may read its state).
+    #[cold]
+    fn timeline_step(&mut self, cpu: usize, task: TaskId) {
+        let step = self.stats.scheduler_events;
+        self.timeline(cpu, task, What::Step { step });
+        let at = self.cpus[cpu].clock;
+        if at < self.next_memory_sample {
+            return;
+        }
+        self.next_memory_sample = at.saturating_add(crate::timeline::MEMORY_SAMPLE_CYCLES);
+        if let Some(sample) = self.os.clone().and_then(|os| os.memory_sample()) {
+            self.timeline(cpu, task, What::Memory(sample));
+        }
     }
 
     /// Take the timer ticks that are due on `cpu`: count them, charge them, and ask for a
@@ -244,15 +265,24 @@ impl<M: PagingMode> MachineState<M> {
                     task,
                     at,
                 });
+                let why = match kind {
+                    PreemptKind::Kernel => RunEnd::KernelPreempt,
+                    PreemptKind::User => RunEnd::UserPreempt,
+                };
+                self.timeline(cpu, task, What::RunEnd { why });
                 self.requeue(cpu, task);
             }
             Yield::Schedule => {
                 if !self.cpus[cpu].runq.is_empty() {
                     self.stats.voluntary_switches += 1;
                 }
+                let why = RunEnd::Schedule;
+                self.timeline(cpu, task, What::RunEnd { why });
                 self.requeue(cpu, task);
             }
             Yield::Sleep => {
+                let why = RunEnd::Sleep;
+                self.timeline(cpu, task, What::RunEnd { why });
                 self.cpus[cpu].current = None;
             }
             Yield::Stop => {}
@@ -280,6 +310,9 @@ impl<M: PagingMode> MachineState<M> {
         self.progress += 1;
         self.stats.exited += 1;
         self.events.record(Event::Exit { task, code, at });
+        self.timeline(cpu, task, What::Exit { code });
+        let why = RunEnd::Exit;
+        self.timeline(cpu, task, What::RunEnd { why });
     }
 
     /// After a spin: is the machine stuck? Either the spinner passed the spin bound with no

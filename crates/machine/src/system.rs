@@ -15,6 +15,7 @@ use std::rc::Rc;
 mod error;
 mod kernel_slot;
 mod user_files;
+mod user_syscall;
 
 pub use error::SystemError;
 pub use kernel_slot::{KernelCell, KernelSlot};
@@ -35,6 +36,17 @@ impl<M: PagingMode> Os<M> for KernelOs<M> {
                 p.enter_kernel("do_exit", |cx| k.do_exit(cx, task, code));
             }
         }
+    }
+    fn memory_sample(&self) -> Option<crate::timeline::MemorySample> {
+        let k = self.k.get_unchecked()?;
+        // SAFETY: the machine calls this between run slices: no task runs.
+        let m = unsafe { k.meminfo_stopped() };
+        Some(crate::timeline::MemorySample {
+            low_free: m.low_free,
+            high_free: m.high_free,
+            page_tables_low: m.page_tables_low,
+            page_tables_high: m.page_tables_high,
+        })
     }
     fn describe_address(&self, va: VirtAddr) -> Option<String> {
         // only called from an oops inside a running task, so the system is alive
@@ -264,7 +276,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `mmap` of anonymous memory.
     pub fn mmap(&mut self, addr: u32, len: u64, prot: u32, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_mmap", |cx| {
+        let r = self.syscall("sys_mmap", |cx| {
             self.k.sys_mmap(cx, self.pid, addr, len, prot, flags, -1, 0)
         });
         self.ret();
@@ -273,7 +285,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `munmap`.
     pub fn munmap(&mut self, addr: u32, len: u64) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_munmap", |cx| {
+        let r = self.syscall("sys_munmap", |cx| {
             self.k.sys_munmap(cx, self.pid, addr, len)
         });
         self.ret();
@@ -282,7 +294,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `mprotect`.
     pub fn mprotect(&mut self, addr: u32, len: u64, prot: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_mprotect", |cx| {
+        let r = self.syscall("sys_mprotect", |cx| {
             self.k.sys_mprotect(cx, self.pid, addr, len, prot)
         });
         self.ret();
@@ -298,7 +310,7 @@ impl<'a, M: PagingMode> User<'a, M> {
         new_addr: u32,
     ) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_mremap", |cx| {
+        let r = self.syscall("sys_mremap", |cx| {
             self.k
                 .sys_mremap(cx, self.pid, old, old_len, new_len, flags, new_addr)
         });
@@ -309,7 +321,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// existing range): returns the pages made present.
     pub fn populate_range(&mut self, addr: u32, len: u64, write: bool) -> Result<u64, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("populate_range", |cx| {
+        let r = self.syscall("populate_range", |cx| {
             self.k.populate_range(cx, self.pid, addr, len, write)
         });
         self.ret();
@@ -317,16 +329,14 @@ impl<'a, M: PagingMode> User<'a, M> {
     }
     /// `brk`.
     pub fn brk(&mut self, addr: u32) -> u32 {
-        let r = self
-            .h
-            .enter_kernel("sys_brk", |cx| self.k.sys_brk(cx, self.pid, addr));
+        let r = self.syscall("sys_brk", |cx| self.k.sys_brk(cx, self.pid, addr));
         self.ret();
         r
     }
     /// `shmget`.
     pub fn shmget(&mut self, key: i32, size: u64, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_shmget", |cx| {
+        let r = self.syscall("sys_shmget", |cx| {
             self.k.syscall_stats_enter(cx.p(), "sys_shmget");
             self.k.sys_shmget(cx, key, size, flags)
         });
@@ -336,7 +346,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `shmat`.
     pub fn shmat(&mut self, shmid: u32, addr: u32, flags: u32) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_shmat", |cx| {
+        let r = self.syscall("sys_shmat", |cx| {
             self.k.syscall_stats_enter(cx.p(), "sys_shmat");
             self.k.sys_shmat(cx, self.pid, shmid, addr, flags)
         });
@@ -346,7 +356,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `shmdt`.
     pub fn shmdt(&mut self, addr: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_shmdt", |cx| {
+        let r = self.syscall("sys_shmdt", |cx| {
             self.k.syscall_stats_enter(cx.p(), "sys_shmdt");
             self.k.sys_shmdt(cx, self.pid, addr)
         });
@@ -356,7 +366,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `shmctl(IPC_RMID)`.
     pub fn shm_rmid(&mut self, shmid: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_shmctl", |cx| {
+        let r = self.syscall("sys_shmctl", |cx| {
             self.k.syscall_stats_enter(cx.p(), "sys_shmctl");
             self.k.sys_shmctl_rmid(cx, shmid)
         });
@@ -367,9 +377,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `swapoff` of the swap device: every swapped page comes back into memory.
     pub fn swapoff(&mut self) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_swapoff", |cx| self.k.sys_swapoff(cx, self.pid));
+        let r = self.syscall("sys_swapoff", |cx| self.k.sys_swapoff(cx, self.pid));
         self.ret();
         r
     }
@@ -377,9 +385,7 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// `swapon` of the swap device configured at boot.
     pub fn swapon(&mut self) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_swapon", |cx| self.k.sys_swapon(cx, self.pid));
+        let r = self.syscall("sys_swapon", |cx| self.k.sys_swapon(cx, self.pid));
         self.ret();
         r
     }
@@ -420,7 +426,7 @@ impl<'a, M: PagingMode> User<'a, M> {
                 child(&mut u)
             })
             .map_err(|_| Errno::EAGAIN)?;
-        let r = self.h.enter_kernel("do_fork", |cx| {
+        let r = self.syscall("do_fork", |cx| {
             self.k.do_fork(cx, self.pid, child_id, share_vm)
         });
         state.set(if r.is_ok() { 1 } else { 2 });
@@ -432,9 +438,7 @@ impl<'a, M: PagingMode> User<'a, M> {
 
     /// `wait()`: the next child to exit and its exit code (ECHILD when none is left).
     pub fn wait(&mut self) -> Result<(TaskId, i32), Errno> {
-        let r = self
-            .h
-            .enter_kernel("sys_wait", |cx| self.k.sys_wait(cx, self.pid));
+        let r = self.syscall("sys_wait", |cx| self.k.sys_wait(cx, self.pid));
         self.ret();
         r
     }
@@ -491,9 +495,7 @@ impl<'a, M: PagingMode> User<'a, M> {
 
     /// `pause()`: sleep until killed.
     pub fn pause(&mut self) -> Signal {
-        let s = self
-            .h
-            .enter_kernel("sys_pause", |cx| self.k.sys_pause(cx, self.pid));
+        let s = self.syscall("sys_pause", |cx| self.k.sys_pause(cx, self.pid));
         self.ret();
         s
     }

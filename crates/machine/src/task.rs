@@ -127,6 +127,8 @@ pub(crate) struct TaskInfo {
     /// A daemon (a kernel thread such as kswapd): a run ends when only daemons are left
     /// and they are all asleep.
     pub daemon: bool,
+    /// A timeline was told this task spins (reset when it takes the lock).
+    pub timeline_spin: bool,
 }
 
 impl TaskInfo {
@@ -140,6 +142,7 @@ impl TaskInfo {
             last_cpu: cpu,
             has_run: false,
             daemon: false,
+            timeline_spin: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::counters::Counter;
 use crate::ctx::Ctx;
 use crate::kernel::Kernel;
 use crate::pgtable::entry_io::{read_entry, write_entry};
-use crate::platform::{BugReport, KernelEvent, Platform, TaskId};
+use crate::platform::{BugReport, KernelEvent, Platform, TaskId, TracePoint};
 use alloc::format;
 use alloc::string::String;
 use highpte_arch::{Entry, KernelLayout, KmType, PagingMode, Pfn, VirtAddr};
@@ -176,6 +176,9 @@ impl<M: PagingMode> Highmem<M> {
         if !self.debug && M::entry_from_raw(unsafe { read_entry::<M, P>(p, pte_va) }) == want {
             env.counters.inc(Counter::KmapAtomic);
             env.counters.inc(Counter::KmapAtomicReused);
+            if p.tracing() {
+                p.trace(TracePoint::KmapAtomic { ty, pfn });
+            }
             self.atomic_slots[slot].set(Some(SlotUse {
                 task: p.task(),
                 pfn,
@@ -189,6 +192,9 @@ impl<M: PagingMode> Highmem<M> {
         p.invlpg(va);
         env.counters.inc(Counter::KmapAtomic);
         env.counters.inc(Counter::Invlpg);
+        if p.tracing() {
+            p.trace(TracePoint::KmapAtomic { ty, pfn });
+        }
         self.atomic_slots[slot].set(Some(SlotUse {
             task: p.task(),
             pfn,
@@ -211,6 +217,9 @@ impl<M: PagingMode> Highmem<M> {
             // a low page: nothing was mapped
             p.preempt_enable();
             return;
+        }
+        if p.tracing() {
+            p.trace(TracePoint::KunmapAtomic { ty });
         }
         let cpu = p.cpu();
         let slot = self.slot_index(cpu, ty);

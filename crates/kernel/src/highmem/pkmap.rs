@@ -12,7 +12,7 @@ use super::{kernel_page_flags, Highmem, HighmemEnv};
 use crate::counters::Counter;
 use crate::ctx::{Ctx, SleepCtx};
 use crate::pgtable::entry_io::write_entry;
-use crate::platform::{BugReport, Platform, TaskId, WaitQueueKey};
+use crate::platform::{BugReport, Platform, TaskId, TracePoint, WaitQueueKey};
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec;
@@ -169,6 +169,10 @@ impl<M: PagingMode> Highmem<M> {
             .or_default()
             .push(PkmapHolder { nr, pfn, place });
         env.counters.inc(Counter::Kmap);
+        if p.tracing() {
+            let pool = pk.len();
+            p.trace(TracePoint::Kmap { nr, pfn, pool });
+        }
         TryKmap::Mapped(env.layout.pkmap_addr(nr))
     }
 
@@ -242,6 +246,9 @@ impl<M: PagingMode> Highmem<M> {
                 wake = true;
             }
             env.counters.inc(Counter::Kunmap);
+            if p.tracing() {
+                p.trace(TracePoint::Kunmap { nr, pfn });
+            }
         }
         if wake {
             p.wake_up_all(PKMAP_WAIT);

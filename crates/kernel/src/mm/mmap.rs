@@ -109,6 +109,9 @@ impl<M: PagingMode> Kernel<M> {
         p.charge(KernelEvent::Syscall);
         p.set_where(name);
         self.counters.inc(Counter::Syscalls);
+        if p.tracing() {
+            p.trace(crate::platform::TracePoint::SyscallEnter { name });
+        }
     }
 
     /// Charge kernel memory for up to `n` more VMAs before changing the set, so a change that

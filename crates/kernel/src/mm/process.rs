@@ -146,6 +146,9 @@ impl<M: PagingMode> Kernel<M> {
         let p = cx.p();
         p.charge(crate::platform::KernelEvent::Syscall);
         self.counters.inc(Counter::Syscalls);
+        if p.tracing() {
+            p.trace(crate::platform::TracePoint::SyscallEnter { name: "do_fork" });
+        }
         let par = self.process(parent).ok_or(Errno::ESRCH)?;
         let kstack = self.task_alloc(cx)?;
         let mm = if share_vm {

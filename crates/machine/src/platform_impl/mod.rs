@@ -9,8 +9,9 @@
 use crate::machine::{BugInfo, RunOutcome};
 use crate::mmu::{self, Access, PageFault, Translation};
 use crate::task::{TaskHandle, Yield};
+use crate::timeline::What;
 use highpte_arch::{PagingMode, PhysAddr, VirtAddr};
-use highpte_kernel::{BugReport, CpuInfo, CpuMask, Diagnostics, KernelEvent, TaskId};
+use highpte_kernel::{BugReport, CpuInfo, CpuMask, Diagnostics, KernelEvent, TaskId, TracePoint};
 use rand::RngCore;
 use std::fmt;
 
@@ -128,6 +129,19 @@ impl<M: PagingMode> TaskHandle<M> {
                 continue;
             }
             per_target(&mut cpu.tlb);
+            if let Some(tl) = &st.timeline {
+                let (to, to_at, cycles) = (t, cpu.clock, receive);
+                let what = What::TlbIpi { to, to_at, cycles };
+                let at = st.cpus[me].clock;
+                let (cpu, task) = (me as u32, self.id());
+                tl.send(crate::timeline::TimelineEvent {
+                    cpu,
+                    at,
+                    task,
+                    what,
+                });
+            }
+            let cpu = &mut st.cpus[t as usize];
             cpu.clock += receive;
             cpu.stats.ipis_received += 1;
             sent += 1;
@@ -215,5 +229,15 @@ impl<M: PagingMode> Diagnostics for TaskHandle<M> {
         let c = st.cur_cpu;
         let at = st.cpus[c].clock;
         st.log.push(format!("[{at:>14}] cpu{c}: {text}"));
+    }
+
+    #[inline]
+    fn tracing(&self) -> bool {
+        self.st().timeline.is_some()
+    }
+
+    fn trace(&self, point: TracePoint) {
+        let st = self.st();
+        st.timeline(st.cur_cpu, self.id(), What::Kernel(point));
     }
 }

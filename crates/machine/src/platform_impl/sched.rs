@@ -2,6 +2,7 @@
 
 use crate::events::Event;
 use crate::task::{HeldLock, PreemptKind, TaskHandle, TaskState, Yield};
+use crate::timeline::{TimelineEvent, What};
 use highpte_arch::PagingMode;
 use highpte_kernel::{Sched, WaitOn, WaitQueueKey};
 
@@ -73,6 +74,11 @@ impl<M: PagingMode> Sched for TaskHandle<M> {
             cpu.spin_release_seen = releases;
             cpu.spins_without_release = 1;
         }
+        if st.timeline.is_some() {
+            self.timeline_spin(on);
+        }
+        let st = self.st();
+        let cpu = &mut st.cpus[c];
         cpu.clock += cost;
         cpu.stats.spin_cycles += cost;
         let tick_due = cpu.clock >= cpu.next_tick;
@@ -95,6 +101,9 @@ impl<M: PagingMode> Sched for TaskHandle<M> {
         let st = self.st();
         let me = self.id();
         let at = st.cpus[st.cur_cpu].clock;
+        if acquired && std::mem::take(&mut st.tasks[self.task_index()].timeline_spin) {
+            st.timeline(st.cur_cpu, me, What::SpinEnd);
+        }
         let t = &mut st.tasks[self.task_index()];
         let cost = if acquired {
             t.held.push(HeldLock { name, id });
@@ -145,6 +154,7 @@ impl<M: PagingMode> Sched for TaskHandle<M> {
             key: key.0,
             at,
         });
+        st.timeline(c, self.id(), What::Sleep { what });
         self.suspend(Yield::Sleep);
     }
 
@@ -168,6 +178,17 @@ impl<M: PagingMode> Sched for TaskHandle<M> {
                 waker: self.id(),
                 cpu,
             });
+            if let Some(tl) = &st.timeline {
+                let waker = self.id();
+                let what = What::Wake { waker };
+                let (cpu, at) = (cpu, now);
+                tl.send(TimelineEvent {
+                    cpu,
+                    at,
+                    task: t,
+                    what,
+                });
+            }
         }
         st.stats.wakeups += u64::from(n);
         st.progress += 1;
@@ -211,5 +232,26 @@ impl<M: PagingMode> Sched for TaskHandle<M> {
     #[inline]
     fn set_where(&self, place: &'static str) {
         self.st().tasks[self.task_index()].where_label = place;
+    }
+}
+
+impl<M: PagingMode> TaskHandle<M> {
+    /// Tell the timeline this task spins on `on`, once per wait.
+    #[cold]
+    fn timeline_spin(&self, on: WaitOn) {
+        let st = self.st();
+        let t = &mut st.tasks[self.task_index()];
+        if t.timeline_spin {
+            return;
+        }
+        t.timeline_spin = true;
+        let what = match on {
+            WaitOn::SpinLock { name, holder, .. } => What::SpinBegin { lock: name, holder },
+            WaitOn::Queue { what, .. } => What::SpinBegin {
+                lock: what,
+                holder: None,
+            },
+        };
+        st.timeline(st.cur_cpu, self.id(), what);
     }
 }

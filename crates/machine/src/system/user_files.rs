@@ -18,7 +18,7 @@ impl<M: PagingMode> User<'_, M> {
         offset: u64,
     ) -> Result<u32, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_mmap", |cx| {
+        let r = self.syscall("sys_mmap", |cx| {
             self.k
                 .sys_mmap(cx, self.pid, addr, len, prot, flags, fd, offset)
         });
@@ -28,7 +28,7 @@ impl<M: PagingMode> User<'_, M> {
     /// `msync(addr, len, flags)`.
     pub fn msync(&mut self, addr: u32, len: u64, flags: u32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_msync", |cx| {
+        let r = self.syscall("sys_msync", |cx| {
             self.k.sys_msync(cx, self.pid, addr, len, flags)
         });
         self.ret();
@@ -37,18 +37,14 @@ impl<M: PagingMode> User<'_, M> {
     /// `open(name, flags)`: a file descriptor.
     pub fn open(&mut self, name: &str, flags: u32) -> Result<i32, Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_open", |cx| self.k.sys_open(cx, self.pid, name, flags));
+        let r = self.syscall("sys_open", |cx| self.k.sys_open(cx, self.pid, name, flags));
         self.ret();
         r
     }
     /// `close(fd)`.
     pub fn close(&mut self, fd: i32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_close", |cx| self.k.sys_close(cx, self.pid, fd));
+        let r = self.syscall("sys_close", |cx| self.k.sys_close(cx, self.pid, fd));
         self.ret();
         r
     }
@@ -56,25 +52,21 @@ impl<M: PagingMode> User<'_, M> {
     /// a copy out of the simulated machine.
     pub fn read(&mut self, fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_read", |cx| self.k.sys_read(cx, self.pid, fd, buf));
+        let r = self.syscall("sys_read", |cx| self.k.sys_read(cx, self.pid, fd, buf));
         self.ret();
         r
     }
     /// `write(fd, buf)`: bytes written (from a host buffer, see [`User::read`]).
     pub fn write(&mut self, fd: i32, buf: &[u8]) -> Result<usize, Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_write", |cx| self.k.sys_write(cx, self.pid, fd, buf));
+        let r = self.syscall("sys_write", |cx| self.k.sys_write(cx, self.pid, fd, buf));
         self.ret();
         r
     }
     /// `lseek(fd, offset, whence)`: the new offset.
     pub fn lseek(&mut self, fd: i32, offset: i64, whence: u32) -> Result<u64, Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_lseek", |cx| {
+        let r = self.syscall("sys_lseek", |cx| {
             self.k.sys_lseek(cx, self.pid, fd, offset, whence)
         });
         self.ret();
@@ -83,7 +75,7 @@ impl<M: PagingMode> User<'_, M> {
     /// `ftruncate(fd, length)`.
     pub fn ftruncate(&mut self, fd: i32, length: i64) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self.h.enter_kernel("sys_ftruncate", |cx| {
+        let r = self.syscall("sys_ftruncate", |cx| {
             self.k.sys_ftruncate(cx, self.pid, fd, length)
         });
         self.ret();
@@ -92,18 +84,14 @@ impl<M: PagingMode> User<'_, M> {
     /// `fsync(fd)`.
     pub fn fsync(&mut self, fd: i32) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_fsync", |cx| self.k.sys_fsync(cx, self.pid, fd));
+        let r = self.syscall("sys_fsync", |cx| self.k.sys_fsync(cx, self.pid, fd));
         self.ret();
         r
     }
     /// `unlink(name)`.
     pub fn unlink(&mut self, name: &str) -> Result<(), Errno> {
         self.check_killed()?;
-        let r = self
-            .h
-            .enter_kernel("sys_unlink", |cx| self.k.sys_unlink(cx, name));
+        let r = self.syscall("sys_unlink", |cx| self.k.sys_unlink(cx, name));
         self.ret();
         r
     }

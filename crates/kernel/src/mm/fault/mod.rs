@@ -19,7 +19,7 @@ use crate::mm::tlb::PendingFlush;
 use crate::mm::vma::{Backing, Vma};
 use crate::mm::Mm;
 use crate::page_alloc::{PageFlags, PageOwner, GFP_HIGHUSER};
-use crate::platform::{KernelEvent, Platform, TaskId};
+use crate::platform::{KernelEvent, Platform, TaskId, TracePoint};
 use highpte_arch::{EntryFlags, PageFaultErrorCode, PagingMode, Pfn, SwapEntry, VirtAddr};
 
 /// How a page fault ended.
@@ -102,18 +102,31 @@ impl<M: PagingMode> Kernel<M> {
         let p = cx.p();
         p.charge(KernelEvent::Fault);
         self.counters.inc(Counter::Faults);
+        let write = code.contains(PageFaultErrorCode::WRITE);
+        if p.tracing() {
+            p.trace(TracePoint::FaultEnter { addr, write });
+        }
         // waits of this fault for an OOM victim to exit
         let mut oom_waits = 0;
-        loop {
+        let out = loop {
             match self.fault_attempt(cx, pid, addr, code) {
-                Ok(out) => return out,
+                Ok(out) => break out,
                 Err(NoMemory) => {
                     if let Some(out) = self.fault_oom(cx, pid, &mut oom_waits) {
-                        return out;
+                        break out;
                     }
                 }
             }
+        };
+        let p = cx.p();
+        if p.tracing() {
+            let signal = match out {
+                FaultOutcome::Handled => None,
+                FaultOutcome::Signal(s) => Some(s),
+            };
+            p.trace(TracePoint::FaultExit { signal });
         }
+        out
     }
 
     /// One attempt at a fault, from the VMA lookup on. `Err(NoMemory)`: an allocation failed;
