@@ -35,28 +35,7 @@ pub(super) fn run_in<M: PagingMode>(
             (m.mem_free, m.low_free)
         })
         .map_err(RunError)?;
-    let ctl = Rc::new(RefCell::new(Ctl {
-        slots: Vec::new(),
-        failures: Vec::new(),
-        checks: Vec::new(),
-        shared_stamps: BTreeMap::new(),
-        next_obj: 1 << 63,
-        step: 0,
-        operations: 0,
-        children_failed: 0,
-        files: BTreeMap::new(),
-        file_reads: 0,
-        proc_records: Vec::new(),
-        expectations_met: 0,
-        children: BTreeMap::new(),
-        children_live: 0,
-        children_paused: 0,
-        ending: false,
-        on_operation: opts.on_operation.clone(),
-        replay: ReplayTotals::default(),
-        trace_folds,
-        trace_spools,
-    }));
+    let ctl = new_ctl(opts, trace_folds, trace_spools);
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
     let spec_rc = Rc::new(spec.clone());
@@ -77,16 +56,11 @@ pub(super) fn run_in<M: PagingMode>(
     }
     let outcome = sys.run();
     let deadlocked = matches!(outcome, RunOutcome::Deadlock(_));
-    let mut pkmap_holders = Vec::new();
-    if deadlocked {
-        // SAFETY: the machine stopped at the deadlock; no simulated task runs any more.
-        let held = unsafe { sys.kernel().pkmap_holders_stopped() };
-        for (task, hs) in held {
-            for hh in hs {
-                pkmap_holders.push((task.0, hh.nr, hh.pfn.0, hh.place.to_string()));
-            }
-        }
-    }
+    let pkmap_holders = if deadlocked {
+        pkmap_holders(&mut sys)
+    } else {
+        Vec::new()
+    };
     let event_hash = sys.machine.event_hash();
     let clocks = sys.machine.cpu_clocks();
     if deadlocked {
@@ -105,60 +79,13 @@ pub(super) fn run_in<M: PagingMode>(
     checks.extend(end_inv);
     let k = sys.kernel();
     if matches!(outcome, RunOutcome::Completed) && end_mi.mem_free != boot_free {
-        use highpte_kernel::page_alloc::PageOwner;
-        let owners: Vec<String> = k
-            .lowmem_by_owner()
-            .into_iter()
-            .filter(|(o, n)| {
-                *n > 0
-                    && !matches!(
-                        o,
-                        PageOwner::MemMap | PageOwner::KernelImage | PageOwner::BootReserved
-                    )
-            })
-            .map(|(o, n)| format!("{} {} pages", o.name(), n))
-            .collect();
-        checks.push(format!(
-            "leak: MemFree after every process exited is {} kB, {} kB at boot ({} pages {}; low memory still held: {}; kernel objects {} bytes)",
-            end_mi.mem_free,
-            boot_free,
-            (boot_free as i64 - end_mi.mem_free as i64).unsigned_abs() / 4,
-            if end_mi.mem_free < boot_free { "lost" } else { "gained" },
-            if owners.is_empty() { "none".to_string() } else { owners.join(", ") },
-            k.kobj_bytes()
-        ));
+        checks.push(leak_message(k, &end_mi, boot_free));
     }
     let steps = steps_out.borrow().clone();
     let c = ctl.borrow();
     let first_failure = c.failures.first().cloned();
     let failed_top = c.slots.iter().filter(|s| s.failed).count() as u32;
-    let ms = sys.machine.stats();
-    let machine = vec![
-        ("context_switches".to_string(), ms.context_switches),
-        ("preemptions".to_string(), ms.preemptions),
-        ("migrations".to_string(), ms.migrations),
-        ("ticks".to_string(), ms.ticks),
-        ("ipis_sent".to_string(), ms.ipis_sent),
-        ("ipi_tlb_shootdowns".to_string(), ms.tlb_shootdowns),
-        ("scheduler_events".to_string(), ms.scheduler_events),
-        ("sleeps".to_string(), ms.sleeps),
-        ("spins".to_string(), ms.spins),
-    ];
-    let mut tlb = (0u64, 0u64, 0u64, 0u64);
-    for cpu in 0..cfg.cpus {
-        if let Some(t) = sys.machine.tlb(cpu) {
-            let s = t.stats();
-            tlb.0 += s.hits;
-            tlb.1 += s.misses;
-            tlb.2 += s.invlpgs;
-            tlb.3 += s.flushes_all + s.flushes_nonglobal;
-        }
-    }
-    let mut machine = machine;
-    machine.push(("tlb_hits".into(), tlb.0));
-    machine.push(("tlb_misses".into(), tlb.1));
-    machine.push(("invlpg_executed".into(), tlb.2));
-    machine.push(("tlb_flushes".into(), tlb.3));
+    let machine = machine_counters(&sys, cfg.cpus);
     Ok(RunReport {
         workload: spec.name.clone(),
         config: cfg.variant.name().to_string(),
@@ -291,4 +218,110 @@ pub(super) fn deadlock_step<M: PagingMode>(
         // the machine is stopped: no task can read the processes' /proc views
         procs: Vec::new(),
     })
+}
+
+/// The run's state shared by the driver and the processes, empty.
+fn new_ctl(
+    opts: &RunOptions,
+    trace_folds: BTreeMap<String, Rc<crate::trace::Fold>>,
+    trace_spools: BTreeMap<String, Rc<crate::trace::Spool>>,
+) -> Rc<RefCell<Ctl>> {
+    Rc::new(RefCell::new(Ctl {
+        slots: Vec::new(),
+        failures: Vec::new(),
+        checks: Vec::new(),
+        shared_stamps: BTreeMap::new(),
+        next_obj: 1 << 63,
+        step: 0,
+        operations: 0,
+        children_failed: 0,
+        files: BTreeMap::new(),
+        file_reads: 0,
+        proc_records: Vec::new(),
+        expectations_met: 0,
+        children: BTreeMap::new(),
+        children_live: 0,
+        children_paused: 0,
+        ending: false,
+        on_operation: opts.on_operation.clone(),
+        replay: ReplayTotals::default(),
+        trace_folds,
+        trace_spools,
+    }))
+}
+
+/// After a deadlock: the persistent kmaps each task held (task, entry, page, where taken).
+fn pkmap_holders<M: PagingMode>(sys: &mut System<M>) -> Vec<(u32, u32, u64, String)> {
+    let mut pkmap_holders = Vec::new();
+    // SAFETY: the machine stopped at the deadlock; no simulated task runs any more.
+    let held = unsafe { sys.kernel().pkmap_holders_stopped() };
+    for (task, hs) in held {
+        for hh in hs {
+            pkmap_holders.push((task.0, hh.nr, hh.pfn.0, hh.place.to_string()));
+        }
+    }
+    pkmap_holders
+}
+
+/// What a leak check failure says: free memory after every process exited against boot, and
+/// who still holds low memory.
+fn leak_message<M: PagingMode>(
+    k: &highpte_kernel::Kernel<M>,
+    end_mi: &highpte_kernel::Meminfo,
+    boot_free: u64,
+) -> String {
+    use highpte_kernel::page_alloc::PageOwner;
+    let owners: Vec<String> = k
+        .lowmem_by_owner()
+        .into_iter()
+        .filter(|(o, n)| {
+            *n > 0
+                && !matches!(
+                    o,
+                    PageOwner::MemMap | PageOwner::KernelImage | PageOwner::BootReserved
+                )
+        })
+        .map(|(o, n)| format!("{} {} pages", o.name(), n))
+        .collect();
+    format!(
+        "leak: MemFree after every process exited is {} kB, {} kB at boot ({} pages {}; low memory still held: {}; kernel objects {} bytes)",
+        end_mi.mem_free,
+        boot_free,
+        (boot_free as i64 - end_mi.mem_free as i64).unsigned_abs() / 4,
+        if end_mi.mem_free < boot_free { "lost" } else { "gained" },
+        if owners.is_empty() { "none".to_string() } else { owners.join(", ") },
+        k.kobj_bytes()
+    )
+}
+
+/// The machine's counters: scheduling, IPIs, and the TLBs of `cpus` CPUs summed.
+fn machine_counters<M: PagingMode>(sys: &System<M>, cpus: u32) -> Vec<(String, u64)> {
+    let ms = sys.machine.stats();
+    let machine = vec![
+        ("context_switches".to_string(), ms.context_switches),
+        ("preemptions".to_string(), ms.preemptions),
+        ("migrations".to_string(), ms.migrations),
+        ("ticks".to_string(), ms.ticks),
+        ("ipis_sent".to_string(), ms.ipis_sent),
+        ("ipi_tlb_shootdowns".to_string(), ms.tlb_shootdowns),
+        ("scheduler_events".to_string(), ms.scheduler_events),
+        ("sleeps".to_string(), ms.sleeps),
+        ("spins".to_string(), ms.spins),
+    ];
+    let mut tlb = (0u64, 0u64, 0u64, 0u64);
+    for cpu in 0..cpus {
+        if let Some(t) = sys.machine.tlb(cpu) {
+            let s = t.stats();
+            tlb.0 += s.hits;
+            tlb.1 += s.misses;
+            tlb.2 += s.invlpgs;
+            tlb.3 += s.flushes_all + s.flushes_nonglobal;
+        }
+    }
+    let mut machine = machine;
+    machine.push(("tlb_hits".into(), tlb.0));
+    machine.push(("tlb_misses".into(), tlb.1));
+    machine.push(("invlpg_executed".into(), tlb.2));
+    machine.push(("tlb_flushes".into(), tlb.3));
+    machine
 }
