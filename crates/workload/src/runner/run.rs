@@ -38,22 +38,7 @@ pub(super) fn run_in<M: PagingMode>(
     let ctl = new_ctl(opts, trace_folds, trace_spools);
     let steps_out: Rc<RefCell<Vec<StepReport>>> = Rc::new(RefCell::new(Vec::new()));
     let end_out: EndSlot = Rc::new(RefCell::new(None));
-    let spec_rc = Rc::new(spec.clone());
-    {
-        let kc = sys.kernel_cell();
-        let ctl = ctl.clone();
-        let steps_out = steps_out.clone();
-        let end_out = end_out.clone();
-        let spec = spec_rc.clone();
-        let on_step = opts.on_step.clone();
-        let inv = opts.invariants;
-        sys.machine
-            .spawn("driver", Some(0), move |h| {
-                driver(h, kc, spec, ctl, steps_out, end_out, on_step, inv, t0);
-                0
-            })
-            .map_err(|e| RunError(e.to_string()))?;
-    }
+    spawn_driver(&mut sys, spec, opts, &ctl, &steps_out, &end_out, t0)?;
     let outcome = sys.run();
     let deadlocked = matches!(outcome, RunOutcome::Deadlock(_));
     let pkmap_holders = if deadlocked {
@@ -324,4 +309,31 @@ fn machine_counters<M: PagingMode>(sys: &System<M>, cpus: u32) -> Vec<(String, u
     machine.push(("invlpg_executed".into(), tlb.2));
     machine.push(("tlb_flushes".into(), tlb.3));
     machine
+}
+
+/// Spawns the driver thread on CPU 0: it runs the steps of `spec` and leaves their reports in
+/// `steps_out`, the end of the run in `end_out`.
+fn spawn_driver<M: PagingMode>(
+    sys: &mut System<M>,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    ctl: &Rc<RefCell<Ctl>>,
+    steps_out: &Rc<RefCell<Vec<StepReport>>>,
+    end_out: &EndSlot,
+    t0: Instant,
+) -> Result<(), RunError> {
+    let kc = sys.kernel_cell();
+    let ctl = ctl.clone();
+    let steps_out = steps_out.clone();
+    let end_out = end_out.clone();
+    let spec = Rc::new(spec.clone());
+    let on_step = opts.on_step.clone();
+    let inv = opts.invariants;
+    sys.machine
+        .spawn("driver", Some(0), move |h| {
+            driver(h, kc, spec, ctl, steps_out, end_out, on_step, inv, t0);
+            0
+        })
+        .map_err(|e| RunError(e.to_string()))?;
+    Ok(())
 }
