@@ -1,7 +1,7 @@
 //! User accesses and their data stamps: which page a pattern visits, the stamp a write
 //! leaves and the check a read makes, and the stamp bookkeeping of calls that move pages.
 
-use super::process::*;
+use super::process::check_fail;
 use super::{Ctl, PCtx, Region};
 use crate::spec::Pattern;
 use highpte_arch::PagingMode;

@@ -1,8 +1,8 @@
 //! The driver: a kernel thread that starts the processes of each ramp step, runs the phases
 //! as barriers, takes the step reports and ends the run.
 
-use super::process::*;
-use super::report::*;
+use super::process::process_main;
+use super::report::{Failure, StepReport};
 use super::{
     Cmd, Ctl, EndSlot, InvariantChecks, PState, Slot, StepCallback, DRIVER_KEY, PROC_KEY_BASE,
 };

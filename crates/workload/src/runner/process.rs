@@ -1,8 +1,8 @@
 //! The body of a process: waiting for phases, running their ops, forking children, and
 //! recording failures.
 
-use super::ops::*;
-use super::report::*;
+use super::ops::run_op;
+use super::report::Failure;
 use super::{count_operation, Cmd, Ctl, PCtx, PState, DRIVER_KEY, PROC_KEY_BASE};
 use crate::spec::{Phase, WorkloadSpec};
 use highpte_arch::PagingMode;

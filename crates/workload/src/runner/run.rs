@@ -1,8 +1,8 @@
 //! One run: boot the machine, run the driver on it, and gather the report.
 
-use super::driver::*;
+use super::driver::driver;
 use super::replay::ReplayTotals;
-use super::report::*;
+use super::report::{RunReport, StepReport};
 use super::{spec_config, Ctl, EndSlot, PState, RunError, RunOptions};
 use crate::spec::{Op, WorkloadSpec};
 use highpte_arch::PagingMode;

@@ -226,14 +226,12 @@ pub(super) fn check_op_values(op: &Op, p: &[PathSeg], c: &mut Checker) {
                 );
             }
         }
-        Op::Replay { trace, .. } => {
-            if trace.trim().is_empty() {
-                c.push(
-                    with(p, "trace"),
-                    "empty trace path",
-                    "give the path of a .pgt or .pgt.zst file, e.g. trace = \"sqlite.pgt.zst\"",
-                );
-            }
+        Op::Replay { trace, .. } if trace.trim().is_empty() => {
+            c.push(
+                with(p, "trace"),
+                "empty trace path",
+                "give the path of a .pgt or .pgt.zst file, e.g. trace = \"sqlite.pgt.zst\"",
+            );
         }
         _ => {}
     }

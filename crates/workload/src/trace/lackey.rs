@@ -254,26 +254,17 @@ fn syscall_line(
     l: &str,
     pending: &mut BTreeMap<String, (String, Vec<u64>)>,
 ) -> Option<(String, Vec<u64>, u64)> {
-    let Some(rest) = l.strip_prefix("SYSCALL[") else {
-        return None;
-    };
+    let rest = l.strip_prefix("SYSCALL[")?;
     // SYSCALL[pid,tid](nr) sys_NAME ( args ) --> ... Success(0x...)
-    let Some((who, after)) = rest.split_once(") ") else {
-        return None;
-    };
+    let (who, after) = rest.split_once(") ")?;
     let (name, args) = if let Some(done) = after.strip_prefix("... [async] --> ") {
         match pending.remove(who) {
             Some((name, args)) => (name, (args, done.to_string())),
             None => return None,
         }
     } else {
-        let Some((name, tail)) = after.split_once(" ( ") else {
-            return None;
-        };
-        let Some((argtext, result)) = tail.split_once(" ) ").or_else(|| tail.split_once(" )["))
-        else {
-            return None;
-        };
+        let (name, tail) = after.split_once(" ( ")?;
+        let (argtext, result) = tail.split_once(" ) ").or_else(|| tail.split_once(" )["))?;
         let args: Vec<u64> = argtext.split(", ").map(|a| arg(a).unwrap_or(0)).collect();
         if result.contains("[async] ...") {
             pending.insert(who.to_string(), (name.to_string(), args));
@@ -282,12 +273,8 @@ fn syscall_line(
         (name.to_string(), (args, result.to_string()))
     };
     let (args, result) = args;
-    let Some(ok) = result.split("Success(").nth(1) else {
-        return None;
-    };
-    let Some(ret) = arg(ok.trim_end().trim_end_matches(')')) else {
-        return None;
-    };
+    let ok = result.split("Success(").nth(1)?;
+    let ret = arg(ok.trim_end().trim_end_matches(')'))?;
     Some((name, args, ret))
 }
 

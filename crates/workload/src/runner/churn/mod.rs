@@ -138,9 +138,7 @@ fn random_munmap<M: PagingMode>(
     pc: &mut PCtx,
     ctl: &Rc<RefCell<Ctl>>,
 ) -> Option<PhaseEnd> {
-    let Some((name, r)) = pick_mapping(pc) else {
-        return None;
-    };
+    let (name, r) = pick_mapping(pc)?;
     let pages = r.len / 4096;
     let first = pc.rng.random_range(0..pages);
     let count = pc.rng.random_range(1..=pages - first);
@@ -194,9 +192,7 @@ fn random_mprotect<M: PagingMode>(
     pc: &mut PCtx,
     ctl: &Rc<RefCell<Ctl>>,
 ) -> Option<PhaseEnd> {
-    let Some((name, r)) = pick_mapping(pc) else {
-        return None;
-    };
+    let (name, r) = pick_mapping(pc)?;
     let prot = match pc.rng.random_range(0..3) {
         0 => PROT_NONE,
         1 => PROT_READ,
@@ -226,9 +222,7 @@ fn random_mremap<M: PagingMode>(
     ctl: &Rc<RefCell<Ctl>>,
     max_pages: u32,
 ) -> Option<PhaseEnd> {
-    let Some((name, r)) = pick_mapping(pc) else {
-        return None;
-    };
+    let (name, r) = pick_mapping(pc)?;
     if r.shm || r.obj.is_some() {
         return None;
     }
@@ -476,9 +470,7 @@ fn random_access<M: PagingMode>(
         }
         return None;
     }
-    let Some((_, r)) = pick_region(pc) else {
-        return None;
-    };
+    let (_, r) = pick_region(pc)?;
     let page = r.addr + pc.rng.random_range(0..(r.len / 4096).max(1)) * 4096;
     let write = kind == "write";
     let allowed = if write {
