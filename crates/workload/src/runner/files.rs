@@ -9,11 +9,16 @@
 //! unlink is a new, empty file while descriptors and mappings of the old one keep checking
 //! against the old content.
 
+use super::ops::{file_name, prot_bits, region, OpFailure, OpResult};
 use super::{
-    check_fail, record_shared, shared_ok, stamp_value, unrecord_shared, Ctl, PCtx, Region,
+    check_fail, pick_page, record_shared, shared_ok, stamp_value, unrecord_shared, Ctl, PCtx,
+    PhaseEnd, Region,
 };
+use crate::spec::{Op, Pattern, Size};
 use highpte_arch::PagingMode;
 use highpte_kernel::fs::{O_CREAT, O_RDWR, SEEK_END, SEEK_SET};
+use highpte_kernel::mm::filemap::MS_SYNC;
+use highpte_kernel::mm::{MAP_POPULATE, MAP_PRIVATE, MAP_SHARED};
 use highpte_kernel::Errno;
 use highpte_machine::User;
 use std::cell::RefCell;
@@ -188,4 +193,135 @@ pub(crate) fn file_region(
         file: true,
         cow: !shared,
     }
+}
+
+/// The file ops of the convenient layer: `file_write`, `file_read`, `mmap_file`, `msync`,
+/// `fsync` and `unlink`.
+pub(super) fn file_op<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    op: &Op,
+    ctl: &Rc<RefCell<Ctl>>,
+) -> OpResult {
+    match op {
+        Op::FileWrite {
+            file,
+            size,
+            offset,
+            pattern,
+            count,
+        } => {
+            let file = &file_name(file, pc);
+            let f = open_file(u, pc, ctl, file, true)?;
+            let first = (offset.0 / 4096) as u32;
+            let pages = size.pages().max(1) as u32;
+            let n = count.unwrap_or(u64::from(pages));
+            let mut next = 0u32;
+            for i in 0..n {
+                let idx = first + pick_page(pc, *pattern, i, pages, &mut next);
+                write_page(u, pc, ctl, &f, idx, true)?;
+            }
+        }
+        Op::FileRead {
+            file,
+            offset,
+            size,
+            pattern,
+            count,
+        } => file_read(u, pc, ctl, file, *offset, *size, *pattern, *count)?,
+        Op::MmapFile {
+            name,
+            file,
+            offset,
+            size,
+            prot,
+            shared,
+            populate,
+        } => {
+            let file = &file_name(file, pc);
+            let f = open_file(u, pc, ctl, file, false)?;
+            let len = match size {
+                Some(s) => s.0,
+                None => file_size(u, &f)?.saturating_sub(offset.0),
+            };
+            if len == 0 {
+                return Err(OpFailure::Other(format!(
+                    "file '{file}' has no pages from offset {offset}"
+                )));
+            }
+            let mut flags = if *shared { MAP_SHARED } else { MAP_PRIVATE };
+            if *populate {
+                flags |= MAP_POPULATE;
+            }
+            let addr = u.mmap_file(0, len, prot_bits(*prot), flags, f.fd, offset.0)?;
+            let pages = len.div_ceil(4096) as u32;
+            pc.regions.insert(
+                name.clone(),
+                file_region(
+                    &f,
+                    addr,
+                    pages,
+                    (offset.0 / 4096) as u32,
+                    prot_bits(*prot),
+                    *shared,
+                ),
+            );
+        }
+        Op::Msync { region: name } => {
+            let r = region(pc, name)?;
+            u.msync(r.addr, u64::from(r.len), MS_SYNC)?;
+        }
+        Op::Fsync { file } => {
+            let file = &file_name(file, pc);
+            let f = open_file(u, pc, ctl, file, false)?;
+            u.fsync(f.fd)?;
+        }
+        Op::Unlink { file } => {
+            let file = &file_name(file, pc);
+            unlink_file(u, pc, ctl, file)?;
+        }
+        _ => unreachable!("file_op is given file ops only"),
+    }
+    Ok(PhaseEnd::Done)
+}
+
+/// `read()` pages `offset .. offset + size` of a file (to its end without a size), checking
+/// each page's stamp.
+#[allow(clippy::too_many_arguments)]
+fn file_read<M: PagingMode>(
+    u: &mut User<'_, M>,
+    pc: &mut PCtx,
+    ctl: &Rc<RefCell<Ctl>>,
+    file: &str,
+    offset: Size,
+    size: Option<Size>,
+    pattern: Pattern,
+    count: Option<u64>,
+) -> Result<(), OpFailure> {
+    let file = &file_name(file, pc);
+    let f = open_file(u, pc, ctl, file, false)?;
+    let end = file_size(u, &f)?.div_ceil(4096);
+    let first = offset.0 / 4096;
+    let pages = match size {
+        Some(s) => s.pages(),
+        None => end.saturating_sub(first),
+    };
+    if pages == 0 || first + pages > end {
+        return Err(OpFailure::Other(format!(
+            "pages {first}..{} of file '{file}' are past its end ({end} pages)",
+            first + pages.max(1)
+        )));
+    }
+    let pages = pages as u32;
+    let n = count.unwrap_or(u64::from(pages));
+    let mut next = 0u32;
+    for i in 0..n {
+        let idx = first as u32 + pick_page(pc, pattern, i, pages, &mut next);
+        if !read_page(u, pc, ctl, &f, file, idx, true)? {
+            return Err(OpFailure::Other(format!(
+                "page {idx} of file '{file}' is past its end"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -138,135 +138,193 @@ pub(crate) fn run<M: PagingMode>(
     if part == ReplayPart::Exec {
         return run_exec(u, pc, ctl, trace, &fold, r);
     }
-    let skip_regions = part == ReplayPart::AfterExec;
     ctl.borrow_mut().replay.started += 1;
-    // the first instance: top-level process 0, or the first child forked from it
-    let track = pc.label == "p0" || pc.label == "p0c0";
-    let mut sets: [PageSet; 4] = Default::default();
-    let mut accesses = [0u64; 4];
-    let mut syscalls = 0u64;
-    let mut madvise_skipped = 0u64;
-    let mut brk: Option<u64> = None;
-    let mut next_kill_check = KILL_CHECK_RECORDS;
+    let mut rp = Replayer {
+        fold: &fold,
+        skip_regions: part == ReplayPart::AfterExec,
+        // the first instance: top-level process 0, or the first child forked from it
+        track: pc.label == "p0" || pc.label == "p0c0",
+        sets: Default::default(),
+        accesses: [0; 4],
+        syscalls: 0,
+        madvise_skipped: 0,
+        brk: None,
+        next_kill_check: KILL_CHECK_RECORDS,
+    };
     let t0 = std::time::Instant::now();
-    let flush = |ctl: &Rc<RefCell<Ctl>>, accesses: &[u64; 4], records, syscalls, madv| {
+    let ended = loop {
+        let rec = match r.next_record() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(GiveUp::new(format!("replay: {e}"), "bad trace", true)),
+        };
+        let done = match rec {
+            Record::Access { kind, page } => rp.access(u, kind, page, r.records()),
+            rec => rp.syscall(u, rec, r.records()),
+        };
+        if let Err(g) = done {
+            break Err(g);
+        }
+    };
+    rp.flush(ctl, r.records(), t0);
+    if let Err(g) = ended {
+        fail(u, pc, ctl, &g.call, g.what);
+        if g.check {
+            check_fail(
+                ctl,
+                format!("replay of {trace}: process {}: {}", pc.label, g.call),
+            );
+        }
+        return PhaseEnd::Failed;
+    }
+    let mut c = ctl.borrow_mut();
+    c.replay.completed += 1;
+    if rp.track && c.replay.distinct.is_none() {
+        let sets = &rp.sets;
+        c.replay.distinct = Some([sets[0].len(), sets[1].len(), sets[2].len(), sets[3].len()]);
+    }
+    PhaseEnd::Done
+}
+
+/// Why a replay stops: the call (with its record number), the errno or signal, and whether it
+/// is a failed check (the replay diverged from the traced run) rather than running out of
+/// memory or being killed.
+struct GiveUp {
+    call: String,
+    what: String,
+    check: bool,
+}
+
+impl GiveUp {
+    fn new(call: String, what: &str, check: bool) -> Self {
+        GiveUp {
+            call,
+            what: what.to_string(),
+            check,
+        }
+    }
+}
+
+/// The state of one replay after the exec: the fold, the counts, the pages seen (by the
+/// first instance only) and the break.
+struct Replayer<'a> {
+    fold: &'a Fold,
+    /// The initial regions are inherited: their records are skipped.
+    skip_regions: bool,
+    /// Count distinct pages (all, fetched, data, written).
+    track: bool,
+    sets: [PageSet; 4],
+    accesses: [u64; 4],
+    syscalls: u64,
+    madvise_skipped: u64,
+    /// The folded break, after the first `brk` record.
+    brk: Option<u64>,
+    next_kill_check: u64,
+}
+
+impl Replayer<'_> {
+    /// Adds what this replay did to the run's totals.
+    fn flush(&self, ctl: &Rc<RefCell<Ctl>>, records: u64, t0: std::time::Instant) {
         let mut c = ctl.borrow_mut();
         c.replay.loop_host_seconds += t0.elapsed().as_secs_f64();
-        for (t, a) in c.replay.accesses.iter_mut().zip(accesses) {
+        for (t, a) in c.replay.accesses.iter_mut().zip(&self.accesses) {
             *t += a;
         }
         c.replay.records += records;
-        c.replay.syscalls += syscalls;
-        c.replay.madvise_skipped += madv;
-    };
-    macro_rules! give_up {
-        ($call:expr, $what:expr, $check:expr) => {{
-            let records = r.records();
-            flush(ctl, &accesses, records, syscalls, madvise_skipped);
-            fail(u, pc, ctl, &$call, $what);
-            if $check {
-                check_fail(
-                    ctl,
-                    format!("replay of {trace}: process {}: {}", pc.label, $call),
-                );
-            }
-            return PhaseEnd::Failed;
-        }};
+        c.replay.syscalls += self.syscalls;
+        c.replay.madvise_skipped += self.madvise_skipped;
     }
-    macro_rules! addr {
-        ($page:expr, $kind:expr) => {
-            match fold.addr($page) {
-                Some(a) => a,
-                None => give_up!(
-                    format!(
-                        "record {}: {} page {:#x} is above the user space after folding",
-                        r.records(),
-                        $kind,
-                        $page
-                    ),
-                    "EFAULT".to_string(),
-                    true
+
+    /// The folded address of `page`, or the failure of a trace whose page folds above user
+    /// space.
+    fn addr(&self, page: u64, kind: &str, records: u64) -> Result<u32, GiveUp> {
+        self.fold.addr(page).ok_or_else(|| {
+            GiveUp::new(
+                format!(
+                    "record {records}: {kind} page {page:#x} is above the user space after folding"
                 ),
-            }
-        };
+                "EFAULT",
+                true,
+            )
+        })
     }
-    macro_rules! sys {
-        ($name:expr, $e:expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(e) => {
-                    // running out of memory is what a capacity run looks for; anything else
-                    // means the replay diverged from the traced run
-                    let oom = e == highpte_kernel::Errno::ENOMEM || u.killed().is_some();
-                    give_up!(
-                        format!("record {}: {}", r.records(), $name),
-                        e.name().to_string(),
-                        !oom
-                    )
+
+    /// One access through the MMU; every [`KILL_CHECK_RECORDS`] records, whether the process
+    /// was killed.
+    #[inline]
+    fn access<M: PagingMode>(
+        &mut self,
+        u: &mut User<'_, M>,
+        kind: AccessKind,
+        page: u64,
+        records: u64,
+    ) -> Result<(), GiveUp> {
+        let va = self.addr(page, kind.name(), records)?;
+        let res = match kind {
+            AccessKind::Fetch => fetch(u, va),
+            AccessKind::Read => u.load_u32(va).map(drop),
+            AccessKind::Write | AccessKind::Modify => u.store_u32(va, va),
+        };
+        if let Err(sig) = res {
+            return Err(GiveUp::new(
+                format!("record {records}: {} at {va:#x}", kind.name()),
+                sig.name(),
+                sig != Signal::Sigkill,
+            ));
+        }
+        self.accesses[kind as usize] += 1;
+        if self.track {
+            let q = u64::from(va >> 12);
+            self.sets[0].insert(q);
+            if kind == AccessKind::Fetch {
+                self.sets[1].insert(q);
+            } else {
+                self.sets[2].insert(q);
+                if kind.writes() {
+                    self.sets[3].insert(q);
                 }
             }
-        };
+        }
+        if records >= self.next_kill_check {
+            self.next_kill_check += KILL_CHECK_RECORDS;
+            if let Some(s) = u.killed() {
+                return Err(GiveUp::new(
+                    format!("record {records}: {}", kind.name()),
+                    s.name(),
+                    false,
+                ));
+            }
+        }
+        Ok(())
     }
-    loop {
-        let rec = match r.next_record() {
-            Ok(Some(rec)) => rec,
-            Ok(None) => break,
-            Err(e) => give_up!(format!("replay: {e}"), "bad trace".to_string(), true),
+
+    /// One system-call record, at its folded addresses.
+    fn syscall<M: PagingMode>(
+        &mut self,
+        u: &mut User<'_, M>,
+        rec: Record,
+        records: u64,
+    ) -> Result<(), GiveUp> {
+        // running out of memory is what a capacity run looks for; anything else means the
+        // replay diverged from the traced run
+        let sys = |u: &User<'_, M>, name: &str, e: highpte_kernel::Errno| {
+            let oom = e == highpte_kernel::Errno::ENOMEM || u.killed().is_some();
+            GiveUp::new(format!("record {records}: {name}"), e.name(), !oom)
         };
         match rec {
-            Record::Access { kind, page } => {
-                let va = addr!(page, kind.name());
-                let res = match kind {
-                    AccessKind::Fetch => fetch(u, va),
-                    AccessKind::Read => u.load_u32(va).map(drop),
-                    AccessKind::Write | AccessKind::Modify => u.store_u32(va, va),
-                };
-                if let Err(sig) = res {
-                    let bad = sig != Signal::Sigkill;
-                    give_up!(
-                        format!("record {}: {} at {va:#x}", r.records(), kind.name()),
-                        sig.name().to_string(),
-                        bad
-                    );
-                }
-                accesses[kind as usize] += 1;
-                if track {
-                    let q = u64::from(va >> 12);
-                    sets[0].insert(q);
-                    if kind == AccessKind::Fetch {
-                        sets[1].insert(q);
-                    } else {
-                        sets[2].insert(q);
-                        if kind.writes() {
-                            sets[3].insert(q);
-                        }
-                    }
-                }
-                if r.records() >= next_kill_check {
-                    next_kill_check += KILL_CHECK_RECORDS;
-                    if let Some(s) = u.killed() {
-                        give_up!(
-                            format!("record {}: {}", r.records(), kind.name()),
-                            s.name().to_string(),
-                            false
-                        );
-                    }
-                }
-            }
-            Record::Region { .. } if skip_regions => {}
+            Record::Access { .. } => unreachable!("accesses are not system calls"),
+            Record::Region { .. } if self.skip_regions => {}
             Record::Region { start, npages } => {
-                syscalls += 1;
-                let a = addr!(start, "region");
+                self.syscalls += 1;
+                let a = self.addr(start, "region", records)?;
                 let prot = PROT_READ | PROT_WRITE | PROT_EXEC;
-                sys!(
-                    "region",
-                    u.mmap(
-                        a,
-                        npages << 12,
-                        prot,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
-                    )
-                );
+                u.mmap(
+                    a,
+                    npages << 12,
+                    prot,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                )
+                .map_err(|e| sys(u, "region", e))?;
             }
             Record::Mmap {
                 start,
@@ -275,30 +333,28 @@ pub(crate) fn run<M: PagingMode>(
                 flags,
                 ..
             } => {
-                syscalls += 1;
-                let a = addr!(start, "mmap");
+                self.syscalls += 1;
+                let a = self.addr(start, "mmap", records)?;
                 let share = if flags & MAP_SHARED != 0 {
                     MAP_SHARED
                 } else {
                     MAP_PRIVATE
                 };
-                sys!(
-                    "mmap",
-                    u.mmap(a, npages << 12, prot & 7, share | MAP_ANONYMOUS | MAP_FIXED)
-                );
+                u.mmap(a, npages << 12, prot & 7, share | MAP_ANONYMOUS | MAP_FIXED)
+                    .map_err(|e| sys(u, "mmap", e))?;
             }
             Record::Munmap { start, npages } => {
-                syscalls += 1;
-                let a = addr!(start, "munmap");
-                sys!("munmap", u.munmap(a, npages << 12));
+                self.syscalls += 1;
+                let a = self.addr(start, "munmap", records)?;
+                u.munmap(a, npages << 12).map_err(|e| sys(u, "munmap", e))?;
             }
             Record::Mprotect {
                 start,
                 npages,
                 prot,
             } => {
-                syscalls += 1;
-                let a = addr!(start, "mprotect");
+                self.syscalls += 1;
+                let a = self.addr(start, "mprotect", records)?;
                 // the initial regions hold only touched pages: a range over a hole gets
                 // ENOMEM, so then each page of it that is mapped is changed on its own
                 if u.mprotect(a, npages << 12, prot & 7) == Err(highpte_kernel::Errno::ENOMEM)
@@ -307,7 +363,7 @@ pub(crate) fn run<M: PagingMode>(
                     for i in 0..npages as u32 {
                         match u.mprotect(a + (i << 12), 4096, prot & 7) {
                             Ok(()) | Err(highpte_kernel::Errno::ENOMEM) => {}
-                            Err(e) => sys!("mprotect", Err::<(), _>(e)),
+                            Err(e) => return Err(sys(u, "mprotect", e)),
                         }
                     }
                 }
@@ -318,54 +374,57 @@ pub(crate) fn run<M: PagingMode>(
                 new,
                 new_npages,
             } => {
-                syscalls += 1;
-                let a = addr!(old, "mremap");
-                let b = addr!(new, "mremap");
+                self.syscalls += 1;
+                let a = self.addr(old, "mremap", records)?;
+                let b = self.addr(new, "mremap", records)?;
                 let (flags, to) = if a == b {
                     (MREMAP_MAYMOVE, 0)
                 } else {
                     (MREMAP_MAYMOVE | MREMAP_FIXED, b)
                 };
-                sys!(
-                    "mremap",
-                    u.mremap(a, old_npages << 12, new_npages << 12, flags, to)
-                );
+                u.mremap(a, old_npages << 12, new_npages << 12, flags, to)
+                    .map_err(|e| sys(u, "mremap", e))?;
             }
             Record::Brk { new_break } => {
-                syscalls += 1;
-                let nb = fold.page(new_break);
-                match brk {
-                    Some(cur) if nb > cur => {
-                        let a = addr!(cur, "brk");
-                        sys!(
-                            "brk",
-                            u.mmap(
-                                a,
-                                (nb - cur) << 12,
-                                PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
-                            )
-                        );
-                    }
-                    Some(cur) if nb < cur => {
-                        let a = addr!(nb, "brk");
-                        sys!("brk", u.munmap(a, (cur - nb) << 12));
-                    }
-                    _ => {}
-                }
-                brk = Some(nb);
+                self.syscalls += 1;
+                self.brk(u, new_break, records, &sys)?;
             }
-            Record::Madvise { .. } => madvise_skipped += 1,
+            Record::Madvise { .. } => self.madvise_skipped += 1,
         }
+        Ok(())
     }
-    let records = r.records();
-    flush(ctl, &accesses, records, syscalls, madvise_skipped);
-    let mut c = ctl.borrow_mut();
-    c.replay.completed += 1;
-    if track && c.replay.distinct.is_none() {
-        c.replay.distinct = Some([sets[0].len(), sets[1].len(), sets[2].len(), sets[3].len()]);
+
+    /// A `brk` record: the heap grows by an anonymous mapping or shrinks by an unmapping at
+    /// the folded break (the first record only sets the break).
+    fn brk<M: PagingMode>(
+        &mut self,
+        u: &mut User<'_, M>,
+        new_break: u64,
+        records: u64,
+        sys: &dyn Fn(&User<'_, M>, &str, highpte_kernel::Errno) -> GiveUp,
+    ) -> Result<(), GiveUp> {
+        let nb = self.fold.page(new_break);
+        match self.brk {
+            Some(cur) if nb > cur => {
+                let a = self.addr(cur, "brk", records)?;
+                u.mmap(
+                    a,
+                    (nb - cur) << 12,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                )
+                .map_err(|e| sys(u, "brk", e))?;
+            }
+            Some(cur) if nb < cur => {
+                let a = self.addr(nb, "brk", records)?;
+                u.munmap(a, (cur - nb) << 12)
+                    .map_err(|e| sys(u, "brk", e))?;
+            }
+            _ => {}
+        }
+        self.brk = Some(nb);
+        Ok(())
     }
-    PhaseEnd::Done
 }
 
 /// The `exec` part of a trace in process `pc`: map the initial regions, then write each page

@@ -191,33 +191,7 @@ pub fn convert<R: BufRead + 'static, W: Write>(
         }
         n += 1;
         let l = line.trim_end_matches(['\n', '\r']);
-        let bad = |what: &str| LackeyError {
-            line: n,
-            message: format!("{what}: '{}'", l.chars().take(80).collect::<String>()),
-        };
-        let kind = if l.starts_with("I ") {
-            Some(AccessKind::Fetch)
-        } else if let Some(r) = l.strip_prefix(' ') {
-            match r.as_bytes().first() {
-                Some(b'L') => Some(AccessKind::Read),
-                Some(b'S') => Some(AccessKind::Write),
-                Some(b'M') => Some(AccessKind::Modify),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some(kind) = kind {
-            let rest = l[2..].trim();
-            let (a, sz) = rest
-                .split_once(',')
-                .ok_or_else(|| bad("an access line without ',SIZE'"))?;
-            let addr = u64::from_str_radix(a.trim(), 16)
-                .map_err(|_| bad("an access address that is not hexadecimal"))?;
-            let size: u64 = sz
-                .trim()
-                .parse()
-                .map_err(|_| bad("an access size that is not a number"))?;
+        if let Some((kind, addr, size)) = access_line(l, n)? {
             c.stats.access_lines += 1;
             let first = addr >> 12;
             let last = addr.saturating_add(size.max(1) - 1) >> 12;
@@ -227,96 +201,148 @@ pub fn convert<R: BufRead + 'static, W: Write>(
             }
             continue;
         }
-        let Some(rest) = l.strip_prefix("SYSCALL[") else {
+        let Some((name, args, ret)) = syscall_line(l, &mut pending) else {
             continue;
         };
-        // SYSCALL[pid,tid](nr) sys_NAME ( args ) --> ... Success(0x...)
-        let Some((who, after)) = rest.split_once(") ") else {
-            continue;
-        };
-        let (name, args) = if let Some(done) = after.strip_prefix("... [async] --> ") {
-            match pending.remove(who) {
-                Some((name, args)) => (name, (args, done.to_string())),
-                None => continue,
-            }
-        } else {
-            let Some((name, tail)) = after.split_once(" ( ") else {
-                continue;
-            };
-            let Some((argtext, result)) = tail.split_once(" ) ").or_else(|| tail.split_once(" )["))
-            else {
-                continue;
-            };
-            let args: Vec<u64> = argtext.split(", ").map(|a| arg(a).unwrap_or(0)).collect();
-            if result.contains("[async] ...") {
-                pending.insert(who.to_string(), (name.to_string(), args));
-                continue;
-            }
-            (name.to_string(), (args, result.to_string()))
-        };
-        let (args, result) = args;
-        let Some(ok) = result.split("Success(").nth(1) else {
-            continue;
-        };
-        let Some(ret) = arg(ok.trim_end().trim_end_matches(')')) else {
-            continue;
-        };
-        let a = |i: usize| args.get(i).copied().unwrap_or(0);
-        let rec = match name.as_str() {
-            "sys_mmap2" | "sys_mmap" | "sys_old_mmap" => {
-                let (s, np) = (ret >> 12, pages(a(1)));
-                c.cover(s, s + np);
-                Record::Mmap {
-                    start: s,
-                    npages: np,
-                    prot: a(2) as u32,
-                    flags: a(3) as u32,
-                    file: a(3) & MAP_ANONYMOUS == 0,
-                }
-            }
-            "sys_munmap" => {
-                let (s, np) = (a(0) >> 12, pages(a(1)));
-                c.uncover(s, s + np);
-                Record::Munmap {
-                    start: s,
-                    npages: np,
-                }
-            }
-            "sys_mprotect" => Record::Mprotect {
-                start: a(0) >> 12,
-                npages: pages(a(1)),
-                prot: a(2) as u32,
-            },
-            "sys_brk" => {
-                let nb = pages(ret);
-                c.heap = Some(match c.heap {
-                    None => (nb, nb),
-                    Some((s, _)) => (s, nb.max(s)),
-                });
-                Record::Brk { new_break: nb }
-            }
-            "sys_mremap" => {
-                let (o, on) = (a(0) >> 12, pages(a(1)));
-                let (nw, nn) = (ret >> 12, pages(a(2)));
-                c.uncover(o, o + on);
-                c.cover(nw, nw + nn);
-                Record::Mremap {
-                    old: o,
-                    old_npages: on,
-                    new: nw,
-                    new_npages: nn,
-                }
-            }
-            "sys_madvise" => Record::Madvise {
-                start: a(0) >> 12,
-                npages: pages(a(1)),
-                advice: a(2) as u32,
-            },
-            _ => continue,
-        };
-        c.syscall(rec).map_err(io)?;
+        if let Some(rec) = syscall_record(&mut c, &name, &args, ret) {
+            c.syscall(rec).map_err(io)?;
+        }
     }
     c.stats.lines = n;
+    finish(c, out, zstd)
+}
+
+/// An access line (`I  ADDR,SIZE` or ` L|S|M ADDR,SIZE`): its kind, address and size; `None`
+/// for any other line.
+fn access_line(l: &str, n: u64) -> Result<Option<(AccessKind, u64, u64)>, LackeyError> {
+    let bad = |what: &str| LackeyError {
+        line: n,
+        message: format!("{what}: '{}'", l.chars().take(80).collect::<String>()),
+    };
+    let kind = if l.starts_with("I ") {
+        Some(AccessKind::Fetch)
+    } else if let Some(r) = l.strip_prefix(' ') {
+        match r.as_bytes().first() {
+            Some(b'L') => Some(AccessKind::Read),
+            Some(b'S') => Some(AccessKind::Write),
+            Some(b'M') => Some(AccessKind::Modify),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some(kind) = kind else {
+        return Ok(None);
+    };
+    let rest = l[2..].trim();
+    let (a, sz) = rest
+        .split_once(',')
+        .ok_or_else(|| bad("an access line without ',SIZE'"))?;
+    let addr = u64::from_str_radix(a.trim(), 16)
+        .map_err(|_| bad("an access address that is not hexadecimal"))?;
+    let size: u64 = sz
+        .trim()
+        .parse()
+        .map_err(|_| bad("an access size that is not a number"))?;
+    Ok(Some((kind, addr, size)))
+}
+
+/// A system call line whose call succeeded (`SYSCALL[pid,tid](nr) sys_NAME ( args ) -->
+/// ... Success(0x...)`, its result possibly on a later `[async]` line): its name, arguments
+/// and result.
+fn syscall_line(
+    l: &str,
+    pending: &mut BTreeMap<String, (String, Vec<u64>)>,
+) -> Option<(String, Vec<u64>, u64)> {
+    let rest = l.strip_prefix("SYSCALL[")?;
+    // SYSCALL[pid,tid](nr) sys_NAME ( args ) --> ... Success(0x...)
+    let (who, after) = rest.split_once(") ")?;
+    let (name, args) = if let Some(done) = after.strip_prefix("... [async] --> ") {
+        match pending.remove(who) {
+            Some((name, args)) => (name, (args, done.to_string())),
+            None => return None,
+        }
+    } else {
+        let (name, tail) = after.split_once(" ( ")?;
+        let (argtext, result) = tail.split_once(" ) ").or_else(|| tail.split_once(" )["))?;
+        let args: Vec<u64> = argtext.split(", ").map(|a| arg(a).unwrap_or(0)).collect();
+        if result.contains("[async] ...") {
+            pending.insert(who.to_string(), (name.to_string(), args));
+            return None;
+        }
+        (name.to_string(), (args, result.to_string()))
+    };
+    let (args, result) = args;
+    let ok = result.split("Success(").nth(1)?;
+    let ret = arg(ok.trim_end().trim_end_matches(')'))?;
+    Some((name, args, ret))
+}
+
+/// The record of a system call that changes the address space, with its effect on which
+/// pages are covered by mappings; `None` for any other call.
+fn syscall_record<B: Write>(c: &mut Conv<B>, name: &str, args: &[u64], ret: u64) -> Option<Record> {
+    let a = |i: usize| args.get(i).copied().unwrap_or(0);
+    Some(match name {
+        "sys_mmap2" | "sys_mmap" | "sys_old_mmap" => {
+            let (s, np) = (ret >> 12, pages(a(1)));
+            c.cover(s, s + np);
+            Record::Mmap {
+                start: s,
+                npages: np,
+                prot: a(2) as u32,
+                flags: a(3) as u32,
+                file: a(3) & MAP_ANONYMOUS == 0,
+            }
+        }
+        "sys_munmap" => {
+            let (s, np) = (a(0) >> 12, pages(a(1)));
+            c.uncover(s, s + np);
+            Record::Munmap {
+                start: s,
+                npages: np,
+            }
+        }
+        "sys_mprotect" => Record::Mprotect {
+            start: a(0) >> 12,
+            npages: pages(a(1)),
+            prot: a(2) as u32,
+        },
+        "sys_brk" => {
+            let nb = pages(ret);
+            c.heap = Some(match c.heap {
+                None => (nb, nb),
+                Some((s, _)) => (s, nb.max(s)),
+            });
+            Record::Brk { new_break: nb }
+        }
+        "sys_mremap" => {
+            let (o, on) = (a(0) >> 12, pages(a(1)));
+            let (nw, nn) = (ret >> 12, pages(a(2)));
+            c.uncover(o, o + on);
+            c.cover(nw, nw + nn);
+            Record::Mremap {
+                old: o,
+                old_npages: on,
+                new: nw,
+                new_npages: nn,
+            }
+        }
+        "sys_madvise" => Record::Madvise {
+            start: a(0) >> 12,
+            npages: pages(a(1)),
+            advice: a(2) as u32,
+        },
+        _ => return None,
+    })
+}
+
+/// Writes the trace: the initial regions (the touched pages no mapping covered, coalesced),
+/// then the body of records.
+fn finish<W: Write>(mut c: Conv<Vec<u8>>, out: W, zstd: bool) -> Result<ConvertStats, LackeyError> {
+    let io = |e: std::io::Error| LackeyError {
+        line: 0,
+        message: format!("cannot read or write: {e}"),
+    };
     let body_records = c.body.records();
     let body = c.body.finish().map_err(io)?;
     // the initial regions: uncovered touched pages, coalesced
