@@ -155,6 +155,86 @@ pub fn replay_json(r: &RunReport) -> Map<String, Value> {
     m
 }
 
+/// The replay keys of one step's JSON object (docs/json.md): the run's replay figures when
+/// the step's report was taken, counted from the start of the run.
+pub fn step_replay_json(s: &highpte_workload::runner::StepReplay) -> Map<String, Value> {
+    let t = &s.totals;
+    let mut m = Map::new();
+    m.insert("instances".into(), json!(t.started));
+    m.insert("instances_completed".into(), json!(t.completed));
+    m.insert("records".into(), json!(t.records));
+    m.insert(
+        "accesses".into(),
+        json!({"fetch": t.accesses[0], "read": t.accesses[1], "write": t.accesses[2], "modify": t.accesses[3], "total": t.total_accesses()}),
+    );
+    if let Some([all, fetch, data, written]) = t.distinct {
+        m.insert("distinct_pages".into(), json!(all));
+        m.insert(
+            "pages".into(),
+            json!({"fetch": fetch, "data": data, "written": written}),
+        );
+    }
+    let [total, zero, cow, shared, file, major] = s.faults;
+    m.insert(
+        "faults".into(),
+        json!({"total": total, "demand_zero": zero, "cow": cow, "shared": shared, "file": file, "major": major}),
+    );
+    m.insert(
+        "tlb_misses_per_1000".into(),
+        json!((s.tlb_misses_per_1000() * 1000.0).round() / 1000.0),
+    );
+    m.insert("kmap_atomic".into(), json!(s.kmap_atomic));
+    m.insert(
+        "cycles_per_access".into(),
+        json!((s.cycles_per_access() * 1000.0).round() / 1000.0),
+    );
+    m
+}
+
+/// Per step of a ramped replay: what the instances so far cost (nothing for one step).
+fn print_replay_steps(r: &RunReport) {
+    let rows: Vec<Vec<String>> = r
+        .steps
+        .iter()
+        .filter_map(|s| s.replay.as_ref().map(|rp| (s, rp)))
+        .map(|(s, rp)| {
+            vec![
+                (s.step + 1).to_string(),
+                rp.totals.started.to_string(),
+                rp.totals.records.to_string(),
+                rp.faults[0].to_string(),
+                format!("{:.1}", rp.tlb_misses_per_1000()),
+                format!(
+                    "{} / {}",
+                    s.meminfo.page_tables_low, s.meminfo.page_tables_high
+                ),
+                rp.kmap_atomic.to_string(),
+                format!("{:.2}", rp.cycles_per_access()),
+            ]
+        })
+        .collect();
+    if rows.len() < 2 {
+        return;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header([
+        "step",
+        "instances",
+        "records",
+        "faults",
+        "TLB misses / 1000",
+        "page tables kB low / high",
+        "kmap_atomic",
+        "cycles / access",
+    ]);
+    for row in rows {
+        t.add_row(row);
+    }
+    println!("  per step (counted from the start of the run):");
+    println!("{t}");
+}
+
 /// The replay lines of a text report (none for a run without `replay` ops).
 pub fn print_replay(r: &RunReport) {
     let t = &r.replay;
@@ -206,6 +286,7 @@ pub fn print_replay(r: &RunReport) {
         counter(r, "kmap_atomic"),
         cycles_per_access(r)
     );
+    print_replay_steps(r);
 }
 
 /// Under a `compare` table of runs that replay a trace: one line per run with what the

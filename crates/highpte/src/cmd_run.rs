@@ -255,7 +255,11 @@ pub fn report_json(r: &RunReport) -> Value {
         .steps
         .iter()
         .map(|s| {
-            json!({"step": s.step + 1, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads, "procs": crate::report_proc::snapshots_json(&s.procs)})
+            let mut v = json!({"step": s.step + 1, "processes": s.processes, "processes_ok": s.processes_ok, "meminfo": report::meminfo_json(&s.meminfo), "cycles": s.cycles, "failures": s.failures.len(), "file_reads": s.file_reads, "disk_reads": s.disk_reads, "procs": crate::report_proc::snapshots_json(&s.procs)});
+            if let (Some(rp), Some(o)) = (&s.replay, v.as_object_mut()) {
+                o.extend(crate::cmd_replay::step_replay_json(rp));
+            }
+            v
         })
         .collect();
     let counters: serde_json::Map<String, Value> = r

@@ -235,6 +235,26 @@ impl<M: PagingMode> TaskHandle<M> {
         self.id
     }
 
+    /// The TLB statistics of every CPU, summed, and the CPUs' clocks, summed: what a report
+    /// taken from inside the machine (a workload's step report) reads about the whole
+    /// machine so far.
+    pub fn machine_totals(&self) -> (crate::tlb::TlbStats, u64) {
+        let st = self.st();
+        let mut t = crate::tlb::TlbStats::default();
+        let mut clocks = 0;
+        for c in &st.cpus {
+            let s = c.tlb.stats();
+            t.hits += s.hits;
+            t.misses += s.misses;
+            t.invlpgs += s.invlpgs;
+            t.flushes_nonglobal += s.flushes_nonglobal;
+            t.flushes_all += s.flushes_all;
+            t.evictions += s.evictions;
+            clocks += c.clock;
+        }
+        (t, clocks)
+    }
+
     /// This task's name.
     pub fn name(&self) -> String {
         self.st().tasks[self.id.0 as usize].name.clone()

@@ -214,7 +214,34 @@ fn step_report<M: PagingMode>(
             file_reads: c.file_reads,
             disk_reads: k.counters().get(highpte_kernel::Counter::FsPagesRead),
             procs,
+            replay: (c.replay.started > 0).then(|| step_replay(k, h, &c.replay)),
         }
+    }
+}
+
+/// The replay figures so far (`replay` ops' totals, the kernel's fault and kmap counters, the
+/// machine's TLB misses and clocks).
+fn step_replay<M: PagingMode>(
+    k: &Kernel<M>,
+    h: &TaskHandle<M>,
+    totals: &super::ReplayTotals,
+) -> super::StepReplay {
+    use highpte_kernel::Counter as C;
+    let n = |c| k.counters().get(c);
+    let (tlb, clocks) = h.machine_totals();
+    super::StepReplay {
+        totals: totals.clone(),
+        faults: [
+            n(C::Faults),
+            n(C::FaultsAnon),
+            n(C::FaultsCow),
+            n(C::FaultsShared),
+            n(C::FaultsFile),
+            n(C::FaultsMajor),
+        ],
+        kmap_atomic: n(C::KmapAtomic),
+        tlb_misses: tlb.misses,
+        cycles_all_cpus: clocks,
     }
 }
 

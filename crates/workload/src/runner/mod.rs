@@ -31,7 +31,7 @@ mod report;
 mod run;
 
 pub use replay::ReplayTotals;
-pub use report::{Failure, RunReport, StepReport};
+pub use report::{Failure, RunReport, StepReplay, StepReport};
 
 pub(crate) use access::{
     access, forget_stamps, move_stamps, pick_page, record_shared, shared_ok, shm_obj_key,

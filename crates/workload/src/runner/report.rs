@@ -52,6 +52,46 @@ pub struct StepReport {
     /// `/proc/PID/maps` and `status` of every live process (top-level and forked children)
     /// when the step's report was taken.
     pub procs: Vec<crate::exact::ProcSnapshot>,
+    /// For a run with `replay` ops: its replay figures when the step's report was taken.
+    pub replay: Option<StepReplay>,
+}
+
+/// A run's replay figures at the end of a step, all counted from the start of the run (the
+/// step's own share is the difference from the step before).
+#[derive(Clone, Debug, Default)]
+pub struct StepReplay {
+    /// Instances started and completed, records, accesses by kind, distinct pages.
+    pub totals: ReplayTotals,
+    /// Page faults: all, demand zero, copy-on-write, shared, file, major.
+    pub faults: [u64; 6],
+    /// `kmap_atomic` mappings.
+    pub kmap_atomic: u64,
+    /// TLB misses, every CPU (user and kernel accesses).
+    pub tlb_misses: u64,
+    /// Simulated cycles, summed over the CPUs.
+    pub cycles_all_cpus: u64,
+}
+
+impl StepReplay {
+    /// TLB misses per 1,000 replayed accesses.
+    pub fn tlb_misses_per_1000(&self) -> f64 {
+        per(
+            self.tlb_misses as f64 * 1000.0,
+            self.totals.total_accesses(),
+        )
+    }
+    /// Cycles (all CPUs) per replayed access.
+    pub fn cycles_per_access(&self) -> f64 {
+        per(self.cycles_all_cpus as f64, self.totals.total_accesses())
+    }
+}
+
+fn per(x: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        x / n as f64
+    }
 }
 
 /// The result of a run.

@@ -202,6 +202,8 @@ pub(super) fn deadlock_step<M: PagingMode>(
         disk_reads,
         // the machine is stopped: no task can read the processes' /proc views
         procs: Vec::new(),
+        // nor the machine's TLBs from inside: a deadlocked run reports its replay per run
+        replay: None,
     })
 }
 
