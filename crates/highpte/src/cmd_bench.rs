@@ -13,7 +13,6 @@
 //! Tables go to stdout; `--report DIR` also writes `DIR/report.md` and SVG plots.
 
 use crate::bench::native;
-use crate::bench::sim::{self, Machine, Measure, Work};
 use crate::bench::table::{int, millions, pct, Table};
 use crate::plot::{self as plots, Series};
 use clap::Args;
@@ -23,6 +22,7 @@ use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_POPULATE, MAP_PRIVATE, PROT_READ, PR
 use highpte_kernel::{KernelOptions, PtAllocKind, PteStrategy};
 use highpte_machine::cost::CostModel;
 use highpte_machine::{MachineOptions, System};
+use highpte_workload::microbench::{self as sim, Machine, Measure, Work};
 use highpte_workload::runner::{self, RunOptions};
 use std::cell::Cell;
 use std::io::Write;

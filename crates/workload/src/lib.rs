@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod exact;
 pub mod file;
 pub mod limits;
+pub mod microbench;
 pub mod runner;
 pub mod spec;
 pub mod trace;

@@ -1,6 +1,5 @@
-//! The pieces of `highpte bench`: host measurements, simulated workloads, and tables (plots are in `crate::plot`).
+//! The pieces of `highpte bench`: host measurements, the replay measurement and tables (the simulated loops are `highpte_workload::microbench`; plots are in `crate::plot`).
 
 pub mod native;
 pub mod replay;
-pub mod sim;
 pub mod table;

@@ -1,5 +1,7 @@
-//! Workloads run directly on a booted [`System`] (no workload file): one process per CPU, each
-//! doing the same loop, with every counter the design comparison needs read before and after.
+//! Micro-benchmark workloads run directly on a booted [`System`] (no workload file): one
+//! process per CPU, each doing the same loop, with every counter a design comparison needs read
+//! before and after. `highpte bench` runs them and presents the results; they live here,
+//! below the command, so that a library user (or a criterion bench) measures the same loops.
 
 use highpte_arch::{Config, MemoryVariant, Pae, PagingMode};
 use highpte_kernel::mm::{
@@ -13,6 +15,61 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// Why a micro-benchmark could not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum MicrobenchError {
+    /// The machine would not boot (a bad configuration).
+    #[error("cannot boot the bench machine: {0}")]
+    Boot(String),
+    /// A bench process could not be created.
+    #[error("cannot start a bench process: {0}")]
+    Spawn(String),
+    /// The machine stopped before every process finished (a deadlock, a cycle limit).
+    #[error("{work}: the run did not complete: {outcome}")]
+    NotCompleted {
+        /// The work.
+        work: String,
+        /// How the run ended.
+        outcome: String,
+    },
+    /// A process's call failed.
+    #[error("{work} on {cpus} CPUs: process {pid} failed at {call} (exit code {code:?}); kernel log: {log}")]
+    ProcessFailed {
+        /// The work.
+        work: String,
+        /// CPUs of the machine.
+        cpus: u32,
+        /// The process.
+        pid: String,
+        /// The call that failed (from the process's exit code).
+        call: &'static str,
+        /// The process's exit code.
+        code: Option<i32>,
+        /// The first lines of the kernel log.
+        log: String,
+    },
+}
+
+/// The call a bench process's exit code stands for.
+fn failed_call(code: Option<i32>) -> &'static str {
+    match code {
+        Some(11) => "mmap (fault loop)",
+        Some(12) => "store (fault loop)",
+        Some(13) => "munmap (fault loop)",
+        Some(14) => "mmap MAP_POPULATE (fork loop)",
+        Some(15) => "fork or wait",
+        Some(16) => "mmap MAP_POPULATE (munmap loop)",
+        Some(17) => "munmap (munmap loop)",
+        Some(18) => "mmap (pte-page loop)",
+        Some(19) => "store (pte-page loop)",
+        Some(20) => "munmap (pte-page loop)",
+        Some(21) => "mmap MAP_POPULATE (TLB loop)",
+        Some(22) => "store (TLB loop)",
+        Some(23) => "load (TLB loop)",
+        _ => "an unexpected exit",
+    }
+}
+
 const RW: u32 = PROT_READ | PROT_WRITE;
 const PA: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
 /// Where each process maps its region.
@@ -24,16 +81,41 @@ const PAGE: u32 = 4096;
 pub enum Work {
     /// `rounds` x (mmap `pages`, write each page once, munmap): anonymous demand-zero faults
     /// on recycled frames and page tables.
-    Fault { pages: u32, rounds: u32 },
+    Fault {
+        /// Pages per mapping.
+        pages: u32,
+        /// Mappings, one after the other.
+        rounds: u32,
+    },
     /// Populate `pages` (MAP_POPULATE), then `forks` x (fork a child that exits at once, wait).
-    Fork { pages: u32, forks: u32 },
+    Fork {
+        /// Pages populated before the forks.
+        pages: u32,
+        /// Forks.
+        forks: u32,
+    },
     /// `rounds` x (mmap `pages` with MAP_POPULATE, munmap); only the munmaps are focus cycles.
-    Munmap { pages: u32, rounds: u32 },
+    Munmap {
+        /// Pages per mapping.
+        pages: u32,
+        /// Mappings.
+        rounds: u32,
+    },
     /// `rounds` x (touch one page in each of `tables` pte-page spans, munmap): one pte page
     /// allocated and freed per touch.
-    PtPages { tables: u32, rounds: u32 },
+    PtPages {
+        /// pte-page spans touched per round.
+        tables: u32,
+        /// Rounds.
+        rounds: u32,
+    },
     /// Write `pages` once, then `loads` loads cycling over them (TLB hits).
-    TlbHits { pages: u32, loads: u64 },
+    TlbHits {
+        /// Pages written once.
+        pages: u32,
+        /// Loads cycling over them.
+        loads: u64,
+    },
 }
 
 impl Work {
@@ -49,11 +131,17 @@ impl Work {
 /// A machine to run on.
 #[derive(Clone, Debug)]
 pub struct Machine {
+    /// The memory configuration.
     pub variant: MemoryVariant,
+    /// The pte strategy.
     pub strategy: PteStrategy,
+    /// The page-table page allocator.
     pub pt_alloc: PtAllocKind,
+    /// CPUs.
     pub cpus: u32,
+    /// RAM in bytes.
     pub ram: u64,
+    /// The cost model.
     pub cost: CostModel,
 }
 
@@ -75,9 +163,9 @@ impl Machine {
     }
 
     /// Boot it.
-    pub fn boot(&self) -> anyhow::Result<System<Pae>> {
+    pub fn boot(&self) -> Result<System<Pae>, MicrobenchError> {
         let cfg = Config::new(self.variant, self.ram, self.cpus, false)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| MicrobenchError::Boot(e.to_string()))?;
         let mut ko = KernelOptions::defaults_for(&cfg);
         ko.strategy = self.strategy;
         ko.pt_alloc = self.pt_alloc;
@@ -85,7 +173,7 @@ impl Machine {
             cost: self.cost.clone(),
             ..Default::default()
         };
-        System::<Pae>::boot(cfg, ko, mo).map_err(|e| anyhow::anyhow!("{e}"))
+        System::<Pae>::boot(cfg, ko, mo).map_err(|e| MicrobenchError::Boot(e.to_string()))
     }
 }
 
@@ -102,16 +190,25 @@ pub struct Measure {
     pub focus_cycles: u64,
     /// Operations of the focus kind (faults, forks, munmaps, pte pages, loads).
     pub ops: u64,
+    /// Page faults.
     pub faults: u64,
+    /// `kmap_atomic` maps.
     pub kmap_atomic: u64,
+    /// Persistent `kmap` calls.
     pub kmap: u64,
+    /// Persistent `kunmap` calls.
     pub kunmap: u64,
+    /// `invlpg` instructions the kernel issued.
     pub invlpg: u64,
+    /// Full TLB flushes.
     pub flush_tlb_all: u64,
+    /// TLB shootdowns (IPIs to other CPUs).
     pub tlb_shootdowns: u64,
+    /// pte-page mappings (`pte_offset_map`).
     pub pte_maps: u64,
     /// Spin-loop iterations (all locks) and cycles spent spinning.
     pub spins: u64,
+    /// Cycles spent spinning.
     pub spin_cycles: u64,
     /// kmap_lock: acquisitions, contended, spins, as the lock counts them. The lock updates its
     /// counters from a copy taken before it spins, so under contention they undercount (a
@@ -119,13 +216,19 @@ pub struct Measure {
     pub kmap_lock: (u64, u64, u64),
     /// Zone locks (all zones): acquisitions, contended, spins.
     pub zone_lock: (u64, u64, u64),
+    /// pte pages allocated (low + high).
     pub pte_pages: u64,
+    /// Page-table pool hits.
     pub pool_hits: u64,
+    /// Page-table pool refills.
     pub refills: u64,
+    /// Page-table pool drains.
     pub drains: u64,
     /// Pages held in page-table pools after the run (low + high).
     pub pool_pages: u64,
+    /// TLB hits, every CPU.
     pub tlb_hits: u64,
+    /// TLB misses, every CPU.
     pub tlb_misses: u64,
 }
 
@@ -303,7 +406,7 @@ fn body(u: &mut User<'_, Pae>, w: Work, focus: &Cell<u64>, ops: &Cell<u64>) -> i
 
 /// Run `w` in `procs` processes (process i on CPU i mod cpus) on a booted system; the
 /// differences of every counter over the run.
-pub fn run_on(sys: &mut System<Pae>, w: Work, procs: u32) -> anyhow::Result<Measure> {
+pub fn run_on(sys: &mut System<Pae>, w: Work, procs: u32) -> Result<Measure, MicrobenchError> {
     let cpus = sys.machine.nr_cpus();
     let focus = Rc::new(Cell::new(0u64));
     let ops = Rc::new(Cell::new(0u64));
@@ -316,19 +419,32 @@ pub fn run_on(sys: &mut System<Pae>, w: Work, procs: u32) -> anyhow::Result<Meas
             .spawn_process(format!("bench{p}"), Some(p % cpus), move |u| {
                 body(u, w, &f, &o)
             })
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| MicrobenchError::Spawn(e.to_string()))?;
         ids.push(id);
     }
     let out = sys.run();
     let host_seconds = t.elapsed().as_secs_f64();
-    anyhow::ensure!(out.is_completed(), "{w:?}: {out}");
+    if !out.is_completed() {
+        return Err(MicrobenchError::NotCompleted {
+            work: format!("{w:?}"),
+            outcome: out.to_string(),
+        });
+    }
     for id in ids {
         let code = sys.machine.exit_code(id);
-        anyhow::ensure!(
-            code == Some(0),
-            "{w:?} on {cpus} CPUs: process {id} ended with {code:?}; kernel log: {:?}",
-            sys.machine.kernel_log().iter().take(3).collect::<Vec<_>>()
-        );
+        if code != Some(0) {
+            return Err(MicrobenchError::ProcessFailed {
+                work: format!("{w:?}"),
+                cpus,
+                pid: id.to_string(),
+                call: failed_call(code),
+                code,
+                log: format!(
+                    "{:?}",
+                    sys.machine.kernel_log().iter().take(3).collect::<Vec<_>>()
+                ),
+            });
+        }
     }
     let s1 = snap(sys);
     let k = sys.kernel();
@@ -364,7 +480,7 @@ pub fn run_on(sys: &mut System<Pae>, w: Work, procs: u32) -> anyhow::Result<Meas
 
 /// Boot `m`, run `w` in one process per CPU; for fork work, subtract a baseline run (same
 /// machine, no forks) so that the focus cycles are the forks' (copy, child exit) alone.
-pub fn run(m: &Machine, w: Work) -> anyhow::Result<Measure> {
+pub fn run(m: &Machine, w: Work) -> Result<Measure, MicrobenchError> {
     let mut sys = m.boot()?;
     let mut r = run_on(&mut sys, w, m.cpus)?;
     if let Some(b) = w.baseline() {
