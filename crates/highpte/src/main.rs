@@ -8,6 +8,7 @@ mod cmd_boot;
 mod cmd_compare;
 mod cmd_deadlock;
 mod cmd_demo;
+mod cmd_matrix;
 mod cmd_replay;
 mod cmd_run;
 mod cmd_sites;
@@ -53,7 +54,7 @@ enum Command {
     /// seed with kmap_atomic.
     ExplainDeadlock(cmd_deadlock::DeadlockArgs),
     /// The seed's 20-kernel test matrix under VM stress (churn), cells in parallel.
-    Matrix(cmd_stress::MatrixArgs),
+    Matrix(cmd_matrix::MatrixArgs),
     /// One stress cell: churn with stress interleavings; replays bit for bit from its seed.
     Stress(cmd_stress::StressArgs),
     /// Run a workload (built-in or file) on one configuration and report.
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cmd_demo::run(&a),
         Command::Boot(a) => cmd_boot::run(&a),
         Command::Run(a) => cmd_run::run(&a),
-        Command::Matrix(a) => cmd_stress::run_matrix(&a),
+        Command::Matrix(a) => cmd_matrix::run_matrix(&a),
         Command::ExplainDeadlock(a) => cmd_deadlock::run(&a),
         Command::Stress(a) => cmd_stress::run_stress(&a),
         Command::Compare(a) => cmd_compare::run(&a),

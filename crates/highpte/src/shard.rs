@@ -236,7 +236,7 @@ pub fn run(a: &MergeArgs) -> anyhow::Result<u8> {
         plot: a.plot.clone(),
     };
     match m.command.as_str() {
-        "matrix" => crate::cmd_stress::render_matrix(&m.params, &m.cells, &out, m.host_seconds),
+        "matrix" => crate::cmd_matrix::render_matrix(&m.params, &m.cells, &out, m.host_seconds),
         "compare" => crate::cmd_compare::render(&m.params, &m.cells, &m.notes, &out),
         "sweep" => crate::cmd_sweep::render(&m.params, &m.cells, &m.notes, &out),
         other => Err(InputError(format!("merge: unknown command '{other}' in the shards")).into()),
