@@ -10,47 +10,21 @@ use highpte_arch::MemoryVariant;
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{PtAllocKind, PteStrategy};
 use serde::{Deserialize, Serializer};
+use std::fmt;
 
-/// A kernel enum that a workload file names by its command-line name.
-pub(crate) trait KernelName: Copy {
-    /// The command-line name (`64g-highpte`, `atomic`, `pool`, `rmap`).
-    fn kernel_name(self) -> &'static str;
-}
-
-impl KernelName for MemoryVariant {
-    fn kernel_name(self) -> &'static str {
-        self.name()
-    }
-}
-impl KernelName for PteStrategy {
-    fn kernel_name(self) -> &'static str {
-        self.name()
-    }
-}
-impl KernelName for PtAllocKind {
-    fn kernel_name(self) -> &'static str {
-        self.name()
-    }
-}
-impl KernelName for ReclaimKind {
-    fn kernel_name(self) -> &'static str {
-        self.name()
-    }
+/// Serializes a kernel enum as its name (their `Display`), for `#[serde(serialize_with)]`.
+pub(crate) fn by_name<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
-/// Serializes a kernel enum as its name (`#[serde(serialize_with)]`).
-pub(crate) fn by_name<T: KernelName, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(v.kernel_name())
-}
-
-/// Serializes an optional kernel enum as its name (`#[serde(serialize_with)]`); callers skip
-/// `None`.
-pub(crate) fn opt_by_name<T: KernelName, S: Serializer>(
+/// Serializes an optional kernel enum as its name, for `#[serde(serialize_with)]`; callers
+/// skip `None`.
+pub(crate) fn opt_by_name<T: fmt::Display, S: Serializer>(
     v: &Option<T>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     match v {
-        Some(v) => s.serialize_str(v.kernel_name()),
+        Some(v) => s.collect_str(v),
         None => s.serialize_none(),
     }
 }
