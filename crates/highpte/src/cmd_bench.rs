@@ -588,10 +588,8 @@ fn designs(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
             MemoryVariant::Highmem64gHighpte
         } else {
             MemoryVariant::Highmem64g
-        }
-        .name()
-        .into();
-        spec.machine.strategy = Some(s.name().into());
+        };
+        spec.machine.strategy = Some(s);
         spec.processes.count = sc.sga_processes;
         if let Some(r) = spec.processes.ramp.as_mut() {
             r.start = sc.sga_processes.min(100);

@@ -100,7 +100,7 @@ pub fn cell_spec(
     notes: &mut Vec<String>,
 ) -> Result<WorkloadSpec, InputError> {
     let mut spec = base.clone();
-    spec.machine.config = c.variant.name().to_string();
+    spec.machine.config = c.variant;
     if let Some(note) = crate::args::ram_note(c.variant, spec.machine.ram.0) {
         if !notes.contains(&note) {
             notes.push(note);
@@ -108,10 +108,10 @@ pub fn cell_spec(
         spec.machine.ram = Size(c.variant.max_usable_ram());
     }
     if let Some(s) = c.strategy {
-        spec.machine.strategy = Some(s.name().to_string());
+        spec.machine.strategy = Some(s);
     }
     if let Some(a) = c.pt_alloc {
-        spec.machine.pt_alloc = Some(a.name().to_string());
+        spec.machine.pt_alloc = Some(a);
     }
     spec.validate().map_err(|problems| {
         let msg: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
@@ -211,7 +211,7 @@ pub fn run_cells(
         bar.set_message(format!(
             "(last: {} {})",
             spec.machine.config,
-            spec.machine.strategy.as_deref().unwrap_or("")
+            spec.machine.strategy.map_or("", PteStrategy::name)
         ));
         bar.inc(1);
         r
@@ -240,7 +240,7 @@ pub fn run_cells(
 /// high memory falls back to low pages.
 pub fn fallback_notes(runs: &[&RunReport], notes: &mut Vec<String>) {
     for r in runs {
-        if r.strategy != PteStrategy::Lowmem.name() && r.meminfo_peak.high_total == 0 {
+        if r.strategy != PteStrategy::Lowmem && r.meminfo_peak.high_total == 0 {
             let n = format!(
                 "{} with strategy {}: there is no high memory, so the kernel fell back to low pages for the pte pages (kmap of a low page is its direct mapping)",
                 r.config, r.strategy

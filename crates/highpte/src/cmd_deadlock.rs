@@ -3,6 +3,7 @@
 //! seed's kmap_atomic design.
 
 use clap::Args;
+use highpte_kernel::PteStrategy;
 use highpte_workload::runner::{self, RunOptions, RunReport};
 use highpte_workload::{builtin, WorkloadSpec};
 use serde_json::json;
@@ -103,7 +104,7 @@ pub fn run(a: &DeadlockArgs) -> anyhow::Result<u8> {
     };
     let mut atomic = base.clone();
     atomic.machine.seed = seed;
-    atomic.machine.strategy = Some("atomic".into());
+    atomic.machine.strategy = Some(PteStrategy::Atomic);
     let ok = run_one(&atomic, a.entries, None);
     bars.clear();
     let ok = ok?;

@@ -33,7 +33,7 @@ pub struct DemoArgs {
 }
 
 fn with_config(mut s: WorkloadSpec, v: MemoryVariant) -> WorkloadSpec {
-    s.machine.config = v.name().to_string();
+    s.machine.config = v;
     s.machine.strategy = None;
     s
 }

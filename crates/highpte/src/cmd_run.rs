@@ -140,16 +140,16 @@ pub fn replay_command(cmd: &str, a: &RunArgs, spec: &WorkloadSpec) -> String {
     if a.w.instances_from == Some(crate::workload_args::InstancesFrom::Fork) {
         c.push_str(" --instances-from fork");
     }
-    if let Some(s) = &m.strategy {
+    if let Some(s) = m.strategy {
         c.push_str(&format!(" --strategy {s}"));
     }
-    if let Some(p) = &m.pt_alloc {
+    if let Some(p) = m.pt_alloc {
         c.push_str(&format!(" --pt-alloc {p}"));
     }
     if m.swap.0 > 0 {
         c.push_str(&format!(" --swap {}", m.swap));
     }
-    if let Some(r) = &m.reclaim {
+    if let Some(r) = m.reclaim {
         c.push_str(&format!(" --reclaim {r}"));
     }
     if m.debug {
@@ -271,14 +271,14 @@ pub fn report_json(r: &RunReport) -> Value {
     let mut v = json!({
         "workload": r.workload,
         "boot": {"MemFree": r.boot_mem_free_kb, "LowFree": r.boot_low_free_kb},
-        "config": r.config,
+        "config": r.config.name(),
         "paging": r.paging,
         "ram_bytes": r.ram_bytes,
         "cpus": r.cpus,
         "preempt": r.preempt,
-        "strategy": r.strategy,
-        "pt_alloc": r.pt_alloc,
-        "reclaim": r.reclaim,
+        "strategy": r.strategy.name(),
+        "pt_alloc": r.pt_alloc.name(),
+        "reclaim": r.reclaim.name(),
         "swap_bytes": r.swap_bytes,
         "reclaim_zones": r.reclaim_zones.iter().map(|(z, s, rc)| json!({"zone": z, "scanned": s, "reclaimed": rc})).collect::<Vec<_>>(),
         "pte_chain_peak_bytes": r.pte_chain_peak_bytes,

@@ -92,14 +92,10 @@ pub fn overcommit_ram(v: MemoryVariant) -> u64 {
 /// writes twice RAM of private memory and half of RAM of files (one per process, through
 /// `write()`), then verifies both (`read()` for the files) before the churn.
 pub fn overcommit_spec(s: &mut WorkloadSpec, reclaim: ReclaimKind) -> anyhow::Result<()> {
-    let v = s
-        .machine
-        .variant()
-        .ok_or_else(|| anyhow::anyhow!("unknown configuration"))?;
-    let ram = overcommit_ram(v);
+    let ram = overcommit_ram(s.machine.config);
     s.machine.ram = Size(ram);
     s.machine.swap = Size(2 * ram);
-    s.machine.reclaim = Some(reclaim.name().to_string());
+    s.machine.reclaim = Some(reclaim);
     let share = (2 * ram / u64::from(s.processes.count.max(1))).div_ceil(4096) * 4096;
     let file_share = (ram / 2 / u64::from(s.processes.count.max(1))).div_ceil(4096) * 4096;
     let text = format!(
@@ -155,13 +151,13 @@ pub fn stress_spec(
     overcommit: Option<ReclaimKind>,
 ) -> anyhow::Result<WorkloadSpec> {
     let mut s = builtin("churn").ok_or_else(|| anyhow::anyhow!("built-in churn missing"))?;
-    s.machine.config = v.name().to_string();
+    s.machine.config = v;
     s.machine.ram = Size(stress_ram(v));
     s.machine.cpus = cpus;
     s.machine.preempt = preempt;
     s.machine.seed = seed;
     s.machine.debug = true;
-    s.machine.strategy = strategy.map(|x| x.name().to_string());
+    s.machine.strategy = strategy;
     s.processes.count = processes;
     for p in &mut s.phases {
         for o in &mut p.ops {

@@ -243,9 +243,7 @@ pub fn run(a: &SweepArgs) -> anyhow::Result<u8> {
         }
         (Some(l), None) => l.0.clone(),
         (None, Some(v)) => vec![v],
-        (None, None) => vec![base.machine.variant().ok_or_else(|| {
-            InputError(format!("unknown configuration '{}'", base.machine.config))
-        })?],
+        (None, None) => vec![base.machine.config],
     };
     let overridden = match a.vary.name {
         VaryName::Processes => a.w.processes.is_some(),

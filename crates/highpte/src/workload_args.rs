@@ -102,7 +102,7 @@ impl WorkloadArgs {
     pub fn apply(&self, spec: &mut WorkloadSpec) -> Result<(), InputError> {
         let m = &self.machine;
         if let Some(v) = m.config {
-            spec.machine.config = v.name().to_string();
+            spec.machine.config = v;
         }
         if let Some(r) = m.ram {
             spec.machine.ram = highpte_workload::Size(r);
@@ -113,27 +113,26 @@ impl WorkloadArgs {
         if let Some(p) = m.preempt.value() {
             spec.machine.preempt = p;
         }
-        if let Some(v) = spec.machine.variant() {
-            // More RAM than the configuration addresses (given on the command line: a file
-            // saying so is refused by its validation): use what it addresses, as Linux did.
-            if let Some(note) = crate::args::ram_note(v, spec.machine.ram.0) {
-                eprintln!("highpte: note: {note}");
-                spec.machine.ram = highpte_workload::Size(v.max_usable_ram());
-            }
-            if let Some(n) = m.pkmap_entries {
-                if v.pae() && n > 512 {
-                    return Err(InputError(format!(
-                        "--pkmap-entries {n} is more than the 512 entries LAST_PKMAP has with PAE ({}): use at most 512",
-                        v.name()
-                    )));
-                }
+        let v = spec.machine.config;
+        // More RAM than the configuration addresses (given on the command line: a file
+        // saying so is refused by its validation): use what it addresses, as Linux did.
+        if let Some(note) = crate::args::ram_note(v, spec.machine.ram.0) {
+            eprintln!("highpte: note: {note}");
+            spec.machine.ram = highpte_workload::Size(v.max_usable_ram());
+        }
+        if let Some(n) = m.pkmap_entries {
+            if v.pae() && n > 512 {
+                return Err(InputError(format!(
+                    "--pkmap-entries {n} is more than the 512 entries LAST_PKMAP has with PAE ({}): use at most 512",
+                    v.name()
+                )));
             }
         }
         if let Some(s) = m.strategy {
-            spec.machine.strategy = Some(s.name().to_string());
+            spec.machine.strategy = Some(s);
         }
         if let Some(a) = m.pt_alloc {
-            spec.machine.pt_alloc = Some(a.name().to_string());
+            spec.machine.pt_alloc = Some(a);
         }
         if m.debug {
             spec.machine.debug = true;
@@ -142,7 +141,7 @@ impl WorkloadArgs {
             spec.machine.swap = highpte_workload::Size(s);
         }
         if let Some(r) = m.reclaim {
-            spec.machine.reclaim = Some(r.name().to_string());
+            spec.machine.reclaim = Some(r);
         }
         if let Some(s) = self.seed {
             spec.machine.seed = s;

@@ -139,7 +139,7 @@ fn every_builtin_parses_validates_and_is_its_file() {
 #[test]
 fn builtin_defaults() {
     let sga = builtin("sga").unwrap();
-    assert_eq!(sga.machine.config, "64g-highpte");
+    assert_eq!(sga.machine.config.name(), "64g-highpte");
     assert_eq!(sga.machine.ram, Size(32 * GB));
     assert_eq!(sga.machine.cpus, 4);
     assert_eq!(sga.processes.count, 2000);
@@ -161,11 +161,7 @@ fn builtin_defaults() {
 
     let wli = builtin("wli").unwrap();
     assert_eq!(
-        (
-            wli.machine.config.as_str(),
-            wli.machine.ram,
-            wli.machine.cpus
-        ),
+        (wli.machine.config.name(), wli.machine.ram, wli.machine.cpus),
         ("64g-highpte", Size(12 * GB), 8)
     );
     assert_eq!(wli.processes.count, 1024);
@@ -178,7 +174,7 @@ fn builtin_defaults() {
 
     let fs = builtin("forkstorm").unwrap();
     assert_eq!(
-        (fs.machine.config.as_str(), fs.machine.ram, fs.machine.cpus),
+        (fs.machine.config.name(), fs.machine.ram, fs.machine.cpus),
         ("64g-highpte", Size(8 * GB), 4)
     );
     assert_eq!(fs.processes.count, 1);
@@ -196,7 +192,7 @@ fn builtin_defaults() {
     let churn = builtin("churn").unwrap();
     assert_eq!(
         (
-            churn.machine.config.as_str(),
+            churn.machine.config.name(),
             churn.machine.ram,
             churn.machine.cpus
         ),

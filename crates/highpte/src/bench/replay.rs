@@ -3,6 +3,7 @@
 //! the TLB-hit loop.
 
 use crate::bench::table::{int, millions, Table};
+use highpte_arch::MemoryVariant;
 use highpte_kernel::PteStrategy;
 use highpte_workload::runner::{self, RunOptions};
 use std::path::{Path, PathBuf};
@@ -47,12 +48,11 @@ fn measure(trace: &Path, strategy: PteStrategy) -> anyhow::Result<Measured> {
     let mut spec = highpte_workload::trace::replay_workload(&name, 1, false)
         .map_err(crate::workload_args::InputError)?;
     spec.machine.config = if strategy.highmem_ptes() {
-        "64g-highpte"
+        MemoryVariant::Highmem64gHighpte
     } else {
-        "64g"
-    }
-    .to_string();
-    spec.machine.strategy = Some(strategy.to_string());
+        MemoryVariant::Highmem64g
+    };
+    spec.machine.strategy = Some(strategy);
     spec.machine.cpus = 1;
     spec.machine.ram = highpte_workload::Size(highpte_arch::size::GB);
     let t = Instant::now();

@@ -10,10 +10,7 @@
 
 use crate::spec::WorkloadSpec;
 use highpte_arch::{Config, Pae, TwoLevel};
-use highpte_kernel::mm::reclaim::ReclaimKind;
-use highpte_kernel::{
-    Errno, KernelOptions, Meminfo, PtAllocKind, PteStrategy, TaskId, WaitQueueKey,
-};
+use highpte_kernel::{Errno, KernelOptions, Meminfo, TaskId, WaitQueueKey};
 use highpte_machine::MachineOptions;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
@@ -117,25 +114,19 @@ impl std::error::Error for RunError {}
 /// The configuration and kernel options a spec asks for.
 pub fn spec_config(spec: &WorkloadSpec) -> Result<(Config, KernelOptions), RunError> {
     let m = &spec.machine;
-    let variant = m
-        .variant()
-        .ok_or_else(|| RunError(format!("unknown memory configuration '{}'", m.config)))?;
     let cfg =
-        Config::new(variant, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
+        Config::new(m.config, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
     let mut k = KernelOptions::defaults_for(&cfg);
-    if let Some(s) = &m.strategy {
-        k.strategy =
-            PteStrategy::from_name(s).ok_or_else(|| RunError(format!("unknown strategy '{s}'")))?;
+    if let Some(s) = m.strategy {
+        k.strategy = s;
     }
-    if let Some(a) = &m.pt_alloc {
-        k.pt_alloc = PtAllocKind::from_name(a)
-            .ok_or_else(|| RunError(format!("unknown page-table allocator '{a}'")))?;
+    if let Some(a) = m.pt_alloc {
+        k.pt_alloc = a;
     }
     k.debug = m.debug;
     k.swap_pages = m.swap.0 / 4096;
-    if let Some(r) = &m.reclaim {
-        k.reclaim = ReclaimKind::from_name(r)
-            .ok_or_else(|| RunError(format!("unknown reclaim design '{r}'")))?;
+    if let Some(r) = m.reclaim {
+        k.reclaim = r;
     }
     Ok((cfg, k))
 }

@@ -2,7 +2,9 @@
 //! failures ([`Failure`]).
 
 use super::replay::ReplayTotals;
-use highpte_kernel::Meminfo;
+use highpte_arch::MemoryVariant;
+use highpte_kernel::mm::reclaim::ReclaimKind;
+use highpte_kernel::{Meminfo, PtAllocKind, PteStrategy};
 
 /// The first thing that went wrong for a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +102,7 @@ pub struct RunReport {
     /// Workload name.
     pub workload: String,
     /// Memory configuration.
-    pub config: String,
+    pub config: MemoryVariant,
     /// Paging mode.
     pub paging: &'static str,
     /// RAM in bytes.
@@ -110,11 +112,11 @@ pub struct RunReport {
     /// Kernel preemption.
     pub preempt: bool,
     /// pte strategy.
-    pub strategy: String,
+    pub strategy: PteStrategy,
     /// Page-table allocator.
-    pub pt_alloc: String,
+    pub pt_alloc: PtAllocKind,
     /// Reclaim design (`scan` or `rmap`).
-    pub reclaim: String,
+    pub reclaim: ReclaimKind,
     /// Swap device size in bytes (0: none).
     pub swap_bytes: u64,
     /// Per zone: (name, pages scanned by reclaim, pages reclaimed).

@@ -73,14 +73,14 @@ pub(super) fn run_in<M: PagingMode>(
     let machine = machine_counters(&sys, cfg.cpus);
     Ok(RunReport {
         workload: spec.name.clone(),
-        config: cfg.variant.name().to_string(),
+        config: cfg.variant,
         paging: M::NAME,
         ram_bytes: cfg.ram_bytes,
         cpus: cfg.cpus,
         preempt: cfg.preempt,
-        strategy: k.options().strategy.name().to_string(),
-        pt_alloc: k.options().pt_alloc.name().to_string(),
-        reclaim: k.options().reclaim.name().to_string(),
+        strategy: k.options().strategy,
+        pt_alloc: k.options().pt_alloc,
+        reclaim: k.options().reclaim,
         swap_bytes: k.options().swap_pages * 4096,
         reclaim_zones: highpte_kernel::page_alloc::ZoneType::ALL
             .iter()

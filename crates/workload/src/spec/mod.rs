@@ -10,6 +10,7 @@
 
 mod check_op;
 mod flow;
+mod names;
 mod op;
 mod validate;
 mod values;
@@ -24,6 +25,9 @@ pub use values::{Prot, SignedSize, Size};
 
 use highpte_arch::size::{GB, MB};
 use highpte_arch::MemoryVariant;
+use highpte_kernel::mm::reclaim::ReclaimKind;
+use highpte_kernel::{PtAllocKind, PteStrategy};
+use names::{by_name, opt_by_name, MachineFile, UnknownNames};
 use serde::{Deserialize, Serialize};
 
 /// Size of the user part of the 3G/1G address space: every mapping must fit below `0xC0000000`.
@@ -34,12 +38,6 @@ pub const MAX_PROCESSES: u32 = 32_767;
 pub const MIN_RAM: u64 = 16 * MB;
 /// Most RAM a machine may have.
 pub const MAX_RAM: u64 = 64 * GB;
-/// The pte access strategies a file may name.
-pub const STRATEGIES: &[&str] = &["lowmem", "atomic", "persistent"];
-/// The page-table allocators a file may name.
-pub const PT_ALLOCS: &[&str] = &["pool", "quicklist", "buddy"];
-/// Reclaim designs a workload may name.
-pub const RECLAIMS: &[&str] = &["scan", "rmap"];
 /// Largest swap device: 2^24 slots of 4 KB (the swap entry's offset field).
 pub const MAX_SWAP: u64 = 64 * GB;
 /// The largest file: page indexes are 32 bits in this kernel (`MAX_FILE_BYTES`).
@@ -65,12 +63,16 @@ pub struct WorkloadSpec {
 }
 
 /// The `[machine]` table: memory configuration, RAM, CPUs and kernel options.
+///
+/// The kernel choices are the kernel's enums, read from and written as their names; a name
+/// the kernel does not know is reported by [`WorkloadSpec::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "MachineFile")]
 pub struct MachineSpec {
     /// Memory configuration: `nohighmem`, `4g`, `4g-highpte`, `64g` or `64g-highpte`.
     /// Default `64g-highpte`.
-    pub config: String,
+    #[serde(serialize_with = "by_name")]
+    pub config: MemoryVariant,
     /// Physical RAM, 16M to 64G and no more than `config` can address. Default `4G`.
     pub ram: Size,
     /// Number of CPUs, 1 (UP) to 32. Default 4.
@@ -79,11 +81,17 @@ pub struct MachineSpec {
     pub preempt: bool,
     /// pte access strategy: `lowmem`, `atomic` or `persistent`; absent: the config's default
     /// (`atomic` for `-highpte` configs, `lowmem` otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_by_name"
+    )]
+    pub strategy: Option<PteStrategy>,
     /// Page-table page allocator: `pool`, `quicklist` or `buddy`; absent: `pool`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pt_alloc: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_by_name"
+    )]
+    pub pt_alloc: Option<PtAllocKind>,
     /// Seed of every random choice (access patterns, random op mixes, scheduling noise).
     /// Default 1.
     pub seed: u64,
@@ -93,14 +101,20 @@ pub struct MachineSpec {
     pub swap: Size,
     /// How memory is reclaimed: `scan` (page-table scan, the 2.5.5 default) or `rmap`
     /// (reverse maps); absent: `scan`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reclaim: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_by_name"
+    )]
+    pub reclaim: Option<ReclaimKind>,
+    /// Names in the file the kernel does not know, until validation reports them.
+    #[serde(skip)]
+    unknown: UnknownNames,
 }
 
 impl Default for MachineSpec {
     fn default() -> Self {
         MachineSpec {
-            config: "64g-highpte".to_string(),
+            config: MemoryVariant::Highmem64gHighpte,
             ram: Size(4 * GB),
             cpus: 4,
             preempt: true,
@@ -110,14 +124,8 @@ impl Default for MachineSpec {
             debug: false,
             swap: Size(0),
             reclaim: None,
+            unknown: UnknownNames::default(),
         }
-    }
-}
-
-impl MachineSpec {
-    /// The memory configuration, if `config` names one.
-    pub fn variant(&self) -> Option<MemoryVariant> {
-        self.config.parse().ok()
     }
 }
 

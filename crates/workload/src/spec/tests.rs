@@ -70,3 +70,31 @@ fn suggests_a_variant_that_addresses_the_ram() {
         "config \"4g\" or \"4g-highpte\" or \"64g\" or \"64g-highpte\" can address 2G; or lower ram"
     );
 }
+
+#[test]
+fn machine_names_become_kernel_enums_and_print_back() {
+    let m: MachineSpec = toml::from_str(
+        "config = \"4g\"\nstrategy = \"persistent\"\npt_alloc = \"quicklist\"\nreclaim = \"rmap\"",
+    )
+    .unwrap();
+    assert_eq!(m.config, MemoryVariant::Highmem4g);
+    assert_eq!(m.strategy, Some(PteStrategy::Persistent));
+    assert_eq!(m.pt_alloc, Some(PtAllocKind::Quicklist));
+    assert_eq!(m.reclaim, Some(ReclaimKind::Rmap));
+    assert_eq!(m.unknown, UnknownNames::default());
+    let text = toml::to_string(&m).unwrap();
+    assert!(text.contains("config = \"4g\"\n"), "{text}");
+    assert!(text.contains("strategy = \"persistent\"\n"), "{text}");
+    assert!(text.contains("pt_alloc = \"quicklist\"\n"), "{text}");
+    assert!(text.contains("reclaim = \"rmap\"\n"), "{text}");
+    assert_eq!(toml::from_str::<MachineSpec>(&text).unwrap(), m);
+}
+
+#[test]
+fn unknown_machine_names_wait_for_validation() {
+    let m: MachineSpec = toml::from_str("config = \"8g\"\nreclaim = \"lru\"").unwrap();
+    assert_eq!(m.unknown.config.as_deref(), Some("8g"));
+    assert_eq!(m.unknown.reclaim.as_deref(), Some("lru"));
+    assert_eq!(m.unknown.strategy, None);
+    assert_eq!(m.reclaim, None);
+}

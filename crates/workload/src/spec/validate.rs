@@ -3,10 +3,7 @@
 
 use super::check_op::file_name_problem;
 use super::flow::Walk;
-use super::{
-    Op, RunBy, WorkloadSpec, MAX_PROCESSES, MAX_RAM, MAX_SWAP, MIN_RAM, PT_ALLOCS, RECLAIMS,
-    STRATEGIES,
-};
+use super::{Op, RunBy, WorkloadSpec, MAX_PROCESSES, MAX_RAM, MAX_SWAP, MIN_RAM};
 use highpte_arch::size::DisplaySize;
 use highpte_arch::{MemoryVariant, MAX_CPUS, PAGE_SIZE};
 use std::collections::{BTreeMap, BTreeSet};
@@ -169,13 +166,14 @@ impl WorkloadSpec {
     fn check_machine(&self, c: &mut Checker) {
         let m = &self.machine;
         let p = vec![key("machine")];
-        let variant = m.variant();
-        if variant.is_none() {
+        let unknown = &m.unknown;
+        // An unknown config leaves the default in `m.config`: nothing to check RAM against.
+        let variant = unknown.config.is_none().then_some(m.config);
+        if let Some(name) = &unknown.config {
             c.push(
                 with(&p, "config"),
                 format!(
-                    "unknown memory configuration \"{}\"; expected one of: nohighmem, 4g, 4g-highpte, 64g, 64g-highpte",
-                    m.config
+                    "unknown memory configuration \"{name}\"; expected one of: nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"
                 ),
                 "use config = \"64g-highpte\" for a PAE machine with highpte, or \"64g\" to see the problem it solves",
             );
@@ -224,14 +222,12 @@ impl WorkloadSpec {
                 );
             }
         }
-        if let Some(s) = &m.strategy {
-            if !STRATEGIES.contains(&s.as_str()) {
-                c.push(
-                    with(&p, "strategy"),
-                    format!("unknown strategy \"{s}\"; expected one of: lowmem, atomic, persistent"),
-                    "remove the key to use the config's default (atomic with -highpte configs, lowmem otherwise)",
-                );
-            }
+        if let Some(s) = &unknown.strategy {
+            c.push(
+                with(&p, "strategy"),
+                format!("unknown strategy \"{s}\"; expected one of: lowmem, atomic, persistent"),
+                "remove the key to use the config's default (atomic with -highpte configs, lowmem otherwise)",
+            );
         }
         if m.swap.0 > MAX_SWAP {
             c.push(
@@ -243,25 +239,21 @@ impl WorkloadSpec {
                 "use e.g. swap = \"8G\", or 0 for no swap",
             );
         }
-        if let Some(s) = &m.reclaim {
-            if !RECLAIMS.contains(&s.as_str()) {
-                c.push(
-                    with(&p, "reclaim"),
-                    format!("unknown reclaim design \"{s}\"; expected one of: scan, rmap"),
-                    "remove the key to use the default (scan)",
-                );
-            }
+        if let Some(s) = &unknown.reclaim {
+            c.push(
+                with(&p, "reclaim"),
+                format!("unknown reclaim design \"{s}\"; expected one of: scan, rmap"),
+                "remove the key to use the default (scan)",
+            );
         }
-        if let Some(s) = &m.pt_alloc {
-            if !PT_ALLOCS.contains(&s.as_str()) {
-                c.push(
-                    with(&p, "pt_alloc"),
-                    format!(
-                        "unknown page-table allocator \"{s}\"; expected one of: pool, quicklist, buddy"
-                    ),
-                    "remove the key to use the default (pool)",
-                );
-            }
+        if let Some(s) = &unknown.pt_alloc {
+            c.push(
+                with(&p, "pt_alloc"),
+                format!(
+                    "unknown page-table allocator \"{s}\"; expected one of: pool, quicklist, buddy"
+                ),
+                "remove the key to use the default (pool)",
+            );
         }
     }
 
