@@ -39,7 +39,7 @@ pub struct MatrixArgs {
     /// With --overcommit: the reclaim designs to run, scan, rmap or both (each doubles the
     /// grid).
     #[arg(long, value_parser = parse_reclaim_choice, requires = "overcommit")]
-    pub reclaim: Option<String>,
+    pub reclaim: Option<ReclaimChoice>,
     #[command(flatten)]
     pub swap_file: SwapFileArgs,
     /// Print CSV, one row per cell (for pandas and spreadsheets).
@@ -54,12 +54,38 @@ pub struct MatrixArgs {
     pub quiet: bool,
 }
 
-fn parse_reclaim_choice(s: &str) -> Result<String, String> {
+/// `matrix --reclaim`: one reclaim design, or both side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReclaimChoice {
+    /// One design.
+    One(ReclaimKind),
+    /// Scan and rmap (the grid twice).
+    Both,
+}
+
+impl ReclaimChoice {
+    /// The designs, in table order.
+    fn designs(self) -> Vec<Option<ReclaimKind>> {
+        match self {
+            ReclaimChoice::One(r) => vec![Some(r)],
+            ReclaimChoice::Both => vec![Some(ReclaimKind::Scan), Some(ReclaimKind::Rmap)],
+        }
+    }
+    /// The name on the command line and in JSON.
+    fn name(self) -> &'static str {
+        match self {
+            ReclaimChoice::One(r) => r.name(),
+            ReclaimChoice::Both => "both",
+        }
+    }
+}
+
+fn parse_reclaim_choice(s: &str) -> Result<ReclaimChoice, String> {
     match s {
-        "scan" | "rmap" | "both" => Ok(s.to_string()),
-        _ => Err(format!(
-            "unknown reclaim design '{s}': expected scan, rmap or both"
-        )),
+        "both" => Ok(ReclaimChoice::Both),
+        _ => ReclaimKind::from_name(s)
+            .map(ReclaimChoice::One)
+            .ok_or_else(|| format!("unknown reclaim design '{s}': expected scan, rmap or both")),
     }
 }
 
@@ -137,7 +163,7 @@ pub fn run_matrix(a: &MatrixArgs) -> anyhow::Result<u8> {
         "processes": a.processes,
         "smp_cpus": a.smp_cpus,
         "overcommit": a.overcommit,
-        "reclaim": a.reclaim.as_deref().unwrap_or("both"),
+        "reclaim": a.reclaim.unwrap_or(ReclaimChoice::Both).name(),
         "designs": designs.iter().map(|d| d.map(|r| r.name())).collect::<Vec<_>>(),
     });
     let host_seconds = t0.elapsed().as_secs_f64();
@@ -170,11 +196,7 @@ fn matrix_cells(a: &MatrixArgs) -> (Vec<Option<ReclaimKind>>, Vec<Cell>) {
     let designs: Vec<Option<ReclaimKind>> = if !a.overcommit {
         vec![None]
     } else {
-        match a.reclaim.as_deref().unwrap_or("both") {
-            "scan" => vec![Some(ReclaimKind::Scan)],
-            "rmap" => vec![Some(ReclaimKind::Rmap)],
-            _ => vec![Some(ReclaimKind::Scan), Some(ReclaimKind::Rmap)],
-        }
+        a.reclaim.unwrap_or(ReclaimChoice::Both).designs()
     };
     let mut cells = Vec::new();
     for &reclaim in &designs {
