@@ -106,6 +106,29 @@ fn tlb_misses_per_1000(r: &RunReport) -> f64 {
     }
 }
 
+/// The instance, record, access and distinct-page keys of `t`; the distinct pages as zeros
+/// before the first instance completes when `always`, else only once it has.
+fn totals_json(
+    m: &mut Map<String, Value>,
+    t: &highpte_workload::runner::ReplayTotals,
+    always: bool,
+) {
+    m.insert("instances".into(), json!(t.started));
+    m.insert("instances_completed".into(), json!(t.completed));
+    m.insert("records".into(), json!(t.records));
+    m.insert(
+        "accesses".into(),
+        json!({"fetch": t.accesses[0], "read": t.accesses[1], "write": t.accesses[2], "modify": t.accesses[3], "total": t.total_accesses()}),
+    );
+    if let Some([all, fetch, data, written]) = t.distinct.or(always.then_some([0; 4])) {
+        m.insert("distinct_pages".into(), json!(all));
+        m.insert(
+            "pages".into(),
+            json!({"fetch": fetch, "data": data, "written": written}),
+        );
+    }
+}
+
 /// The keys a run with `replay` ops adds to its JSON object (docs/json.md, "replay"); none
 /// for other runs.
 pub fn replay_json(r: &RunReport) -> Map<String, Value> {
@@ -114,19 +137,7 @@ pub fn replay_json(r: &RunReport) -> Map<String, Value> {
     if t.started == 0 {
         return m;
     }
-    let [all, fetch, data, written] = t.distinct.unwrap_or_default();
-    m.insert("instances".into(), json!(t.started));
-    m.insert("instances_completed".into(), json!(t.completed));
-    m.insert("records".into(), json!(t.records));
-    m.insert(
-        "accesses".into(),
-        json!({"fetch": t.accesses[0], "read": t.accesses[1], "write": t.accesses[2], "modify": t.accesses[3], "total": t.total_accesses()}),
-    );
-    m.insert("distinct_pages".into(), json!(all));
-    m.insert(
-        "pages".into(),
-        json!({"fetch": fetch, "data": data, "written": written}),
-    );
+    totals_json(&mut m, t, true);
     m.insert(
         "faults".into(),
         json!({
@@ -158,22 +169,8 @@ pub fn replay_json(r: &RunReport) -> Map<String, Value> {
 /// The replay keys of one step's JSON object (docs/json.md): the run's replay figures when
 /// the step's report was taken, counted from the start of the run.
 pub fn step_replay_json(s: &highpte_workload::runner::StepReplay) -> Map<String, Value> {
-    let t = &s.totals;
     let mut m = Map::new();
-    m.insert("instances".into(), json!(t.started));
-    m.insert("instances_completed".into(), json!(t.completed));
-    m.insert("records".into(), json!(t.records));
-    m.insert(
-        "accesses".into(),
-        json!({"fetch": t.accesses[0], "read": t.accesses[1], "write": t.accesses[2], "modify": t.accesses[3], "total": t.total_accesses()}),
-    );
-    if let Some([all, fetch, data, written]) = t.distinct {
-        m.insert("distinct_pages".into(), json!(all));
-        m.insert(
-            "pages".into(),
-            json!({"fetch": fetch, "data": data, "written": written}),
-        );
-    }
+    totals_json(&mut m, &s.totals, false);
     let [total, zero, cow, shared, file, major] = s.faults;
     m.insert(
         "faults".into(),
