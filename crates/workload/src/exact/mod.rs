@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod check;
+pub(crate) mod expect;
 pub mod proc_view;
 pub(crate) mod run;
 pub mod value;
