@@ -20,6 +20,9 @@ pub(crate) enum Outcome {
     Errno(i32),
     /// An access got this signal.
     Signal(Signal),
+    /// A mistake of the workload found while running it (a region that is gone): never what
+    /// an `expect` asks for.
+    Broken(String),
 }
 
 impl Outcome {
@@ -30,6 +33,7 @@ impl Outcome {
             Outcome::Value(None) => "0 (ok)".to_string(),
             Outcome::Errno(n) => errno_name(*n),
             Outcome::Signal(s) => s.name().to_string(),
+            Outcome::Broken(m) => m.clone(),
         }
     }
 }
