@@ -165,7 +165,10 @@ impl Serialize for ExactOp {
 pub(crate) fn place_ops(spec: &mut crate::spec::WorkloadSpec, text: &str, file_name: &str) {
     use crate::file::{line_col, locate_path, Node};
     use crate::spec::{Op, PathSeg};
-    let expects = spec.phases.iter().any(|p| p.expects.iter().any(Option::is_some));
+    let expects = spec
+        .phases
+        .iter()
+        .any(|p| p.expects.iter().any(Option::is_some));
     if !spec.uses_exact_layer() && !expects {
         return;
     }

@@ -301,7 +301,11 @@ impl Op {
     pub fn returns_value(&self) -> bool {
         matches!(
             self,
-            Op::Mmap { .. } | Op::MmapFile { .. } | Op::Mremap { .. } | Op::Shmat { .. } | Op::Brk { .. }
+            Op::Mmap { .. }
+                | Op::MmapFile { .. }
+                | Op::Mremap { .. }
+                | Op::Shmat { .. }
+                | Op::Brk { .. }
         )
     }
 

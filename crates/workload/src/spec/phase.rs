@@ -83,13 +83,15 @@ impl<'de> Deserialize<'de> for WrittenOp {
             toml::Value::Table(mut t) if !crate::exact::is_exact_table(&t) => {
                 let expect = t.remove("expect").map(Expect::deserialize).transpose();
                 let expect = expect.map_err(|e| de::Error::custom(e.message()))?;
-                let op = Op::deserialize(toml::Value::Table(t))
+                // `Op::deserialize` is the derived (convenient-only) one: go through the trait
+                let op = <Op as Deserialize>::deserialize(toml::Value::Table(t))
                     .map_err(|e| de::Error::custom(e.message()))?;
                 return Ok(WrittenOp { op, expect });
             }
             v => v,
         };
-        let op = Op::deserialize(expect).map_err(|e| de::Error::custom(e.message()))?;
+        let op =
+            <Op as Deserialize>::deserialize(expect).map_err(|e| de::Error::custom(e.message()))?;
         Ok(WrittenOp { op, expect: None })
     }
 }
