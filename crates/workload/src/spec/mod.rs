@@ -19,6 +19,7 @@ mod values;
 mod tests;
 
 pub use op::{Mix, Op, Pattern};
+pub(crate) use phase::read_op_table;
 pub use validate::{display_path, PathSeg, Problem};
 pub(crate) use validate::{with, Checker, RegionKind};
 pub use values::{Prot, SignedSize, Size};

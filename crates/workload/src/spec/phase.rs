@@ -74,25 +74,26 @@ impl From<Phase> for PhaseFile {
     }
 }
 
+/// Reads one op table of a phase: a table of the exact layer (see
+/// [`crate::exact::is_exact`]) keeps its `expect` inside the op; any other table with
+/// `expect` is a convenient op with an expectation.
+pub(crate) fn read_op_table(v: toml::Value) -> Result<(Op, Option<Expect>), toml::de::Error> {
+    // `Op::deserialize` is the derived (convenient-only) one: go through the trait
+    match v {
+        toml::Value::Table(mut t) if !crate::exact::is_exact_table(&t) => {
+            let expect = t.remove("expect").map(Expect::deserialize).transpose()?;
+            let op = <Op as Deserialize>::deserialize(toml::Value::Table(t))?;
+            Ok((op, expect))
+        }
+        v => Ok((<Op as Deserialize>::deserialize(v)?, None)),
+    }
+}
+
 impl<'de> Deserialize<'de> for WrittenOp {
-    /// A table of the exact layer (see [`crate::exact::is_exact`]) keeps its `expect`;
-    /// any other table with `expect` is a convenient op with an expectation.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = toml::Value::deserialize(d)?;
-        let expect = match v {
-            toml::Value::Table(mut t) if !crate::exact::is_exact_table(&t) => {
-                let expect = t.remove("expect").map(Expect::deserialize).transpose();
-                let expect = expect.map_err(|e| de::Error::custom(e.message()))?;
-                // `Op::deserialize` is the derived (convenient-only) one: go through the trait
-                let op = <Op as Deserialize>::deserialize(toml::Value::Table(t))
-                    .map_err(|e| de::Error::custom(e.message()))?;
-                return Ok(WrittenOp { op, expect });
-            }
-            v => v,
-        };
-        let op =
-            <Op as Deserialize>::deserialize(expect).map_err(|e| de::Error::custom(e.message()))?;
-        Ok(WrittenOp { op, expect: None })
+        let (op, expect) = read_op_table(v).map_err(|e| de::Error::custom(e.message()))?;
+        Ok(WrittenOp { op, expect })
     }
 }
 
