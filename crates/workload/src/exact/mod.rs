@@ -2,8 +2,10 @@
 //! bound to names (`as`), expected outcomes (`expect`), memory accesses at any address and
 //! `/proc` views. It sits beside the convenient layer (named regions, `touch` patterns, data
 //! stamps): an op table is exact when its op exists only here (`load`, `store`, `proc`,
-//! `shmctl`, the file descriptor calls) or when it has a key only this layer uses (`addr`,
-//! `len`, `flags`, `as`, `expect`, ...). Format: `workloads/README.md`, "The exact layer".
+//! `shmctl`, the file descriptor calls), when it has a key only this layer uses (`addr`,
+//! `len`, `flags`, `as`, ...), or when `expect` is its only such key and it is a valid exact
+//! op ([`is_exact`]); a convenient op may carry `expect` too, judged by the same
+//! [`expect::judge`]. Format: `workloads/README.md`, "The exact layer".
 
 pub mod call;
 pub mod check;
@@ -68,24 +70,20 @@ impl PartialEq for OpExpect {
     }
 }
 
-/// True if the op table `v` belongs to the exact layer.
+/// True if the op table `v` belongs to the exact layer: its op exists only there, it has a
+/// key only that layer uses (`addr`, `len`, `as` ...), or it has `expect` and is a valid
+/// exact op. That last rule keeps a table valid in both layers exact: `{ op = "wait", expect
+/// = "ECHILD" }` is one `wait(2)` that must fail with `ECHILD`, not the convenient `wait` that
+/// loops until no child is left. Any other table with `expect` is a convenient op with an
+/// expectation (`{ op = "touch", region = "r", expect = "SIGSEGV" }`).
 pub fn is_exact(v: &toml::Value) -> bool {
     v.as_table().is_some_and(is_exact_table)
 }
 
-/// True if the op table `t` belongs to the exact layer: its op exists only there, it has a
-/// key only that layer uses (`addr`, `len`, `as` ...), or its only such key is `expect` and
-/// the table is a valid exact op. That last rule keeps a table valid in both layers exact:
-/// `{ op = "wait", expect = "ECHILD" }` is one `wait(2)` that must fail with `ECHILD`, not
-/// the convenient `wait` that loops until no child is left. Any other table with `expect` is
-/// a convenient op with an expectation (`{ op = "touch", region = "r", expect = "SIGSEGV" }`).
+/// [`is_exact`] of a table.
 pub(crate) fn is_exact_table(t: &toml::Table) -> bool {
     let op = t.get("op").and_then(|o| o.as_str()).unwrap_or("");
-    if call::EXACT_ONLY_OPS.contains(&op)
-        || call::EXACT_KEYS
-            .iter()
-            .any(|k| *k != "expect" && t.contains_key(*k))
-    {
+    if call::EXACT_ONLY_OPS.contains(&op) || call::EXACT_KEYS.iter().any(|k| t.contains_key(*k)) {
         return true;
     }
     t.contains_key("expect") && ExactOp::from_value(toml::Value::Table(t.clone())).is_ok()
