@@ -394,11 +394,17 @@ fn the_readme_examples_of_the_exact_layer_run_as_documented() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| b.contains("expect = "))
         .collect();
-    assert_eq!(blocks.len(), 2, "the exact example and the hole example");
+    assert_eq!(
+        blocks.len(),
+        3,
+        "the exact example, the hole example and the convenient one"
+    );
     let dir = tmp_dir("syscalls-readme");
     for (i, b) in blocks.iter().enumerate() {
         let name = if b.contains("name = \"hole\"") {
             "hole.toml"
+        } else if b.contains("name = \"convenient\"") {
+            "convenient.toml"
         } else {
             "exact.toml"
         };
@@ -418,6 +424,28 @@ fn the_readme_examples_of_the_exact_layer_run_as_documented() {
             for line in printed[0].lines() {
                 assert!(
                     out.contains(line),
+                    "README says {line:?}; the run printed:\n{out}"
+                );
+            }
+        } else if name == "convenient.toml" {
+            assert!(out.contains("3 expectations met"), "{out}");
+            // the failure the README shows for the write expected to succeed
+            assert_eq!(printed.len(), 1);
+            std::fs::write(
+                &p,
+                b.replacen(
+                    "write = true, expect = \"SIGSEGV\"",
+                    "write = true, expect = \"ok\"",
+                    1,
+                ),
+            )
+            .expect("write");
+            let (code, out) = run_file(&p);
+            assert_eq!(code, Some(1), "{out}");
+            for line in printed[0].lines() {
+                let line = line.replace("convenient.toml:", &format!("{}:", p.display()));
+                assert!(
+                    out.contains(&line),
                     "README says {line:?}; the run printed:\n{out}"
                 );
             }
