@@ -394,11 +394,17 @@ fn the_readme_examples_of_the_exact_layer_run_as_documented() {
         .filter_map(|b| b.split("```").next())
         .filter(|b| b.contains("expect = "))
         .collect();
-    assert_eq!(blocks.len(), 2, "the exact example and the hole example");
+    assert_eq!(
+        blocks.len(),
+        3,
+        "the exact example, the hole example and the convenient one"
+    );
     let dir = tmp_dir("syscalls-readme");
     for (i, b) in blocks.iter().enumerate() {
         let name = if b.contains("name = \"hole\"") {
             "hole.toml"
+        } else if b.contains("name = \"convenient\"") {
+            "convenient.toml"
         } else {
             "exact.toml"
         };
@@ -421,8 +427,116 @@ fn the_readme_examples_of_the_exact_layer_run_as_documented() {
                     "README says {line:?}; the run printed:\n{out}"
                 );
             }
+        } else if name == "convenient.toml" {
+            assert!(out.contains("3 expectations met"), "{out}");
+            // the failure the README shows for the write expected to succeed
+            assert_eq!(printed.len(), 1);
+            std::fs::write(
+                &p,
+                b.replacen(
+                    "write = true, expect = \"SIGSEGV\"",
+                    "write = true, expect = \"ok\"",
+                    1,
+                ),
+            )
+            .expect("write");
+            let (code, out) = run_file(&p);
+            assert_eq!(code, Some(1), "{out}");
+            for line in printed[0].lines() {
+                let line = line.replace("convenient.toml:", &format!("{}:", p.display()));
+                assert!(
+                    out.contains(&line),
+                    "README says {line:?}; the run printed:\n{out}"
+                );
+            }
         } else {
             assert!(out.contains("5 expectations met"), "{out}");
         }
     }
+}
+
+const CONVENIENT_EXPECT: &str = r#"name = "convenient"
+[machine]
+config = "4g-highpte"
+ram = "256M"
+[[phases]]
+name = "main"
+ops = [
+  { op = "mmap", name = "ro", size = "64K", prot = "r" },
+  { op = "touch", region = "ro", write = true, expect = "SIGSEGV" },
+  { op = "touch", region = "ro", expect = "ok" },
+  { op = "mmap", name = "huge", size = "3G", expect = "ENOMEM" },
+  { op = "shmget", key = 9, size = "64K", create = true },
+  { op = "shmget", key = 9, size = "128K", create = true, expect = "EINVAL" },
+]
+"#;
+
+#[test]
+fn expect_on_convenient_ops_is_judged_like_the_exact_layer() {
+    let dir = tmp_dir("syscalls-convenient");
+    let p = dir.join("conv.toml");
+    std::fs::write(&p, CONVENIENT_EXPECT).expect("write");
+    // the SIGSEGV is met and the process goes on: the ops after it run and meet theirs
+    let v = json_of(&["run", &p.display().to_string(), "--json", "--check"]);
+    assert_eq!(v["check_failures"], Value::Array(vec![]));
+    assert_eq!(v["first_failure"], Value::Null);
+    assert_eq!(v["processes_failed"], 0);
+    assert_eq!(v["expectations_met"], 4);
+    // the same touch expected to succeed: exit 1 naming the place, the op, observed, expected
+    let from = "write = true, expect = \"SIGSEGV\"";
+    assert_eq!(CONVENIENT_EXPECT.matches(from).count(), 1);
+    std::fs::write(
+        &p,
+        CONVENIENT_EXPECT.replacen(from, "write = true, expect = \"ok\"", 1),
+    )
+    .expect("write");
+    let (code, out) = run_file(&p);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("CHECKS FAILED"), "{out}");
+    assert!(
+        out.contains("conv.toml:9:3: process p0 (pid 4): touch(offset=\"0\", pattern=\"sequential\", region=\"ro\", stamp=true, write=true) = SIGSEGV; expected ok"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/conv.toml:9:3 failed with SIGSEGV (expected ok)"),
+        "{out}"
+    );
+    // an mmap and a shmget that succeed where a failure is expected
+    for (from, to, line) in [
+        (
+            "size = \"3G\", expect = \"ENOMEM\"",
+            "size = \"1M\", expect = \"ENOMEM\"",
+            11,
+        ),
+        (
+            "size = \"128K\", create = true, expect",
+            "size = \"64K\", create = true, expect",
+            13,
+        ),
+    ] {
+        std::fs::write(&p, CONVENIENT_EXPECT.replacen(from, to, 1)).expect("write");
+        let (code, out) = run_file(&p);
+        assert_eq!(code, Some(1), "{to}: {out}");
+        assert!(
+            out.contains(&format!("conv.toml:{line}:3: process p0 (pid 4): ")),
+            "{out}"
+        );
+        assert!(out.contains(" = 0 (ok); expected E"), "{out}");
+    }
+    // a value expected of an op that returns none: a file error with its position (exit 2)
+    std::fs::write(
+        &p,
+        CONVENIENT_EXPECT.replacen(
+            "region = \"ro\", expect = \"ok\"",
+            "region = \"ro\", expect = { value = 0 }",
+            1,
+        ),
+    )
+    .expect("write");
+    let (code, out) = run_file(&p);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("conv.toml:10:34: error: phases[0].ops[2].expect: expect = { value = ... } on a touch op, which returns no value"),
+        "{out}"
+    );
 }

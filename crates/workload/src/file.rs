@@ -436,9 +436,8 @@ fn failing_element(root: &toml::Value, path: &[PathSeg]) -> Option<(usize, Strin
     };
     items.iter().enumerate().find_map(|(i, v)| {
         let err = match kind {
-            // the trait's deserialize: the inherent one (serde `remote = "Self"`) knows only
-            // the convenient ops
-            "ops" => <crate::spec::Op as Deserialize>::deserialize(v.clone()).err(),
+            // as a phase reads it: either layer, and a convenient op's expect
+            "ops" => crate::spec::read_op_table(v.clone()).err(),
             "phases" => crate::spec::Phase::deserialize(v.clone()).err(),
             _ => None,
         };

@@ -248,10 +248,11 @@ pub const EXACT_ONLY_OPS: &[&str] = &[
     "ftruncate",
 ];
 
-/// Keys that only the exact layer uses: a table with any of them is exact.
+/// Keys that only the exact layer uses: a table with any of them is exact. (`expect` belongs
+/// to both layers: see [`super::is_exact`].)
 pub const EXACT_KEYS: &[&str] = &[
-    "addr", "len", "flags", "as", "expect", "shmid", "old_len", "new_len", "new_addr", "fd",
-    "path", "cmd", "whence",
+    "addr", "len", "flags", "as", "shmid", "old_len", "new_len", "new_addr", "fd", "path", "cmd",
+    "whence",
 ];
 
 impl Call {

@@ -2,8 +2,8 @@
 //! values), and for names: every name an argument uses must be bound before it, by `as`, by a
 //! region name, or be built in.
 
-use super::{ExactOp, Expect, BUILTIN_NAMES};
-use crate::spec::{with, Checker, PathSeg, RegionKind};
+use super::{ExactOp, Expect, OpExpect, BUILTIN_NAMES};
+use crate::spec::{with, Checker, Op, PathSeg, RegionKind};
 
 /// Reports every name `e` uses that is neither built in nor `defined` at this point.
 pub(crate) fn names(e: &ExactOp, p: &[PathSeg], defined: &dyn Fn(&str) -> bool, c: &mut Checker) {
@@ -11,6 +11,52 @@ pub(crate) fn names(e: &ExactOp, p: &[PathSeg], defined: &dyn Fn(&str) -> bool, 
     if let Some(Expect::Value(x)) = &e.expect {
         uses.push(("expect", x));
     }
+    names_used(uses, p, defined, c);
+}
+
+/// Reports a name the `expect = { value = ... }` of a convenient op uses that is neither
+/// built in nor `defined` at this point.
+pub(crate) fn expect_names(
+    x: &OpExpect,
+    p: &[PathSeg],
+    defined: &dyn Fn(&str) -> bool,
+    c: &mut Checker,
+) {
+    if let Expect::Value(v) = &x.expect {
+        names_used(vec![("expect", v)], p, defined, c);
+    }
+}
+
+/// The expectation of convenient op `op`: `random` and `replay` report their own failures
+/// and take none; a value only where the op returns one ([`Op::returns_value`]).
+pub(crate) fn convenient_expect(op: &Op, x: &OpExpect, p: &[PathSeg], c: &mut Checker) {
+    if matches!(op, Op::Random { .. } | Op::Replay { .. }) {
+        c.push(
+            with(p, "expect"),
+            format!(
+                "a {} op takes no expect: it runs many calls and reports their failures itself",
+                op.kind()
+            ),
+            "remove expect, or write the calls as single ops, each with its expect",
+        );
+    } else if matches!(x.expect, Expect::Value(_)) && !op.returns_value() {
+        c.push(
+            with(p, "expect"),
+            format!(
+                "expect = {{ value = ... }} on a {} op, which returns no value",
+                op.kind()
+            ),
+            "expect \"ok\", an errno (\"ENOMEM\") or a signal (\"SIGSEGV\"); values come from mmap, mmap_file, mremap and shmat (the address) and brk (the new break)",
+        );
+    }
+}
+
+fn names_used(
+    uses: Vec<(&str, &super::Expr)>,
+    p: &[PathSeg],
+    defined: &dyn Fn(&str) -> bool,
+    c: &mut Checker,
+) {
     for (key, x) in uses {
         let Some(name) = &x.name else { continue };
         if BUILTIN_NAMES.contains(&name.as_str()) || defined(name) {

@@ -2,11 +2,14 @@
 //! bound to names (`as`), expected outcomes (`expect`), memory accesses at any address and
 //! `/proc` views. It sits beside the convenient layer (named regions, `touch` patterns, data
 //! stamps): an op table is exact when its op exists only here (`load`, `store`, `proc`,
-//! `shmctl`, the file descriptor calls) or when it has a key only this layer uses (`addr`,
-//! `len`, `flags`, `as`, `expect`, ...). Format: `workloads/README.md`, "The exact layer".
+//! `shmctl`, the file descriptor calls), when it has a key only this layer uses (`addr`,
+//! `len`, `flags`, `as`, ...), or when `expect` is its only such key and it is a valid exact
+//! op ([`is_exact`]); a convenient op may carry `expect` too, judged by the same
+//! [`expect::judge`]. Format: `workloads/README.md`, "The exact layer".
 
 pub mod call;
 pub mod check;
+pub(crate) mod expect;
 pub mod proc_view;
 pub(crate) mod run;
 pub mod value;
@@ -51,11 +54,39 @@ const CONVENIENT_KEYS: &[&str] = &[
     "file", "stamp", "may_move",
 ];
 
-/// True if the op table `v` belongs to the exact layer.
+/// The expectation of a convenient op: what it must do, and where it is written.
+#[derive(Debug, Clone)]
+pub struct OpExpect {
+    /// `expect`: the outcome the op must have.
+    pub expect: Expect,
+    /// Where the op is written (`FILE:LINE:COLUMN`), for reports; empty if not from a file.
+    pub at: String,
+}
+
+impl PartialEq for OpExpect {
+    /// Equal expectations are equal wherever they are written.
+    fn eq(&self, o: &Self) -> bool {
+        self.expect == o.expect
+    }
+}
+
+/// True if the op table `v` belongs to the exact layer: its op exists only there, it has a
+/// key only that layer uses (`addr`, `len`, `as` ...), or it has `expect` and is a valid
+/// exact op. That last rule keeps a table valid in both layers exact: `{ op = "wait", expect
+/// = "ECHILD" }` is one `wait(2)` that must fail with `ECHILD`, not the convenient `wait` that
+/// loops until no child is left. Any other table with `expect` is a convenient op with an
+/// expectation (`{ op = "touch", region = "r", expect = "SIGSEGV" }`).
 pub fn is_exact(v: &toml::Value) -> bool {
-    let Some(t) = v.as_table() else { return false };
+    v.as_table().is_some_and(is_exact_table)
+}
+
+/// [`is_exact`] of a table.
+pub(crate) fn is_exact_table(t: &toml::Table) -> bool {
     let op = t.get("op").and_then(|o| o.as_str()).unwrap_or("");
-    call::EXACT_ONLY_OPS.contains(&op) || call::EXACT_KEYS.iter().any(|k| t.contains_key(*k))
+    if call::EXACT_ONLY_OPS.contains(&op) || call::EXACT_KEYS.iter().any(|k| t.contains_key(*k)) {
+        return true;
+    }
+    t.contains_key("expect") && ExactOp::from_value(toml::Value::Table(t.clone())).is_ok()
 }
 
 impl ExactOp {
@@ -92,7 +123,7 @@ impl ExactOp {
                 .map(str::to_string);
             match field {
                 Some(k) => de::Error::custom(format!(
-                    "unknown field `{k}`: with as, expect or another exact key this op is in the exact layer, which takes addresses and lengths, not region names; write it with addr and len, e.g. {{ op = \"touch\", addr = \"heap\", len = \"64M\", expect = \"SIGSEGV\" }}"
+                    "unknown field `{k}`: with as or another exact key this op is in the exact layer, which takes addresses and lengths, not region names; write it with addr and len, e.g. {{ op = \"touch\", addr = \"heap\", len = \"64M\", expect = \"SIGSEGV\" }}"
                 )),
                 None => e,
             }
@@ -127,28 +158,35 @@ impl Serialize for ExactOp {
     }
 }
 
-/// Writes into every exact op of `spec` where it stands in `text` (`FILE:LINE:COLUMN`), for
-/// the messages of unmet expectations.
+/// Writes into every exact op of `spec`, and every convenient op's expectation, where it
+/// stands in `text` (`FILE:LINE:COLUMN`), for the messages of unmet expectations.
 pub(crate) fn place_ops(spec: &mut crate::spec::WorkloadSpec, text: &str, file_name: &str) {
     use crate::file::{line_col, locate_path, Node};
     use crate::spec::{Op, PathSeg};
-    if !spec.uses_exact_layer() {
+    let expects = spec
+        .phases
+        .iter()
+        .any(|p| p.expects.iter().any(Option::is_some));
+    if !spec.uses_exact_layer() && !expects {
         return;
     }
     let tree = toml::from_str::<toml::Spanned<Node>>(text).ok();
     for (i, ph) in spec.phases.iter_mut().enumerate() {
         for (j, op) in ph.ops.iter_mut().enumerate() {
-            if let Op::Exact(e) = op {
-                let path = [
-                    PathSeg::Key("phases".into()),
-                    PathSeg::Index(i),
-                    PathSeg::Key("ops".into()),
-                    PathSeg::Index(j),
-                ];
-                let offset = tree.as_ref().map_or(0, |t| locate_path(t, &path));
-                let (line, column) = line_col(text, offset);
-                e.at = format!("{file_name}:{line}:{column}");
-            }
+            let at = match (op, ph.expects.get_mut(j).and_then(Option::as_mut)) {
+                (Op::Exact(e), _) => &mut e.at,
+                (_, Some(x)) => &mut x.at,
+                _ => continue,
+            };
+            let path = [
+                PathSeg::Key("phases".into()),
+                PathSeg::Index(i),
+                PathSeg::Key("ops".into()),
+                PathSeg::Index(j),
+            ];
+            let offset = tree.as_ref().map_or(0, |t| locate_path(t, &path));
+            let (line, column) = line_col(text, offset);
+            *at = format!("{file_name}:{line}:{column}");
         }
     }
 }

@@ -2,8 +2,8 @@
 //! against `expect`.
 
 use super::call::Call;
+use super::expect::{judge, word, Judged, Outcome};
 use super::proc_view::{ProcRecord, ProcSnapshot};
-use super::value::{errno_name, Expect, Expr};
 use super::ExactOp;
 use crate::runner::{
     check_fail, fail, forget_stamps, fork_child, move_stamps, pick_page, Ctl, PCtx, PhaseEnd,
@@ -11,63 +11,17 @@ use crate::runner::{
 use crate::spec::WorkloadSpec;
 use highpte_arch::PagingMode;
 use highpte_kernel::mm::shm::IPC_RMID;
-use highpte_kernel::mm::{START_BRK, TASK_SIZE};
-use highpte_kernel::{Errno, Signal};
+use highpte_kernel::mm::START_BRK;
+use highpte_kernel::Errno;
 use highpte_machine::User;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// What a call did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// It succeeded, returning a value (`None`: a call that returns only 0).
-    Value(Option<u32>),
-    /// It failed with this error number.
-    Errno(i32),
-    /// An access got this signal.
-    Signal(Signal),
-}
-
-impl Outcome {
-    fn show(self) -> String {
-        match self {
-            Outcome::Value(Some(v)) => format!("{v:#x}"),
-            Outcome::Value(None) => "0 (ok)".to_string(),
-            Outcome::Errno(n) => errno_name(n),
-            Outcome::Signal(s) => s.name().to_string(),
-        }
-    }
-}
 
 fn from<T>(r: Result<T, Errno>, v: impl FnOnce(T) -> Option<u32>) -> Outcome {
     match r {
         Ok(x) => Outcome::Value(v(x)),
         Err(e) => Outcome::Errno(e.0),
     }
-}
-
-/// The value of `x` in process `pc` now, or the name that is not bound.
-fn word<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, x: &Expr) -> Result<u32, String> {
-    let base = match x.name.as_deref() {
-        None => 0,
-        Some(n) => match pc.names.get(n) {
-            Some(v) => *v,
-            None => match pc.regions.get(n) {
-                Some(r) => r.addr,
-                None => match n {
-                    "heap_start" => START_BRK,
-                    "brk" => u
-                        .handle()
-                        .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid()))
-                        .unwrap_or(START_BRK),
-                    "stack_top" | "TASK_SIZE" => TASK_SIZE,
-                    "PAGE_SIZE" => 4096,
-                    _ => return Err(n.to_string()),
-                },
-            },
-        },
-    };
-    Ok(x.word(base))
 }
 
 /// Runs one exact op of process `pc`.
@@ -100,59 +54,13 @@ pub(crate) fn run_exact<M: PagingMode>(
         Step::Outcome(o) => o,
         Step::End(end) => return end,
     };
-    if u.killed().is_some() {
-        // killed during the call (the OOM killer): run_phase reports it
-        return PhaseEnd::Done;
-    }
-    let met = match &e.expect {
-        None => match outcome {
-            Outcome::Value(_) => true,
-            other => {
-                fail(u, pc, ctl, &label, other.show());
-                return PhaseEnd::Failed;
-            }
-        },
-        Some(Expect::Ok) => matches!(outcome, Outcome::Value(_)),
-        Some(Expect::Errno(n)) => outcome == Outcome::Errno(*n),
-        Some(Expect::Signal(s)) => matches!(outcome, Outcome::Signal(g) if g.name() == *s),
-        Some(Expect::Value(x)) => match word(u, pc, x) {
-            Ok(want) => {
-                outcome == Outcome::Value(Some(want))
-                    || (want == 0 && outcome == Outcome::Value(None))
-            }
-            Err(_) => false,
-        },
+    let judged = Judged {
+        at: &e.at,
+        desc: &desc,
+        kind: e.call.kind(),
     };
-    if !met {
-        let expected = match &e.expect {
-            Some(Expect::Value(x)) => match word(u, pc, x) {
-                Ok(v) => format!("value {x} = {v:#x}"),
-                Err(n) => format!("value {x} (name \"{n}\" is not bound)"),
-            },
-            Some(x) => x.to_string(),
-            None => "ok".to_string(),
-        };
-        check_fail(
-            ctl,
-            format!(
-                "{}: process {} (pid {}): {desc} = {}; expected {expected}",
-                e.at,
-                pc.label,
-                u.pid(),
-                outcome.show()
-            ),
-        );
-        fail(
-            u,
-            pc,
-            ctl,
-            &label,
-            format!("{} (expected {expected})", outcome.show()),
-        );
+    if judge(u, pc, ctl, &judged, &outcome, e.expect.as_ref()) != PhaseEnd::Done {
         return PhaseEnd::Failed;
-    }
-    if e.expect.is_some() {
-        ctl.borrow_mut().expectations_met += 1;
     }
     if let (Some(name), Outcome::Value(v)) = (&e.bind, outcome) {
         pc.names.insert(name.clone(), v.unwrap_or(0));

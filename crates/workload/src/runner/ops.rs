@@ -4,6 +4,8 @@
 use super::access::{access, forget_stamps, move_stamps, pick_page, shm_obj_key};
 use super::process::{fail, fork_child, PhaseEnd};
 use super::{churn, files, replay, Ctl, PCtx, Region};
+use crate::exact::expect::{judge, Judged, Outcome};
+use crate::exact::{Expect, OpExpect};
 use crate::spec::{Op, Prot, Size, WorkloadSpec};
 use highpte_arch::PagingMode;
 use highpte_kernel::mm::shm::{IPC_CREAT, SHM_RDONLY};
@@ -98,21 +100,73 @@ fn range(
     })
 }
 
-/// Runs one op of process `pc`. A failure ends the process's phases.
+/// Runs one op of process `pc`. A failure ends the process's phases, unless the op's
+/// `expect` asks for it ([`judge`], shared with the exact layer).
 pub(super) fn run_op<M: PagingMode>(
     u: &mut User<'_, M>,
     pc: &mut PCtx,
     spec: &Rc<WorkloadSpec>,
     op: &Op,
+    expect: Option<&OpExpect>,
     ctl: &Rc<RefCell<Ctl>>,
 ) -> PhaseEnd {
-    match convenient_op(u, pc, spec, op, ctl) {
-        Ok(end) => end,
-        Err(f) => {
-            fail(u, pc, ctl, op.kind(), f.show());
-            PhaseEnd::Failed
+    let r = convenient_op(u, pc, spec, op, ctl);
+    let Some(x) = expect else {
+        return match r {
+            Ok(end) => end,
+            Err(f) => {
+                fail(u, pc, ctl, op.kind(), f.show());
+                PhaseEnd::Failed
+            }
+        };
+    };
+    let outcome = match r {
+        Ok(PhaseEnd::Done) => Outcome::Value(match x.expect {
+            Expect::Value(_) => returned_value(u, pc, op),
+            _ => None,
+        }),
+        Ok(end) => return end,
+        Err(OpFailure::Errno(e)) => Outcome::Errno(e.0),
+        Err(OpFailure::Signal(s)) => Outcome::Signal(s),
+        Err(OpFailure::Other(m)) => Outcome::Broken(m),
+    };
+    let desc = describe(op);
+    let judged = Judged {
+        at: &x.at,
+        desc: &desc,
+        kind: op.kind(),
+    };
+    judge(u, pc, ctl, &judged, &outcome, Some(&x.expect))
+}
+
+/// What a convenient op that succeeded returns (see [`Op::returns_value`]): the address of
+/// the region it mapped, moved or attached, or the new break.
+fn returned_value<M: PagingMode>(u: &User<'_, M>, pc: &PCtx, op: &Op) -> Option<u32> {
+    match op {
+        Op::Mmap { name, .. } | Op::MmapFile { name, .. } | Op::Shmat { name, .. } => {
+            pc.regions.get(name).map(|r| r.addr)
         }
+        Op::Mremap { region, .. } => pc.regions.get(region).map(|r| r.addr),
+        Op::Brk { .. } => u
+            .handle()
+            .enter_kernel("brk_of", |cx| u.kernel().brk_of(cx, u.pid())),
+        _ => None,
     }
+}
+
+/// The op as written, for the message of an unmet expectation: `touch(region="r",
+/// write=true)`.
+fn describe(op: &Op) -> String {
+    let args = match toml::Value::try_from(op) {
+        Ok(toml::Value::Table(t)) => t
+            .iter()
+            .filter(|(k, _)| k.as_str() != "op")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    };
+    format!("{}({args})", op.kind())
 }
 
 /// Runs one op, by family.

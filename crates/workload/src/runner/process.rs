@@ -144,9 +144,9 @@ pub(crate) fn run_phase<M: PagingMode>(
     ctl: &Rc<RefCell<Ctl>>,
 ) -> PhaseEnd {
     for _ in 0..phase.repeat.max(1) {
-        for op in &phase.ops {
+        for (j, op) in phase.ops.iter().enumerate() {
             count_operation(ctl);
-            match run_op(u, pc, spec, op, ctl) {
+            match run_op(u, pc, spec, op, phase.expect_of(j), ctl) {
                 PhaseEnd::Done => {}
                 other => return other,
             }

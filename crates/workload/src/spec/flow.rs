@@ -58,6 +58,10 @@ impl WorkloadSpec {
         walk.stack.push(i);
         for (j, op) in self.phases[i].ops.iter().enumerate() {
             let p = op_path(i, j);
+            if let Some(x) = self.phases[i].expect_of(j) {
+                let defined = |n: &str| scope.regions.contains_key(n) || scope.names.contains(n);
+                crate::exact::check::expect_names(x, &p, &defined, c);
+            }
             if !flow_region_op(op, &p, scope, c) && !flow_shm_op(op, &p, scope, c) {
                 self.flow_fork(op, &p, scope, walk, c);
             }

@@ -12,6 +12,7 @@ mod check_op;
 mod flow;
 mod names;
 mod op;
+mod phase;
 mod validate;
 mod values;
 
@@ -19,6 +20,7 @@ mod values;
 mod tests;
 
 pub use op::{Mix, Op, Pattern};
+pub(crate) use phase::read_op_table;
 pub use validate::{display_path, PathSeg, Problem};
 pub(crate) use validate::{with, Checker, RegionKind};
 pub use values::{Prot, SignedSize, Size};
@@ -211,7 +213,7 @@ pub enum RunBy {
 
 /// One `[[phases]]` entry: a named sequence of operations, run by some of the processes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "phase::PhaseFile", into = "phase::PhaseFile")]
 pub struct Phase {
     /// Unique name (used by `fork`'s `child_phase` and in reports).
     pub name: String,
@@ -223,6 +225,16 @@ pub struct Phase {
     pub repeat: u32,
     /// The operations, in order; at least one.
     pub ops: Vec<Op>,
+    /// The `expect` of each convenient op, beside `ops` (same index); `None` for an op
+    /// without one and for every exact op, which carries its own ([`crate::exact::ExactOp`]).
+    pub expects: Vec<Option<crate::exact::OpExpect>>,
+}
+
+impl Phase {
+    /// The expectation of convenient op `j`, if it has one.
+    pub fn expect_of(&self, j: usize) -> Option<&crate::exact::OpExpect> {
+        self.expects.get(j).and_then(Option::as_ref)
+    }
 }
 
 /// Which part of a trace a `replay` op runs (docs/traces.md, "Instances").

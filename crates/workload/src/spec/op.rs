@@ -295,6 +295,20 @@ impl Op {
         }
     }
 
+    /// True if this convenient op returns a value an `expect = { value = ... }` can name:
+    /// `mmap`, `mmap_file`, `mremap` and `shmat` return the region's address, `brk` the new
+    /// break. (An exact op returns what its system call returns.)
+    pub fn returns_value(&self) -> bool {
+        matches!(
+            self,
+            Op::Mmap { .. }
+                | Op::MmapFile { .. }
+                | Op::Mremap { .. }
+                | Op::Shmat { .. }
+                | Op::Brk { .. }
+        )
+    }
+
     /// The `op` name as written in files.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -363,6 +363,9 @@ impl WorkloadSpec {
             for (j, op) in ph.ops.iter().enumerate() {
                 let p = op_path(i, j);
                 super::check_op::check_op_values(op, &p, c);
+                if let Some(x) = ph.expect_of(j) {
+                    crate::exact::check::convenient_expect(op, x, &p, c);
+                }
                 if let Some(child_phase) = op.child_phase() {
                     self.check_child_phase(child_phase, index, &p, c);
                 }
