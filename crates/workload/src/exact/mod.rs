@@ -5,7 +5,7 @@
 //! `shmctl`, the file descriptor calls), when it has a key only this layer uses (`addr`,
 //! `len`, `flags`, `as`, ...), or when `expect` is its only such key and it is a valid exact
 //! op ([`is_exact`]); a convenient op may carry `expect` too, judged by the same
-//! [`expect::judge`]. Format: `workloads/README.md`, "The exact layer".
+//! `expect::judge`. Format: `workloads/README.md`, "The exact layer".
 
 pub mod call;
 pub mod check;
