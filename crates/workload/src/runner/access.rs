@@ -182,6 +182,20 @@ pub(crate) fn forget_stamps(pc: &mut PCtx, addr: u32, len: u32) {
     }
 }
 
+/// After `mremap` moved region `name` from `old` (address, length) to `new`: its stamps move
+/// with the pages that stayed, those of a cut tail are forgotten, and the region follows.
+pub(crate) fn region_remapped(pc: &mut PCtx, name: &str, old: (u32, u32), new: (u32, u32)) {
+    let ((oa, ol), (na, nl)) = (old, new);
+    move_stamps(pc, oa, na, ol.min(nl));
+    if nl < ol {
+        forget_stamps(pc, oa + nl, ol - nl);
+    }
+    if let Some(e) = pc.regions.get_mut(name) {
+        e.addr = na;
+        e.len = nl;
+    }
+}
+
 pub(crate) fn move_stamps(pc: &mut PCtx, from: u32, to: u32, len: u32) {
     if from == to {
         return;

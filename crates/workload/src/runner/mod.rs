@@ -31,8 +31,8 @@ pub use replay::ReplayTotals;
 pub use report::{Failure, RunReport, StepReplay, StepReport};
 
 pub(crate) use access::{
-    access, forget_stamps, move_stamps, pick_page, record_shared, shared_ok, shm_obj_key,
-    stamp_value, unrecord_shared,
+    access, forget_stamps, move_stamps, pick_page, record_shared, region_remapped, shared_ok,
+    shm_obj_key, stamp_value, unrecord_shared,
 };
 pub(crate) use process::{check_fail, fail, fork_child, PhaseEnd};
 use run::run_in;

@@ -1,7 +1,7 @@
 //! The ops of the convenient layer: [`run_op`] hands each op family to its function, which
 //! works on the process's named regions and says how the op failed, if it did.
 
-use super::access::{access, forget_stamps, move_stamps, pick_page, shm_obj_key};
+use super::access::{access, forget_stamps, pick_page, region_remapped, shm_obj_key};
 use super::process::{fail, fork_child, PhaseEnd};
 use super::{churn, files, replay, Ctl, PCtx, Region};
 use crate::exact::expect::{judge, Judged, Outcome};
@@ -257,13 +257,7 @@ fn vm_op<M: PagingMode>(
                 if *may_move { MREMAP_MAYMOVE } else { 0 },
                 0,
             )?;
-            move_stamps(pc, r.addr, na, r.len.min(new_len));
-            if new_len < r.len {
-                forget_stamps(pc, r.addr + new_len, r.len - new_len);
-            }
-            let e = pc.regions.get_mut(name).expect("region present");
-            e.addr = na;
-            e.len = new_len;
+            region_remapped(pc, name, (r.addr, r.len), (na, new_len));
         }
         _ => unreachable!("vm_op is given vm ops only"),
     }

@@ -4,7 +4,7 @@
 //! addresses.
 
 use super::{
-    access, check_fail, fail, forget_stamps, is_resource_error, move_stamps, shm_obj_key, Ctl,
+    access, check_fail, fail, forget_stamps, is_resource_error, region_remapped, shm_obj_key, Ctl,
     PCtx, PhaseEnd, Region,
 };
 mod file_ops;
@@ -229,16 +229,7 @@ fn random_mremap<M: PagingMode>(
     let pages = pc.rng.random_range(1..=max_pages);
     let nl = pages * 4096;
     match u.mremap(r.addr, u64::from(r.len), u64::from(nl), MREMAP_MAYMOVE, 0) {
-        Ok(na) => {
-            move_stamps(pc, r.addr, na, r.len.min(nl));
-            if nl < r.len {
-                forget_stamps(pc, r.addr + nl, r.len - nl);
-            }
-            if let Some(e) = pc.regions.get_mut(&name) {
-                e.addr = na;
-                e.len = nl;
-            }
-        }
+        Ok(na) => region_remapped(pc, &name, (r.addr, r.len), (na, nl)),
         Err(e) if is_resource_error(e) => {}
         Err(e) => return Some(bad_errno(u, pc, ctl, "mremap", e)),
     }
