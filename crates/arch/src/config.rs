@@ -1,6 +1,7 @@
 //! The machine configurations of the seed's matrix, parsed from and printed as their names.
 
 use crate::layout::MAXMEM;
+use crate::profile::{KernelProfile, RamMap};
 use crate::size::{DisplaySize, GB, MB};
 use core::fmt;
 use core::str::FromStr;
@@ -147,6 +148,9 @@ pub struct Config {
     pub preempt: bool,
     /// `highmem=`: most bytes of HighMem the kernel will manage (None = all of it).
     pub highmem_limit: Option<u64>,
+    /// The Linux the kernel follows where versions differ (boot, watermarks, fork, per-process
+    /// costs) and the firmware's memory map that comes with it.
+    pub kernel: KernelProfile,
 }
 
 impl Config {
@@ -172,29 +176,62 @@ impl Config {
             cpus,
             preempt,
             highmem_limit: None,
+            kernel: KernelProfile::Linux25,
         })
     }
     /// True for an SMP kernel (more than one CPU).
     pub const fn smp(&self) -> bool {
         self.cpus > 1
     }
-    /// RAM the kernel uses: clamped to what the variant can address and to `highmem=`.
-    pub fn usable_ram(&self) -> u64 {
-        let mut r = self.ram_bytes.min(self.variant.max_usable_ram());
-        if let Some(h) = self.highmem_limit {
-            if r > MAXMEM {
-                r = r.min(MAXMEM + h);
+    /// The usable RAM ranges the kernel manages: the firmware's map for the kernel profile,
+    /// clipped to what the memory configuration addresses and to `highmem=`.
+    pub fn ram_map(&self) -> RamMap {
+        let limit = match self.variant {
+            MemoryVariant::NoHighmem => self.kernel.maxmem(),
+            v => v.max_usable_ram(),
+        };
+        let map = self.kernel.ram_map(self.ram_bytes).clipped(limit);
+        match self.highmem_limit {
+            Some(h) => {
+                // the address where `h` bytes of RAM above the low-memory top end
+                let top = self.kernel.maxmem();
+                let mut left = h;
+                let mut end = top;
+                for &(s, e) in map.ranges() {
+                    let (s, e) = (s.max(top), e.max(top));
+                    let take = (e - s).min(left);
+                    if take > 0 {
+                        end = s + take;
+                        left -= take;
+                    }
+                }
+                map.clipped(end)
             }
+            None => map,
         }
-        r
     }
-    /// Bytes of low (directly mapped) memory.
+    /// Bytes of RAM the kernel uses (the sum of [`Config::ram_map`]'s ranges).
+    pub fn usable_ram(&self) -> u64 {
+        self.ram_map().total()
+    }
+    /// End of the last RAM range the kernel uses: `max_pfn` in bytes. Equal to
+    /// [`Config::usable_ram`] when RAM is one range from 0 (the 2.5 profile).
+    pub fn phys_end(&self) -> u64 {
+        self.ram_map().end()
+    }
+    /// End of the machine's physical address space holding all installed RAM (the PCI hole
+    /// included): what the simulated machine must map.
+    pub fn phys_span(&self) -> u64 {
+        self.kernel.ram_map(self.ram_bytes).end()
+    }
+    /// Top of low (directly mapped) memory: bytes from 0 up to it are low memory.
     pub fn lowmem_bytes(&self) -> u64 {
-        self.usable_ram().min(MAXMEM)
+        self.phys_end().min(self.kernel.maxmem())
     }
     /// Bytes of high memory.
     pub fn highmem_bytes(&self) -> u64 {
-        self.usable_ram() - self.lowmem_bytes()
+        let top = self.lowmem_bytes();
+        self.ram_map().bytes_in(top, u64::MAX)
     }
     /// Short kernel name as in the seed's matrix: `64g-highpte SMP preempt`.
     pub fn kernel_name(&self) -> KernelName {
@@ -246,6 +283,29 @@ mod tests {
         assert_eq!(c.highmem_bytes(), 32 * GB - 896 * MB);
         c.highmem_limit = Some(GB);
         assert_eq!(c.usable_ram(), 896 * MB + GB);
+    }
+
+    #[test]
+    fn the_linux61_profile_has_the_pc_hole_and_a_lower_lowmem_top() {
+        let mut c = Config::new(MemoryVariant::Highmem64gHighpte, 8 * GB, 1, false).unwrap();
+        c.kernel = KernelProfile::Linux61;
+        assert_eq!(c.lowmem_bytes(), 0x36ff_e000);
+        assert_eq!(c.highmem_bytes() / 4096, 1_871_842);
+        assert_eq!(c.phys_end(), 9 * GB);
+        assert_eq!(c.phys_span(), 9 * GB);
+        // RAM less the BIOS's: the first megabyte's holes, page 0 and 128 KB below 3 GB
+        assert_eq!(8 * GB - c.usable_ram(), 4096 + 0x61000 + 128 * 1024);
+        c.variant = MemoryVariant::Highmem4g;
+        assert_eq!(c.phys_end(), 0xbffe_0000);
+        c.variant = MemoryVariant::NoHighmem;
+        assert_eq!(c.phys_end(), 0x36ff_e000);
+        assert_eq!(c.highmem_bytes(), 0);
+        c.variant = MemoryVariant::Highmem64g;
+        c.highmem_limit = Some(GB);
+        assert_eq!(c.highmem_bytes(), GB);
+        c.highmem_limit = Some(3 * GB);
+        assert_eq!(c.highmem_bytes(), 3 * GB);
+        assert_eq!(c.phys_end(), 4 * GB + 3 * GB - (0xc000_0000 - 128 * 1024 - 0x36ff_e000));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod km;
 pub mod layout;
 pub mod mode;
+pub mod profile;
 
 pub mod size;
 pub mod swap;
@@ -24,4 +25,5 @@ pub use fault::PageFaultErrorCode;
 pub use km::KmType;
 pub use layout::KernelLayout;
 pub use mode::{Pae, PagingMode, TwoLevel};
+pub use profile::{KernelProfile, RamMap};
 pub use swap::SwapEntry;

@@ -69,7 +69,8 @@ impl<M: PagingMode> System<M> {
         mut mopts: MachineOptions,
     ) -> Result<Self, SystemError> {
         mopts.cpus = cfg.cpus;
-        mopts.ram_bytes = cfg.ram_bytes;
+        // the physical address space holding all RAM (with the PC profile, the PCI hole too)
+        mopts.ram_bytes = cfg.phys_span();
         mopts.preempt = cfg.preempt;
         let mut machine = Machine::<M>::new(mopts).map_err(SystemError::Machine)?;
         let kernel: KernelCell<M> = KernelSlot::new();
