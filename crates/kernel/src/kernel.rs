@@ -115,8 +115,10 @@ pub struct KernelOptions {
     pub debug: bool,
     /// Simulated size of one page descriptor (`struct page`), charged to low memory.
     pub struct_page_bytes: u64,
-    /// Simulated size of the kernel image (text, data, bss), reserved at 1 MB.
+    /// Simulated size of the kernel image (text, data, bss), reserved at `kernel_load_addr`.
     pub kernel_image_bytes: u64,
+    /// Physical address the kernel image is loaded at (`CONFIG_PHYSICAL_START`).
+    pub kernel_load_addr: u64,
     /// Per-CPU page-table pool: pages moved per refill or drain.
     pub pool_batch: u32,
     /// Per-CPU page-table pool: most pages kept per CPU and per zone class.
@@ -139,14 +141,30 @@ pub struct KernelOptions {
 
 impl KernelOptions {
     /// The defaults for a configuration: strategy from the variant, the seed's pool,
-    /// debug helpers off, 48-byte `struct page`, a 4 MB kernel image.
+    /// debug helpers off; with the 2.5 profile a 48-byte `struct page` and a 4 MB kernel image
+    /// at 1 MB, with the 6.1 profile that kernel's 40-byte `struct page` and 14,391 KB image
+    /// at 16 MB.
     pub fn defaults_for(cfg: &Config) -> Self {
+        let linux61 = cfg.kernel == highpte_arch::KernelProfile::Linux61;
         Self {
             strategy: PteStrategy::default_for(cfg),
             pt_alloc: PtAllocKind::Pool,
             debug: false,
-            struct_page_bytes: crate::page_alloc::DEFAULT_STRUCT_PAGE_BYTES,
-            kernel_image_bytes: DEFAULT_KERNEL_IMAGE_BYTES,
+            struct_page_bytes: if linux61 {
+                LINUX61_STRUCT_PAGE_BYTES
+            } else {
+                crate::page_alloc::DEFAULT_STRUCT_PAGE_BYTES
+            },
+            kernel_image_bytes: if linux61 {
+                LINUX61_KERNEL_IMAGE_BYTES
+            } else {
+                DEFAULT_KERNEL_IMAGE_BYTES
+            },
+            kernel_load_addr: if linux61 {
+                LINUX61_KERNEL_LOAD_ADDR
+            } else {
+                KERNEL_LOAD_ADDR
+            },
             pool_batch: 16,
             pool_high: 64,
             pkmap_entries: None,
@@ -163,6 +181,14 @@ impl KernelOptions {
 pub const DEFAULT_KERNEL_IMAGE_BYTES: u64 = 4 << 20;
 /// Physical address where the kernel image is loaded (below it: BIOS data, the ISA hole).
 pub const KERNEL_LOAD_ADDR: u64 = 1 << 20;
+/// `struct page` of the 6.1 686-pae kernel: 36 bytes aligned to 8 (its boot log's mem_map
+/// of 92,160 KB for 2,359,296 page frames).
+pub const LINUX61_STRUCT_PAGE_BYTES: u64 = 40;
+/// The 6.1 686-pae kernel's image as its boot log gives it once init memory is freed: 9,458K
+/// code, 1,265K rwdata, 3,192K rodata, 476K bss.
+pub const LINUX61_KERNEL_IMAGE_BYTES: u64 = 14_391 << 10;
+/// Debian's i386 kernels are built with `CONFIG_PHYSICAL_START=0x1000000`.
+pub const LINUX61_KERNEL_LOAD_ADDR: u64 = 16 << 20;
 
 /// The booted kernel. One per simulated machine; every task reaches it by shared reference.
 pub struct Kernel<M: PagingMode> {

@@ -189,4 +189,16 @@ impl<M: PagingMode> Kernel<M> {
     pub fn zone_managed_pages<P: Platform>(&self, p: &P, zone: ZoneType) -> u64 {
         self.page_alloc.with_zone(p, zone, |z| z.managed_pages())
     }
+
+    /// `zone`'s watermarks and the pages it keeps from requests whose highest zone is DMA,
+    /// Normal or HighMem (`lowmem_reserve`, /proc/zoneinfo's "protection").
+    pub fn zone_watermarks<P: Platform>(
+        &self,
+        p: &P,
+        zone: ZoneType,
+    ) -> (crate::page_alloc::Watermarks, [u64; 3]) {
+        self.page_alloc.with_zone(p, zone, |z| {
+            (z.watermarks(), ZoneType::ALL.map(|c| z.lowmem_reserve(c)))
+        })
+    }
 }

@@ -23,10 +23,10 @@ pub(super) fn banner<M: PagingMode>(cfg: &Config) -> Vec<String> {
         cfg.cpus,
         if cfg.preempt { "on" } else { "off" }
     ));
-    log.push(format!(
-        "BIOS-provided physical RAM map: 0000000000000000 - {:016x} (usable)",
-        cfg.ram_bytes
-    ));
+    log.push("BIOS-provided physical RAM map:".into());
+    for (s, e) in cfg.kernel.ram_map(cfg.ram_bytes).ranges() {
+        log.push(format!(" BIOS-e820: {s:016x} - {e:016x} (usable)"));
+    }
     if cfg.ram_bytes > cfg.variant.max_usable_ram() {
         let msg = match cfg.variant {
             highpte_arch::MemoryVariant::NoHighmem => format!(
@@ -70,7 +70,7 @@ pub(super) fn log_memory_layout(
     res: &BootReservations,
 ) {
     let usable = cfg.usable_ram();
-    let max_pfn = usable / PAGE_SIZE;
+    let max_pfn = cfg.phys_end() / PAGE_SIZE;
     log.push(format!("On node 0 totalpages: {}", max_pfn));
     for z in zones.iter() {
         log.push(format!(
@@ -100,6 +100,13 @@ pub(super) fn log_memory_layout(
         DisplaySize(res.mem_map_pages * PAGE_SIZE),
         res.mem_map_start * PAGE_SIZE
     ));
+    for (what, pages) in res.extra.items() {
+        log.push(format!(
+            "Reserved: {} ({})",
+            what,
+            DisplaySize(pages * PAGE_SIZE)
+        ));
+    }
     let free: u64 = zones.iter().map(|z| z.free_pages()).sum();
     log.push(format!(
         "Memory: {}k/{}k available ({}k reserved, {}k highmem)",

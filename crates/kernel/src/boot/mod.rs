@@ -17,12 +17,13 @@
 //! freed, the zero page, the rest of the boot log.
 
 mod log;
+mod profile;
 mod tables;
 
 use crate::counters::Counters;
 use crate::highmem::Highmem;
-use crate::kernel::{Kernel, KernelOptions, KERNEL_LOAD_ADDR};
-use crate::page_alloc::allocator::PageAllocator;
+use crate::kernel::{Kernel, KernelOptions};
+use crate::page_alloc::allocator::{PageAllocator, ZoneRules};
 use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
@@ -32,7 +33,9 @@ use core::fmt;
 use core::marker::PhantomData;
 use highpte_arch::layout::PAGE_OFFSET;
 use highpte_arch::size::DisplaySize;
-use highpte_arch::{Config, KernelLayout, PagingMode, Pfn, VirtAddr, PAGE_SIZE};
+use highpte_arch::{
+    Config, KernelLayout, KernelProfile, PagingMode, Pfn, RamMap, VirtAddr, PAGE_SIZE,
+};
 use log::{banner, log_memory_layout};
 use tables::{build_kernel_tables, BootMem};
 
@@ -71,7 +74,7 @@ impl fmt::Display for BootError {
 
 /// Where boot put its reservations in low memory, in page frames.
 pub(super) struct BootReservations {
-    /// First frame of the kernel image (at `KERNEL_LOAD_ADDR`).
+    /// First frame of the kernel image (at `kernel_load_addr`).
     pub(super) image_start: u64,
     /// Frames of the kernel image.
     pub(super) image_pages: u64,
@@ -83,9 +86,33 @@ pub(super) struct BootReservations {
     pub(super) mem_map_start: u64,
     /// Frames of mem_map.
     pub(super) mem_map_pages: u64,
-    /// One past the last reserved frame (the end of mem_map).
+    /// The profile's other boot reservations, after mem_map: what they are and their frames.
+    pub(super) extra: profile::Extra,
+    /// One past the last reserved frame (the end of the other reservations).
     pub(super) reserved_end: u64,
 }
+
+impl BootReservations {
+    /// The reserved frame ranges `[start, end)` with their owners, ascending.
+    fn ranges(&self) -> [(u64, u64, PageOwner); 5] {
+        let first_mb = FIRST_MB / PAGE_SIZE;
+        let mem_map_end = self.mem_map_start + self.mem_map_pages;
+        [
+            (0, first_mb.min(self.image_start), PageOwner::BootReserved),
+            (
+                self.image_start,
+                self.image_start + self.image_pages,
+                PageOwner::KernelImage,
+            ),
+            (self.tables_start, self.tables_end, PageOwner::BootReserved),
+            (self.mem_map_start, mem_map_end, PageOwner::MemMap),
+            (mem_map_end, self.reserved_end, PageOwner::BootReserved),
+        ]
+    }
+}
+
+/// The first megabyte: BIOS data, the ISA hole; never given to the allocator.
+const FIRST_MB: u64 = 1 << 20;
 
 /// The zone a boot-reserved frame lies in.
 fn boot_zone(pfn: u64, max_low_pfn: u64) -> usize {
@@ -112,18 +139,19 @@ impl<M: PagingMode> Kernel<M> {
         }
         let mut log = banner::<M>(&cfg);
         let lowmem = cfg.lowmem_bytes();
-        let max_pfn = cfg.usable_ram() / PAGE_SIZE;
+        let max_pfn = cfg.phys_end() / PAGE_SIZE;
         let max_low_pfn = lowmem / PAGE_SIZE;
         let layout = KernelLayout::new(lowmem, cfg.cpus, M::LAST_PKMAP, opts.debug);
         // boot-time bump allocator after the kernel image
         let image_pages = opts.kernel_image_bytes.div_ceil(PAGE_SIZE);
-        let image_start = KERNEL_LOAD_ADDR / PAGE_SIZE;
+        let image_start = opts.kernel_load_addr / PAGE_SIZE;
         let mut bm = BootMem {
             next: image_start + image_pages,
         };
         let tables = build_kernel_tables::<M, P>(p, &mut bm, lowmem, &layout);
         let mem_map_pages = (max_pfn * opts.struct_page_bytes).div_ceil(PAGE_SIZE);
-        let mem_map_start = place_mem_map(bm.next, mem_map_pages, lowmem)?;
+        let extra = profile::Extra::for_config(&cfg);
+        let mem_map_start = place_mem_map(bm.next, mem_map_pages + extra.pages(), lowmem)?;
         let res = BootReservations {
             image_start,
             image_pages,
@@ -131,7 +159,8 @@ impl<M: PagingMode> Kernel<M> {
             tables_end: tables.end,
             mem_map_start,
             mem_map_pages,
-            reserved_end: mem_map_start + mem_map_pages,
+            reserved_end: mem_map_start + mem_map_pages + extra.pages(),
+            extra,
         };
         let pkmap_pte_base = VirtAddr::new(PAGE_OFFSET + tables.pkmap_pt.addr().as_u64() as u32);
         // SAFETY: once, at boot; swapper_pg_dir now maps all of low memory, the fixmap and the
@@ -140,8 +169,12 @@ impl<M: PagingMode> Kernel<M> {
 
         let mem_map = MemMap::new(max_pfn as usize);
         let mut zones = Zone::zones_for(&cfg);
-        let owner_pages = reserve_boot_pages(&mem_map, &res, max_pfn, max_low_pfn);
-        free_boot_memory(&mut zones, &mem_map, &res, max_pfn);
+        let ram = cfg.ram_map();
+        let owner_pages = reserve_boot_pages(&mem_map, &res, &ram, max_pfn, max_low_pfn);
+        free_boot_memory(&mut zones, &mem_map, &res, &ram);
+        if cfg.kernel == KernelProfile::Linux61 {
+            crate::page_alloc::watermarks61::setup(&mut zones, M::PAE);
+        }
         let zero_page = alloc_zero_page(&mut zones, &mem_map, &owner_pages).ok_or(
             BootError::LowMemoryTooSmall {
                 needed: (res.reserved_end + 1024) * PAGE_SIZE,
@@ -154,7 +187,14 @@ impl<M: PagingMode> Kernel<M> {
             opts,
             layout,
             mem_map,
-            page_alloc: PageAllocator::new(zones, owner_pages),
+            page_alloc: PageAllocator::new(
+                zones,
+                owner_pages,
+                match cfg.kernel {
+                    KernelProfile::Linux25 => ZoneRules::Cumulative,
+                    KernelProfile::Linux61 => ZoneRules::LowmemReserve,
+                },
+            ),
             max_low_pfn,
             max_pfn,
             init_mm: crate::pgtable::init_mm::InitMm::new(tables.pgd, tables.kernel_pmd),
@@ -206,51 +246,76 @@ fn place_mem_map(next: u64, mem_map_pages: u64, lowmem: u64) -> Result<u64, Boot
     Ok(mem_map_start)
 }
 
-/// Mark the frames boot reserved (below the kernel, the kernel image, the kernel tables,
-/// mem_map) in mem_map and count them per zone and owner: the kernel's `owner_pages`.
+/// Mark the frames boot reserved (the first megabyte, the kernel image, the kernel tables,
+/// mem_map, the profile's other reservations) in mem_map and count them per zone and owner:
+/// the kernel's `owner_pages`. Frames that are not RAM (the firmware's holes) are marked
+/// reserved too but counted nowhere: they are not present in any zone.
 fn reserve_boot_pages(
     mem_map: &MemMap,
     res: &BootReservations,
+    ram: &RamMap,
     max_pfn: u64,
     max_low_pfn: u64,
 ) -> [[Cell<u64>; PageOwner::COUNT]; 3] {
     let owner_pages: [[Cell<u64>; PageOwner::COUNT]; 3] =
         core::array::from_fn(|_| core::array::from_fn(|_| Cell::new(0)));
-    let mark = |start: u64, end: u64, owner: PageOwner| {
+    let is_ram = |pfn: u64| ram.bytes_in(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE) == PAGE_SIZE;
+    for (start, end, owner) in res.ranges() {
         for pfn in start..end.min(max_pfn) {
             let d = mem_map.desc(Pfn(pfn));
             d.set_flag(PageFlags::RESERVED);
             d.set_owner(owner);
-            let c = &owner_pages[boot_zone(pfn, max_low_pfn)][owner as usize];
-            c.set(c.get() + 1);
+            if is_ram(pfn) {
+                let c = &owner_pages[boot_zone(pfn, max_low_pfn)][owner as usize];
+                c.set(c.get() + 1);
+            }
         }
-    };
-    mark(0, res.image_start, PageOwner::BootReserved);
-    mark(
-        res.image_start,
-        res.image_start + res.image_pages,
-        PageOwner::KernelImage,
-    );
-    mark(res.tables_start, res.tables_end, PageOwner::BootReserved);
-    mark(res.mem_map_start, res.reserved_end, PageOwner::MemMap);
+    }
+    // the holes between and above the RAM ranges
+    let mut next = 0;
+    for &(s, e) in ram
+        .ranges()
+        .iter()
+        .chain(core::iter::once(&(max_pfn * PAGE_SIZE, 0)))
+    {
+        for pfn in next..(s / PAGE_SIZE).min(max_pfn) {
+            let d = mem_map.desc(Pfn(pfn));
+            d.set_flag(PageFlags::RESERVED);
+            d.set_owner(PageOwner::BootReserved);
+        }
+        next = e / PAGE_SIZE;
+    }
     owner_pages
 }
 
-/// Free everything boot did not reserve to the zones' buddy allocators: the gap below
-/// mem_map (if it went above DMA) and all after it.
-fn free_boot_memory(zones: &mut [Zone; 3], mem_map: &MemMap, res: &BootReservations, max_pfn: u64) {
-    let free_ranges = [
-        (res.tables_end, res.mem_map_start),
-        (res.reserved_end, max_pfn),
-    ];
+/// Free every RAM frame boot did not reserve to the zones' buddy allocators.
+fn free_boot_memory(zones: &mut [Zone; 3], mem_map: &MemMap, res: &BootReservations, ram: &RamMap) {
+    let reserved = res.ranges();
+    for &(rs, re) in ram.ranges() {
+        // walk the RAM range, skipping the reserved ranges (ascending, disjoint)
+        let mut at = rs / PAGE_SIZE;
+        let end = re / PAGE_SIZE;
+        for (s, e, _) in
+            reserved
+                .iter()
+                .copied()
+                .chain(core::iter::once((end, end, PageOwner::Free)))
+        {
+            let stop = s.clamp(at, end);
+            free_in_zones(zones, mem_map, at, stop);
+            at = at.max(e.min(end));
+        }
+    }
+}
+
+/// Hand `[start, end)` to the zones it lies in.
+fn free_in_zones(zones: &mut [Zone; 3], mem_map: &MemMap, start: u64, end: u64) {
     for z in zones.iter_mut() {
-        for (fs, fe) in free_ranges {
-            let start = z.start_pfn().0.max(fs);
-            let end = z.end_pfn().0.min(fe);
-            if start < end {
-                // The ranges are inside the zone and disjoint: cannot fail.
-                let _ = z.free_range_at_boot(mem_map, Pfn(start), Pfn(end));
-            }
+        let s = z.start_pfn().0.max(start);
+        let e = z.end_pfn().0.min(end);
+        if s < e {
+            // The ranges are inside the zone and disjoint: cannot fail.
+            let _ = z.free_range_at_boot(mem_map, Pfn(s), Pfn(e));
         }
     }
 }

@@ -32,16 +32,32 @@ pub(crate) struct PageAllocator {
     owner_pages: OwnerPages,
     /// Fault injection: page allocations fail from a chosen point on.
     fail_allocs: FailInjection,
+    /// How a zone fallen back to keeps a reserve: 2.5's sum of the watermarks of the zones
+    /// before it, or 6.1's `lowmem_reserve`.
+    rules: ZoneRules,
+}
+
+/// How zones fallen back to along a zonelist keep memory for the requests that need it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ZoneRules {
+    /// 2.4/2.5's `__alloc_pages`: the watermark adds up along the zonelist
+    /// (`min += z->pages_low`), and atomic requests go down to a quarter of `min`.
+    Cumulative,
+    /// 6.1's `zone_watermark_ok`: each zone keeps its own watermark plus its
+    /// `lowmem_reserve` for the request's highest zone, and `GFP_ATOMIC` goes down to three
+    /// eighths of `min`.
+    LowmemReserve,
 }
 
 impl PageAllocator {
     /// The allocator after boot: `zones` hold the free memory, `owner_pages` counts what boot
     /// reserved.
-    pub(crate) fn new(zones: [Zone; 3], owner_pages: OwnerPages) -> Self {
+    pub(crate) fn new(zones: [Zone; 3], owner_pages: OwnerPages, rules: ZoneRules) -> Self {
         Self {
             zones: zones.map(|z| SpinLock::new(zone_lock_name(z.ty()), z)),
             owner_pages,
             fail_allocs: FailInjection::default(),
+            rules,
         }
     }
 
@@ -100,22 +116,28 @@ impl PageAllocator {
         owner: PageOwner,
     ) -> Option<Allocated> {
         // __alloc_pages: every zone keeping pages_low free, then again down to pages_min
-        // (a quarter of it for requests that cannot sleep), each zone also keeping what the
-        // zones before it in the list keep.
-        let min = if gfp.can_sleep() {
-            Watermark::Min
-        } else {
-            Watermark::AtomicMin
+        // (less for requests that cannot sleep), each zone also keeping a reserve for the
+        // requests that need it (see ZoneRules).
+        let min = match (gfp.can_sleep(), self.rules) {
+            (true, _) => Watermark::Min,
+            (false, ZoneRules::Cumulative) => Watermark::AtomicMin,
+            (false, ZoneRules::LowmemReserve) => Watermark::AtomicMin61,
         };
+        let list = zonelist(gfp);
         for wm in [Watermark::Low, min] {
-            // the watermark adds up along the zonelist (`min += z->pages_low`): a zone
-            // fallen back to keeps what the zones before it keep, see alloc_from_zonelist
+            // 2.5: the watermark adds up along the zonelist (`min += z->pages_low`), see
+            // alloc_from_zonelist; 6.1: lowmem_reserve for the list's highest zone
             let mut reserve = 0;
-            for &zt in zonelist(gfp) {
+            for &zt in list {
                 let (got, low) = {
                     let mut z = self.zones[zt as usize].lock(p);
+                    if self.rules == ZoneRules::LowmemReserve {
+                        reserve = z.lowmem_reserve(list[0]);
+                    }
                     let got = z.alloc_above(mem_map, order, wm, reserve);
-                    reserve += wm.pages(&z.watermarks());
+                    if self.rules == ZoneRules::Cumulative {
+                        reserve += wm.pages(&z.watermarks());
+                    }
                     (got, !z.watermark_ok(0, Watermark::Low))
                 };
                 if let Ok(pfn) = got {

@@ -15,6 +15,7 @@ pub(crate) mod allocator;
 pub mod buddy;
 pub mod gfp;
 pub mod mem_map;
+pub mod watermarks61;
 pub mod zone;
 
 pub use buddy::{BuddyError, FreeArea, ListHead, MAX_ORDER};

@@ -20,7 +20,6 @@ use super::buddy::{BuddyError, FreeArea, MAX_ORDER};
 use super::gfp::{zonelist, GfpFlags};
 use super::mem_map::{MemMap, PageFlags};
 use core::fmt;
-use highpte_arch::layout::MAXMEM;
 use highpte_arch::{Config, Pfn, PAGE_SIZE};
 
 /// End of the DMA zone: ISA DMA reaches the first 16 MB.
@@ -99,8 +98,8 @@ impl ZoneLayout {
 
 /// The DMA, Normal and HighMem ranges of a configuration (indexed by [`ZoneType::index`]).
 pub fn zone_layouts(cfg: &Config) -> [ZoneLayout; 3] {
-    let usable = cfg.usable_ram() / PAGE_SIZE;
-    let lowmem = cfg.lowmem_bytes().min(MAXMEM) / PAGE_SIZE;
+    let usable = cfg.phys_end() / PAGE_SIZE;
+    let lowmem = cfg.lowmem_bytes() / PAGE_SIZE;
     let dma = (DMA_ZONE_BYTES / PAGE_SIZE).min(lowmem);
     [
         ZoneLayout {
@@ -158,6 +157,9 @@ pub enum Watermark {
     Ignore,
     /// A quarter of `min`: for requests that cannot sleep (they cannot wait for reclaim).
     AtomicMin,
+    /// 6.1's floor for `GFP_ATOMIC`: half of `min` (`__GFP_HIGH`), less a quarter of that
+    /// (`ALLOC_HARDER`): three eighths.
+    AtomicMin61,
     /// `pages_min`.
     Min,
     /// `pages_low`.
@@ -172,6 +174,10 @@ impl Watermark {
         match self {
             Watermark::Ignore => 0,
             Watermark::AtomicMin => wm.min / 4,
+            Watermark::AtomicMin61 => {
+                let high = wm.min - wm.min / 2;
+                high - high / 4
+            }
             Watermark::Min => wm.min,
             Watermark::Low => wm.low,
             Watermark::High => wm.high,
@@ -234,6 +240,9 @@ pub struct Zone {
     present_pages: u64,
     free_area: FreeArea,
     watermarks: Watermarks,
+    /// Pages this zone keeps from requests that could have used a higher zone, by that
+    /// zone's index (`lowmem_reserve`; 6.1 profile only, all 0 in 2.5's).
+    lowmem_reserve: [u64; 3],
 }
 
 impl Zone {
@@ -249,12 +258,29 @@ impl Zone {
             present_pages,
             free_area: FreeArea::new(layout.start_pfn, end),
             watermarks: Watermarks::for_present_pages(present_pages),
+            lowmem_reserve: [0; 3],
         }
     }
-    /// The three zones of `cfg`, empty, indexed by [`ZoneType::index`].
+    /// The three zones of `cfg`, empty, indexed by [`ZoneType::index`]. A zone's present
+    /// pages are the RAM in its span (the firmware's holes are not present).
     pub fn zones_for(cfg: &Config) -> [Zone; 3] {
         let l = zone_layouts(cfg);
-        ZoneType::ALL.map(|t| Zone::new(t, l[t.index()]))
+        let ram = cfg.ram_map();
+        ZoneType::ALL.map(|t| {
+            let mut z = Zone::new(t, l[t.index()]);
+            let (s, e) = (z.start_pfn.0 * PAGE_SIZE, z.end_pfn.0 * PAGE_SIZE);
+            z.present_pages = ram.bytes_in(s, e) / PAGE_SIZE;
+            z.watermarks = Watermarks::for_present_pages(z.present_pages);
+            z
+        })
+    }
+    /// Pages kept from a request whose highest usable zone is `class` (`lowmem_reserve`).
+    pub fn lowmem_reserve(&self, class: ZoneType) -> u64 {
+        self.lowmem_reserve[class.index()]
+    }
+    /// Set the pages kept from requests of each class (6.1 profile's boot).
+    pub fn set_lowmem_reserve(&mut self, reserve: [u64; 3]) {
+        self.lowmem_reserve = reserve;
     }
     /// The zone's type.
     pub fn ty(&self) -> ZoneType {
@@ -279,7 +305,7 @@ impl Zone {
     pub fn contains(&self, pfn: Pfn) -> bool {
         self.layout().contains(pfn)
     }
-    /// Pages the zone spans.
+    /// Pages of RAM in the zone's span.
     pub fn present_pages(&self) -> u64 {
         self.present_pages
     }
