@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(c.highmem_bytes(), GB);
         c.highmem_limit = Some(3 * GB);
         assert_eq!(c.highmem_bytes(), 3 * GB);
-        assert_eq!(c.phys_end(), 4 * GB + 3 * GB - (0xc000_0000 - 128 * 1024 - 0x36ff_e000));
+        assert_eq!(
+            c.phys_end(),
+            4 * GB + 3 * GB - (0xc000_0000 - 128 * 1024 - 0x36ff_e000)
+        );
     }
 
     #[test]

@@ -68,3 +68,63 @@ fn the_seed_profile_is_unchanged_by_the_new_one() {
     // the 2.5 profile's figures of docs/fidelity.md
     assert_eq!((m.low_total, m.high_total), (814_064, 7_471_104));
 }
+
+/// A parent maps 8 MB shared and writes it (4 PAE pte pages), then forks; the child records
+/// PageTables (kB) right after the fork and again after writing every page.
+fn fork_a_shared_region(profile: KernelProfile) -> [u64; 3] {
+    let mut cfg = Config::new(MemoryVariant::Highmem64gHighpte, 2 * GB, 1, false).unwrap();
+    cfg.kernel = profile;
+    let mut ko = KernelOptions::defaults_for(&cfg);
+    ko.debug = true;
+    let mut sys = System::<Pae>::boot(cfg, ko, MachineOptions::default()).unwrap();
+    let out = std::rc::Rc::new(std::cell::Cell::new([0u64; 3]));
+    let o = out.clone();
+    sys.spawn_process("parent", None, move |u| {
+        use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_SHARED, PROT_READ, PROT_WRITE};
+        let len = 8u32 << 20;
+        let a = u
+            .mmap(
+                0,
+                len.into(),
+                PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS,
+            )
+            .unwrap();
+        for i in (0..len).step_by(4096) {
+            u.store_u32(a + i, i).unwrap();
+        }
+        let before = u.kernel().meminfo(u.handle()).page_tables;
+        let o2 = o.clone();
+        u.fork("child", false, move |c| {
+            let forked = c.kernel().meminfo(c.handle()).page_tables;
+            for i in (0..len).step_by(4096) {
+                assert_eq!(c.load_u32(a + i).unwrap(), i);
+                c.store_u32(a + i, !i).unwrap();
+            }
+            let touched = c.kernel().meminfo(c.handle()).page_tables;
+            o2.set([before, forked, touched]);
+            let bad = c
+                .handle()
+                .enter_kernel("check_invariants", |cx| c.kernel().check_invariants(cx));
+            assert!(bad.is_empty(), "{bad:?}");
+            0
+        })
+        .unwrap();
+        u.wait().unwrap();
+        0
+    })
+    .unwrap();
+    assert!(matches!(sys.run(), highpte_machine::RunOutcome::Completed));
+    out.get()
+}
+
+#[test]
+fn fork_copies_shared_ptes_in_2_5_and_leaves_them_to_faults_in_6_1() {
+    // 2.5: the child gets a pgd page, 3 pmd pages and copies of the 4 pte pages at fork
+    let [before, forked, touched] = fork_a_shared_region(KernelProfile::Linux25);
+    assert_eq!((forked - before, touched - forked), (32, 0));
+    // 6.1: the child gets its 3 pmd pages (its root is a 32-byte pgd-cache object, not
+    // counted) and faults the 4 pte pages in
+    let [before, forked, touched] = fork_a_shared_region(KernelProfile::Linux61);
+    assert_eq!((forked - before, touched - forked), (12, 16));
+}

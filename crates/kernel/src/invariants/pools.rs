@@ -33,15 +33,18 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// Kernel-object pages: the slab pages plus an 8 KB stack per task.
+    /// Kernel-object pages: the slab pages, the pgd cache's pages and an 8 KB stack per task.
     pub(super) fn check_kernel_objects(&self, bad: &mut Vec<String>) {
         let kobj_owned = self.pages_owned_by(PageOwner::KernelObject);
-        let kobj_want = self.kobj.pages.borrow().len() as u64 + 2 * self.tasks.len() as u64;
+        let pgd_cache = self.pt_alloc.pgd_cache.pages();
+        let kobj_want =
+            self.kobj.pages.borrow().len() as u64 + pgd_cache + 2 * self.tasks.len() as u64;
         if kobj_owned != kobj_want {
             bad.push(format!(
-                "{} kernel-object pages allocated but {} slab pages and {} task stacks exist",
+                "{} kernel-object pages allocated but {} slab pages, {} pgd-cache pages and {} task stacks exist",
                 kobj_owned,
                 self.kobj.pages.borrow().len(),
+                pgd_cache,
                 self.tasks.len()
             ));
         }

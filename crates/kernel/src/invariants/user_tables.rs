@@ -29,7 +29,9 @@ impl<M: PagingMode> Kernel<M> {
         let mut ptes_present = 0u64;
         let mut rss = 0u64;
         // root and pmd pages
-        census.pt_pages[self.page_zone(mm.pgd.pgd) as usize] += 1;
+        if !mm.pgd.cached {
+            census.pt_pages[self.page_zone(mm.pgd.pgd) as usize] += 1;
+        }
         if M::PAE {
             for pmd in mm.pgd.pmds {
                 census.pt_pages[self.page_zone(pmd) as usize] += 1;

@@ -14,6 +14,7 @@ use crate::sync::{RwSem, SpinLock};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::Cell;
+use highpte_arch::KernelProfile;
 use highpte_arch::{PagingMode, Pfn, PhysAddr};
 
 /// A process (or a thread sharing its mm): what the kernel keeps per task.
@@ -199,6 +200,12 @@ impl<M: PagingMode> Kernel<M> {
         }
         let mut result = Ok(());
         for v in &vmas {
+            // 6.1 copies only the page tables a fault could not rebuild (`vma_needs_copy`):
+            // a shared mapping has no anonymous pages, so the child faults its ptes in
+            // instead; 2.5 copies every VMA's
+            if self.cfg.kernel == KernelProfile::Linux61 && v.backing.is_shared() {
+                continue;
+            }
             if self.copy_page_range(cx, &mm, old, v).is_err() {
                 result = Err(Errno::ENOMEM);
                 break;

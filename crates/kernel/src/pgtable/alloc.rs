@@ -61,6 +61,8 @@ struct CpuPools {
 /// The state of the page-table page allocator.
 pub struct PtAllocState {
     pools: Vec<RefCell<CpuPools>>,
+    /// The 6.1 profile's cache of 32-byte PAE roots.
+    pub(crate) pgd_cache: super::pgd_cache::PgdCache,
 }
 
 impl PtAllocState {
@@ -70,6 +72,7 @@ impl PtAllocState {
             pools: (0..cpus)
                 .map(|_| RefCell::new(CpuPools::default()))
                 .collect(),
+            pgd_cache: Default::default(),
         }
     }
     /// Pages held in all pools: (low, high).

@@ -14,6 +14,7 @@ pub mod alloc;
 pub mod cursor;
 pub(crate) mod entry_io;
 pub(crate) mod init_mm;
+pub(crate) mod pgd_cache;
 pub mod pte;
 pub mod tables;
 

@@ -67,18 +67,23 @@ impl<K: TableKind> PmdEntry<K> {
 }
 
 /// A process's page-table root: the pgd page (the page directory, or with PAE the PDPT page)
-/// and, with PAE, the three user pmd pages allocated with it as 2.5 did. Not `Clone`: one
-/// owner, the mm.
+/// and, with PAE, the three user pmd pages allocated with it as 2.5 did. With the 6.1
+/// profile's PAE the root is a 32-byte object of the pgd cache at `offset` in its page. Not
+/// `Clone`: one owner, the mm.
 #[derive(Debug)]
 pub struct UserPgd {
     pub(crate) pgd: Pfn,
+    /// Byte offset of the root in `pgd` (0 for a whole page).
+    pub(crate) offset: u32,
+    /// The root is a pgd-cache object, not a page-table page of its own.
+    pub(crate) cached: bool,
     pub(crate) pmds: [Pfn; 3],
 }
 
 impl UserPgd {
     /// The value to load into CR3 for this address space.
     pub fn cr3(&self) -> highpte_arch::PhysAddr {
-        self.pgd.addr()
+        highpte_arch::PhysAddr::new_checked(self.pgd.addr().as_u64() + u64::from(self.offset))
     }
     /// The pgd page.
     pub fn pgd_pfn(&self) -> Pfn {
@@ -100,9 +105,14 @@ impl<M: PagingMode> Kernel<M> {
     /// pages. May sleep.
     pub fn pgd_alloc<P: Platform>(&self, cx: &mut SleepCtx<'_, P>) -> Result<UserPgd, OutOfMemory> {
         cx.p().might_sleep("pgd_alloc");
-        let pgd = self.pt_alloc_page(cx, PtKind::Pgd).ok_or(OutOfMemory)?;
+        let cached = M::PAE && self.cfg.kernel == highpte_arch::KernelProfile::Linux61;
+        let (pgd, offset) = if cached {
+            self.pgd_cache_alloc(cx).ok_or(OutOfMemory)?
+        } else {
+            (self.pt_alloc_page(cx, PtKind::Pgd).ok_or(OutOfMemory)?, 0)
+        };
         let p = cx.p();
-        let pgd_va = self.low_va(pgd);
+        let pgd_va = VirtAddr::new(self.low_va(pgd).as_u32() + offset);
         let mut pmds = [Pfn(0); 3];
         if M::PAE {
             for i in 0..3 {
@@ -122,7 +132,7 @@ impl<M: PagingMode> Kernel<M> {
                             };
                             self.pt_free_page(cx, *pmd, PtKind::Pmd);
                         }
-                        self.pt_free_page(cx, pgd, PtKind::Pgd);
+                        self.root_free(cx, pgd, offset, cached);
                         return Err(OutOfMemory);
                     }
                 }
@@ -160,13 +170,27 @@ impl<M: PagingMode> Kernel<M> {
                 }
             }
         }
-        Ok(UserPgd { pgd, pmds })
+        Ok(UserPgd {
+            pgd,
+            offset,
+            cached,
+            pmds,
+        })
+    }
+
+    /// Give back a root's memory: to the pgd cache or as a page-table page.
+    fn root_free<P: Platform>(&self, cx: &Ctx<'_, P>, pgd: Pfn, offset: u32, cached: bool) {
+        if cached {
+            self.pgd_cache_free(cx, pgd, offset);
+        } else {
+            self.pt_free_page(cx, pgd, PtKind::Pgd);
+        }
     }
 
     /// `pgd_free`: free a root whose user part is empty (all pte pages already freed).
     pub fn pgd_free<P: Platform>(&self, cx: &Ctx<'_, P>, pgd: &UserPgd) {
         let p = cx.p();
-        let pgd_va = self.low_va(pgd.pgd);
+        let pgd_va = self.root_va(pgd);
         if M::PAE {
             for (i, pmd) in pgd.pmds.iter().enumerate() {
                 // SAFETY: an entry of this mm's root or pmd page (low memory, direct map), which
@@ -191,7 +215,12 @@ impl<M: PagingMode> Kernel<M> {
                 unsafe { p.write_u32(VirtAddr::new(pgd_va.as_u32() + i * 4), 0) };
             }
         }
-        self.pt_free_page(cx, pgd.pgd, PtKind::Pgd);
+        self.root_free(cx, pgd.pgd, pgd.offset, pgd.cached);
+    }
+
+    /// Kernel address of a user root's first entry.
+    fn root_va(&self, pgd: &UserPgd) -> VirtAddr {
+        VirtAddr::new(self.low_va(pgd.pgd).as_u32() + pgd.offset)
     }
 
     /// `pmd_offset(pgd_offset(mm, addr), addr)` for a user address: the pmd entry covering
@@ -202,20 +231,22 @@ impl<M: PagingMode> Kernel<M> {
         pgd: &UserPgd,
         addr: VirtAddr,
     ) -> PmdEntry<UserTables> {
-        self.read_pmd(p, self.pmd_entry_va(p, pgd.pgd, addr))
+        self.read_pmd(p, self.pmd_entry_va(p, self.root_va(pgd), addr))
     }
 
     /// `pmd_offset_k`: the kernel pmd entry covering a kernel address.
     pub fn pmd_offset_k<P: Platform>(&self, p: &P, addr: VirtAddr) -> PmdEntry<KernelTables> {
-        self.read_pmd(p, self.pmd_entry_va(p, self.init_mm.pgd(), addr))
+        self.read_pmd(
+            p,
+            self.pmd_entry_va(p, self.low_va(self.init_mm.pgd()), addr),
+        )
     }
 
     /// The kernel address of the pmd entry covering `addr` in the tables rooted at `pgd`:
     /// with PAE the entry in the pmd page its pgd entry points to; folded (2-level), the pgd
     /// entry itself.
     #[inline(always)]
-    fn pmd_entry_va<P: Platform>(&self, p: &P, pgd: Pfn, addr: VirtAddr) -> VirtAddr {
-        let pgd_va = self.low_va(pgd);
+    fn pmd_entry_va<P: Platform>(&self, p: &P, pgd_va: VirtAddr, addr: VirtAddr) -> VirtAddr {
         let gi = M::pgd_index(addr);
         if M::PAE {
             // SAFETY: a PAE root (low memory) whose four entries are fixed for its life.
