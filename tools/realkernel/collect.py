@@ -38,6 +38,11 @@ def zoneinfo(text):
             cur[t[0]] = int(t[1])
         elif line.strip().startswith("pages free"):
             cur["free"] = int(t[-1])
+        elif len(t) == 2 and t[0] in ("count:", "high:", "batch:") and t[1].isdigit():
+            # the per-CPU page lists (pagesets): pages on them are neither free (MemFree,
+            # LowFree) nor in use; summed over the CPUs
+            key = {"count:": "pcp", "high:": "pcp_high", "batch:": "pcp_batch"}[t[0]]
+            cur[key] = cur.get(key, 0) + int(t[1]) if key == "pcp" else int(t[1])
         elif line.strip().startswith("protection:"):
             cur["protection"] = [int(x) for x in re.findall(r"\d+", line)]
     return zones
