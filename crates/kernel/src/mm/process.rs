@@ -337,8 +337,9 @@ impl<M: PagingMode> Kernel<M> {
         }
     }
 
-    /// The OOM killer: choose the process with the most resident pages (ties: the newest),
-    /// mark it killed and log it. Returns the victim. While a victim killed earlier has not
+    /// The OOM killer: choose the process with the most resident pages (ties: the newest;
+    /// the 6.1 profile adds its page-table pages to its resident pages, as 6.1's
+    /// `oom_badness` does), mark it killed and log it. Returns the victim. While a victim killed earlier has not
     /// exited yet, it is returned again and nobody else is killed (its memory is on its way
     /// back).
     pub fn out_of_memory<P: Platform>(&self, p: &P, faulting: TaskId) -> Option<TaskId> {
@@ -353,11 +354,21 @@ impl<M: PagingMode> Kernel<M> {
             .tasks
             .max_by_key(
                 |pr| pr.killed.get().is_none(),
-                |pr| (pr.mm.rss.get(), pr.pid.0),
+                |pr| (self.oom_badness(&pr.mm), pr.pid.0),
             )
             .map(|pr| pr.pid)?;
         self.oom_kill_process(p, victim, faulting);
         Some(victim)
+    }
+
+    /// The OOM killer's measure of a process: its resident pages, plus with the 6.1 profile
+    /// its page-table pages (pte pages, and with PAE its three pmd pages). 6.1 also adds swap
+    /// entries, which the simulator does not count per process.
+    fn oom_badness(&self, mm: &crate::mm::Mm) -> u64 {
+        match self.cfg.kernel {
+            KernelProfile::Linux25 => mm.rss.get(),
+            KernelProfile::Linux61 => mm.rss.get() + mm.nr_ptes.get() + if M::PAE { 3 } else { 0 },
+        }
     }
 
     /// Kill `victim` for the OOM killer (a fault of task `faulting` found no memory): mark it,

@@ -106,16 +106,19 @@ fn set_lowmem_reserve(zones: &mut [Zone; 3]) {
     }
 }
 
-/// Integer square root (floor).
+/// Integer square root (floor), by bisection (no floating point in the kernel).
 fn isqrt(n: u64) -> u64 {
-    let mut x = (n as f64).sqrt() as u64;
-    while x * x > n {
-        x -= 1;
+    let (mut lo, mut hi) = (0u64, n.min(u64::from(u32::MAX)) + 1);
+    // invariant: lo * lo <= n < hi * hi
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if mid * mid <= n {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
     }
-    while (x + 1) * (x + 1) <= n {
-        x += 1;
-    }
-    x
+    lo
 }
 
 #[cfg(test)]
