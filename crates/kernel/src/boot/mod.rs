@@ -28,6 +28,7 @@ use crate::page_alloc::{MemMap, PageFlags, PageOwner, Zone, ZoneType};
 use crate::pgtable::alloc::PtAllocState;
 use crate::platform::Platform;
 use crate::sync::SpinLock;
+use alloc::format;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 use core::marker::PhantomData;
@@ -181,6 +182,22 @@ impl<M: PagingMode> Kernel<M> {
                 lowmem,
             },
         )?;
+        let boot_kb = profile::boot_allocations_kb(&cfg);
+        if boot_kb > 0 {
+            for _ in 0..boot_kb / 4 {
+                // taken like the zero page: from Normal, counted as boot's
+                alloc_zero_page(&mut zones, &mem_map, &owner_pages).ok_or(
+                    BootError::LowMemoryTooSmall {
+                        needed: (res.reserved_end + boot_kb / 4 + 1024) * PAGE_SIZE,
+                        lowmem,
+                    },
+                )?;
+            }
+            log.push(format!(
+                "Kernel allocations during boot: {} (slab, stacks, per-CPU lists, vmalloc, hash tables)",
+                DisplaySize(boot_kb << 10)
+            ));
+        }
         log_memory_layout(&mut log, &cfg, &opts, &layout, &zones, &res);
         Ok(Kernel {
             cfg,
@@ -320,8 +337,8 @@ fn free_in_zones(zones: &mut [Zone; 3], mem_map: &MemMap, start: u64, end: u64) 
     }
 }
 
-/// The zero page: a low page nobody writes, reserved for boot. `None` if low memory has no
-/// free page left.
+/// The zero page: a low page nobody writes, reserved for boot (also the 6.1 profile's
+/// allocations during boot, page by page). `None` if low memory has no free page left.
 fn alloc_zero_page(
     zones: &mut [Zone; 3],
     mem_map: &MemMap,
