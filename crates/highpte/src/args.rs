@@ -3,7 +3,7 @@
 
 use clap::Args;
 use highpte_arch::size::{parse_size, DisplaySize, GB, MB};
-use highpte_arch::{Config, MemoryVariant, MAX_CPUS};
+use highpte_arch::{Config, KernelProfile, MemoryVariant, MAX_CPUS};
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{KernelOptions, PtAllocKind, PteStrategy};
 use std::path::{Path, PathBuf};
@@ -73,6 +73,12 @@ pub fn size_error(what: &str, s: &str, e: highpte_arch::size::SizeError) -> Stri
 /// A memory configuration name.
 pub fn parse_variant(s: &str) -> Result<MemoryVariant, String> {
     s.parse::<MemoryVariant>().map_err(|_| format!("unknown configuration '{s}': expected one of nohighmem, 4g, 4g-highpte, 64g, 64g-highpte"))
+}
+
+/// A kernel profile name: `2.5` or `linux-6.1`.
+pub fn parse_kernel(s: &str) -> Result<KernelProfile, String> {
+    s.parse::<KernelProfile>()
+        .map_err(|_| format!("unknown kernel profile '{s}': expected 2.5 or linux-6.1"))
 }
 
 fn parse_ram(s: &str) -> Result<u64, String> {
@@ -344,6 +350,10 @@ pub struct MachineArgs {
     /// Memory configuration: nohighmem, 4g, 4g-highpte, 64g, 64g-highpte.
     #[arg(long, value_parser = parse_variant)]
     pub config: Option<MemoryVariant>,
+    /// The Linux the kernel follows where versions differ: 2.5 (the seed's kernel, the
+    /// default) or linux-6.1 (Debian 12's 686-pae kernel; see docs/fidelity.md).
+    #[arg(long, value_name = "2.5|linux-6.1", value_parser = parse_kernel)]
+    pub kernel: Option<KernelProfile>,
     /// Installed RAM (e.g. 512M, 32G): 16M to 64G.
     #[arg(long, value_parser = parse_ram)]
     pub ram: Option<u64>,
@@ -413,6 +423,7 @@ impl MachineArgs {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         cfg.highmem_limit = self.highmem;
+        cfg.kernel = self.kernel.unwrap_or_default();
         Ok(cfg)
     }
     /// Kernel options for `cfg` with these flags applied.

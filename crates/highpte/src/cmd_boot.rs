@@ -67,6 +67,7 @@ fn boot<M: PagingMode>(a: &BootArgs, cfg: highpte_arch::Config) -> anyhow::Resul
             .collect();
         let v = json!({
             "config": cfg.variant.name(),
+            "kernel": cfg.kernel.name(),
             "ram_bytes": cfg.ram_bytes,
             "usable_ram_bytes": cfg.usable_ram(),
             "cpus": cfg.cpus,

@@ -137,6 +137,9 @@ pub fn replay_command(cmd: &str, a: &RunArgs, spec: &WorkloadSpec) -> String {
             None => "none".to_string(),
         }
     );
+    if m.kernel != highpte_arch::KernelProfile::default() {
+        c.push_str(&format!(" --kernel {}", m.kernel));
+    }
     if a.w.instances_from == Some(crate::workload_args::InstancesFrom::Fork) {
         c.push_str(" --instances-from fork");
     }
@@ -272,6 +275,7 @@ pub fn report_json(r: &RunReport) -> Value {
         "workload": r.workload,
         "boot": {"MemFree": r.boot_mem_free_kb, "LowFree": r.boot_low_free_kb},
         "config": r.config.name(),
+        "kernel": r.kernel.name(),
         "paging": r.paging,
         "ram_bytes": r.ram_bytes,
         "cpus": r.cpus,
@@ -310,10 +314,17 @@ pub fn report_json(r: &RunReport) -> Value {
 
 /// Print the text report of one run; `replay` is the command that replays it.
 pub fn print_report(r: &RunReport, replay: &str) {
+    // The kernel profile only when it is not the default, so that 2.5 reports read as before.
+    let kernel = if r.kernel == highpte_arch::KernelProfile::default() {
+        String::new()
+    } else {
+        format!(", kernel {}", r.kernel)
+    };
     println!(
-        "{} on {} ({} paging), {} RAM, {} CPU(s), preempt {}, pte strategy {}, page-table allocator {}, seed {}",
+        "{} on {}{} ({} paging), {} RAM, {} CPU(s), preempt {}, pte strategy {}, page-table allocator {}, seed {}",
         r.workload,
         r.config,
+        kernel,
         r.paging,
         highpte_arch::size::DisplaySize(r.ram_bytes),
         r.cpus,

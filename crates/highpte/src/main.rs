@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod cmd_bench;
 mod cmd_boot;
+mod cmd_calibrate;
 mod cmd_compare;
 mod cmd_deadlock;
 mod cmd_demo;
@@ -59,6 +60,9 @@ enum Command {
     Stress(cmd_stress::StressArgs),
     /// Run a workload (built-in or file) on one configuration and report.
     Run(cmd_run::RunArgs),
+    /// Hold the simulator against a real Linux 6.1 686-pae kernel's measurements
+    /// (docs/fidelity.md): the figures side by side, each with its error and target.
+    Calibrate(cmd_calibrate::CalibrateArgs),
     /// Run a workload on several configurations (x strategies x allocators): a row per run.
     Compare(cmd_compare::CompareArgs),
     /// Run a workload for each value of one parameter on each configuration, with a plot.
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
         Command::ExplainDeadlock(a) => cmd_deadlock::run(&a),
         Command::Stress(a) => cmd_stress::run_stress(&a),
         Command::Compare(a) => cmd_compare::run(&a),
+        Command::Calibrate(a) => cmd_calibrate::run(&a),
         Command::Sweep(a) => cmd_sweep::run(&a),
         Command::Bench(a) => cmd_bench::run(&a),
         Command::Sites(a) => cmd_sites::run(&a),

@@ -281,8 +281,14 @@ pub fn runs_table(runs: &[&Value], extra: Option<(&str, &[String])>) -> String {
     t.set_header(header);
     for (i, r) in runs.iter().enumerate() {
         let m = &r["meminfo"];
+        // the kernel profile beside the configuration when it is not the default (runs of
+        // older versions, without the key, ran the default)
+        let config = match js(r, "kernel") {
+            "" | "2.5" => js(r, "config").to_string(),
+            k => format!("{} ({k})", js(r, "config")),
+        };
         let mut row = vec![
-            js(r, "config").to_string(),
+            config,
             js(r, "strategy").to_string(),
             js(r, "pt_alloc").to_string(),
         ];

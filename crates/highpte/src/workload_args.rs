@@ -104,6 +104,9 @@ impl WorkloadArgs {
         if let Some(v) = m.config {
             spec.machine.config = v;
         }
+        if let Some(k) = m.kernel {
+            spec.machine.kernel = k;
+        }
         if let Some(r) = m.ram {
             spec.machine.ram = highpte_workload::Size(r);
         }

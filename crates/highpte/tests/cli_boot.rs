@@ -54,6 +54,28 @@ fn boot_json_has_the_documented_keys() {
     assert_eq!(layout["PAGE_OFFSET"], "0xc0000000");
 }
 
+/// `--kernel` chooses the profile, and the JSON names it beside the configuration.
+#[test]
+fn boot_kernel_profile() {
+    assert_eq!(json_of(&["boot", "--json"])["kernel"], "2.5", "the default");
+    let v = json_of(&[
+        "boot",
+        "--kernel",
+        "linux-6.1",
+        "--config",
+        "64g-highpte",
+        "--ram",
+        "8G",
+        "--json",
+    ]);
+    assert_eq!(v["kernel"], "linux-6.1");
+    assert_eq!(v["config"], "64g-highpte");
+    bad_input(
+        &["boot", "--kernel", "4.19"],
+        &["unknown kernel profile '4.19'", "2.5", "linux-6.1"],
+    );
+}
+
 #[test]
 fn boot_flags_change_the_machine() {
     let v = json_of(&[

@@ -130,6 +130,55 @@ ops = [
     assert_eq!(v["strategy"], "lowmem");
 }
 
+/// `machine.kernel` in a file and `--kernel` on the command line reach the run, and every
+/// report says which profile ran: the JSON always, the text's machine line and the replay
+/// command when it is not the default 2.5.
+#[test]
+fn run_kernel_profile_from_file_and_flag() {
+    let dir = tmp_dir("run-kernel");
+    let text = |kernel: &str| {
+        format!(
+            "name = \"k\"\n[machine]\nconfig = \"64g-highpte\"\nram = \"8G\"\ncpus = 1\n{kernel}[[phases]]\nname = \"main\"\nops = [ {{ op = \"mmap\", name = \"heap\", size = \"8M\" }}, {{ op = \"touch\", region = \"heap\", write = true }} ]\n"
+        )
+    };
+    let plain = write_file(&dir, "plain.toml", &text(""));
+    let v = json_of(&["run", &plain, "--json"]);
+    assert_eq!(v["kernel"], "2.5", "the default profile");
+    assert!(
+        !v["replay"].as_str().unwrap().contains("--kernel"),
+        "{}",
+        v["replay"]
+    );
+    let out = stdout_of(&["run", &plain]);
+    assert!(!out.contains("kernel"), "the default is not named:\n{out}");
+    let v = json_of(&["run", &plain, "--kernel", "linux-6.1", "--json"]);
+    assert_eq!(v["kernel"], "linux-6.1", "--kernel reaches the run");
+    let six = write_file(&dir, "six.toml", &text("kernel = \"linux-6.1\"\n"));
+    let v = json_of(&["run", &six, "--json"]);
+    assert_eq!(v["kernel"], "linux-6.1", "machine.kernel reaches the run");
+    let replay = v["replay"].as_str().unwrap();
+    assert!(replay.contains(" --kernel linux-6.1"), "{replay}");
+    let out = stdout_of(&["run", &six]);
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .contains("on 64g-highpte, kernel linux-6.1 (PAE paging)"),
+        "{out}"
+    );
+    let v = json_of(&["run", &six, "--kernel", "2.5", "--json"]);
+    assert_eq!(v["kernel"], "2.5", "the flag overrides the file");
+    bad_input(
+        &["run", &plain, "--kernel", "2.6"],
+        &["unknown kernel profile '2.6'", "linux-6.1"],
+    );
+    let bad = write_file(&dir, "bad.toml", &text("kernel = \"2.6\"\n"));
+    bad_input(
+        &["run", &bad],
+        &["bad.toml:6:1", "unknown kernel profile \"2.6\""],
+    );
+}
+
 /// The bad workload files every command must refuse with file:line:col.
 pub fn bad_files(dir: &std::path::Path) -> Vec<(String, &'static str, &'static str)> {
     let phases = "[[phases]]\nname = \"p\"\nops = [ { op = \"pause\" } ]\n";

@@ -544,6 +544,44 @@ fn unknown_config() {
 }
 
 #[test]
+fn unknown_kernel_profile() {
+    let text = BASE.replace("cpus = 2", "cpus = 2\nkernel = \"linux-5.10\"");
+    let e = assert_err(
+        &text,
+        7,
+        1,
+        ErrorKind::Invalid,
+        "machine.kernel: unknown kernel profile \"linux-5.10\"; expected one of: 2.5, linux-6.1",
+    );
+    assert!(e.hint.contains("linux-6.1"), "{e}");
+    // a number is a shape error with the key's hint
+    let text = BASE.replace("cpus = 2", "cpus = 2\nkernel = 6.1");
+    let e = err(&text);
+    assert_eq!(e.line, 7, "{e}");
+    assert!(e.to_string().contains("\"linux-6.1\""), "{e}");
+}
+
+#[test]
+fn kernel_profile_round_trips_and_defaults_to_2_5() {
+    let spec = parse_workload(BASE, "t.toml").unwrap();
+    assert_eq!(spec.machine.kernel, highpte_arch::KernelProfile::Linux25);
+    // the default is not written out, so files without the key print as before
+    assert!(!toml::to_string(&spec).unwrap().contains("kernel"));
+    let text = BASE.replace("cpus = 2", "cpus = 2\nkernel = \"linux-6.1\"");
+    let spec = parse_workload(&text, "t.toml").unwrap();
+    assert_eq!(spec.machine.kernel, highpte_arch::KernelProfile::Linux61);
+    let out = toml::to_string(&spec).unwrap();
+    assert!(out.contains("kernel = \"linux-6.1\"\n"), "{out}");
+    assert_eq!(parse_workload(&out, "t.toml").unwrap(), spec);
+    // "6.1" is accepted and written back as the canonical name
+    let text = BASE.replace("cpus = 2", "cpus = 2\nkernel = \"6.1\"");
+    let spec = parse_workload(&text, "t.toml").unwrap();
+    assert!(toml::to_string(&spec)
+        .unwrap()
+        .contains("kernel = \"linux-6.1\"\n"));
+}
+
+#[test]
 fn mapping_larger_than_user_space() {
     let text = BASE.replace("size = \"16M\"", "size = \"4G\"");
     let e = assert_err(

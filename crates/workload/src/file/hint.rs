@@ -65,6 +65,7 @@ fn key_hint(key: &str) -> Option<&'static str> {
         | "write" | "stamp" => "this is true or false, without quotes",
         "strategy" => "strategy is one of \"lowmem\", \"atomic\", \"persistent\"",
         "pt_alloc" => "pt_alloc is one of \"pool\", \"quicklist\", \"buddy\"",
+        "kernel" => "kernel is one of \"2.5\", \"linux-6.1\"",
         "seed" => "seed is a whole number, e.g. seed = 42",
         "count" => "count is a whole number without quotes, e.g. count = 100",
         "ramp" => "ramp is a table: ramp = { start = 100, step = 100 }",

@@ -97,8 +97,10 @@ fn start_process<M: PagingMode>(
             let step = c.step;
             let processes_done =
                 c.slots.iter().filter(|s| s.state == PState::Paused).count() as u32;
+            let children_done = c.children_paused;
             c.failures.push(Failure {
                 processes_done,
+                children_done,
                 process: index,
                 pid: h2.id().0,
                 call: "fork".to_string(),

@@ -114,8 +114,9 @@ impl std::error::Error for RunError {}
 /// The configuration and kernel options a spec asks for.
 pub fn spec_config(spec: &WorkloadSpec) -> Result<(Config, KernelOptions), RunError> {
     let m = &spec.machine;
-    let cfg =
+    let mut cfg =
         Config::new(m.config, m.ram.0, m.cpus, m.preempt).map_err(|e| RunError(e.to_string()))?;
+    cfg.kernel = m.kernel;
     let mut k = KernelOptions::defaults_for(&cfg);
     if let Some(s) = m.strategy {
         k.strategy = s;

@@ -120,8 +120,10 @@ pub(crate) fn fail<M: PagingMode>(
     let mut c = ctl.borrow_mut();
     let step = c.step;
     let processes_done = c.slots.iter().filter(|s| s.state == PState::Paused).count() as u32;
+    let children_done = c.children_paused;
     c.failures.push(Failure {
         processes_done,
+        children_done,
         process: pc.index,
         pid: u.pid().0,
         call: call.to_string(),

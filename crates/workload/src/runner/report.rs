@@ -25,6 +25,9 @@ pub struct Failure {
     pub step: usize,
     /// Top-level processes that had finished their phases (paused) when it happened.
     pub processes_done: u32,
+    /// Forked children that had finished their phase (paused) and were still alive when it
+    /// happened: `highpte calibrate` counts the children alive when low memory ran out by it.
+    pub children_done: u32,
 }
 
 /// The state of the system after one ramp step.
@@ -103,6 +106,8 @@ pub struct RunReport {
     pub workload: String,
     /// Memory configuration.
     pub config: MemoryVariant,
+    /// The Linux the kernel followed (`machine.kernel`).
+    pub kernel: highpte_arch::KernelProfile,
     /// Paging mode.
     pub paging: &'static str,
     /// RAM in bytes.

@@ -74,6 +74,7 @@ pub(super) fn run_in<M: PagingMode>(
     Ok(RunReport {
         workload: spec.name.clone(),
         config: cfg.variant,
+        kernel: cfg.kernel,
         paging: M::NAME,
         ram_bytes: cfg.ram_bytes,
         cpus: cfg.cpus,

@@ -26,7 +26,7 @@ pub(crate) use validate::{with, Checker, RegionKind};
 pub use values::{Prot, SignedSize, Size};
 
 use highpte_arch::size::{GB, MB};
-use highpte_arch::MemoryVariant;
+use highpte_arch::{KernelProfile, MemoryVariant};
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{PtAllocKind, PteStrategy};
 use names::{by_name, opt_by_name, MachineFile, UnknownNames};
@@ -108,6 +108,11 @@ pub struct MachineSpec {
         serialize_with = "opt_by_name"
     )]
     pub reclaim: Option<ReclaimKind>,
+    /// The Linux the kernel follows where versions differ: `2.5` (the seed's kernel) or
+    /// `linux-6.1` (Debian 12's 686-pae kernel, held against real measurements in
+    /// docs/fidelity.md). Default `2.5`, not written out.
+    #[serde(skip_serializing_if = "is_default_kernel", serialize_with = "by_name")]
+    pub kernel: KernelProfile,
     /// Names in the file the kernel does not know, until validation reports them.
     #[serde(skip)]
     unknown: UnknownNames,
@@ -126,6 +131,7 @@ impl Default for MachineSpec {
             debug: false,
             swap: Size(0),
             reclaim: None,
+            kernel: KernelProfile::default(),
             unknown: UnknownNames::default(),
         }
     }
@@ -177,6 +183,10 @@ impl ProcessSpec {
             }
         }
     }
+}
+
+fn is_default_kernel(k: &KernelProfile) -> bool {
+    *k == KernelProfile::default()
 }
 
 fn one() -> u32 {

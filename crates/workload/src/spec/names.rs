@@ -1,4 +1,5 @@
-//! The kernel choices a `[machine]` table names (`config`, `strategy`, `pt_alloc`, `reclaim`):
+//! The kernel choices a `[machine]` table names (`config`, `strategy`, `pt_alloc`, `reclaim`,
+//! `kernel`):
 //! read from the file as text once, turned into the kernel's enums here, written back by name.
 //!
 //! A name the kernel does not know is not a TOML shape error: it is parked in
@@ -6,7 +7,7 @@
 //! with a hint. Code after validation sees only the enums.
 
 use super::{MachineSpec, Size};
-use highpte_arch::MemoryVariant;
+use highpte_arch::{KernelProfile, MemoryVariant};
 use highpte_kernel::mm::reclaim::ReclaimKind;
 use highpte_kernel::{PtAllocKind, PteStrategy};
 use serde::{Deserialize, Serializer};
@@ -40,6 +41,8 @@ pub(crate) struct UnknownNames {
     pub(crate) pt_alloc: Option<String>,
     /// An unknown `reclaim`.
     pub(crate) reclaim: Option<String>,
+    /// An unknown `kernel` profile.
+    pub(crate) kernel: Option<String>,
 }
 
 /// The `[machine]` table as written: the same keys as [`MachineSpec`], names as text.
@@ -57,6 +60,7 @@ pub(crate) struct MachineFile {
     debug: bool,
     swap: Size,
     reclaim: Option<String>,
+    kernel: Option<String>,
 }
 
 impl Default for MachineFile {
@@ -73,6 +77,7 @@ impl Default for MachineFile {
             debug: m.debug,
             swap: m.swap,
             reclaim: None,
+            kernel: None,
         }
     }
 }
@@ -105,6 +110,12 @@ impl From<MachineFile> for MachineSpec {
         let strategy = parse_opt(f.strategy, PteStrategy::from_name, &mut unknown.strategy);
         let pt_alloc = parse_opt(f.pt_alloc, PtAllocKind::from_name, &mut unknown.pt_alloc);
         let reclaim = parse_opt(f.reclaim, ReclaimKind::from_name, &mut unknown.reclaim);
+        let kernel = parse_opt(
+            f.kernel,
+            |s| s.parse::<KernelProfile>().ok(),
+            &mut unknown.kernel,
+        )
+        .unwrap_or_default();
         MachineSpec {
             config,
             ram: f.ram,
@@ -116,6 +127,7 @@ impl From<MachineFile> for MachineSpec {
             debug: f.debug,
             swap: f.swap,
             reclaim,
+            kernel,
             unknown,
         }
     }

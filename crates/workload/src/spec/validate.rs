@@ -246,6 +246,13 @@ impl WorkloadSpec {
                 "remove the key to use the default (scan)",
             );
         }
+        if let Some(s) = &unknown.kernel {
+            c.push(
+                with(&p, "kernel"),
+                format!("unknown kernel profile \"{s}\"; expected one of: 2.5, linux-6.1"),
+                "remove the key to use the default (2.5, the seed's kernel), or use kernel = \"linux-6.1\" to follow Debian 12's 686-pae kernel",
+            );
+        }
         if let Some(s) = &unknown.pt_alloc {
             c.push(
                 with(&p, "pt_alloc"),
