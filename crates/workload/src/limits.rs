@@ -127,6 +127,7 @@ fn phase_instances(spec: &WorkloadSpec) -> Vec<u64> {
                 if let Op::Fork {
                     children,
                     child_phase,
+                    ..
                 } = op
                 {
                     if let Some(&k) = index.get(child_phase.as_str()) {

@@ -183,7 +183,8 @@ fn builtin_defaults() {
         fs.phases[1].ops[0],
         Op::Fork {
             children: 8,
-            child_phase: "child".into()
+            child_phase: "child".into(),
+            wait_done: false,
         }
     );
     assert_eq!(fs.phases[2].run_by, RunBy::Children);

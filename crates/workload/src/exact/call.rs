@@ -116,6 +116,10 @@ pub enum Call {
     Fork {
         /// The phase (`run_by = "children"`) the child runs.
         child_phase: String,
+        /// Then wait until the child's phase has ended (it paused, exited or was killed), as
+        /// a parent reading a pipe the child writes when done. Default false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wait_done: bool,
     },
     /// `wait()`: returns the pid of a child that exited (`ECHILD` if there is none).
     Wait {},

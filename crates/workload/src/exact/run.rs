@@ -96,7 +96,7 @@ fn describe(c: &Call, a: &[u32]) -> String {
             format!("shmat(shmid={}, addr={}, shmflg={flags})", x(0), x(1))
         }
         Call::Shmctl { cmd, .. } => format!("shmctl(shmid={}, cmd={cmd})", x(0)),
-        Call::Fork { child_phase } => format!("fork() running phase \"{child_phase}\""),
+        Call::Fork { child_phase, .. } => format!("fork() running phase \"{child_phase}\""),
         Call::Touch { write, .. } => format!(
             "touch(addr={}, len={}, {})",
             x(0),
@@ -170,12 +170,19 @@ fn call<M: PagingMode>(
                 Outcome::Errno(Errno::EINVAL.0)
             }
         }
-        Call::Fork { child_phase } => {
+        Call::Fork {
+            child_phase,
+            wait_done,
+        } => {
             let Some(phase) = spec.phases.iter().find(|p| &p.name == child_phase).cloned() else {
                 fail(u, pc, ctl, "fork", format!("no phase '{child_phase}'"));
                 return Step::End(PhaseEnd::Failed);
             };
-            from(fork_child(u, pc, spec, ctl, phase), |pid| Some(pid.0))
+            let r = fork_child(u, pc, spec, ctl, phase);
+            if let (Ok(pid), true) = (&r, wait_done) {
+                crate::runner::process::wait_child_done(u, ctl, *pid);
+            }
+            from(r, |pid| Some(pid.0))
         }
         Call::Wait {} => from(u.wait(), |(pid, _)| Some(pid.0)),
         Call::Pause {} => return Step::End(PhaseEnd::Pause),

@@ -22,7 +22,7 @@ mod churn;
 mod driver;
 mod files;
 mod ops;
-mod process;
+pub(crate) mod process;
 mod replay;
 mod report;
 mod run;
@@ -195,6 +195,9 @@ pub(crate) struct Ctl {
     pub(crate) expectations_met: u64,
     /// Forked children that started, by pid: their label and whether they paused.
     children: BTreeMap<u32, (String, bool)>,
+    /// Forked children whose phase has ended (paused, exited or killed), by pid: what a
+    /// parent forking with `wait_done` waits for.
+    children_done_pids: std::collections::BTreeSet<u32>,
     /// Forked children not yet gone (counted by the parent before the fork, so that a step
     /// report never misses a child that has not run yet) and, of them, those paused.
     children_live: u32,

@@ -190,7 +190,8 @@ fn convenient_op<M: PagingMode>(
         Op::Fork {
             children,
             child_phase,
-        } => fork(u, pc, spec, ctl, *children, child_phase),
+            wait_done,
+        } => fork(u, pc, spec, ctl, *children, child_phase, *wait_done),
         Op::Wait {} => wait(u),
         Op::Pause {} => Ok(PhaseEnd::Pause),
         Op::Exit {} => Ok(PhaseEnd::Exit),
@@ -467,12 +468,19 @@ fn fork<M: PagingMode>(
     ctl: &Rc<RefCell<Ctl>>,
     children: u32,
     child_phase: &str,
+    wait_done: bool,
 ) -> OpResult {
     let Some(phase) = spec.phases.iter().find(|p| p.name == child_phase).cloned() else {
         return Err(OpFailure::Other(format!("no phase '{child_phase}'")));
     };
     for _ in 0..children {
-        fork_child(u, pc, spec, ctl, phase.clone())?;
+        let pid = fork_child(u, pc, spec, ctl, phase.clone())?;
+        if wait_done {
+            super::process::wait_child_done(u, ctl, pid);
+            if u.killed().is_some() {
+                break;
+            }
+        }
     }
     Ok(PhaseEnd::Done)
 }

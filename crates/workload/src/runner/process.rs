@@ -161,6 +161,30 @@ pub(crate) fn run_phase<M: PagingMode>(
     PhaseEnd::Done
 }
 
+/// Wait-queue keys of parents waiting for a child's phase to end: this plus the child's pid.
+const CHILD_DONE_KEY_BASE: u64 = 0x646f_6e65_0000_0000;
+
+/// Child `pid`'s phase has ended (it paused, or is about to exit): wake a parent waiting
+/// for it.
+fn child_done<M: PagingMode>(cu: &User<'_, M>, ctl: &Rc<RefCell<Ctl>>, pid: u32) {
+    ctl.borrow_mut().children_done_pids.insert(pid);
+    cu.handle()
+        .wake_up_all(WaitQueueKey(CHILD_DONE_KEY_BASE + u64::from(pid)));
+}
+
+/// Sleep until child `pid`'s phase has ended (a parent blocked reading a pipe the child
+/// writes when done).
+pub(crate) fn wait_child_done<M: PagingMode>(u: &User<'_, M>, ctl: &Rc<RefCell<Ctl>>, pid: TaskId) {
+    let key = WaitQueueKey(CHILD_DONE_KEY_BASE + u64::from(pid.0));
+    u.handle().enter_kernel("read", |cx| loop {
+        let token = cx.p().prepare_to_wait(key);
+        if ctl.borrow().children_done_pids.contains(&pid.0) {
+            break;
+        }
+        cx.sleep_on(key, token, "pipe_read", "pipe_read");
+    });
+}
+
 /// `fork()` a child of process `pc` that runs `phase` once, then exits; if the phase ends in
 /// `pause`, the child stays alive (paused) until the run ends, like the parent.
 pub(crate) fn fork_child<M: PagingMode>(
@@ -198,6 +222,7 @@ pub(crate) fn fork_child<M: PagingMode>(
                         e.1 = true;
                     }
                 }
+                child_done(cu, &ctl2, me);
                 cu.handle().wake_up_all(DRIVER_KEY);
                 let sig = cu.pause();
                 ctl2.borrow_mut().children_paused -= 1;
@@ -216,6 +241,7 @@ pub(crate) fn fork_child<M: PagingMode>(
             c.children.remove(&me);
             c.children_live -= 1;
         }
+        child_done(cu, &ctl2, me);
         cu.handle().wake_up_all(DRIVER_KEY);
         code
     });

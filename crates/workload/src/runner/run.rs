@@ -230,6 +230,7 @@ fn new_ctl(
         children: BTreeMap::new(),
         children_live: 0,
         children_paused: 0,
+        children_done_pids: Default::default(),
         ending: false,
         on_operation: opts.on_operation.clone(),
         replay: ReplayTotals::default(),

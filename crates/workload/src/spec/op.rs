@@ -148,6 +148,12 @@ pub enum Op {
         children: u32,
         /// The phase (with `run_by = "children"`) the children run.
         child_phase: String,
+        /// After each fork, wait until the child's phase has ended (it paused, exited or was
+        /// killed) before the next fork or op: a parent that reads a pipe the child writes
+        /// when it is done, as the real-kernel harness of `highpte calibrate` does. Default
+        /// false: the children run alongside the parent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wait_done: bool,
     },
     /// `wait` until every child of this process has exited.
     Wait {},
@@ -288,7 +294,7 @@ impl Op {
         match self {
             Op::Fork { child_phase, .. } => Some(child_phase),
             Op::Exact(e) => match &e.call {
-                crate::exact::Call::Fork { child_phase } => Some(child_phase),
+                crate::exact::Call::Fork { child_phase, .. } => Some(child_phase),
                 _ => None,
             },
             _ => None,
