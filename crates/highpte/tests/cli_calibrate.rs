@@ -86,8 +86,9 @@ fn error(r: &Value) -> f64 {
     (sim - real) / real
 }
 
-/// Issue 18's acceptance test. It fails until the linux-6.1 profile models the real kernel
-/// (boot reservations, watermarks, fork, per-process objects, the OOM killer).
+/// Issue 18's acceptance test: the linux-6.1 profile (boot reservations and allocations,
+/// 6.1's watermarks and lowmem_reserve, its fork, per-process objects and PAE pgd cache, its
+/// OOM badness) meets every target against the real kernel's checked-in measurements.
 #[test]
 fn linux_6_1_meets_every_target() {
     let (_, v) = calibrate(&["--kernel", "linux-6.1"]);
@@ -111,14 +112,15 @@ fn linux_6_1_meets_every_target() {
     assert_eq!(v["pass"], true);
 }
 
-/// The 2.5 profile keeps the figures it has always given (docs/fidelity.md's first table),
-/// misses the targets it was never built for, and says so with exit status 1. Its JSON is
-/// valid against the schema.
+/// The 2.5 profile keeps its boot figures (LowTotal and HighTotal as docs/fidelity.md has
+/// always given them), gives the measurement program's per-process figures (its page tables
+/// are 2.5's: a pgd page and copies at fork), misses the targets it was never built for, and
+/// says so with exit status 1. Its JSON is valid against the schema.
 #[test]
 fn the_2_5_profile_keeps_its_figures() {
     let (code, v) = calibrate(&["--kernel", "2.5", "--no-breaking-point"]);
     assert_eq!(v["kernel"], "2.5");
-    assert_eq!(row(&v, "LowTotal (kB)")["real"].as_i64(), Some(725_988));
+    assert_eq!(row(&v, "LowTotal (kB)")["real"].as_i64(), Some(725_828));
     assert_eq!(
         row(&v, "LowTotal (kB)")["simulated"].as_i64(),
         Some(814_064)
@@ -128,11 +130,12 @@ fn the_2_5_profile_keeps_its_figures() {
         Some(7_471_104)
     );
     let pt = row(&v, "nohigh, 1024 MB: PageTables per child (B)");
-    assert_eq!(pt["real"].as_i64(), Some(2_130_624));
-    assert_eq!(pt["simulated"].as_i64(), Some(2_113_536));
+    // 133 pte pages, 3 pmd pages and the pgd page per child: 2.5 counts its pgd page
+    assert_eq!(pt["real"].as_i64(), Some(2_130_368));
+    assert_eq!(pt["simulated"].as_i64(), Some(2_134_016));
     assert_eq!(
         row(&v, "highpte, 256 MB: low memory per child (B)")["simulated"].as_i64(),
-        Some(26_752)
+        Some(27_136)
     );
     assert_eq!(row(&v, "LowTotal (kB)")["pass"], false);
     assert_eq!(pt["pass"], true);
