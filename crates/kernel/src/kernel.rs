@@ -140,15 +140,20 @@ pub struct KernelOptions {
 }
 
 impl KernelOptions {
-    /// The defaults for a configuration: strategy from the variant, the seed's pool,
-    /// debug helpers off; with the 2.5 profile a 48-byte `struct page` and a 4 MB kernel image
-    /// at 1 MB, with the 6.1 profile that kernel's 40-byte `struct page` and 14,391 KB image
-    /// at 16 MB.
+    /// The defaults for a configuration: strategy from the variant, debug helpers off; with
+    /// the 2.5 profile the seed's page-table pool, a 48-byte `struct page` and a 4 MB kernel image
+    /// at 1 MB, with the 6.1 profile page tables from the buddy allocator and that kernel's
+    /// 40-byte `struct page` and 14,391 KB image at 16 MB.
     pub fn defaults_for(cfg: &Config) -> Self {
         let linux61 = cfg.kernel == highpte_arch::KernelProfile::Linux61;
         Self {
             strategy: PteStrategy::default_for(cfg),
-            pt_alloc: PtAllocKind::Pool,
+            // the seed's per-CPU pool is 2.5's proposal; 6.1 takes page tables from the buddy
+            pt_alloc: if linux61 {
+                PtAllocKind::Buddy
+            } else {
+                PtAllocKind::Pool
+            },
             debug: false,
             struct_page_bytes: if linux61 {
                 LINUX61_STRUCT_PAGE_BYTES

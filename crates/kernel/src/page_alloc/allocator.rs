@@ -121,7 +121,14 @@ impl PageAllocator {
         let min = match (gfp.can_sleep(), self.rules) {
             (true, _) => Watermark::Min,
             (false, ZoneRules::Cumulative) => Watermark::AtomicMin,
-            (false, ZoneRules::LowmemReserve) => Watermark::AtomicMin61,
+            // 6.1: GFP_ATOMIC (__GFP_HIGH) dips to three eighths of min; a request without
+            // it keeps min: the simulator's 6.1 page-table allocations, GFP_KERNEL in 6.1,
+            // made where the simulator cannot sleep (the fault path then calls the OOM
+            // killer, as 6.1's allocator would after a reclaim that finds nothing)
+            (false, ZoneRules::LowmemReserve) if gfp.contains(GfpFlags::HIGH) => {
+                Watermark::AtomicMin61
+            }
+            (false, ZoneRules::LowmemReserve) => Watermark::Min,
         };
         let list = zonelist(gfp);
         for wm in [Watermark::Low, min] {

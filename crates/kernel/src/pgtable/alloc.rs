@@ -159,11 +159,13 @@ impl<M: PagingMode> Kernel<M> {
         high: bool,
         site: &'static str,
     ) -> Option<Pfn> {
-        let gfp: GfpFlags = if high {
-            GFP_ATOMIC | GfpFlags::HIGHMEM
-        } else {
-            GFP_ATOMIC
+        // 2.5 allocates page tables under page_table_lock: GFP_ATOMIC. 6.1 allocates them
+        // GFP_KERNEL (GFP_PGTABLE_USER) before taking the lock: no dip below min
+        let base = match self.cfg.kernel {
+            highpte_arch::KernelProfile::Linux25 => GFP_ATOMIC,
+            highpte_arch::KernelProfile::Linux61 => GfpFlags::empty(),
         };
+        let gfp: GfpFlags = if high { base | GfpFlags::HIGHMEM } else { base };
         let pfn = self.alloc_pages_atomic(cx, gfp, 0, PageOwner::PageTable, site)?;
         self.clear_highpage(cx, pfn);
         Some(pfn)
