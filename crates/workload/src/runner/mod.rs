@@ -198,6 +198,8 @@ pub(crate) struct Ctl {
     /// Forked children whose phase has ended (paused, exited or killed), by pid: what a
     /// parent forking with `wait_done` waits for.
     children_done_pids: std::collections::BTreeSet<u32>,
+    /// Children a parent waits for (`wait_done`): only they wake anyone when done.
+    children_waited: std::collections::BTreeSet<u32>,
     /// Forked children not yet gone (counted by the parent before the fork, so that a step
     /// report never misses a child that has not run yet) and, of them, those paused.
     children_live: u32,

@@ -166,16 +166,25 @@ const CHILD_DONE_KEY_BASE: u64 = 0x646f_6e65_0000_0000;
 
 /// Child `pid`'s phase has ended (it paused, or is about to exit): wake a parent waiting
 /// for it.
+/// Only a waited-for child wakes anyone: a wake-up is a simulated event, and runs without
+/// `wait_done` must simulate exactly what they did before it existed.
 fn child_done<M: PagingMode>(cu: &User<'_, M>, ctl: &Rc<RefCell<Ctl>>, pid: u32) {
-    ctl.borrow_mut().children_done_pids.insert(pid);
-    cu.handle()
-        .wake_up_all(WaitQueueKey(CHILD_DONE_KEY_BASE + u64::from(pid)));
+    let waited = {
+        let mut c = ctl.borrow_mut();
+        c.children_done_pids.insert(pid);
+        c.children_waited.contains(&pid)
+    };
+    if waited {
+        cu.handle()
+            .wake_up_all(WaitQueueKey(CHILD_DONE_KEY_BASE + u64::from(pid)));
+    }
 }
 
 /// Sleep until child `pid`'s phase has ended (a parent blocked reading a pipe the child
 /// writes when done).
 pub(crate) fn wait_child_done<M: PagingMode>(u: &User<'_, M>, ctl: &Rc<RefCell<Ctl>>, pid: TaskId) {
     let key = WaitQueueKey(CHILD_DONE_KEY_BASE + u64::from(pid.0));
+    ctl.borrow_mut().children_waited.insert(pid.0);
     u.handle().enter_kernel("read", |cx| loop {
         let token = cx.p().prepare_to_wait(key);
         if ctl.borrow().children_done_pids.contains(&pid.0) {

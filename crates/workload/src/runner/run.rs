@@ -231,6 +231,7 @@ fn new_ctl(
         children_live: 0,
         children_paused: 0,
         children_done_pids: Default::default(),
+        children_waited: Default::default(),
         ending: false,
         on_operation: opts.on_operation.clone(),
         replay: ReplayTotals::default(),
