@@ -8,6 +8,10 @@ use highpte_arch::size::GB;
 use highpte_kernel::PteStrategy;
 use highpte_workload::microbench::{self as sim, Machine, Measure, Work};
 
+/// The fault-rate target of issue 20: simulated anonymous first-touch faults per host second
+/// at least this many times the host kernel's, with atomic ptes, in the same run.
+const FAULT_RATE_TARGET: f64 = 3.0;
+
 /// 1. The host kernel against the simulator, alternated, best of each.
 pub(crate) fn faults_vs_host(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
     out.progress("host vs simulated anonymous faults");
@@ -105,10 +109,10 @@ pub(crate) fn faults_vs_host(out: &mut Output, sc: &Scale) -> anyhow::Result<()>
     }
     let seed = sim_best[0].faults as f64 / sim_best[0].host_seconds;
     t.note(format!(
-        "Target: the simulator at least 2x the host kernel's rate. Measured: {:.2}x with the \
-         seed's atomic ptes ({}).",
+        "Target (issue 20): the simulator at least {FAULT_RATE_TARGET}x the host kernel's rate. \
+         Measured: {:.2}x with the seed's atomic ptes ({}).",
         seed / host_rate,
-        if seed >= 2.0 * host_rate {
+        if seed >= FAULT_RATE_TARGET * host_rate {
             "met"
         } else {
             "NOT met"

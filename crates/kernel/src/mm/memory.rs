@@ -77,7 +77,7 @@ impl<M: PagingMode> Kernel<M> {
 
     /// Drop the references collected by a gather, once its TLB flush is done.
     pub fn gather_finish<P: Platform>(&self, cx: &Ctx<'_, P>, gather: FlushedGather) {
-        for pfn in gather.pages {
+        for pfn in gather.pages.iter() {
             self.put_user_page(cx, pfn);
         }
         for e in gather.swap {

@@ -5,6 +5,7 @@ pub mod filemap;
 pub mod memory;
 pub mod mmap;
 pub mod mremap;
+pub mod page_runs;
 pub mod populate;
 pub mod process;
 pub mod procfs;

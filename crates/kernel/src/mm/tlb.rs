@@ -9,10 +9,11 @@
 use crate::counters::Counter;
 use crate::ctx::Ctx;
 use crate::kernel::Kernel;
+use crate::mm::page_runs::PageRuns;
 use crate::mm::Mm;
 use crate::platform::{Platform, TlbFlush};
 use alloc::vec::Vec;
-use highpte_arch::{PagingMode, Pfn, SwapEntry, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use highpte_arch::{PagingMode, SwapEntry, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 /// Ranges longer than this many pages are flushed whole rather than page by page.
 pub const FLUSH_ALL_THRESHOLD: u64 = 32;
@@ -49,7 +50,7 @@ impl<'m> PendingFlush<'m> {
 #[must_use = "the unmapped pages are released only by .flush() and then Kernel::gather_finish"]
 pub struct Gather<'m> {
     flush: PendingFlush<'m>,
-    pub(crate) pages: Vec<Pfn>,
+    pub(crate) pages: PageRuns,
     /// Swap entries cleared from ptes (their slots are released with the pages).
     pub(crate) swap: Vec<SwapEntry>,
 }
@@ -59,7 +60,7 @@ impl<'m> Gather<'m> {
     pub(crate) fn new(mm: &'m Mm, start: u32, end: u64) -> Self {
         Self {
             flush: PendingFlush::range(mm, start, end),
-            pages: Vec::new(),
+            pages: PageRuns::new(),
             swap: Vec::new(),
         }
     }
@@ -80,7 +81,7 @@ impl<'m> Gather<'m> {
 
 /// A gather whose range no CPU translates any more: its pages can be released.
 pub struct FlushedGather {
-    pub(crate) pages: Vec<Pfn>,
+    pub(crate) pages: PageRuns,
     pub(crate) swap: Vec<SwapEntry>,
 }
 

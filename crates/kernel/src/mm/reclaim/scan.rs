@@ -219,7 +219,7 @@ impl<M: PagingMode> Kernel<M> {
         mm.rss.set(mm.rss.get() - rss_dropped);
         // no CPU may keep using the old translations before the pages can go
         let done = gather.flush(self, cx);
-        for pfn in done.pages {
+        for pfn in done.pages.iter() {
             self.put_user_page(cx, pfn);
         }
         self.counters.add(Counter::PgUnmapped, n);
