@@ -120,6 +120,9 @@ mod tests {
         assert_eq!(out, mixed);
         assert_eq!(runs, 7);
         assert_eq!(roundtrip(&[]), (Vec::new(), 0));
-        assert_eq!(roundtrip(&[0, u64::MAX, u64::MAX - 1]).0, [0, u64::MAX, u64::MAX - 1]);
+        assert_eq!(
+            roundtrip(&[0, u64::MAX, u64::MAX - 1]).0,
+            [0, u64::MAX, u64::MAX - 1]
+        );
     }
 }
