@@ -13,16 +13,18 @@
 
 use crate::args::{parse_jobs, parse_kernel};
 use crate::cmd_compare::{run_cells, CellMachine, CellResult};
-use crate::workload_args::InputError;
 use clap::Args;
 use highpte_arch::KernelProfile;
 use highpte_kernel::Meminfo;
 use highpte_workload::runner::RunReport;
 use highpte_workload::WorkloadSpec;
-use serde_json::{json, Value};
+use real::{default_data_dir, read_all, RealCase};
+use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod real;
 
 /// `highpte calibrate`.
 #[derive(Args, Clone, Debug)]
@@ -95,113 +97,6 @@ impl Row {
             None => self.simulated == 0,
         })
     }
-}
-
-/// What one real-kernel JSON document says, as far as the comparison needs it.
-struct RealRun {
-    /// meminfo right after boot.
-    boot: RealMeminfo,
-    /// meminfo with the parent's region written, before any child.
-    parent: RealMeminfo,
-    /// meminfo after each child, by number of children.
-    steps: Vec<(u32, RealMeminfo)>,
-    /// Children alive when the run stopped, and why it stopped (`death`: the first OOM kill).
-    stop_children: u32,
-    stop_why: String,
-}
-
-/// The meminfo figures compared, kB.
-#[derive(Clone, Copy, Debug)]
-struct RealMeminfo {
-    low_total: i64,
-    high_total: i64,
-    low_free: i64,
-    page_tables: i64,
-    /// kB on the DMA and Normal zones' per-CPU page lists (zoneinfo `count`), where the run
-    /// recorded them.
-    low_pcp: Option<i64>,
-}
-
-impl RealMeminfo {
-    /// Low memory not in use, kB: LowFree plus the pages on the low zones' per-CPU lists,
-    /// which 6.1's LowFree leaves out although they are free for the next allocation. Without
-    /// the lists (older data), LowFree.
-    fn low_unused(&self) -> i64 {
-        self.low_free + self.low_pcp.unwrap_or(0)
-    }
-}
-
-impl RealRun {
-    fn at(&self, n: u32) -> Option<&RealMeminfo> {
-        self.steps.iter().find(|(c, _)| *c == n).map(|(_, m)| m)
-    }
-}
-
-/// The default data directory: the checked-in measurements of this repository.
-fn default_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/realkernel")
-}
-
-/// Read and check one real-kernel JSON document; every problem names the file.
-fn read_real(path: &Path) -> Result<RealRun, InputError> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        InputError(format!(
-            "cannot read the real-kernel measurements {shown}: {e} (give --data DIR with the JSON files tools/realkernel/run.sh writes)"
-        ))
-    })?;
-    let doc: Value = serde_json::from_str(&text)
-        .map_err(|e| InputError(format!("{shown} is not valid JSON: {e}")))?;
-    let bad = |what: &str| {
-        InputError(format!(
-            "{shown}: {what} (expected the JSON tools/realkernel/collect.py writes)"
-        ))
-    };
-    let meminfo = |s: &Value, what: &str| -> Result<RealMeminfo, InputError> {
-        let m = &s["meminfo"];
-        let get = |k: &str| {
-            m[k].as_i64()
-                .ok_or_else(|| bad(&format!("{what}: no meminfo.{k}")))
-        };
-        let zones = &s["zones"];
-        let pcp = |z: &str| zones[z]["pcp"].as_i64();
-        Ok(RealMeminfo {
-            low_total: get("LowTotal")?,
-            high_total: get("HighTotal")?,
-            low_free: get("LowFree")?,
-            page_tables: get("PageTables")?,
-            low_pcp: pcp("DMA").zip(pcp("Normal")).map(|(d, n)| 4 * (d + n)),
-        })
-    };
-    let steps = doc["steps"]
-        .as_array()
-        .ok_or_else(|| bad("no \"steps\" list"))?;
-    let phase = |p: &str| -> Result<RealMeminfo, InputError> {
-        let s = steps
-            .iter()
-            .find(|s| s["phase"] == p)
-            .ok_or_else(|| bad(&format!("no step with phase \"{p}\"")))?;
-        meminfo(s, &format!("the \"{p}\" step"))
-    };
-    let mut at = Vec::new();
-    for s in steps.iter().filter(|s| s["phase"] == "step") {
-        let n = s["children"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad("a step without a number of \"children\""))?;
-        at.push((n, meminfo(s, &format!("the step with {n} children"))?));
-    }
-    let stop = &doc["stop"];
-    Ok(RealRun {
-        boot: phase("boot")?,
-        parent: phase("parent")?,
-        steps: at,
-        stop_children: stop["children"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad("no \"stop\".\"children\""))?,
-        stop_why: stop["why"].as_str().unwrap_or("").to_string(),
-    })
 }
 
 /// The measurement program as a workload file: 8 GB, 1 CPU; a parent maps a shared
@@ -293,11 +188,12 @@ fn workload(
 /// a fork failing (ENOMEM: what the 2.5 profile does), or a child or the parent killed by the
 /// OOM killer (SIGKILL while touching or paused). The count is that failure's
 /// `children_done`: the children that had paused (done with the region) and were still
-/// alive at that moment, the victim not among them. The simulator does not wait for a child
-/// before the next fork, so when only the parent's fork failed, the children forked before it
-/// that were still writing then and paused later without failing count too (the real harness
-/// would have waited for them): the children alive at the end. Without any failure every child
-/// forked is alive, and the count (the second value false) is only a lower bound.
+/// alive at that moment, the victim not among them. The generated parent waits for each child
+/// (`wait_done`) as the harness does; for a run without that wait, when only the parent's fork
+/// failed, the children forked before it that were still writing then and paused later
+/// without failing count too (the real harness would have waited for them): the children
+/// alive at the end. Without any failure every child forked is alive, and the count (the
+/// second value false) is only a lower bound.
 ///
 /// `compare.py` read the failing fork's line in the generated file instead, and subtracted
 /// the OOM kills otherwise; that counted children killed after the first kill as alive.
@@ -327,40 +223,24 @@ fn per_child(kb: i64, n: u32) -> i64 {
     ((1024 * kb) as f64 / f64::from(n)).round() as i64
 }
 
-pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
-    let t0 = Instant::now();
-    let dir = a.data.clone().unwrap_or_else(default_data_dir);
-    if !dir.is_dir() {
-        return Err(InputError(format!(
-            "--data {}: no such directory (it holds the real kernel's {{nohigh,highpte}}-{{256,1024}}M.json)",
-            dir.display()
-        ))
-        .into());
-    }
-    // Every file first: bad input is reported before minutes of simulation.
-    let mut real = Vec::new();
-    for (mode, config) in MODES {
-        for region in REGIONS {
-            let r = read_real(&dir.join(format!("{mode}-{region}M.json")))?;
-            if r.at(PER_PROCESS_N).is_none() {
-                return Err(InputError(format!(
-                    "{}: no step with {PER_PROCESS_N} children (the per-process figures need it)",
-                    dir.join(format!("{mode}-{region}M.json")).display()
-                ))
-                .into());
-            }
-            real.push((mode, config, region, r));
-        }
-    }
-    // The runs: per mode and region, the parent alone and with each N; then the breaking
-    // point (nohigh, 1 GB, up to twice the children the real kernel kept).
+/// The children counts simulated for every mode and region: none (the parent alone), the
+/// LowFree points and the per-process point.
+fn children_counts() -> Vec<u32> {
     let mut ns: Vec<u32> = vec![0];
     ns.extend(LOWFREE_AT);
     ns.push(PER_PROCESS_N);
     ns.sort_unstable();
     ns.dedup();
-    // The breaking point first: the longest run, so that the others share the other threads.
-    let mut specs = Vec::new();
+    ns
+}
+
+pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
+    let t0 = Instant::now();
+    let dir = a.data.clone().unwrap_or_else(default_data_dir);
+    let real = read_all(&dir)?;
+    let ns = children_counts();
+    // The breaking point (nohigh, 1 GB, up to twice the children the real kernel kept) goes
+    // first: the longest run, so that the others share the other threads.
     let breaking = if a.no_breaking_point {
         None
     } else {
@@ -369,9 +249,12 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
             .find(|(m, _, reg, _)| *m == "nohigh" && *reg == 1024)
             .ok_or_else(|| anyhow::anyhow!("no nohigh 1 GB run"))?;
         let max = (2 * r.stop_children).max(PER_PROCESS_N);
-        specs.push(workload(config, a.kernel, *region, max)?);
-        Some((r.stop_children, r.stop_why.clone(), max))
+        Some((*config, *region, r.stop_children, r.stop_why.clone(), max))
     };
+    let mut specs = Vec::new();
+    if let Some((config, region, _, _, max)) = &breaking {
+        specs.push(workload(config, a.kernel, *region, *max)?);
+    }
     for (_, config, region, r) in &real {
         for &n in &ns {
             if n == 0 || r.at(n).is_some() {
@@ -379,23 +262,7 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let jobs = a.jobs.unwrap_or_else(crate::cmd_compare::host_cpus);
-    let progress = crate::progress::enabled(a.quiet, a.json);
-    let machine = CellMachine {
-        highmem: None,
-        cost: None,
-    };
-    let results = run_cells(&specs, jobs, progress, &machine, None);
-    let mut reports = Vec::new();
-    for (spec, r) in specs.iter().zip(results) {
-        match r {
-            CellResult::Done(rep) => reports.push(*rep),
-            CellResult::Refused(e) => anyhow::bail!("{}: could not run: {e}", spec.name),
-            CellResult::Panicked(e) => {
-                anyhow::bail!("{}: the simulator crashed (a bug): {e}", spec.name)
-            }
-        }
-    }
+    let reports = simulate(a, &specs)?;
     let mut it = reports.iter();
     let breaking_report = match breaking {
         Some(_) => Some(
@@ -405,94 +272,151 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let mut rows = Vec::new();
-    for (mode, _, region, r) in &real {
+    for case in &real {
         let mut by_n = Vec::new();
         for &n in &ns {
-            if n == 0 || r.at(n).is_some() {
+            if n == 0 || case.3.at(n).is_some() {
                 let rep = it
                     .next()
                     .ok_or_else(|| anyhow::anyhow!("a run is missing"))?;
                 by_n.push((n, sim(rep)));
             }
         }
-        let s = |n: u32| by_n.iter().find(|(c, _)| *c == n).map(|(_, m)| *m);
-        let (Some(s0), Some(sn)) = (s(0), s(PER_PROCESS_N)) else {
-            anyhow::bail!("a run is missing");
-        };
-        let rn = r.at(PER_PROCESS_N).copied().unwrap_or(r.parent);
-        if *mode == "nohigh" && *region == 256 {
-            rows.push(Row::new(
-                "LowTotal (kB)",
-                r.boot.low_total,
-                s0.low_total as i64,
-                Some(TOL_TOTAL),
-            ));
-            rows.push(Row::new(
-                "HighTotal (kB)",
-                r.boot.high_total,
-                s0.high_total as i64,
-                Some(TOL_TOTAL),
-            ));
-        }
-        let tag = format!("{mode}, {region} MB");
-        rows.push(Row::new(
-            format!("{tag}: LowFree before the children (kB)"),
-            r.parent.low_free,
-            s0.low_free as i64,
-            None,
-        ));
-        for n in LOWFREE_AT {
-            if let (Some(rm), Some(sm)) = (r.at(n), s(n)) {
-                let children = if n == 1 { "child" } else { "children" };
-                rows.push(Row::new(
-                    format!("{tag}: LowFree with {n} {children} (kB)"),
-                    rm.low_free,
-                    sm.low_free as i64,
-                    None,
-                ));
-            }
-        }
-        // the real figure counts pages on the per-CPU lists as unused (see low_unused): the
-        // lists hand out some 80 of their pages over the 64 children without LowFree moving
-        rows.push(Row::new(
-            format!("{tag}: low memory per child (B)"),
-            per_child(r.parent.low_unused() - rn.low_unused(), PER_PROCESS_N),
-            per_child(s0.low_free as i64 - sn.low_free as i64, PER_PROCESS_N),
-            Some(TOL_LOWMEM),
-        ));
-        rows.push(Row::new(
-            format!("{tag}: PageTables per child (B)"),
-            per_child(rn.page_tables - r.parent.page_tables, PER_PROCESS_N),
-            per_child(sn.page_tables as i64 - s0.page_tables as i64, PER_PROCESS_N),
-            Some(TOL_PAGETABLES),
-        ));
+        rows.extend(case_rows(case, &by_n)?);
     }
     let mut notes = Vec::new();
-    if let (Some((real_alive, why, max)), Some(rep)) = (&breaking, breaking_report) {
-        let (alive, stopped) = children_alive(rep, *max);
-        if why != "death" {
-            notes.push(format!(
-                "the real run stopped at {real_alive} children without an OOM kill ({why})"
-            ));
+    if let (Some((_, _, real_alive, why, max)), Some(rep)) = (&breaking, breaking_report) {
+        rows.push(breaking_row(*real_alive, why, *max, rep, &mut notes));
+    }
+    print(a, &dir, &rows, &notes, t0.elapsed().as_secs_f64())
+}
+
+/// Run the workloads on the simulator, `--jobs` at a time; their reports in order.
+fn simulate(a: &CalibrateArgs, specs: &[WorkloadSpec]) -> anyhow::Result<Vec<RunReport>> {
+    let jobs = a.jobs.unwrap_or_else(crate::cmd_compare::host_cpus);
+    let progress = crate::progress::enabled(a.quiet, a.json);
+    let machine = CellMachine {
+        highmem: None,
+        cost: None,
+    };
+    let mut reports = Vec::new();
+    for (spec, r) in specs
+        .iter()
+        .zip(run_cells(specs, jobs, progress, &machine, None))
+    {
+        match r {
+            CellResult::Done(rep) => reports.push(*rep),
+            CellResult::Refused(e) => anyhow::bail!("{}: could not run: {e}", spec.name),
+            CellResult::Panicked(e) => {
+                anyhow::bail!("{}: the simulator crashed (a bug): {e}", spec.name)
+            }
         }
-        notes.push(match &rep.first_failure {
-            Some(f) if stopped => format!(
-                "simulator: stopped by {} ({}) of pid {}, LowFree {} kB",
-                f.call, f.errno_or_signal, f.pid, f.low_free_kb
-            ),
-            _ => format!(
-                "simulator: all {max} children ran without a failure (the count is a lower bound)"
-            ),
-        });
+    }
+    Ok(reports)
+}
+
+/// The rows of one mode and region: the totals (once), LowFree before and with children,
+/// low memory and PageTables per child. `by_n`: the simulated meminfo by children.
+fn case_rows(
+    (mode, _, region, r): &RealCase,
+    by_n: &[(u32, &Meminfo)],
+) -> anyhow::Result<Vec<Row>> {
+    let s = |n: u32| by_n.iter().find(|(c, _)| *c == n).map(|(_, m)| *m);
+    let (Some(s0), Some(sn)) = (s(0), s(PER_PROCESS_N)) else {
+        anyhow::bail!("a run is missing");
+    };
+    let rn = r.at(PER_PROCESS_N).copied().unwrap_or(r.parent);
+    let mut rows = Vec::new();
+    if *mode == "nohigh" && *region == 256 {
         rows.push(Row::new(
-            "nohigh, 1 GB: children alive when low memory runs out",
-            i64::from(*real_alive),
-            i64::from(alive),
-            Some(TOL_ALIVE),
+            "LowTotal (kB)",
+            r.boot.low_total,
+            s0.low_total as i64,
+            Some(TOL_TOTAL),
+        ));
+        rows.push(Row::new(
+            "HighTotal (kB)",
+            r.boot.high_total,
+            s0.high_total as i64,
+            Some(TOL_TOTAL),
         ));
     }
+    let tag = format!("{mode}, {region} MB");
+    rows.push(Row::new(
+        format!("{tag}: LowFree before the children (kB)"),
+        r.parent.low_free,
+        s0.low_free as i64,
+        None,
+    ));
+    for n in LOWFREE_AT {
+        if let (Some(rm), Some(sm)) = (r.at(n), s(n)) {
+            let children = if n == 1 { "child" } else { "children" };
+            rows.push(Row::new(
+                format!("{tag}: LowFree with {n} {children} (kB)"),
+                rm.low_free,
+                sm.low_free as i64,
+                None,
+            ));
+        }
+    }
+    // the real figure counts pages on the per-CPU lists as unused (see low_unused): the
+    // lists hand out some 80 of their pages over the 64 children without LowFree moving
+    rows.push(Row::new(
+        format!("{tag}: low memory per child (B)"),
+        per_child(r.parent.low_unused() - rn.low_unused(), PER_PROCESS_N),
+        per_child(s0.low_free as i64 - sn.low_free as i64, PER_PROCESS_N),
+        Some(TOL_LOWMEM),
+    ));
+    rows.push(Row::new(
+        format!("{tag}: PageTables per child (B)"),
+        per_child(rn.page_tables - r.parent.page_tables, PER_PROCESS_N),
+        per_child(sn.page_tables as i64 - s0.page_tables as i64, PER_PROCESS_N),
+        Some(TOL_PAGETABLES),
+    ));
+    Ok(rows)
+}
+
+/// The breaking-point row, and the notes on how each side stopped.
+fn breaking_row(
+    real_alive: u32,
+    why: &str,
+    max: u32,
+    rep: &RunReport,
+    notes: &mut Vec<String>,
+) -> Row {
+    let (alive, stopped) = children_alive(rep, max);
+    if why != "death" {
+        notes.push(format!(
+            "the real run stopped at {real_alive} children without an OOM kill ({why})"
+        ));
+    }
+    notes.push(match &rep.first_failure {
+        Some(f) if stopped => format!(
+            "simulator: stopped by {} ({}) of pid {}, LowFree {} kB",
+            f.call, f.errno_or_signal, f.pid, f.low_free_kb
+        ),
+        _ => format!(
+            "simulator: all {max} children ran without a failure (the count is a lower bound)"
+        ),
+    });
+    Row::new(
+        "nohigh, 1 GB: children alive when low memory runs out",
+        i64::from(real_alive),
+        i64::from(alive),
+        Some(TOL_ALIVE),
+    )
+}
+
+/// Print the rows (Markdown table or `--json`) and return the exit status: 0 if every target
+/// is met.
+fn print(
+    a: &CalibrateArgs,
+    dir: &Path,
+    rows: &[Row],
+    notes: &[String],
+    host_seconds: f64,
+) -> anyhow::Result<u8> {
     let failed: Vec<&Row> = rows.iter().filter(|r| r.pass() == Some(false)).collect();
-    let host_seconds = t0.elapsed().as_secs_f64();
     if a.json {
         let v = json!({
             "kernel": a.kernel.name(),
@@ -512,30 +436,9 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "| figure | real Linux 6.1 | simulator ({} profile) | error | target | |",
-            a.kernel
-        );
-        println!("|:--|--:|--:|--:|--:|:--|");
-        for r in &rows {
-            println!(
-                "| {} | {} | {} | {} | {} | {} |",
-                r.figure,
-                thousands(r.real),
-                thousands(r.simulated),
-                r.error()
-                    .map_or("-".to_string(), |e| format!("{:+.1}%", 100.0 * e)),
-                r.tolerance
-                    .map_or("-".to_string(), |t| format!("±{}%", 100.0 * t)),
-                match r.pass() {
-                    Some(true) => "pass",
-                    Some(false) => "FAIL",
-                    None => "",
-                }
-            );
-        }
+        print_table(a, rows);
         println!();
-        for n in &notes {
+        for n in notes {
             println!("{n}");
         }
         if failed.is_empty() {
@@ -558,6 +461,32 @@ pub fn run(a: &CalibrateArgs) -> anyhow::Result<u8> {
     } else {
         crate::EXIT_FAILURE_FOUND
     })
+}
+
+/// The Markdown table of the rows.
+fn print_table(a: &CalibrateArgs, rows: &[Row]) {
+    println!(
+        "| figure | real Linux 6.1 | simulator ({} profile) | error | target | |",
+        a.kernel
+    );
+    println!("|:--|--:|--:|--:|--:|:--|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.figure,
+            thousands(r.real),
+            thousands(r.simulated),
+            r.error()
+                .map_or("-".to_string(), |e| format!("{:+.1}%", 100.0 * e)),
+            r.tolerance
+                .map_or("-".to_string(), |t| format!("±{}%", 100.0 * t)),
+            match r.pass() {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "",
+            }
+        );
+    }
 }
 
 /// `1234567` as `1,234,567`.
