@@ -176,7 +176,7 @@ impl<M: PagingMode> Kernel<M> {
         if cfg.kernel == KernelProfile::Linux61 {
             crate::page_alloc::watermarks61::setup(&mut zones, M::PAE);
         }
-        let zero_page = alloc_zero_page(&mut zones, &mem_map, &owner_pages).ok_or(
+        let zero_page = alloc_boot_page(&mut zones, &mem_map, &owner_pages).ok_or(
             BootError::LowMemoryTooSmall {
                 needed: (res.reserved_end + 1024) * PAGE_SIZE,
                 lowmem,
@@ -185,8 +185,7 @@ impl<M: PagingMode> Kernel<M> {
         let boot_kb = profile::boot_allocations_kb(&cfg);
         if boot_kb > 0 {
             for _ in 0..boot_kb / 4 {
-                // taken like the zero page: from Normal, counted as boot's
-                alloc_zero_page(&mut zones, &mem_map, &owner_pages).ok_or(
+                alloc_boot_page(&mut zones, &mem_map, &owner_pages).ok_or(
                     BootError::LowMemoryTooSmall {
                         needed: (res.reserved_end + boot_kb / 4 + 1024) * PAGE_SIZE,
                         lowmem,
@@ -337,9 +336,10 @@ fn free_in_zones(zones: &mut [Zone; 3], mem_map: &MemMap, start: u64, end: u64) 
     }
 }
 
-/// The zero page: a low page nobody writes, reserved for boot (also the 6.1 profile's
-/// allocations during boot, page by page). `None` if low memory has no free page left.
-fn alloc_zero_page(
+/// One low page taken for boot's own use (owner "boot reserved"): the zero page, and the 6.1
+/// profile's allocations during boot, page by page. `None` if low memory has no free page
+/// left.
+fn alloc_boot_page(
     zones: &mut [Zone; 3],
     mem_map: &MemMap,
     owner_pages: &[[Cell<u64>; PageOwner::COUNT]; 3],
