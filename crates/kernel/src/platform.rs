@@ -262,6 +262,14 @@ pub trait BootMemory {
     /// Once, at boot; `cr3` holds complete kernel page tables of the mode `pae` names, mapping
     /// the code and data the kernel runs from.
     unsafe fn enable_paging(&self, pae: bool, cr3: PhysAddr);
+    /// Boot has set aside `[start, start + bytes)` of low memory for the page descriptors
+    /// (mem_map); called before [`BootMemory::enable_paging`]. The simulator keeps the
+    /// descriptors in host memory and ignores this. A real machine running the kernel keeps
+    /// the kernel's own data (its heap, the descriptors among it) there, so that the low
+    /// memory the kernel charges for mem_map is the memory it uses.
+    fn boot_mem_map_reserved(&self, start: PhysAddr, bytes: u64) {
+        let _ = (start, bytes);
+    }
 }
 
 /// The TLB and the page-table base: what the kernel decides, the machine executes.

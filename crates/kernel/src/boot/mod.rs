@@ -163,6 +163,10 @@ impl<M: PagingMode> Kernel<M> {
             reserved_end: mem_map_start + mem_map_pages + extra.pages(),
             extra,
         };
+        p.boot_mem_map_reserved(
+            highpte_arch::PhysAddr::new_checked(mem_map_start * PAGE_SIZE),
+            mem_map_pages * PAGE_SIZE,
+        );
         let pkmap_pte_base = VirtAddr::new(PAGE_OFFSET + tables.pkmap_pt.addr().as_u64() as u32);
         // SAFETY: once, at boot; swapper_pg_dir now maps all of low memory, the fixmap and the
         // pkmap window in this paging mode.
