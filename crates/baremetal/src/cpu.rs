@@ -235,6 +235,7 @@ pub type UserFaultHook = fn(u32, u32) -> UserFault;
 pub type OopsHook = fn(&Frame, u32) -> !;
 
 struct Hooks {
+    raw: Cell<Option<RawTrapHook>>,
     user_fault: Cell<Option<UserFaultHook>>,
     oops: Cell<Option<OopsHook>>,
     /// Faults of the current probe access, to stop a fault loop.
@@ -245,10 +246,20 @@ struct Hooks {
 unsafe impl Sync for Hooks {}
 
 static HOOKS: Hooks = Hooks {
+    raw: Cell::new(None),
     user_fault: Cell::new(None),
     oops: Cell::new(None),
     tries: Cell::new(0),
 };
+
+/// A handler that sees every exception first and returns true if it dealt with it (it may
+/// change the frame, e.g. to resume after a probe that faulted).
+pub type RawTrapHook = fn(&mut Frame) -> bool;
+
+/// Install (or remove) the handler that sees every exception first.
+pub fn set_raw_hook(hook: Option<RawTrapHook>) {
+    HOOKS.raw.set(hook);
+}
 
 /// Install the user page-fault handler and the oops handler.
 pub fn set_hooks(user_fault: UserFaultHook, oops: OopsHook) {
@@ -269,8 +280,13 @@ pub fn cr2() -> u32 {
 
 #[no_mangle]
 extern "C" fn trap(frame: &mut Frame) {
-    let probe = frame.eip == user_load_insn as usize as u32
-        || frame.eip == user_store_insn as usize as u32;
+    if let Some(raw) = HOOKS.raw.get() {
+        if raw(frame) {
+            return;
+        }
+    }
+    let probe =
+        frame.eip == user_load_insn as usize as u32 || frame.eip == user_store_insn as usize as u32;
     if frame.vector == 14 && probe {
         let addr = cr2();
         let tries = HOOKS.tries.get() + 1;
@@ -282,7 +298,10 @@ extern "C" fn trap(frame: &mut Frame) {
             );
             crate::serial::exit(crate::serial::EXIT_FAIL);
         }
-        let hook = HOOKS.user_fault.get().expect("a user fault before the hooks");
+        let hook = HOOKS
+            .user_fault
+            .get()
+            .expect("a user fault before the hooks");
         match hook(addr, frame.error) {
             UserFault::Retry => {}
             UserFault::Signal => {

@@ -15,9 +15,13 @@ use talc::{ErrOnOom, Span, Talc, Talck};
 const BOOT_HEAP_BYTES: usize = 2 << 20;
 
 #[repr(align(4096))]
-struct Arena([u8; BOOT_HEAP_BYTES]);
+struct Arena {
+    bytes: [u8; BOOT_HEAP_BYTES],
+}
 
-static mut BOOT_ARENA: Arena = Arena([0; BOOT_HEAP_BYTES]);
+static mut BOOT_ARENA: Arena = Arena {
+    bytes: [0; BOOT_HEAP_BYTES],
+};
 
 #[global_allocator]
 static ALLOCATOR: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
@@ -26,7 +30,7 @@ static ALLOCATOR: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
 pub fn init() {
     // SAFETY: the arena is this module's and used for nothing else; claimed once, at boot.
     unsafe {
-        let base = (&raw mut BOOT_ARENA).cast::<u8>();
+        let base = (&raw mut BOOT_ARENA.bytes).cast::<u8>();
         ALLOCATOR
             .lock()
             .claim(Span::from_base_size(base, BOOT_HEAP_BYTES))

@@ -15,6 +15,7 @@ extern crate alloc;
 mod boot;
 mod cpu;
 mod heap;
+mod mmu_diff;
 mod multiboot;
 mod platform;
 mod scenario;

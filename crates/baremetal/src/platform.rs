@@ -161,21 +161,15 @@ impl BootMemory for BareMetal {
 impl Tlb for BareMetal {
     unsafe fn load_cr3(&self, cr3: PhysAddr) {
         // SAFETY: the caller promises a live page directory of this mode.
-        unsafe {
-            core::arch::asm!("mov cr3, {}", in(reg) cr3.as_u64() as u32, options(nostack))
-        };
+        unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3.as_u64() as u32, options(nostack)) };
     }
     fn invlpg(&self, va: VirtAddr) {
         // SAFETY: invalidating a TLB entry is always allowed.
-        unsafe {
-            core::arch::asm!("invlpg [{}]", in(reg) va.as_u32(), options(nostack))
-        };
+        unsafe { core::arch::asm!("invlpg [{}]", in(reg) va.as_u32(), options(nostack)) };
     }
     fn flush_tlb_local(&self) {
         // SAFETY: reloading CR3 with its own value flushes the non-global entries.
-        unsafe {
-            core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack))
-        };
+        unsafe { core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack)) };
     }
     fn flush_tlb_all(&self) {
         // SAFETY: toggling CR4.PGE flushes every entry, global ones too.

@@ -39,6 +39,10 @@ fn kernel<M: PagingMode>() -> &'static Kernel<M> {
 /// Read the scenario's parameters, boot, run it; true if every check passed.
 pub fn run(info: &Info) -> bool {
     let scenario = info.arg("scenario").unwrap_or("boot");
+    if scenario == "mmu-diff" {
+        // no kernel: its own page tables, probed by the CPU
+        return crate::mmu_diff::run(info);
+    }
     let variant: MemoryVariant = match info.arg("config").unwrap_or("64g-highpte").parse() {
         Ok(v) => v,
         Err(e) => {
@@ -60,17 +64,29 @@ pub fn run(info: &Info) -> bool {
             return false;
         }
     };
-    cfg.kernel = match info.arg("kernel").unwrap_or("linux-6.1").parse::<KernelProfile>() {
+    cfg.kernel = match info
+        .arg("kernel")
+        .unwrap_or("linux-6.1")
+        .parse::<KernelProfile>()
+    {
         Ok(k) => k,
         Err(e) => {
             println!("kernel: {e}");
             return false;
         }
     };
-    println!("highpte bare metal: scenario {scenario}, {}, kernel profile {}", cfg.kernel_name(), cfg.kernel);
+    println!(
+        "highpte bare metal: scenario {scenario}, {}, kernel profile {}",
+        cfg.kernel_name(),
+        cfg.kernel
+    );
     println!("firmware memory map:");
     for &(b, l, t) in &info.mmap {
-        println!("  [{b:#011x}-{:#011x}] {}", b + l - 1, if t == 1 { "usable" } else { "reserved" });
+        println!(
+            "  [{b:#011x}-{:#011x}] {}",
+            b + l - 1,
+            if t == 1 { "usable" } else { "reserved" }
+        );
     }
     for &(s, e) in cfg.ram_map().ranges() {
         if !info.is_ram(s, e) {
@@ -92,7 +108,12 @@ pub fn run(info: &Info) -> bool {
     }
 }
 
-fn boot_and_run<M: PagingMode>(info: &Info, scenario: &str, cfg: Config, opts: KernelOptions) -> bool {
+fn boot_and_run<M: PagingMode>(
+    info: &Info,
+    scenario: &str,
+    cfg: Config,
+    opts: KernelOptions,
+) -> bool {
     let t0 = cpu::rdtsc();
     let k = match Kernel::<M>::boot(&PLATFORM, cfg, opts) {
         Ok(k) => k,
@@ -104,7 +125,11 @@ fn boot_and_run<M: PagingMode>(info: &Info, scenario: &str, cfg: Config, opts: K
     let k: &'static Kernel<M> = alloc::boxed::Box::leak(alloc::boxed::Box::new(k));
     KERNEL.0.set(k as *const Kernel<M> as *const ());
     cpu::set_hooks(user_fault::<M>, oops::<M>);
-    println!("booted in {} Mcycles; kernel CR3 {:#x}", (cpu::rdtsc() - t0) >> 20, k.swapper_pg_dir().addr().as_u64());
+    println!(
+        "booted in {} Mcycles; kernel CR3 {:#x}",
+        (cpu::rdtsc() - t0) >> 20,
+        k.swapper_pg_dir().addr().as_u64()
+    );
     let ok = match scenario {
         "boot" => scenario_boot(k),
         "sga" => scenario_sga(k, info),
@@ -130,12 +155,7 @@ fn user_fault<M: PagingMode>(addr: u32, code: u32) -> UserFault {
     // holds no lock, no kmap and has preempt_count 0.
     let mut cx = unsafe { SleepCtx::enter(&PLATFORM) };
     match k.do_page_fault(&mut cx, PLATFORM.task(), VirtAddr::new(addr), code) {
-        FaultOutcome::Handled => {
-            if option_env!("HP_FLUSH").is_some() {
-                debug_walk(k, addr);
-            }
-            UserFault::Retry
-        }
+        FaultOutcome::Handled => UserFault::Retry,
         FaultOutcome::Signal(_) => UserFault::Signal,
     }
 }
@@ -166,30 +186,6 @@ fn oops<M: PagingMode>(frame: &cpu::Frame, cr2: u32) -> ! {
     })
 }
 
-fn debug_walk<M: PagingMode>(k: &Kernel<M>, addr: u32) {
-    let cr3: u32;
-    unsafe { core::arch::asm!("mov {}, cr3", out(reg) cr3) };
-    let pdpte = unsafe { core::ptr::read_volatile((0xC000_0000 + cr3 + 8 * (addr >> 30)) as *const u64) };
-    let pmd = (pdpte & 0xf_ffff_f000) as u32;
-    let pde = unsafe { core::ptr::read_volatile((0xC000_0000 + pmd + 8 * ((addr >> 21) & 511)) as *const u64) };
-    let mm = k.mm_of(PLATFORM.task()).unwrap();
-    let mut cx = enter();
-    let mut cur = k.lock_ptes(&mut cx, &mm);
-    let (page, e, phys) = match cur.map(VirtAddr::new(addr)) {
-        Some(m) => {
-            let va = m.kernel_address_for_tests().as_u32();
-            let p3 = unsafe { core::ptr::read_volatile((0xC000_0000 + cr3 + 24) as *const u64) };
-            let pd = unsafe { core::ptr::read_volatile((0xC000_0000 + (p3 as u32 & !0xfff) + 8 * ((va >> 21) & 511)) as *const u64) };
-            let pt = unsafe { core::ptr::read_volatile((0xC000_0000 + (pd as u32 & !0xfff) + 8 * ((va >> 12) & 511)) as *const u64) };
-            let first = unsafe { core::ptr::read_volatile(va as *const u64) };
-            println!("slot {va:#x}: pde {pd:#x} pte {pt:#x}; first entry via slot {first:#x}");
-            (m.page().0, m.get(VirtAddr::new(addr)).bits(), m.pte_phys(VirtAddr::new(addr)))
-        }
-        None => (0, 0, 0),
-    };
-    println!("walk {addr:#x}: cr3 {cr3:#x} pdpte {pdpte:#x} pde {pde:#x}; kernel: pte page {page:#x} pte {e:#x} at {phys:#x}");
-}
-
 fn enter() -> SleepCtx<'static, crate::platform::BareMetal> {
     // SAFETY: called only from scenario code between system calls: no lock, no kmap,
     // preempt_count 0.
@@ -215,7 +211,10 @@ fn switch_to<M: PagingMode>(k: &Kernel<M>, prev: Option<u32>, pid: u32) {
 }
 
 fn check(name: &str, ok: bool, detail: String) -> bool {
-    println!("@check {} {name}: {detail}", if ok { "pass" } else { "FAIL" });
+    println!(
+        "@check {} {name}: {detail}",
+        if ok { "pass" } else { "FAIL" }
+    );
     ok
 }
 
@@ -228,7 +227,10 @@ fn scenario_boot<M: PagingMode>(k: &Kernel<M>) -> bool {
     check(
         "memory accounted",
         m.low_total > 0 && m.mem_total == m.low_total + m.high_total,
-        format!("MemTotal {} kB = LowTotal {} + HighTotal {}", m.mem_total, m.low_total, m.high_total),
+        format!(
+            "MemTotal {} kB = LowTotal {} + HighTotal {}",
+            m.mem_total, m.low_total, m.high_total
+        ),
     )
 }
 
@@ -328,7 +330,16 @@ fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
     if !spawn(k, 1, None) {
         return false;
     }
-    let base = match k.sys_mmap(&mut enter(), TaskId(1), 0, (PAGES * PAGE) as u64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
+    let base = match k.sys_mmap(
+        &mut enter(),
+        TaskId(1),
+        0,
+        (PAGES * PAGE) as u64,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        -1,
+        0,
+    ) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };
@@ -342,13 +353,24 @@ fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
     let faults0 = k.counters().get(Counter::Faults);
     let mut ok = true;
     let read_ok = (0..PAGES).all(|i| cpu::load_u32(base + i * PAGE) == Some(stamp(i)));
-    ok &= check("child reads the parent's data", read_ok, format!("{PAGES} pages"));
+    ok &= check(
+        "child reads the parent's data",
+        read_ok,
+        format!("{PAGES} pages"),
+    );
     let faults1 = k.counters().get(Counter::Faults);
     for i in 0..PAGES {
         cpu::store_u32(base + i * PAGE, !stamp(i));
     }
     let cow = k.counters().get(Counter::Faults) - faults1;
-    ok &= check("child writes copy", cow == PAGES as u64, format!("{cow} write faults for {PAGES} pages ({} read faults before)", faults1 - faults0));
+    ok &= check(
+        "child writes copy",
+        cow == PAGES as u64,
+        format!(
+            "{cow} write faults for {PAGES} pages ({} read faults before)",
+            faults1 - faults0
+        ),
+    );
     let child_ok = (0..PAGES).all(|i| cpu::load_u32(base + i * PAGE) == Some(!stamp(i)));
     ok &= check("child sees its writes", child_ok, String::new());
     switch_to(k, Some(2), 1);
@@ -358,7 +380,13 @@ fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
     k.do_exit(&mut enter(), TaskId(2), 0);
     PLATFORM.set_task(TaskId(1));
     match k.sys_wait(&mut enter(), TaskId(1)) {
-        Ok((pid, code)) => ok &= check("wait", pid == TaskId(2) && code == 0, format!("reaped {pid} with {code}")),
+        Ok((pid, code)) => {
+            ok &= check(
+                "wait",
+                pid == TaskId(2) && code == 0,
+                format!("reaped {pid} with {code}"),
+            )
+        }
         Err(e) => ok &= check("wait", false, format!("{e:?}")),
     }
     ok
@@ -371,7 +399,16 @@ fn scenario_munmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     if !spawn(k, 1, None) {
         return false;
     }
-    let base = match k.sys_mmap(&mut enter(), TaskId(1), 0, 3 * MB as u64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
+    let base = match k.sys_mmap(
+        &mut enter(),
+        TaskId(1),
+        0,
+        3 * MB as u64,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        -1,
+        0,
+    ) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };
@@ -387,13 +424,21 @@ fn scenario_munmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     let mid: u32 = (MB / PAGE..2 * MB / PAGE)
         .map(|i| cpu::load_u32(base + i * PAGE).is_none() as u32)
         .sum();
-    ok &= check("the middle is gone", mid == MB / PAGE, format!("{mid} of {} reads fault with a signal", MB / PAGE));
+    ok &= check(
+        "the middle is gone",
+        mid == MB / PAGE,
+        format!("{mid} of {} reads fault with a signal", MB / PAGE),
+    );
     let kept = (0..pages)
         .filter(|i| !(MB / PAGE..2 * MB / PAGE).contains(i))
         .all(|i| cpu::load_u32(base + i * PAGE) == Some(stamp(i)));
     ok &= check("the rest keeps its data", kept, String::new());
     let pt_after = k.meminfo(&PLATFORM).page_tables;
-    ok &= check("page tables", pt_after <= pt_before, format!("PageTables {pt_before} kB -> {pt_after} kB"));
+    ok &= check(
+        "page tables",
+        pt_after <= pt_before,
+        format!("PageTables {pt_before} kB -> {pt_after} kB"),
+    );
     ok
 }
 
@@ -404,7 +449,16 @@ fn scenario_stale_kmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     if !spawn(k, 1, None) {
         return false;
     }
-    let base = match k.sys_mmap(&mut enter(), TaskId(1), 0, 16 * PAGE as u64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) {
+    let base = match k.sys_mmap(
+        &mut enter(),
+        TaskId(1),
+        0,
+        16 * PAGE as u64,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        -1,
+        0,
+    ) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };
@@ -419,18 +473,29 @@ fn scenario_stale_kmap<M: PagingMode>(k: &Kernel<M>) -> bool {
             return check("pte page", false, String::new());
         };
         let va = map.kernel_address_for_tests();
-        println!("pte page {:#x} mapped at {va} by pte_offset_map; unmapping it, then reading {va}", map.page().0);
+        println!(
+            "pte page {:#x} mapped at {va} by pte_offset_map; unmapping it, then reading {va}",
+            map.page().0
+        );
         va
     };
     if !k.config().variant.highpte() {
-        return check("a high pte page", false, String::from("run stale-kmap on a -highpte configuration"));
+        return check(
+            "a high pte page",
+            false,
+            String::from("run stale-kmap on a -highpte configuration"),
+        );
     }
     PLATFORM.expect_bug.set(Some("kernel page fault"));
     // SAFETY: deliberately not: the mapping was released above. This is the bug the debug
     // helpers exist to catch; the CPU's fault ends the run in `oops`.
     let v = unsafe { core::ptr::read_volatile(va.as_u32() as *const u32) };
     print!("read {v:#x} through a released kmap_atomic slot: ");
-    check("the stale read faults", false, String::from("it did not (are the debug helpers on?)"))
+    check(
+        "the stale read faults",
+        false,
+        String::from("it did not (are the debug helpers on?)"),
+    )
 }
 
 fn print_meminfo(m: &Meminfo) {

@@ -1,0 +1,327 @@
+//! `cargo xtask qemu`: run a bare-metal scenario and report it, beside the simulator.
+
+use crate::qemu::{self, QemuRun};
+use anyhow::{bail, Context, Result};
+use highpte_arch::MemoryVariant;
+use serde_json::{json, Map, Value};
+use std::process::Command;
+use std::time::Duration;
+
+/// The scenarios the bare-metal kernel knows.
+pub const SCENARIOS: [&str; 5] = ["boot", "sga", "fork-cow", "munmap", "stale-kmap"];
+
+/// The meminfo figures held against the simulator, and how far they may differ.
+const AGREEMENT: [&str; 2] = ["PageTables", "LowFree"];
+const TOLERANCE: f64 = 0.01;
+
+/// `cargo xtask qemu` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The scenario: boot (boot log and meminfo), sga (processes attach a SysV segment and
+    /// read every page), fork-cow, munmap (unmap the middle of a mapping), stale-kmap (the
+    /// debug helpers catch a use of a released kmap_atomic slot).
+    #[arg(default_value = "boot", value_parser = SCENARIOS)]
+    pub scenario: String,
+    /// Memory configuration: nohighmem, 4g, 4g-highpte, 64g or 64g-highpte.
+    #[arg(long, default_value = "64g-highpte")]
+    pub config: String,
+    /// RAM of the emulated PC (QEMU's -m), e.g. 8G.
+    #[arg(long, default_value = "8G")]
+    pub ram: String,
+    /// sga: processes that attach the segment.
+    #[arg(long, default_value_t = 64)]
+    pub procs: u32,
+    /// sga: size of the segment, e.g. 64M.
+    #[arg(long, default_value = "64M")]
+    pub size: String,
+    /// Seed of the kernel's random choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object (the keys of `highpte run --json` where they apply).
+    #[arg(long)]
+    pub json: bool,
+    /// Do not run the simulator beside it.
+    #[arg(long)]
+    pub no_compare: bool,
+    /// Stop QEMU after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// Run the scenario; true if it passed (and agreed with the simulator where compared).
+pub fn run(a: &Args) -> Result<bool> {
+    let variant: MemoryVariant = a
+        .config
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--config {}: {e}", a.config))?;
+    let ram = highpte_arch::size::parse_size(&a.ram)
+        .map_err(|e| anyhow::anyhow!("--ram {}: {e}", a.ram))?;
+    if !((64 << 20)..=(16 << 30)).contains(&ram) {
+        bail!("--ram {}: the bare-metal runs take 64M to 16G", a.ram);
+    }
+    let size = highpte_arch::size::parse_size(&a.size)
+        .map_err(|e| anyhow::anyhow!("--size {}: {e}", a.size))?;
+    if a.procs == 0 || a.procs > 4096 {
+        bail!("--procs {}: 1 to 4096", a.procs);
+    }
+    let image = qemu::build_image(a.json)?;
+    let append = format!(
+        "scenario={} config={} ram={ram} procs={} size={size} seed={}",
+        a.scenario,
+        variant.name(),
+        a.procs,
+        a.seed
+    );
+    let run = qemu::boot(&image, ram, &append, Duration::from_secs(a.timeout))?;
+    let meminfo = tagged_json(&run, "meminfo")?;
+    let counters = tagged_json(&run, "counters")?;
+    let checks: Vec<Value> = run.tagged("check").map(check_json).collect();
+    let sim = if a.no_compare || !matches!(a.scenario.as_str(), "boot" | "sga") {
+        None
+    } else {
+        Some(simulate(a, variant, ram, size)?)
+    };
+    let agreement = sim.as_ref().map(|s| agreement(&meminfo, &s["meminfo"]));
+    let agrees = agreement
+        .as_ref()
+        .is_none_or(|ag| ag.values().all(|v| v["within"] == true));
+    let pass = run.passed() && agrees;
+    if a.json {
+        let mut o = json!({
+            "scenario": a.scenario,
+            "config": variant.name(),
+            "kernel": "linux-6.1",
+            "cpus": 1,
+            "preempt": false,
+            "ram_bytes": ram,
+            "machine": "qemu",
+            "qemu_status": run.status,
+            "qemu_seconds": run.seconds,
+            "pass": pass,
+            "checks": checks,
+            "meminfo": meminfo,
+            "pagetables": meminfo.get("PageTables").cloned().unwrap_or(Value::Null),
+            "counters": counters,
+            "serial": run.readable().collect::<Vec<_>>(),
+        });
+        if let Some(s) = &sim {
+            o["simulator"] = json!({"meminfo": s["meminfo"], "counters": s["counters"]});
+            o["agreement"] = Value::Object(agreement.clone().unwrap_or_default());
+        }
+        println!("{}", serde_json::to_string_pretty(&o)?);
+    } else {
+        print_text(
+            a,
+            variant,
+            &run,
+            &meminfo,
+            sim.as_ref(),
+            agreement.as_ref(),
+            pass,
+        );
+    }
+    Ok(pass)
+}
+
+fn tagged_json(run: &QemuRun, tag: &str) -> Result<Value> {
+    match run.tagged(tag).last() {
+        Some(s) => serde_json::from_str(s).with_context(|| format!("the kernel's @{tag} line")),
+        None if run.passed() => bail!("the kernel passed but printed no @{tag} line"),
+        None => Ok(Value::Object(Map::new())),
+    }
+}
+
+fn check_json(line: &str) -> Value {
+    let (verdict, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+    json!({"name": name, "pass": verdict == "pass", "detail": detail})
+}
+
+/// The simulator's run of the same scenario: `highpte boot` or `highpte run` of the sga
+/// workload the bare-metal kernel runs, as JSON.
+fn simulate(a: &Args, variant: MemoryVariant, ram: u64, size: u64) -> Result<Value> {
+    let root = qemu::workspace_root();
+    let ram_arg = format!("{}M", ram >> 20);
+    let mut args: Vec<String> = Vec::new();
+    if a.scenario == "sga" {
+        let dir = root.join("target/xtask");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("sga-{}.toml", variant.name()));
+        std::fs::write(
+            &path,
+            sga_workload(variant, &ram_arg, a.procs, size, a.seed),
+        )?;
+        args.extend(["run".into(), path.display().to_string(), "--quiet".into()]);
+    } else {
+        args.extend(
+            [
+                "boot",
+                "--config",
+                variant.name(),
+                "--ram",
+                &ram_arg,
+                "--cpus",
+                "1",
+            ]
+            .map(String::from),
+        );
+        args.extend(["--no-preempt", "--kernel", "linux-6.1"].map(String::from));
+    }
+    args.push("--json".into());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["run", "--release", "--quiet", "-p", "highpte", "--"])
+        .args(&args)
+        .output()
+        .context("running the simulator (cargo run -p highpte)")?;
+    if !out.status.success() && out.stdout.is_empty() {
+        bail!(
+            "the simulator failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).context("the simulator's JSON")?;
+    Ok(v)
+}
+
+/// The sga the bare-metal kernel runs, as a workload file: process 0 creates and writes the
+/// segment, then every process attaches it and reads each page with one user fault.
+pub fn sga_workload(variant: MemoryVariant, ram: &str, procs: u32, size: u64, seed: u64) -> String {
+    format!(
+        r#"# Written by `cargo xtask qemu sga`: the bare-metal sga scenario, for the simulator.
+name = "sga-baremetal"
+description = "Process 0 writes a SysV segment; {procs} processes attach it and read every page (one user fault each), then stay."
+[machine]
+config = "{config}"
+ram = "{ram}"
+cpus = 1
+preempt = false
+kernel = "linux-6.1"
+seed = {seed}
+[processes]
+count = {procs}
+[[phases]]
+name = "create"
+run_by = "first"
+[[phases.ops]]
+op = "shmget"
+key = 1
+size = "{size}"
+create = true
+[[phases.ops]]
+op = "shmat"
+key = 1
+name = "init"
+[[phases.ops]]
+op = "touch"
+region = "init"
+pattern = "sequential"
+write = true
+[[phases.ops]]
+op = "shmdt"
+region = "init"
+[[phases]]
+name = "attach"
+[[phases.ops]]
+op = "shmat"
+key = 1
+name = "sga"
+[[phases.ops]]
+op = "touch"
+region = "sga"
+pattern = "sequential"
+write = false
+populate = false
+[[phases.ops]]
+op = "pause"
+"#,
+        config = variant.name(),
+        size = size,
+    )
+}
+
+fn agreement(bm: &Value, sim: &Value) -> Map<String, Value> {
+    let mut m = Map::new();
+    for key in AGREEMENT {
+        let (Some(b), Some(s)) = (bm[key].as_u64(), sim[key].as_u64()) else {
+            continue;
+        };
+        let err = if s == 0 {
+            if b == 0 {
+                0.0
+            } else {
+                1.0
+            }
+        } else {
+            (b as f64 - s as f64) / s as f64
+        };
+        m.insert(
+            key.into(),
+            json!({"baremetal": b, "simulator": s, "error": err, "within": err.abs() <= TOLERANCE}),
+        );
+    }
+    m
+}
+
+fn print_text(
+    a: &Args,
+    variant: MemoryVariant,
+    run: &QemuRun,
+    meminfo: &Value,
+    sim: Option<&Value>,
+    agreement: Option<&Map<String, Value>>,
+    pass: bool,
+) {
+    for l in run.readable() {
+        println!("{l}");
+    }
+    for c in run.tagged("check") {
+        println!("check {c}");
+    }
+    println!();
+    println!(
+        "{} on {} (QEMU {}, {}, {}): {} in {:.1} s",
+        a.scenario,
+        variant.name(),
+        qemu::QEMU,
+        qemu::CPU,
+        a.ram,
+        if pass { "PASS" } else { "FAIL" },
+        run.seconds
+    );
+    if !run.passed() {
+        println!("  {}", run.failure());
+    }
+    let Some(sim) = sim else { return };
+    println!();
+    println!(
+        "{:<16}{:>14}{:>14}{:>10}",
+        "meminfo (kB)", "bare metal", "simulator", "error"
+    );
+    let Some(keys) = meminfo.as_object() else {
+        return;
+    };
+    for (k, v) in keys {
+        let s = &sim["meminfo"][k];
+        let (Some(b), Some(s)) = (v.as_u64(), s.as_u64()) else {
+            continue;
+        };
+        let err = agreement
+            .and_then(|ag| ag.get(k))
+            .map(|e| {
+                format!(
+                    "{:+.2}%{}",
+                    e["error"].as_f64().unwrap_or(0.0) * 100.0,
+                    if e["within"] == true { "" } else { " !" }
+                )
+            })
+            .unwrap_or_default();
+        println!("{k:<16}{b:>14}{s:>14}{err:>10}");
+    }
+    println!(
+        "(PageTables and LowFree must agree within {}%)",
+        TOLERANCE * 100.0
+    );
+}
