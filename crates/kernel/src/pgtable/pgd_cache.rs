@@ -16,10 +16,8 @@ use highpte_arch::{PagingMode, Pfn};
 
 /// Bytes of one PAE root.
 pub(crate) const PGD_BYTES: u32 = 32;
-/// Roots per page.
-const PER_PAGE: u32 = 4096 / PGD_BYTES;
-// a page's slots are the bits of one u128
-const _: () = assert!(PER_PAGE == u128::BITS);
+// a page's slots (4096 / 32 roots) are the bits of one u128
+const _: () = assert!(4096 / PGD_BYTES == u128::BITS);
 
 /// The cache's pages and which of their 128 slots are in use (bit i: slot i).
 #[derive(Default)]
@@ -90,7 +88,7 @@ mod tests {
         assert_eq!(c.take_slot(), Some((Pfn(7), 64)));
         c.pages.borrow_mut()[0].1 = u128::MAX;
         assert_eq!(c.take_slot(), None);
-        assert_eq!(PER_PAGE, 128);
+        assert_eq!(4096 / PGD_BYTES, 128);
         assert_eq!(c.pages(), 1);
     }
 }
