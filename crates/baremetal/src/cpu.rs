@@ -79,6 +79,7 @@ trap_stub_\n:
     TRAP_ERR 17
     TRAP_NOERR 18
     TRAP_NOERR 19
+    TRAP_NOERR 128
 trap_common:
     pushad
     push esp
@@ -87,6 +88,63 @@ trap_common:
     popad
     add esp, 8
     iretd
+
+    /* enter_user(regs) -> u64: run the program in ring 3 until it leaves through int 0x80,
+       a signal or an exception (leave_user); EAX = how it left, EDX = its value */
+    .global enter_user
+enter_user:
+    push ebp
+    push ebx
+    push esi
+    push edi
+    mov [user_saved_esp], esp
+    mov eax, [esp + 20]
+    push 0x23
+    push dword ptr [eax + 16]
+    push 0x2
+    push 0x1b
+    push dword ptr [eax]
+    mov ecx, [eax + 4]
+    mov edx, [eax + 8]
+    mov ebx, [eax + 12]
+    mov esi, [eax + 20]
+    mov edi, [eax + 24]
+    xor eax, eax
+    xor ebp, ebp
+    iretd
+
+    /* leave_user(how, value): back out of enter_user (from a trap on the ring-0 stack) */
+    .global leave_user
+leave_user:
+    mov eax, [esp + 4]
+    mov edx, [esp + 8]
+    mov esp, [user_saved_esp]
+    pop edi
+    pop esi
+    pop ebx
+    pop ebp
+    ret
+
+    /* The user program, copied into a page of the process: ECX = first address, EDX = end,
+       EBX = stride, ESI = 0 to read (EAX = the XOR of the words read) or 1 to write each
+       word's own address; then int 0x80. Position-independent. */
+    .global user_prog_start
+user_prog_start:
+    xor eax, eax
+5:
+    test esi, esi
+    jnz 6f
+    xor eax, [ecx]
+    jmp 7f
+6:
+    mov [ecx], ecx
+7:
+    add ecx, ebx
+    cmp ecx, edx
+    jb 5b
+    int 0x80
+    .global user_prog_end
+user_prog_end:
 
     /* user_load(addr) -> u64: EAX = the value, EDX = 1 if the access faulted for good */
     .global user_load
@@ -116,6 +174,11 @@ user_store_done:
 );
 
 extern "C" {
+    fn enter_user(regs: *const UserRegs) -> u64;
+    fn leave_user(how: u32, value: u32) -> !;
+    fn user_prog_start();
+    fn user_prog_end();
+    fn trap_stub_128();
     fn user_load(addr: u32) -> u64;
     fn user_store(addr: u32, value: u32) -> u32;
     fn user_load_insn();
@@ -144,8 +207,33 @@ extern "C" {
     fn trap_stub_19();
 }
 
-/// Flat segments: null, ring-0 code (0x08), ring-0 data (0x10).
-static GDT: [u64; 3] = [0, 0x00cf_9a00_0000_ffff, 0x00cf_9200_0000_ffff];
+/// Flat segments: null, ring-0 code (0x08), ring-0 data (0x10), ring-3 code (0x1b), ring-3
+/// data (0x23), and the TSS (0x28, filled in by `init`).
+static mut GDT: [u64; 6] = [
+    0,
+    0x00cf_9a00_0000_ffff,
+    0x00cf_9200_0000_ffff,
+    0x00cf_fa00_0000_ffff,
+    0x00cf_f200_0000_ffff,
+    0,
+];
+
+/// The 32-bit TSS: only SS0:ESP0 (the stack a trap from ring 3 switches to) is used.
+#[repr(C, align(16))]
+struct Tss([u32; 26]);
+
+static mut TSS: Tss = Tss([0; 26]);
+
+/// The ring-0 stack for traps from ring 3.
+#[repr(C, align(16))]
+struct TrapStack([u8; 64 << 10]);
+
+static mut TRAP_STACK: TrapStack = TrapStack([0; 64 << 10]);
+
+/// The kernel stack pointer `enter_user` saved (`leave_user` returns there).
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+static mut user_saved_esp: u32 = 0;
 
 #[repr(C, packed)]
 struct TablePtr {
@@ -154,12 +242,12 @@ struct TablePtr {
 }
 
 /// One interrupt gate per vector.
-static mut IDT: [u64; 32] = [0; 32];
+static mut IDT: [u64; 129] = [0; 129];
 
-fn gate(handler: unsafe extern "C" fn()) -> u64 {
+fn gate(handler: unsafe extern "C" fn(), dpl: u64) -> u64 {
     let h = handler as usize as u64;
-    // present, DPL 0, 32-bit interrupt gate, selector 0x08
-    (h & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((h >> 16) << 48)
+    // present, DPL, 32-bit interrupt gate, selector 0x08
+    (h & 0xffff) | (0x08 << 16) | ((0x8e00u64 | dpl << 13) << 32) | ((h >> 16) << 48)
 }
 
 /// Load the GDT and the IDT and reload the segment registers.
@@ -190,30 +278,44 @@ pub fn init() {
     unsafe {
         let idt = &raw mut IDT;
         for (i, s) in stubs.iter().enumerate() {
-            (*idt)[i] = gate(*s);
+            (*idt)[i] = gate(*s, 0);
         }
+        // int 0x80 from ring 3: the user program's way back
+        (*idt)[0x80] = gate(trap_stub_128, 3);
+        let tss = &raw mut TSS;
+        (*tss).0[1] = (&raw mut TRAP_STACK) as u32 + (64 << 10); // ESP0
+        (*tss).0[2] = 0x10; // SS0
+        (*tss).0[25] = 104 << 16; // no I/O bitmap
+        let (base, limit) = (tss as u64, 103u64);
+        let gdt = &raw mut GDT;
+        (*gdt)[5] = (limit & 0xffff) | (base & 0xff_ffff) << 16 | 0x89 << 40 | (base >> 24) << 56;
         let gdtp = TablePtr {
-            limit: (core::mem::size_of_val(&GDT) - 1) as u16,
-            base: GDT.as_ptr() as u32,
+            limit: (core::mem::size_of::<[u64; 6]>() - 1) as u16,
+            base: gdt as u32,
         };
         let idtp = TablePtr {
-            limit: (core::mem::size_of::<[u64; 32]>() - 1) as u16,
+            limit: (core::mem::size_of::<[u64; 129]>() - 1) as u16,
             base: idt as u32,
         };
         core::arch::asm!(
             "lgdt [{g}]",
             "lidt [{i}]",
-            "mov ax, 0x10",
+            // the data segments ring 3 can use too (a DPL-3 flat segment serves ring 0 as
+            // well, and survives the iret to ring 3); SS must match the CPL
+            "mov ax, 0x23",
             "mov ds, ax",
             "mov es, ax",
-            "mov ss, ax",
             "mov fs, ax",
             "mov gs, ax",
+            "mov ax, 0x10",
+            "mov ss, ax",
             "push 0x08",
             "lea eax, [2f]",
             "push eax",
             "retf",
             "2:",
+            "mov ax, 0x28",
+            "ltr ax",
             g = in(reg) &gdtp,
             i = in(reg) &idtp,
             out("eax") _,
@@ -240,6 +342,8 @@ struct Hooks {
     oops: Cell<Option<OopsHook>>,
     /// Faults of the current probe access, to stop a fault loop.
     tries: Cell<u32>,
+    /// The address of the ring-3 program's last fault.
+    last_fault: Cell<u32>,
 }
 
 // SAFETY: one CPU, and the hooks change only outside trap handling.
@@ -250,6 +354,7 @@ static HOOKS: Hooks = Hooks {
     user_fault: Cell::new(None),
     oops: Cell::new(None),
     tries: Cell::new(0),
+    last_fault: Cell::new(u32::MAX),
 };
 
 /// A handler that sees every exception first and returns true if it dealt with it (it may
@@ -284,6 +389,10 @@ extern "C" fn trap(frame: &mut Frame) {
         if raw(frame) {
             return;
         }
+    }
+    if frame.cs & 3 == 3 {
+        user_trap(frame);
+        return;
     }
     let probe =
         frame.eip == user_load_insn as usize as u32 || frame.eip == user_store_insn as usize as u32;
@@ -329,6 +438,101 @@ extern "C" fn trap(frame: &mut Frame) {
             crate::serial::exit(crate::serial::EXIT_FAIL);
         }
     }
+}
+
+/// A trap from the ring-3 program: a page fault goes to the kernel (and back to the program,
+/// or out with the signal); int 0x80 ends the program; anything else ends it too.
+fn user_trap(frame: &mut Frame) {
+    // SAFETY (for every leave_user below): a trap from ring 3 runs on the TSS's stack, above
+    // nothing the kernel needs: leaving abandons only this trap's frames.
+    match frame.vector {
+        14 => {
+            let addr = cr2();
+            let tries = HOOKS.tries.get() + 1;
+            HOOKS.tries.set(tries);
+            if tries > MAX_FAULT_RETRIES {
+                crate::println!(
+                    "BUG: fault loop: {tries} faults at {addr:#010x} (error code {:#x}) without progress",
+                    frame.error
+                );
+                crate::serial::exit(crate::serial::EXIT_FAIL);
+            }
+            let hook = HOOKS
+                .user_fault
+                .get()
+                .expect("a user fault before the hooks");
+            match hook(addr, frame.error) {
+                UserFault::Retry => {
+                    // the next access starts a new count once this one succeeds; a program
+                    // that faults on a new address each time is progress
+                    if HOOKS.last_fault.get() != addr {
+                        HOOKS.last_fault.set(addr);
+                        HOOKS.tries.set(1);
+                    }
+                }
+                UserFault::Signal => unsafe { leave_user(LEFT_SIGNAL, addr) },
+            }
+        }
+        0x80 => unsafe { leave_user(LEFT_DONE, frame.eax) },
+        v => unsafe { leave_user(LEFT_EXCEPTION, v) },
+    }
+}
+
+const LEFT_DONE: u32 = 0;
+const LEFT_SIGNAL: u32 = 1;
+const LEFT_EXCEPTION: u32 = 2;
+
+/// The registers a ring-3 program starts with (`enter_user` reads them at these offsets).
+#[repr(C)]
+pub struct UserRegs {
+    /// Where it starts (a user address of the program's code).
+    pub eip: u32,
+    /// ECX.
+    pub ecx: u32,
+    /// EDX.
+    pub edx: u32,
+    /// EBX.
+    pub ebx: u32,
+    /// ESP (the program above uses no stack).
+    pub esp: u32,
+    /// ESI.
+    pub esi: u32,
+    /// EDI.
+    pub edi: u32,
+}
+
+/// How a ring-3 program ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UserExit {
+    /// It called int 0x80 with this EAX.
+    Done(u32),
+    /// The kernel delivered a signal for its fault at this address.
+    Signal(u32),
+    /// It raised this exception.
+    Exception(u32),
+}
+
+/// Run a program in ring 3 with the current CR3 until it ends (its faults go to the kernel).
+pub fn run_user(regs: &UserRegs) -> UserExit {
+    HOOKS.tries.set(0);
+    HOOKS.last_fault.set(u32::MAX);
+    // SAFETY: the program runs at CPL 3 with the process's page tables: it can touch only
+    // what they map for user mode, and every way out comes back here through leave_user.
+    let r = unsafe { enter_user(regs) };
+    let (how, value) = (r as u32, (r >> 32) as u32);
+    match how {
+        LEFT_DONE => UserExit::Done(value),
+        LEFT_SIGNAL => UserExit::Signal(value),
+        _ => UserExit::Exception(value),
+    }
+}
+
+/// The machine code of the user program (see the assembly above).
+pub fn user_program() -> &'static [u8] {
+    let start = user_prog_start as usize;
+    let end = user_prog_end as usize;
+    // SAFETY: the bytes between the two labels are the program's, in the image's text.
+    unsafe { core::slice::from_raw_parts(start as *const u8, end - start) }
 }
 
 /// Load 4 bytes from a user address with the current CR3, as the program would: a page fault

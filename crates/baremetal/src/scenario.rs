@@ -19,7 +19,7 @@ use core::cell::Cell;
 use highpte_arch::{Config, KernelProfile, MemoryVariant, Pae, PageFaultErrorCode, PagingMode};
 use highpte_arch::{TwoLevel, VirtAddr};
 use highpte_kernel::mm::shm::IPC_CREAT;
-use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use highpte_kernel::mm::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE};
 use highpte_kernel::platform::prelude::*;
 use highpte_kernel::platform::TaskId;
 use highpte_kernel::{Counter, FaultOutcome, Kernel, KernelOptions, Meminfo, SleepCtx};
@@ -240,8 +240,49 @@ fn stamp(page: u32) -> u32 {
     0x5a00_0000 ^ page.wrapping_mul(0x9e37_79b9)
 }
 
-/// One process creates a SysV segment and writes every page; `procs` processes attach it and
-/// read every page (a real fault each), then stay alive.
+/// Map a page for the ring-3 program in process `pid` and copy the program into it; its
+/// address.
+fn map_program<M: PagingMode>(k: &Kernel<M>, pid: u32) -> Option<u32> {
+    let code = k
+        .sys_mmap(
+            &mut enter(),
+            TaskId(pid),
+            0,
+            PAGE as u64,
+            PROT_READ | PROT_WRITE | PROT_EXEC,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+        .ok()?;
+    for (i, w) in cpu::user_program().chunks(4).enumerate() {
+        let mut b = [0u8; 4];
+        b[..w.len()].copy_from_slice(w);
+        if !cpu::store_u32(code + 4 * i as u32, u32::from_le_bytes(b)) {
+            return None;
+        }
+    }
+    Some(code)
+}
+
+/// Run the ring-3 program of the current process over `[start, end)` one word per page:
+/// reading (the XOR of the words) or writing each word's own address.
+fn user_pass(code: u32, start: u32, end: u32, write: bool) -> cpu::UserExit {
+    cpu::run_user(&cpu::UserRegs {
+        eip: code,
+        ecx: start,
+        edx: end,
+        ebx: PAGE,
+        esp: 0,
+        esi: write as u32,
+        edi: 0,
+    })
+}
+
+/// The sga in ring 3: every process gets a page with the user program; process 1 creates a
+/// SysV segment and its program writes every page (each page's first word: its address);
+/// then each process attaches the segment and its program reads every page (a real user-mode
+/// fault each), and stays.
 fn scenario_sga<M: PagingMode>(k: &Kernel<M>, info: &Info) -> bool {
     let procs: u32 = info.arg("procs").and_then(|s| s.parse().ok()).unwrap_or(64);
     let size = info
@@ -250,9 +291,23 @@ fn scenario_sga<M: PagingMode>(k: &Kernel<M>, info: &Info) -> bool {
         .unwrap_or(64 << 20);
     let pages = (size / PAGE as u64) as u32;
     let before = k.meminfo(&PLATFORM);
-    if !spawn(k, 1, None) {
-        return false;
+    let mut code = alloc::vec::Vec::with_capacity(procs as usize);
+    for pid in 1..=procs {
+        if !spawn(k, pid, pid.checked_sub(1).filter(|&p| p > 0)) {
+            return false;
+        }
+        match map_program(k, pid) {
+            Some(c) => code.push(c),
+            None => {
+                return check(
+                    "program",
+                    false,
+                    format!("process {pid}: mapping its code failed"),
+                )
+            }
+        }
     }
+    switch_to(k, Some(procs), 1);
     let id = match k.sys_shmget(&mut enter(), 1, size, IPC_CREAT | 0o600) {
         Ok(id) => id,
         Err(e) => return check("shmget", false, format!("{e:?}")),
@@ -261,25 +316,19 @@ fn scenario_sga<M: PagingMode>(k: &Kernel<M>, info: &Info) -> bool {
         Ok(a) => a,
         Err(e) => return check("shmat", false, format!("{e:?}")),
     };
-    for i in 0..pages {
-        if !cpu::store_u32(base + i * PAGE, stamp(i)) {
-            return check("create", false, format!("store to page {i} failed"));
-        }
+    let wrote = user_pass(code[0], base, base + pages * PAGE, true);
+    if wrote != cpu::UserExit::Done(0) {
+        return check("create", false, format!("the writer ended with {wrote:?}"));
     }
+    let expected = (0..pages).fold(0, |x, i| x ^ (base + i * PAGE));
     if let Err(e) = k.sys_shmdt(&mut enter(), TaskId(1), base) {
         return check("shmdt", false, format!("{e:?}"));
     }
     let mut bad = 0u32;
     let mut prev = 1;
     let t0 = cpu::rdtsc();
-    for n in 0..procs {
-        let pid = n + 1;
-        if pid != 1 && !spawn(k, pid, Some(prev)) {
-            return false;
-        }
-        if pid == 1 {
-            switch_to(k, Some(prev), 1);
-        }
+    for pid in 1..=procs {
+        switch_to(k, Some(prev), pid);
         prev = pid;
         let id = match k.sys_shmget(&mut enter(), 1, 0, 0) {
             Ok(id) => id,
@@ -289,47 +338,49 @@ fn scenario_sga<M: PagingMode>(k: &Kernel<M>, info: &Info) -> bool {
             Ok(a) => a,
             Err(e) => return check("shmat", false, format!("process {pid}: {e:?}")),
         };
-        for i in 0..pages {
-            match cpu::load_u32(at + i * PAGE) {
-                Some(v) if v == stamp(i) => {}
-                _ => bad += 1,
+        match user_pass(code[pid as usize - 1], at, at + pages * PAGE, false) {
+            cpu::UserExit::Done(x) if x == expected => {}
+            other => {
+                println!(
+                    "process {pid}: its program ended with {other:?}, want Done({expected:#x})"
+                );
+                bad += 1;
             }
         }
-        if (n + 1) % 16 == 0 || n + 1 == procs {
+        if pid % 16 == 0 || pid == procs {
             let m = k.meminfo(&PLATFORM);
             println!(
                 "{:>4} processes: PageTables {:>8} kB ({} low, {} high), LowFree {:>8} kB",
-                n + 1,
-                m.page_tables,
-                m.page_tables_low,
-                m.page_tables_high,
-                m.low_free
+                pid, m.page_tables, m.page_tables_low, m.page_tables_high, m.low_free
             );
         }
     }
     let mcycles = (cpu::rdtsc() - t0) >> 20;
     let after = k.meminfo(&PLATFORM);
     println!(
-        "{procs} processes read {} pages each ({} faults) in {mcycles} Mcycles; low memory used {} kB",
+        "{procs} processes read {} pages each in ring 3 ({} faults) in {mcycles} Mcycles; low memory used {} kB",
         pages,
         k.counters().get(Counter::Faults),
         before.low_free.saturating_sub(after.low_free)
     );
     check(
-        "stamps",
+        "data",
         bad == 0,
-        format!("{} reads, {bad} wrong", procs as u64 * pages as u64),
+        format!("{procs} processes' programs read the {pages} words process 1 wrote; {bad} wrong"),
     )
 }
 
-/// A private anonymous mapping written by the parent, then fork: the child reads the parent's
-/// data, its writes copy each page (a write-protection fault each, CR0.WP), and the parent
-/// still sees its own.
+/// A private anonymous mapping written by the parent, then fork: the child's ring-3 program
+/// reads the parent's data and writes every page (a write-protection fault each, copied on
+/// write), and the parent still sees its own.
 fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
     const PAGES: u32 = 64;
     if !spawn(k, 1, None) {
         return false;
     }
+    let Some(code) = map_program(k, 1) else {
+        return check("program", false, String::from("mapping the code failed"));
+    };
     let base = match k.sys_mmap(
         &mut enter(),
         TaskId(1),
@@ -350,29 +401,34 @@ fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
         return check("fork", false, format!("{e:?}"));
     }
     switch_to(k, Some(1), 2);
-    let faults0 = k.counters().get(Counter::Faults);
+    let end = base + PAGES * PAGE;
     let mut ok = true;
-    let read_ok = (0..PAGES).all(|i| cpu::load_u32(base + i * PAGE) == Some(stamp(i)));
+    let want = (0..PAGES).fold(0, |x, i| x ^ stamp(i));
+    let faults0 = k.counters().get(Counter::Faults);
+    let read = user_pass(code, base, end, false);
     ok &= check(
         "child reads the parent's data",
-        read_ok,
-        format!("{PAGES} pages"),
+        read == cpu::UserExit::Done(want),
+        format!("{PAGES} pages: {read:?}"),
     );
     let faults1 = k.counters().get(Counter::Faults);
-    for i in 0..PAGES {
-        cpu::store_u32(base + i * PAGE, !stamp(i));
-    }
+    let wrote = user_pass(code, base, end, true);
     let cow = k.counters().get(Counter::Faults) - faults1;
     ok &= check(
         "child writes copy",
-        cow == PAGES as u64,
+        wrote == cpu::UserExit::Done(0) && cow == PAGES as u64,
         format!(
-            "{cow} write faults for {PAGES} pages ({} read faults before)",
+            "{cow} write faults for {PAGES} pages ({} faults before)",
             faults1 - faults0
         ),
     );
-    let child_ok = (0..PAGES).all(|i| cpu::load_u32(base + i * PAGE) == Some(!stamp(i)));
-    ok &= check("child sees its writes", child_ok, String::new());
+    let own = (0..PAGES).fold(0, |x, i| x ^ (base + i * PAGE));
+    let again = user_pass(code, base, end, false);
+    ok &= check(
+        "child sees its writes",
+        again == cpu::UserExit::Done(own),
+        format!("{again:?}"),
+    );
     switch_to(k, Some(2), 1);
     let parent_ok = (0..PAGES).all(|i| cpu::load_u32(base + i * PAGE) == Some(stamp(i)));
     ok &= check("parent keeps its data", parent_ok, String::new());
@@ -399,6 +455,9 @@ fn scenario_munmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     if !spawn(k, 1, None) {
         return false;
     }
+    let Some(code) = map_program(k, 1) else {
+        return check("program", false, String::from("mapping the code failed"));
+    };
     let base = match k.sys_mmap(
         &mut enter(),
         TaskId(1),
@@ -421,8 +480,12 @@ fn scenario_munmap<M: PagingMode>(k: &Kernel<M>) -> bool {
         return check("munmap", false, format!("{e:?}"));
     }
     let mut ok = true;
+    // the ring-3 program reads each page of the middle: each read ends it with a signal
     let mid: u32 = (MB / PAGE..2 * MB / PAGE)
-        .map(|i| cpu::load_u32(base + i * PAGE).is_none() as u32)
+        .map(|i| {
+            let at = base + i * PAGE;
+            (user_pass(code, at, at + PAGE, false) == cpu::UserExit::Signal(at)) as u32
+        })
         .sum();
     ok &= check(
         "the middle is gone",

@@ -208,13 +208,14 @@ fn meminfo_json(m: &Meminfo) -> Value {
     })
 }
 
-/// The sga the bare-metal kernel runs, as a workload file: process 0 creates and writes the
-/// segment, then every process attaches it and reads each page with one user fault.
+/// The sga the bare-metal kernel runs, as a workload file: every process maps a page for its
+/// program's code, process 0 creates and writes the segment, then every process attaches it
+/// and reads each page with one user fault.
 pub fn sga_workload(variant: MemoryVariant, ram: &str, procs: u32, size: u64, seed: u64) -> String {
     format!(
         r#"# Written by `cargo xtask qemu sga`: the bare-metal sga scenario, for the simulator.
 name = "sga-baremetal"
-description = "Process 0 writes a SysV segment; {procs} processes attach it and read every page (one user fault each), then stay."
+description = "Each process maps a page for its code; process 0 writes a SysV segment; {procs} processes attach it and read every page (one user fault each), then stay."
 [machine]
 config = "{config}"
 ram = "{ram}"
@@ -224,6 +225,17 @@ kernel = "linux-6.1"
 seed = {seed}
 [processes]
 count = {procs}
+[[phases]]
+name = "program"
+[[phases.ops]]
+op = "mmap"
+name = "code"
+size = "4K"
+prot = "rwx"
+[[phases.ops]]
+op = "touch"
+region = "code"
+write = true
 [[phases]]
 name = "create"
 run_by = "first"
