@@ -16,7 +16,8 @@
 //!   `ad` is a hex nibble: bit 0/1 the A/D flags of the PDE on the path after the access,
 //!   bit 2/3 those of the PTE (0 where the path has no such entry);
 //! - `@mmu fin <pa> <hash>`: an FNV-1a hash of each table page after all probes (user entries
-//!   only: the kernel half's A flags are set by this code running);
+//!   only: the kernel half's A flags are set by this code running), and `@mmu pdpt-fin` with
+//!   the four PDPTEs (QEMU sets bit 5 of PAE PDPTEs it walks through, a reserved bit);
 //! - `@mmu end probes=<n>`.
 //!
 //! The path of a probe is found by following the tables' pointers as raw bits (PDPTE if PAE,
@@ -265,10 +266,12 @@ impl Build {
         pa
     }
 
-    /// Random flags of an entry: R/W, U/S, PWT, PCD, A, D, G, the available bits (no P, no PS).
+    /// Random flags of an entry: R/W (3 in 4), U/S, PWT, PCD, A, D, G, the available bits (no
+    /// P, no PS).
     fn flags(&mut self) -> u64 {
         let r = self.rng.next();
-        (r & 0x7e) | (r & 0xf00)
+        let rw = if r >> 32 & 3 != 0 { 2 } else { 0 };
+        (r & 0x7c) | (r & 0xf00) | rw
     }
 
     /// A reserved bit of a PAE entry (EFER.NXE clear): bit 63 or one of 51:36.
@@ -634,7 +637,11 @@ pub fn run(info: &Info) -> bool {
         let entries = match kind {
             PageKind::KernelPd => continue,
             PageKind::Pd2 => 768,
-            PageKind::Pdpt => 4,
+            PageKind::Pdpt => {
+                let e: [u64; 4] = core::array::from_fn(|i| b.phys.rd64(pa + 8 * i as u64));
+                println!("@mmu pdpt-fin {:x} {:x} {:x} {:x}", e[0], e[1], e[2], e[3]);
+                continue;
+            }
             PageKind::Table => 4096 / esz,
         };
         let mut h = 0xcbf2_9ce4_8422_2325u64;
