@@ -3,14 +3,17 @@
 //! Runs before any kernel boots, from the temporary 2-level tables. It builds its own page
 //! tables (2-level with PSE, or PAE; `mode=2level|pae`) for a seeded random set of user
 //! mappings, switches to them, probes a seeded random set of user virtual addresses with real
-//! 8-byte loads and stores at CPL 0 (CR0.WP set, so R/W matters; U/S does not at CPL 0 and is
-//! not exercised as a protection here; EFER.NXE stays clear, as the `qemu32` CPU has no NX, so
-//! bit 63 of a PAE entry is a reserved bit), and prints everything on serial as `@mmu` lines:
+//! 8-byte loads and stores, half at CPL 0 (CR0.WP set, so R/W matters, U/S does not) and half
+//! at CPL 3 (ring 3 through a user code segment, a TSS for the way back and an `iret`; U/S and
+//! R/W both matter; the kernel half's large pages are made user-accessible so the ring-3 probe
+//! code can run from the image), with EFER.NXE clear (the `qemu32` CPU has no NX, so bit 63
+//! of a PAE entry is a reserved bit), and prints everything on serial as `@mmu` lines:
 //!
-//! - `@mmu cfg mode=.. seed=.. cr3=.. wp=1 pse=1 nxe=0 cpl=0`: the control registers;
+//! - `@mmu cfg mode=.. seed=.. cr3=.. wp=1 pse=1 nxe=0`: the control registers;
 //! - `@mmu pg <pa> <index>=<entry> ...`: the nonzero entries of every page-table page as built
 //!   (before any probe; several lines may share a page);
-//! - `@mmu p <n> <va> <l|s> <result> <ad>`: probe `n`, a load or store of 8 bytes at `va`;
+//! - `@mmu p <n> <va> <l|s> <cpl> <result> <ad>`: probe `n`, a load or store of 8 bytes at
+//!   `va` at CPL 0 or 3;
 //!   `result` is `f<error code>` for a page fault (with `@<cr2>` if CR2 is not `va`), the
 //!   physical address the access reached, or `?<value>` if that could not be established;
 //!   `ad` is a hex nibble: bit 0/1 the A/D flags of the PDE on the path after the access,
@@ -35,8 +38,8 @@
 //!
 //! Physical memory (QEMU's PC with 8 GB: RAM at 0..3 GB and 4..9 GB): table pages come from
 //! 256..512 MB and, for half the PAE pte pages, from 4..4.5 GB; mapped frames lie in
-//! and 1..2.98 GB and, with PAE, 4.5..9 GB. None of these overlaps the image (16 MB), and the probes' stores
-//! touch only mapped frames.
+//! 1..2.98 GB and, with PAE, 4.5..9 GB. None of these overlaps the image (16 MB), and the
+//! probes' stores touch only mapped frames.
 
 use crate::multiboot::Info;
 use crate::{boot, cpu, println};
@@ -91,8 +94,123 @@ mmu_diff_store_b:
     .global mmu_diff_store_done
 mmu_diff_store_done:
     ret
+
+    /* mmu_diff_user(addr, store, lo, hi) -> u64: the same accesses at CPL 3. Saves the
+       callee-saved registers and ESP, enters ring 3 by iret (DS/ES user data); the user code
+       ends with hlt, whose #GP the hook turns into a return to mmu_diff_user_resume at CPL 0
+       (as it does with a #PF of the access). */
+    .global mmu_diff_user
+mmu_diff_user:
+    push ebp
+    push ebx
+    push esi
+    push edi
+    mov [mmu_diff_kernel_esp], esp
+    mov ecx, [esp + 20]
+    mov ebx, [esp + 24]
+    mov eax, [esp + 28]
+    mov edx, [esp + 32]
+    mov si, 0x23
+    mov ds, si
+    mov es, si
+    push 0x23
+    push 0
+    pushfd
+    push 0x1b
+    mov esi, offset mmu_diff_user_code
+    push esi
+    iretd
+mmu_diff_user_code:
+    test ebx, ebx
+    jnz 2f
+    .global mmu_diff_user_load_a
+mmu_diff_user_load_a:
+    mov eax, [ecx]
+    .global mmu_diff_user_load_b
+mmu_diff_user_load_b:
+    mov edx, [ecx + 4]
+    jmp 3f
+2:
+    .global mmu_diff_user_store_a
+mmu_diff_user_store_a:
+    mov [ecx], eax
+    .global mmu_diff_user_store_b
+mmu_diff_user_store_b:
+    mov [ecx + 4], edx
+3:
+    .global mmu_diff_user_exit
+mmu_diff_user_exit:
+    hlt
+    .global mmu_diff_user_resume
+mmu_diff_user_resume:
+    mov cx, 0x10
+    mov ds, cx
+    mov es, cx
+    mov esp, [mmu_diff_kernel_esp]
+    pop edi
+    pop esi
+    pop ebx
+    pop ebp
+    ret
+
+    .section .bss.mmu_diff, "aw", @nobits
+    .balign 4
+mmu_diff_kernel_esp:
+    .skip 4
 "#
 );
+
+/// Flat segments: the kernel's (the same selectors as `cpu::init`), ring 3 code (0x1b) and
+/// data (0x23), and the TSS (0x28) that gives ring 0's stack for faults at CPL 3.
+static mut GDT: [u64; 6] = [
+    0,
+    0x00cf_9a00_0000_ffff,
+    0x00cf_9200_0000_ffff,
+    0x00cf_fa00_0000_ffff,
+    0x00cf_f200_0000_ffff,
+    0,
+];
+
+/// A 32-bit TSS: only SS0:ESP0 matter (and the I/O map base, past the limit: no I/O map).
+#[repr(C, align(16))]
+struct Tss([u32; 26]);
+
+static mut TSS: Tss = Tss([0; 26]);
+
+#[repr(C, align(16))]
+struct Stack([u8; 65536]);
+
+/// Ring 0's stack for exceptions taken at CPL 3.
+static mut RING0_STACK: Stack = Stack([0; 65536]);
+
+#[repr(C, packed)]
+struct TablePtr {
+    limit: u16,
+    base: u32,
+}
+
+/// Load a GDT with ring-3 segments and a TSS, keeping the kernel's selectors.
+fn enable_ring3() {
+    // SAFETY: one CPU, interrupts off; the GDT keeps the selectors in use (0x08, 0x10) with
+    // the same flat descriptors, so the segment registers stay valid; the TSS is this
+    // module's.
+    unsafe {
+        let tss = &raw mut TSS;
+        let stack = &raw mut RING0_STACK;
+        (*tss).0[1] = stack as u32 + 65536; // ESP0
+        (*tss).0[2] = 0x10; // SS0
+        (*tss).0[25] = 104 << 16; // I/O map base: none
+        let base = tss as u32 as u64;
+        let limit = 103u64;
+        let gdt = &raw mut GDT;
+        (*gdt)[5] = limit | (base & 0xff_ffff) << 16 | 0x89 << 40 | (base >> 24) << 56;
+        let p = TablePtr {
+            limit: 6 * 8 - 1,
+            base: gdt as u32,
+        };
+        core::arch::asm!("lgdt [{}]", "mov ax, 0x28", "ltr ax", in(reg) &p, out("eax") _);
+    }
+}
 
 extern "C" {
     fn mmu_diff_load(addr: u32) -> u64;
@@ -103,6 +221,13 @@ extern "C" {
     fn mmu_diff_store_a();
     fn mmu_diff_store_b();
     fn mmu_diff_store_done();
+    fn mmu_diff_user(addr: u32, store: u32, lo: u32, hi: u32) -> u64;
+    fn mmu_diff_user_load_a();
+    fn mmu_diff_user_load_b();
+    fn mmu_diff_user_store_a();
+    fn mmu_diff_user_store_b();
+    fn mmu_diff_user_exit();
+    fn mmu_diff_user_resume();
 }
 
 /// The last probe fault: (CR2, error code).
@@ -111,12 +236,31 @@ struct FaultCell(Cell<Option<(u32, u32)>>);
 unsafe impl Sync for FaultCell {}
 static FAULT: FaultCell = FaultCell(Cell::new(None));
 
-/// The raw trap hook: a #PF at one of the probe instructions is recorded and the probe ends.
+/// The raw trap hook: a #PF at one of the probe instructions is recorded and the probe ends;
+/// at CPL 3 a #PF of the access or the #GP of the final `hlt` returns to ring 0.
 fn hook(f: &mut cpu::Frame) -> bool {
+    let at = |s: unsafe extern "C" fn()| s as usize as u32;
+    if f.cs & 3 == 3 {
+        let access = [
+            mmu_diff_user_load_a as unsafe extern "C" fn(),
+            mmu_diff_user_load_b,
+            mmu_diff_user_store_a,
+            mmu_diff_user_store_b,
+        ]
+        .into_iter()
+        .any(|s| at(s) == f.eip);
+        if f.vector == 14 && access {
+            FAULT.0.set(Some((cpu::cr2(), f.error)));
+        } else if !(f.vector == 13 && f.eip == at(mmu_diff_user_exit)) {
+            return false;
+        }
+        f.cs = 0x08;
+        f.eip = at(mmu_diff_user_resume);
+        return true;
+    }
     if f.vector != 14 {
         return false;
     }
-    let at = |s: unsafe extern "C" fn()| s as usize as u32;
     let done = if f.eip == at(mmu_diff_load_a) || f.eip == at(mmu_diff_load_b) {
         at(mmu_diff_load_done)
     } else if f.eip == at(mmu_diff_store_a) || f.eip == at(mmu_diff_store_b) {
@@ -266,12 +410,13 @@ impl Build {
         pa
     }
 
-    /// Random flags of an entry: R/W (3 in 4), U/S, PWT, PCD, A, D, G, the available bits (no
-    /// P, no PS).
+    /// Random flags of an entry: R/W and U/S (each 3 in 4), PWT, PCD, A, D, G, the available
+    /// bits (no P, no PS).
     fn flags(&mut self) -> u64 {
         let r = self.rng.next();
         let rw = if r >> 32 & 3 != 0 { 2 } else { 0 };
-        (r & 0x7c) | (r & 0xf00) | rw
+        let us = if r >> 34 & 3 != 0 { 4 } else { 0 };
+        (r & 0x78) | (r & 0xf00) | rw | us
     }
 
     /// A reserved bit of a PAE entry (EFER.NXE clear): bit 63 or one of 51:36.
@@ -472,7 +617,8 @@ pub fn run(info: &Info) -> bool {
         let pdpt = b.alloc(false, PageKind::Pdpt);
         let kpd = b.alloc(false, PageKind::KernelPd);
         for i in 0..512u64 {
-            b.phys.wr64(kpd + 8 * i, (i << 21) | 0x83);
+            // U/S: the ring-3 probe code runs from the image
+            b.phys.wr64(kpd + 8 * i, (i << 21) | 0x87);
         }
         b.phys.wr64(pdpt + 24, kpd | 1);
         b.phys.window_pde = boot::KERNEL_VMA + (kpd + 8 * 511) as u32;
@@ -495,7 +641,8 @@ pub fn run(info: &Info) -> bool {
     } else {
         let pd = b.alloc(false, PageKind::Pd2);
         for i in 768..1024u64 {
-            b.phys.wr32(pd + 4 * i, (((i - 768) << 22) | 0x83) as u32);
+            // U/S: the ring-3 probe code runs from the image
+            b.phys.wr32(pd + 4 * i, (((i - 768) << 22) | 0x87) as u32);
         }
         b.phys.window_pde = boot::KERNEL_VMA + (pd + 4 * 1023) as u32;
         cr3 = pd;
@@ -504,6 +651,7 @@ pub fn run(info: &Info) -> bool {
         b.phys.window_base.set(255 << 22);
     }
     cpu::set_raw_hook(Some(hook));
+    enable_ring3();
 
     // The user half: `nslots` distinct random page-directory slots.
     let mut used: Vec<u32> = Vec::new();
@@ -536,7 +684,7 @@ pub fn run(info: &Info) -> bool {
     }
 
     println!(
-        "@mmu cfg mode={} seed={seed} cr3={cr3:x} wp=1 pse=1 nxe=0 cpl=0 slots={} leaves={} pages={}",
+        "@mmu cfg mode={} seed={seed} cr3={cr3:x} wp=1 pse=1 nxe=0 slots={} leaves={} pages={}",
         if pae { "pae" } else { "2level" },
         used.len(),
         b.leaves.len(),
@@ -578,6 +726,7 @@ pub fn run(info: &Info) -> bool {
             b.rng.below(0xc000_0000) as u32
         }) & !7;
         let store = b.rng.pct(50);
+        let user = b.rng.pct(50);
         let (pde, pte, target) = path(&b.phys, cr3, va);
         for e in [pde, pte].into_iter().flatten() {
             b.phys.set_entry(e, b.phys.entry(e) & !AD);
@@ -592,7 +741,9 @@ pub fn run(info: &Info) -> bool {
         // caught by `hook`; a successful store writes a frame this module mapped (RAM).
         let value = unsafe {
             core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack));
-            if store {
+            if user {
+                mmu_diff_user(va, store as u32, token as u32, (token >> 32) as u32)
+            } else if store {
                 mmu_diff_store(va, token as u32, (token >> 32) as u32);
                 0
             } else {
@@ -607,13 +758,14 @@ pub fn run(info: &Info) -> bool {
             ad |= (b.phys.entry(e) & AD) >> 3;
         }
         let kind = if store { 's' } else { 'l' };
+        let cpl = if user { 3 } else { 0 };
         match FAULT.0.get() {
             Some((cr2, code)) => {
                 faults += 1;
                 if cr2 == va {
-                    println!("@mmu p {n} {va:x} {kind} f{code:x} {ad:x}");
+                    println!("@mmu p {n} {va:x} {kind} {cpl} f{code:x} {ad:x}");
                 } else {
-                    println!("@mmu p {n} {va:x} {kind} f{code:x}@{cr2:x} {ad:x}");
+                    println!("@mmu p {n} {va:x} {kind} {cpl} f{code:x}@{cr2:x} {ad:x}");
                 }
             }
             None => {
@@ -624,8 +776,8 @@ pub fn run(info: &Info) -> bool {
                         .then_some(value & 0xf_ffff_ffff)
                 };
                 match got {
-                    Some(pa) => println!("@mmu p {n} {va:x} {kind} {pa:x} {ad:x}"),
-                    None => println!("@mmu p {n} {va:x} {kind} ?{value:x} {ad:x}"),
+                    Some(pa) => println!("@mmu p {n} {va:x} {kind} {cpl} {pa:x} {ad:x}"),
+                    None => println!("@mmu p {n} {va:x} {kind} {cpl} ?{value:x} {ad:x}"),
                 }
             }
         }

@@ -2,7 +2,7 @@
 //!
 //! The bare-metal kernel (`scenario=mmu-diff`, crates/baremetal/src/mmu_diff.rs) builds
 //! seeded random page tables, 2-level with PSE or PAE, probes seeded random user addresses
-//! with real 8-byte loads and stores at CPL 0 with CR0.WP set, and prints the tables as built,
+//! with real 8-byte loads and stores at CPL 0 and CPL 3 with CR0.WP set, and prints the tables as built,
 //! every probe's outcome (physical address reached or page-fault error code, and the A/D
 //! flags of the PDE and PTE on its path afterwards) and a hash of every table page at the end.
 //!
@@ -76,6 +76,7 @@ struct Probe {
     n: u64,
     va: u32,
     store: bool,
+    user: bool,
     outcome: Outcome,
     ad: u8,
 }
@@ -138,7 +139,7 @@ fn parse(run: &qemu::QemuRun) -> Result<Dump> {
                         Some(("wp", v)) | Some(("pse", v)) if v != "1" => {
                             bail!("unexpected {kv}")
                         }
-                        Some(("nxe", v)) | Some(("cpl", v)) if v != "0" => {
+                        Some(("nxe", v)) if v != "0" => {
                             bail!("unexpected {kv}")
                         }
                         _ => {}
@@ -158,26 +159,27 @@ fn parse(run: &qemu::QemuRun) -> Result<Dump> {
             }
             Some("p") => {
                 let f: Vec<&str> = w.collect();
-                if f.len() != 5 {
+                if f.len() != 6 {
                     bail!("bad probe line {line:?}");
                 }
-                let outcome = if let Some(code) = f[3].strip_prefix('f') {
+                let outcome = if let Some(code) = f[4].strip_prefix('f') {
                     let va = hex(f[1])? as u32;
                     match code.split_once('@') {
                         Some((c, cr2)) => Outcome::Fault(hex(c)? as u32, hex(cr2)? as u32),
                         None => Outcome::Fault(hex(code)? as u32, va),
                     }
-                } else if let Some(v) = f[3].strip_prefix('?') {
+                } else if let Some(v) = f[4].strip_prefix('?') {
                     Outcome::Unknown(hex(v)?)
                 } else {
-                    Outcome::Phys(hex(f[3])?)
+                    Outcome::Phys(hex(f[4])?)
                 };
                 d.probes.push(Probe {
                     n: f[0].parse()?,
                     va: hex(f[1])? as u32,
                     store: f[2] == "s",
+                    user: f[3] == "3",
                     outcome,
-                    ad: hex(f[4])? as u8,
+                    ad: hex(f[5])? as u8,
                 });
             }
             Some("fin") => {
@@ -311,6 +313,7 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
     let (mut loads, mut stores, mut translated) = (0u64, 0u64, 0u64);
     let (mut large, mut above_4g, mut tolerated) = (0u64, 0u64, 0u64);
     let mut qemu_rsvd_without_p = 0u64;
+    let (mut user, mut user_translated) = (0u64, 0u64);
     let mut mismatches: Vec<String> = Vec::new();
     for p in &d.probes {
         if p.store {
@@ -325,12 +328,20 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
         let va = VirtAddr::new(p.va);
         tlb.invlpg(va);
         let access = if p.store { Access::Write } else { Access::Read };
-        let sim = match mmu::translate(&phys, &regs, &mut tlb, va, access, false) {
+        let sim = match mmu::translate(&phys, &regs, &mut tlb, va, access, p.user) {
             Ok(t) => Outcome::Phys(t.pa),
             Err(f) => Outcome::Fault(f.code.bits(), f.addr.as_u32()),
         };
         let sim_ad = ad_of(&phys, pae, pde, pte)?;
-        let kind = if p.store { "store" } else { "load" };
+        let kind = match (p.store, p.user) {
+            (false, false) => "load at CPL 0",
+            (true, false) => "store at CPL 0",
+            (false, true) => "load at CPL 3",
+            (true, true) => "store at CPL 3",
+        };
+        if p.user {
+            user += 1;
+        }
         let mut bad = Vec::new();
         let rsvd = PageFaultErrorCode::RSVD.bits();
         match (p.outcome, sim) {
@@ -357,11 +368,13 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
         }
         match p.outcome {
             Outcome::Fault(code, _) => {
-                let name = PageFaultErrorCode::from_bits_retain(code);
-                *faults.entry(format!("{code:#x} {name:?}")).or_default() += 1;
+                *faults.entry(format!("{code:#x}")).or_default() += 1;
             }
             Outcome::Phys(pa) => {
                 translated += 1;
+                if p.user {
+                    user_translated += 1;
+                }
                 if is_large {
                     large += 1;
                 }
@@ -423,14 +436,12 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
     let high_tables = d.pages.iter().filter(|&&pa| pa >= 1 << 32).count();
     let rsvd: u64 = faults
         .iter()
-        .filter(|(k, _)| k.contains("RSVD"))
+        .filter(|(k, _)| hex(&k[2..]).is_ok_and(|c| c & 8 != 0))
         .map(|(_, n)| n)
         .sum();
-    let wp = faults
-        .iter()
-        .filter(|(k, _)| k.starts_with("0x3 "))
-        .map(|(_, n)| n)
-        .sum::<u64>();
+    let count = |code: &str| faults.get(code).copied().unwrap_or(0);
+    let wp = count("0x3");
+    let user_protection = count("0x5") + count("0x7");
     let json = json!({
         "mode": mode,
         "seed": a.seed,
@@ -441,6 +452,9 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
         "faulted": d.probes.len() as u64 - translated,
         "faults": faults,
         "write_protect_faults": wp,
+        "user_protection_faults": user_protection,
+        "cpl3_probes": user,
+        "cpl3_translated": user_translated,
         "reserved_bit_faults": rsvd,
         "large_page_translations": large,
         "above_4g_translations": above_4g,
@@ -490,7 +504,8 @@ pub fn run(a: &Args) -> Result<bool> {
         );
     } else {
         println!(
-            "mmu-diff: {}",
+            "mmu-diff (seed {}): {}",
+            a.seed,
             if total == 0 {
                 "QEMU and the simulator agree on every probe".to_owned()
             } else {
@@ -503,11 +518,12 @@ pub fn run(a: &Args) -> Result<bool> {
 
 fn print_mode(j: &Value) {
     println!(
-        "{}: {} probes ({} loads, {} stores) in {} s of QEMU: {} translated ({} through large pages, {} above 4 GB), {} faulted",
+        "{}: {} probes ({} loads, {} stores, {} at CPL 3) in {} s of QEMU: {} translated ({} through large pages, {} above 4 GB), {} faulted",
         j["mode"].as_str().unwrap_or("?"),
         j["probes"],
         j["loads"],
         j["stores"],
+        j["cpl3_probes"],
         j["qemu_seconds"],
         j["translated"],
         j["large_page_translations"],
@@ -516,7 +532,9 @@ fn print_mode(j: &Value) {
     );
     if let Some(f) = j["faults"].as_object() {
         for (code, n) in f {
-            println!("  #PF error {code}: {n}");
+            let c = hex(&code[2..]).unwrap_or_default() as u32;
+            let name = PageFaultErrorCode::from_bits_retain(c);
+            println!("  #PF error {code} {name:?}: {n}");
         }
     }
     println!(
