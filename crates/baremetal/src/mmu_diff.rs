@@ -419,12 +419,12 @@ impl Build {
         (r & 0x78) | (r & 0xf00) | rw | us
     }
 
-    /// A reserved bit of a PAE entry (EFER.NXE clear): bit 63 or one of 51:36.
+    /// A reserved bit of a PAE entry (EFER.NXE clear): bit 63 or one of 62:36 (above MAXPHYADDR).
     fn pae_reserved(&mut self) -> u64 {
         if self.rng.pct(40) {
             1 << 63
         } else {
-            1 << (36 + self.rng.below(16))
+            1 << (36 + self.rng.below(27))
         }
     }
 
