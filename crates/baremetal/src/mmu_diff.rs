@@ -592,7 +592,6 @@ pub fn run(info: &Info) -> bool {
             return false;
         }
     }
-    let nslots = nslots.min(if pae { 1500 } else { 700 });
     let phys = Phys {
         pae,
         window_pde: 0,
@@ -655,6 +654,8 @@ pub fn run(info: &Info) -> bool {
 
     // The user half: `nslots` distinct random page-directory slots.
     let mut used: Vec<u32> = Vec::new();
+    // at most 9 in 10 of the user half's slots (768 in 2-level mode, 512 per present PDPTE)
+    let nslots = nslots.min(if pae { pds.len() as u64 * 512 } else { 768 } * 9 / 10);
     while (used.len() as u64) < nslots {
         let slot = if pae {
             if pds.is_empty() {
