@@ -12,8 +12,8 @@
 //! - `@mmu cfg mode=.. seed=.. cr3=.. wp=1 pse=1 nxe=0`: the control registers;
 //! - `@mmu pg <pa> <index>=<entry> ...`: the nonzero entries of every page-table page as built
 //!   (before any probe; several lines may share a page);
-//! - `@mmu p <n> <va> <l|s> <cpl> <result> <ad>`: probe `n`, a load or store of 8 bytes at
-//!   `va` at CPL 0 or 3;
+//! - `@mmu p <n> <va> <l|s|x> <cpl> <result> <ad>`: probe `n`, a load or store of 8 bytes or
+//!   an instruction fetch at `va`, at CPL 0 or 3;
 //!   `result` is `f<error code>` for a page fault (with `@<cr2>` if CR2 is not `va`), the
 //!   physical address the access reached, or `?<value>` if that could not be established;
 //!   `ad` is a hex nibble: bit 0/1 the A/D flags of the PDE on the path after the access,
@@ -32,7 +32,9 @@
 //! entries' raw bits name where a successful access would land (the "intended" address); that
 //! 8-byte location is stamped beforehand, through a kernel window, with the value
 //! `STAMP | pa`, which names its own physical address. A load that succeeds reports the
-//! address its value names (so it is where the CPU really read). A store writes a token
+//! address its value names (so it is where the CPU really read). A fetch probe jumps to `va`,
+//! where the intended location holds the code `mov eax, lo; mov edx, hi; ud2` loading the
+//! same stamp (the #UD ends the probe). A store writes a token
 //! unique to the probe; the intended location is then read back: if it holds the token the
 //! store landed there, otherwise the result is unknown (`?`), a mismatch for the replay.
 //!
@@ -95,7 +97,21 @@ mmu_diff_store_b:
 mmu_diff_store_done:
     ret
 
-    /* mmu_diff_user(addr, store, lo, hi) -> u64: the same accesses at CPL 3. Saves the
+    /* mmu_diff_fetch(addr) -> u64: jump to addr at CPL 0; the code stamped there loads
+       EDX:EAX and ends with ud2, whose #UD (or a #PF of the fetch) the hook turns into a
+       jump to mmu_diff_fetch_done */
+    .global mmu_diff_fetch
+mmu_diff_fetch:
+    mov ecx, [esp + 4]
+    xor eax, eax
+    xor edx, edx
+    jmp ecx
+    .global mmu_diff_fetch_done
+mmu_diff_fetch_done:
+    ret
+
+    /* mmu_diff_user(addr, kind, lo, hi) -> u64: the same accesses at CPL 3 (kind 0 load,
+       1 store, 2 fetch). Saves the
        callee-saved registers and ESP, enters ring 3 by iret (DS/ES user data); the user code
        ends with hlt, whose #GP the hook turns into a return to mmu_diff_user_resume at CPL 0
        (as it does with a #PF of the access). */
@@ -121,6 +137,8 @@ mmu_diff_user:
     push esi
     iretd
 mmu_diff_user_code:
+    cmp ebx, 2
+    je 4f
     test ebx, ebx
     jnz 2f
     .global mmu_diff_user_load_a
@@ -141,6 +159,8 @@ mmu_diff_user_store_b:
     .global mmu_diff_user_exit
 mmu_diff_user_exit:
     hlt
+4:
+    jmp ecx
     .global mmu_diff_user_resume
 mmu_diff_user_resume:
     mov cx, 0x10
@@ -221,7 +241,9 @@ extern "C" {
     fn mmu_diff_store_a();
     fn mmu_diff_store_b();
     fn mmu_diff_store_done();
-    fn mmu_diff_user(addr: u32, store: u32, lo: u32, hi: u32) -> u64;
+    fn mmu_diff_fetch(addr: u32) -> u64;
+    fn mmu_diff_fetch_done();
+    fn mmu_diff_user(addr: u32, kind: u32, lo: u32, hi: u32) -> u64;
     fn mmu_diff_user_load_a();
     fn mmu_diff_user_load_b();
     fn mmu_diff_user_store_a();
@@ -235,11 +257,36 @@ struct FaultCell(Cell<Option<(u32, u32)>>);
 // SAFETY: one CPU; written by the trap hook, read by the probe loop between probes.
 unsafe impl Sync for FaultCell {}
 static FAULT: FaultCell = FaultCell(Cell::new(None));
+/// The address a fetch probe jumps to, while it runs.
+static FETCH: FetchCell = FetchCell(Cell::new(None));
 
-/// The raw trap hook: a #PF at one of the probe instructions is recorded and the probe ends;
-/// at CPL 3 a #PF of the access or the #GP of the final `hlt` returns to ring 0.
+/// The stamped code a fetch probe runs: `mov eax, lo; mov edx, hi; ud2`.
+const FETCH_CODE_LEN: u32 = 10;
+
+struct FetchCell(Cell<Option<u32>>);
+// SAFETY: as `FaultCell`.
+unsafe impl Sync for FetchCell {}
+
+/// The raw trap hook: a #PF at one of the probe instructions (or of a fetch probe's target)
+/// is recorded and the probe ends, as it does at the #UD that ends a fetch probe's code; at
+/// CPL 3 the probe ends by a return to ring 0, also at the #GP of the final `hlt`.
 fn hook(f: &mut cpu::Frame) -> bool {
     let at = |s: unsafe extern "C" fn()| s as usize as u32;
+    let fetch = FETCH.0.get();
+    let fetch_fault = f.vector == 14 && fetch == Some(f.eip);
+    let fetch_end = f.vector == 6 && fetch == Some(f.eip.wrapping_sub(FETCH_CODE_LEN));
+    if fetch_fault {
+        FAULT.0.set(Some((cpu::cr2(), f.error)));
+    }
+    if fetch_fault || fetch_end {
+        if f.cs & 3 == 3 {
+            f.cs = 0x08;
+            f.eip = at(mmu_diff_user_resume);
+        } else {
+            f.eip = at(mmu_diff_fetch_done);
+        }
+        return true;
+    }
     if f.cs & 3 == 3 {
         let access = [
             mmu_diff_user_load_a as unsafe extern "C" fn(),
@@ -726,7 +773,10 @@ pub fn run(info: &Info) -> bool {
         } else {
             b.rng.below(0xc000_0000) as u32
         }) & !7;
-        let store = b.rng.pct(50);
+        // 2 in 5 loads, 2 in 5 stores, 1 in 5 instruction fetches (16-byte aligned)
+        let kind = b.rng.below(5);
+        let (store, fetch) = (kind == 2 || kind == 3, kind == 4);
+        let va = if fetch { va & !15 } else { va };
         let user = b.rng.pct(50);
         let (pde, pte, target) = path(&b.phys, cr3, va);
         for e in [pde, pte].into_iter().flatten() {
@@ -734,16 +784,33 @@ pub fn run(info: &Info) -> bool {
         }
         let target = target.filter(|&pa| is_target(pa));
         if let Some(pa) = target {
-            b.phys.wr64(pa, STAMP | pa);
+            let stamp = STAMP | pa;
+            if fetch {
+                let mut code = [0x90u8; 16];
+                code[0] = 0xb8;
+                code[1..5].copy_from_slice(&(stamp as u32).to_le_bytes());
+                code[5] = 0xba;
+                code[6..10].copy_from_slice(&((stamp >> 32) as u32).to_le_bytes());
+                code[10..12].copy_from_slice(&[0x0f, 0x0b]);
+                let word = |i: usize| u64::from_le_bytes(code[i..i + 8].try_into().unwrap());
+                b.phys.wr64(pa, word(0));
+                b.phys.wr64(pa + 8, word(8));
+            } else {
+                b.phys.wr64(pa, stamp);
+            }
         }
         FAULT.0.set(None);
+        FETCH.0.set(fetch.then_some(va));
         let token = TOKEN | n;
         // SAFETY: `va` is a user address of this module's tables; the probe's page faults are
         // caught by `hook`; a successful store writes a frame this module mapped (RAM).
         let value = unsafe {
             core::arch::asm!("invlpg [{}]", in(reg) va, options(nostack));
             if user {
-                mmu_diff_user(va, store as u32, token as u32, (token >> 32) as u32)
+                let kind = if fetch { 2 } else { store as u32 };
+                mmu_diff_user(va, kind, token as u32, (token >> 32) as u32)
+            } else if fetch {
+                mmu_diff_fetch(va)
             } else if store {
                 mmu_diff_store(va, token as u32, (token >> 32) as u32);
                 0
@@ -758,7 +825,14 @@ pub fn run(info: &Info) -> bool {
         if let Some(e) = pte {
             ad |= (b.phys.entry(e) & AD) >> 3;
         }
-        let kind = if store { 's' } else { 'l' };
+        FETCH.0.set(None);
+        let kind = if fetch {
+            'x'
+        } else if store {
+            's'
+        } else {
+            'l'
+        };
         let cpl = if user { 3 } else { 0 };
         match FAULT.0.get() {
             Some((cr2, code)) => {

@@ -2,7 +2,8 @@
 //!
 //! The bare-metal kernel (`scenario=mmu-diff`, crates/baremetal/src/mmu_diff.rs) builds
 //! seeded random page tables, 2-level with PSE or PAE, probes seeded random user addresses
-//! with real 8-byte loads and stores at CPL 0 and CPL 3 with CR0.WP set, and prints the tables as built,
+//! with real 8-byte loads and stores and instruction fetches at CPL 0 and CPL 3 with CR0.WP
+//! set, and prints the tables as built,
 //! every probe's outcome (physical address reached or page-fault error code, and the A/D
 //! flags of the PDE and PTE on its path afterwards) and a hash of every table page at the end.
 //!
@@ -75,7 +76,7 @@ const ADDR_PAE: u64 = 0x0000_000f_ffff_f000;
 struct Probe {
     n: u64,
     va: u32,
-    store: bool,
+    access: Access,
     user: bool,
     outcome: Outcome,
     ad: u8,
@@ -176,7 +177,12 @@ fn parse(run: &qemu::QemuRun) -> Result<Dump> {
                 d.probes.push(Probe {
                     n: f[0].parse()?,
                     va: hex(f[1])? as u32,
-                    store: f[2] == "s",
+                    access: match f[2] {
+                        "l" => Access::Read,
+                        "s" => Access::Write,
+                        "x" => Access::Fetch,
+                        k => bail!("bad probe kind {k:?}"),
+                    },
                     user: f[3] == "3",
                     outcome,
                     ad: hex(f[5])? as u8,
@@ -310,16 +316,16 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
     let mut tlb = Tlb::new(if pae { 21 } else { 22 });
 
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut loads, mut stores, mut translated) = (0u64, 0u64, 0u64);
+    let (mut loads, mut stores, mut fetches, mut translated) = (0u64, 0u64, 0u64, 0u64);
     let (mut large, mut above_4g, mut tolerated) = (0u64, 0u64, 0u64);
     let mut qemu_rsvd_without_p = 0u64;
-    let (mut user, mut user_translated) = (0u64, 0u64);
+    let (mut user, mut user_translated, mut fetches_translated) = (0u64, 0u64, 0u64);
     let mut mismatches: Vec<String> = Vec::new();
     for p in &d.probes {
-        if p.store {
-            stores += 1;
-        } else {
-            loads += 1;
+        match p.access {
+            Access::Read => loads += 1,
+            Access::Write => stores += 1,
+            Access::Fetch => fetches += 1,
         }
         let (pde, pte, is_large) = path(&phys, pae, d.cr3, p.va)?;
         for e in [pde, pte].into_iter().flatten() {
@@ -327,18 +333,20 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
         }
         let va = VirtAddr::new(p.va);
         tlb.invlpg(va);
-        let access = if p.store { Access::Write } else { Access::Read };
-        let sim = match mmu::translate(&phys, &regs, &mut tlb, va, access, p.user) {
+        let sim = match mmu::translate(&phys, &regs, &mut tlb, va, p.access, p.user) {
             Ok(t) => Outcome::Phys(t.pa),
             Err(f) => Outcome::Fault(f.code.bits(), f.addr.as_u32()),
         };
         let sim_ad = ad_of(&phys, pae, pde, pte)?;
-        let kind = match (p.store, p.user) {
-            (false, false) => "load at CPL 0",
-            (true, false) => "store at CPL 0",
-            (false, true) => "load at CPL 3",
-            (true, true) => "store at CPL 3",
-        };
+        let kind = format!(
+            "{} at CPL {}",
+            match p.access {
+                Access::Read => "load",
+                Access::Write => "store",
+                Access::Fetch => "fetch",
+            },
+            if p.user { 3 } else { 0 }
+        );
         if p.user {
             user += 1;
         }
@@ -374,6 +382,9 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
                 translated += 1;
                 if p.user {
                     user_translated += 1;
+                }
+                if p.access == Access::Fetch {
+                    fetches_translated += 1;
                 }
                 if is_large {
                     large += 1;
@@ -448,6 +459,8 @@ fn run_mode(image: &std::path::Path, a: &Args, mode: &str) -> Result<ModeReport>
         "probes": d.probes.len(),
         "loads": loads,
         "stores": stores,
+        "fetches": fetches,
+        "fetches_translated": fetches_translated,
         "translated": translated,
         "faulted": d.probes.len() as u64 - translated,
         "faults": faults,
@@ -519,11 +532,12 @@ pub fn run(a: &Args) -> Result<bool> {
 
 fn print_mode(j: &Value) {
     println!(
-        "{}: {} probes ({} loads, {} stores, {} at CPL 3) in {} s of QEMU: {} translated ({} through large pages, {} above 4 GB), {} faulted",
+        "{}: {} probes ({} loads, {} stores, {} fetches; {} at CPL 3) in {} s of QEMU: {} translated ({} through large pages, {} above 4 GB), {} faulted",
         j["mode"].as_str().unwrap_or("?"),
         j["probes"],
         j["loads"],
         j["stores"],
+        j["fetches"],
         j["cpl3_probes"],
         j["qemu_seconds"],
         j["translated"],
