@@ -112,9 +112,14 @@ impl<M: PagingMode> Kernel<M> {
     /// `page_add_rmap`: the pte at `pte_pa` (in `mm`, for user address `va`) now maps `pfn`.
     #[inline]
     pub(crate) fn page_add_rmap(&self, pfn: Pfn, pte_pa: u64, mm: &Mm, va: u32) {
-        if !self.rmap_on() || pfn == self.zero_page {
-            return;
+        if self.rmap_on() && pfn != self.zero_page {
+            self.page_add_rmap_entry(pfn, pte_pa, mm, va);
         }
+    }
+
+    /// [`Kernel::page_add_rmap`]'s work, out of line: the scan design calls it for nothing.
+    #[inline(never)]
+    fn page_add_rmap_entry(&self, pfn: Pfn, pte_pa: u64, mm: &Mm, va: u32) {
         let mut chains = self.rmap.chains.borrow_mut();
         let v = chains.entry(pfn.0).or_default();
         let before = Self::chain_cost(v.len());

@@ -192,10 +192,12 @@ static_assertions::const_assert_eq!(core::mem::size_of::<PageDesc>(), 16);
 
 impl PageDesc {
     /// All flags.
+    #[inline]
     pub fn flags(&self) -> PageFlags {
         self.flags.get()
     }
     /// True if every flag of `f` is set.
+    #[inline]
     pub fn test_flag(&self, f: PageFlags) -> bool {
         self.flags.get().contains(f)
     }
@@ -203,6 +205,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// If `f` contains an allocator-owned flag ([`PageFlags::ALLOCATOR_OWNED`]): a kernel bug.
+    #[inline]
     pub fn set_flag(&self, f: PageFlags) {
         assert!(
             !f.intersects(PageFlags::ALLOCATOR_OWNED),
@@ -214,6 +217,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// If `f` contains an allocator-owned flag ([`PageFlags::ALLOCATOR_OWNED`]): a kernel bug.
+    #[inline]
     pub fn clear_flag(&self, f: PageFlags) {
         assert!(
             !f.intersects(PageFlags::ALLOCATOR_OWNED),
@@ -241,15 +245,18 @@ impl PageDesc {
     }
     /// True for the head of a free buddy block.
     #[doc(alias = "PageBuddy")]
+    #[inline]
     pub fn is_free_head(&self) -> bool {
         self.test_flag(PageFlags::BUDDY)
     }
     /// True for the head of a block allocated from a buddy allocator.
+    #[inline]
     pub fn is_allocated_head(&self) -> bool {
         self.test_flag(PageFlags::ALLOCATED)
     }
     /// True if the page is reserved.
     #[doc(alias = "PageReserved")]
+    #[inline]
     pub fn is_reserved(&self) -> bool {
         self.test_flag(PageFlags::RESERVED)
     }
@@ -258,6 +265,7 @@ impl PageDesc {
         u32::from(self.order.get())
     }
     /// The owner, for low-memory accounting.
+    #[inline]
     pub fn owner(&self) -> PageOwner {
         self.owner.get()
     }
@@ -267,6 +275,7 @@ impl PageDesc {
     }
     /// The reference count (`page_count`); 0 for a free block head.
     #[doc(alias = "page_count")]
+    #[inline]
     pub fn count(&self) -> u32 {
         if self.is_free_head() {
             0
@@ -279,6 +288,7 @@ impl PageDesc {
     /// # Panics
     /// On a free block head (its count word is a free-list link): a kernel bug.
     #[doc(alias = "set_page_count")]
+    #[inline]
     pub fn set_count(&self, count: u32) {
         assert!(!self.is_free_head(), "set_count on a free page");
         self.word0.set(count);
@@ -287,6 +297,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// On a free block head or on count overflow: kernel bugs.
+    #[inline]
     pub fn get_page(&self) -> u32 {
         let n = self
             .count()
@@ -299,6 +310,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// If the count is already 0 (a free page or a double put): a kernel bug.
+    #[inline]
     pub fn put_page(&self) -> u32 {
         let n = self
             .count()
@@ -309,6 +321,7 @@ impl PageDesc {
     }
     /// Number of ptes mapping this page (`page_mapcount`); 0 for a free block head.
     #[doc(alias = "page_mapcount")]
+    #[inline]
     pub fn mapcount(&self) -> u32 {
         if self.is_free_head() {
             0
@@ -320,6 +333,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// On a free block head: a kernel bug.
+    #[inline]
     pub fn set_mapcount(&self, mapcount: u32) {
         assert!(!self.is_free_head(), "set_mapcount on a free page");
         self.word1.set(mapcount);
@@ -328,6 +342,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// On a free block head or on overflow: kernel bugs.
+    #[inline]
     pub fn inc_mapcount(&self) -> u32 {
         let n = self
             .mapcount()
@@ -340,6 +355,7 @@ impl PageDesc {
     ///
     /// # Panics
     /// If the map count is already 0: a kernel bug.
+    #[inline]
     pub fn dec_mapcount(&self) -> u32 {
         let n = self
             .mapcount()
@@ -349,10 +365,12 @@ impl PageDesc {
         n
     }
     /// The private word (swap entry, shm id, pool tag...).
+    #[inline]
     pub fn private(&self) -> u32 {
         self.private.get()
     }
     /// Set the private word.
+    #[inline]
     pub fn set_private(&self, v: u32) {
         self.private.set(v);
     }
@@ -467,6 +485,7 @@ impl MemMap {
         self.descs.is_empty()
     }
     /// The descriptor of `pfn`, or `None` past the end of memory.
+    #[inline]
     pub fn get(&self, pfn: Pfn) -> Option<&PageDesc> {
         usize::try_from(pfn.0).ok().and_then(|i| self.descs.get(i))
     }
@@ -477,14 +496,11 @@ impl MemMap {
     /// a page table they built, so this is a kernel bug. Use [`MemMap::get`] for pfns that come
     /// from input.
     #[doc(alias = "pfn_to_page")]
+    #[inline]
     pub fn desc(&self, pfn: Pfn) -> &PageDesc {
         match self.get(pfn) {
             Some(d) => d,
-            None => panic!(
-                "pfn_to_page: pfn {:#x} beyond mem_map ({} pages)",
-                pfn.0,
-                self.descs.len()
-            ),
+            None => beyond_mem_map(pfn, self.descs.len()),
         }
     }
     /// The descriptors of pfns `[start, end)` (clamped to memory).
@@ -507,6 +523,13 @@ impl fmt::Debug for MemMap {
             .field("pages", &self.descs.len())
             .finish()
     }
+}
+
+/// `MemMap::desc`'s panic, out of line so that the lookup inlines small.
+#[cold]
+#[inline(never)]
+fn beyond_mem_map(pfn: Pfn, len: usize) -> ! {
+    panic!("pfn_to_page: pfn {:#x} beyond mem_map ({len} pages)", pfn.0)
 }
 
 #[cfg(test)]
