@@ -77,6 +77,11 @@ pub fn run(a: &Args) -> Result<bool> {
             "--config nohighmem addresses 896M of RAM at most: give --ram 896M or less (the simulator refuses more)"
         );
     }
+    if a.scenario == "stale-kmap" && !variant.highpte() {
+        bail!(
+            "stale-kmap needs a -highpte configuration (pte pages reached through kmap_atomic): give --config 4g-highpte or 64g-highpte"
+        );
+    }
     let size = highpte_arch::size::parse_size(&a.size)
         .map_err(|e| anyhow::anyhow!("--size {}: {e}", a.size))?;
     if a.procs == 0 || a.procs > 4096 {

@@ -178,6 +178,12 @@ fn bad_arguments_are_refused_before_booting() {
     let (code, _, err) = xtask(&["qemu", "sga", "--ram", "lots"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--ram lots"), "{err}");
+    let (code, _, err) = xtask(&["qemu", "stale-kmap", "--config", "64g"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("stale-kmap needs a -highpte configuration"),
+        "{err}"
+    );
     let (code, _, err) = xtask(&["qemu", "nosuch"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nosuch"), "{err}");
