@@ -324,8 +324,9 @@ impl PhysMem {
         Ok(words.iter().all(|&w| w == 0))
     }
 
-    /// Fill frame `pfn` with zeros. A frame that already reads as zero is left untouched, so
-    /// zeroing a never-written frame commits no host memory.
+    /// Fill frame `pfn` with zeros. This writes the frame even if it already reads as zero:
+    /// the kernel clears a page because it is about to write it, so a never-written frame is
+    /// committed here rather than at that write (see the comment inside).
     pub fn zero_page(&self, pfn: u64) -> Result<(), PhysMemError> {
         // No zero check first: a page is cleared because it is about to be written, and
         // reading it first would make the host map its zero page and then copy-on-write it,
