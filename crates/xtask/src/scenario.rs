@@ -84,6 +84,12 @@ pub fn run(a: &Args) -> Result<bool> {
     }
     let size = highpte_arch::size::parse_size(&a.size)
         .map_err(|e| anyhow::anyhow!("--size {}: {e}", a.size))?;
+    if !(4096..=(1 << 30)).contains(&size) || size % 4096 != 0 {
+        bail!(
+            "--size {}: the segment takes whole 4K pages, 4K to 1G",
+            a.size
+        );
+    }
     if a.procs == 0 || a.procs > 4096 {
         bail!("--procs {}: 1 to 4096", a.procs);
     }

@@ -184,6 +184,17 @@ fn bad_arguments_are_refused_before_booting() {
         err.contains("stale-kmap needs a -highpte configuration"),
         "{err}"
     );
+    for size in ["0", "1000", "2G"] {
+        let (code, _, err) = xtask(&["qemu", "sga", "--size", size]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!("--size {size}: the segment takes whole 4K pages")),
+            "{err}"
+        );
+    }
+    let (code, _, err) = xtask(&["qemu", "sga", "--procs", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--procs 0: 1 to 4096"), "{err}");
     let (code, _, err) = xtask(&["qemu", "nosuch"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nosuch"), "{err}");
