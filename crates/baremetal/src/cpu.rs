@@ -397,21 +397,7 @@ extern "C" fn trap(frame: &mut Frame) {
     let probe =
         frame.eip == user_load_insn as usize as u32 || frame.eip == user_store_insn as usize as u32;
     if frame.vector == 14 && probe {
-        let addr = cr2();
-        let tries = HOOKS.tries.get() + 1;
-        HOOKS.tries.set(tries);
-        if tries > MAX_FAULT_RETRIES {
-            crate::println!(
-                "BUG: fault loop: {tries} faults at {addr:#010x} (error code {:#x}) without progress",
-                frame.error
-            );
-            crate::serial::exit(crate::serial::EXIT_FAIL);
-        }
-        let hook = HOOKS
-            .user_fault
-            .get()
-            .expect("a user fault before the hooks");
-        match hook(addr, frame.error) {
+        match program_fault(frame, cr2()) {
             UserFault::Retry => {}
             UserFault::Signal => {
                 if frame.eip == user_load_insn as usize as u32 {
@@ -440,6 +426,25 @@ extern "C" fn trap(frame: &mut Frame) {
     }
 }
 
+/// A page fault of the program's access at `addr`: counted against a fault loop (which ends
+/// the run), then given to the kernel through the user-fault hook.
+fn program_fault(frame: &Frame, addr: u32) -> UserFault {
+    let tries = HOOKS.tries.get() + 1;
+    HOOKS.tries.set(tries);
+    if tries > MAX_FAULT_RETRIES {
+        crate::println!(
+            "BUG: fault loop: {tries} faults at {addr:#010x} (error code {:#x}) without progress",
+            frame.error
+        );
+        crate::serial::exit(crate::serial::EXIT_FAIL);
+    }
+    let hook = HOOKS
+        .user_fault
+        .get()
+        .expect("a user fault before the hooks");
+    hook(addr, frame.error)
+}
+
 /// A trap from the ring-3 program: a page fault goes to the kernel (and back to the program,
 /// or out with the signal); int 0x80 ends the program; anything else ends it too.
 fn user_trap(frame: &mut Frame) {
@@ -448,20 +453,7 @@ fn user_trap(frame: &mut Frame) {
     match frame.vector {
         14 => {
             let addr = cr2();
-            let tries = HOOKS.tries.get() + 1;
-            HOOKS.tries.set(tries);
-            if tries > MAX_FAULT_RETRIES {
-                crate::println!(
-                    "BUG: fault loop: {tries} faults at {addr:#010x} (error code {:#x}) without progress",
-                    frame.error
-                );
-                crate::serial::exit(crate::serial::EXIT_FAIL);
-            }
-            let hook = HOOKS
-                .user_fault
-                .get()
-                .expect("a user fault before the hooks");
-            match hook(addr, frame.error) {
+            match program_fault(frame, addr) {
                 UserFault::Retry => {
                     // the next access starts a new count once this one succeeds; a program
                     // that faults on a new address each time is progress

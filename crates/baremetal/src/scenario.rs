@@ -240,21 +240,29 @@ fn stamp(page: u32) -> u32 {
     0x5a00_0000 ^ page.wrapping_mul(0x9e37_79b9)
 }
 
+/// `mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)` in process `pid`.
+fn mmap_anon<M: PagingMode>(
+    k: &Kernel<M>,
+    pid: u32,
+    len: u32,
+    prot: u32,
+) -> Result<u32, highpte_kernel::Errno> {
+    k.sys_mmap(
+        &mut enter(),
+        TaskId(pid),
+        0,
+        len as u64,
+        prot,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        -1,
+        0,
+    )
+}
+
 /// Map a page for the ring-3 program in process `pid` and copy the program into it; its
 /// address.
 fn map_program<M: PagingMode>(k: &Kernel<M>, pid: u32) -> Option<u32> {
-    let code = k
-        .sys_mmap(
-            &mut enter(),
-            TaskId(pid),
-            0,
-            PAGE as u64,
-            PROT_READ | PROT_WRITE | PROT_EXEC,
-            MAP_PRIVATE | MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-        .ok()?;
+    let code = mmap_anon(k, pid, PAGE, PROT_READ | PROT_WRITE | PROT_EXEC).ok()?;
     for (i, w) in cpu::user_program().chunks(4).enumerate() {
         let mut b = [0u8; 4];
         b[..w.len()].copy_from_slice(w);
@@ -381,16 +389,7 @@ fn scenario_fork_cow<M: PagingMode>(k: &Kernel<M>) -> bool {
     let Some(code) = map_program(k, 1) else {
         return check("program", false, String::from("mapping the code failed"));
     };
-    let base = match k.sys_mmap(
-        &mut enter(),
-        TaskId(1),
-        0,
-        (PAGES * PAGE) as u64,
-        PROT_READ | PROT_WRITE,
-        MAP_PRIVATE | MAP_ANONYMOUS,
-        -1,
-        0,
-    ) {
+    let base = match mmap_anon(k, 1, PAGES * PAGE, PROT_READ | PROT_WRITE) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };
@@ -458,16 +457,7 @@ fn scenario_munmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     let Some(code) = map_program(k, 1) else {
         return check("program", false, String::from("mapping the code failed"));
     };
-    let base = match k.sys_mmap(
-        &mut enter(),
-        TaskId(1),
-        0,
-        3 * MB as u64,
-        PROT_READ | PROT_WRITE,
-        MAP_PRIVATE | MAP_ANONYMOUS,
-        -1,
-        0,
-    ) {
+    let base = match mmap_anon(k, 1, 3 * MB, PROT_READ | PROT_WRITE) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };
@@ -512,16 +502,7 @@ fn scenario_stale_kmap<M: PagingMode>(k: &Kernel<M>) -> bool {
     if !spawn(k, 1, None) {
         return false;
     }
-    let base = match k.sys_mmap(
-        &mut enter(),
-        TaskId(1),
-        0,
-        16 * PAGE as u64,
-        PROT_READ | PROT_WRITE,
-        MAP_PRIVATE | MAP_ANONYMOUS,
-        -1,
-        0,
-    ) {
+    let base = match mmap_anon(k, 1, 16 * PAGE, PROT_READ | PROT_WRITE) {
         Ok(a) => a,
         Err(e) => return check("mmap", false, format!("{e:?}")),
     };

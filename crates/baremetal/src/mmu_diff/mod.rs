@@ -154,8 +154,8 @@ pub fn run(info: &Info) -> bool {
     // the last large page being the window), then the switch, then the user half through
     // the window.
     let (cr3, pds) = b.kernel_half();
+    // ring 3 uses the segments and the TSS `cpu::init` loaded (user code 0x1b, data 0x23)
     cpu::set_raw_hook(Some(probe::hook));
-    probe::enable_ring3();
     let slots = b.user_half(cr3, &pds, cfg.nslots);
     if cfg.pae {
         // reload the PDPTE registers

@@ -125,58 +125,6 @@ mmu_diff_kernel_esp:
 "#
 );
 
-/// Flat segments: the kernel's (the same selectors as `cpu::init`), ring 3 code (0x1b) and
-/// data (0x23), and the TSS (0x28) that gives ring 0's stack for faults at CPL 3.
-static mut GDT: [u64; 6] = [
-    0,
-    0x00cf_9a00_0000_ffff,
-    0x00cf_9200_0000_ffff,
-    0x00cf_fa00_0000_ffff,
-    0x00cf_f200_0000_ffff,
-    0,
-];
-
-/// A 32-bit TSS: only SS0:ESP0 matter (and the I/O map base, past the limit: no I/O map).
-#[repr(C, align(16))]
-struct Tss([u32; 26]);
-
-static mut TSS: Tss = Tss([0; 26]);
-
-#[repr(C, align(16))]
-struct Stack([u8; 65536]);
-
-/// Ring 0's stack for exceptions taken at CPL 3.
-static mut RING0_STACK: Stack = Stack([0; 65536]);
-
-#[repr(C, packed)]
-struct TablePtr {
-    limit: u16,
-    base: u32,
-}
-
-/// Load a GDT with ring-3 segments and a TSS, keeping the kernel's selectors.
-pub(super) fn enable_ring3() {
-    // SAFETY: one CPU, interrupts off; the GDT keeps the selectors in use (0x08, 0x10) with
-    // the same flat descriptors, so the segment registers stay valid; the TSS is this
-    // module's.
-    unsafe {
-        let tss = &raw mut TSS;
-        let stack = &raw mut RING0_STACK;
-        (*tss).0[1] = stack as u32 + 65536; // ESP0
-        (*tss).0[2] = 0x10; // SS0
-        (*tss).0[25] = 104 << 16; // I/O map base: none
-        let base = tss as u32 as u64;
-        let limit = 103u64;
-        let gdt = &raw mut GDT;
-        (*gdt)[5] = limit | (base & 0xff_ffff) << 16 | 0x89 << 40 | (base >> 24) << 56;
-        let p = TablePtr {
-            limit: 6 * 8 - 1,
-            base: gdt as u32,
-        };
-        core::arch::asm!("lgdt [{}]", "mov ax, 0x28", "ltr ax", in(reg) &p, out("eax") _);
-    }
-}
-
 extern "C" {
     fn mmu_diff_load(addr: u32) -> u64;
     fn mmu_diff_store(addr: u32, lo: u32, hi: u32);
