@@ -11,6 +11,8 @@ use highpte_workload::microbench::{self as sim, Machine, Measure, Work};
 /// The fault-rate target of issue 20: simulated anonymous first-touch faults per host second
 /// at least this many times the host kernel's, with atomic ptes, in the same run.
 const FAULT_RATE_TARGET: f64 = 3.0;
+/// Issue 20's target for TLB-hit user loads, per host second on one core.
+const TLB_LOAD_TARGET: f64 = 200e6;
 
 /// 1. The host kernel against the simulator, alternated, best of each.
 pub(crate) fn faults_vs_host(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
@@ -176,10 +178,15 @@ pub(crate) fn tlb_hits(out: &mut Output, sc: &Scale) -> anyhow::Result<()> {
         ]);
     }
     t.note(format!(
-        "Target: at least 100 M loads per host second per core. Measured {:.0} M/s ({}). \
-         Host time includes the process's setup (a few faults).",
+        "Target (issue 20): at least {:.0} M loads per host second per core. Measured {:.0} M/s \
+         ({}). Host time includes the process's setup (a few faults).",
+        TLB_LOAD_TARGET / 1e6,
         first / 1e6,
-        if first >= 100e6 { "met" } else { "NOT met" }
+        if first >= TLB_LOAD_TARGET {
+            "met"
+        } else {
+            "NOT met"
+        }
     ));
     out.table(&t);
     Ok(())
