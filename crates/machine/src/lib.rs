@@ -14,6 +14,7 @@ pub mod events;
 pub mod machine;
 pub mod mmu;
 pub mod phys;
+mod phys_store;
 mod platform_impl;
 pub mod sched;
 mod stack;

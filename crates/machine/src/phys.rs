@@ -5,6 +5,14 @@
 //! frames that are written; a frame never written reads as zero. Page tables live here in their
 //! real x86 format, little-endian, and user data too.
 //!
+//! Frames are also shared on the host: a whole frame written at once (a pte page the kernel
+//! fills or clears in one block walk, a page read from disk) is kept in a content store once
+//! per distinct content, and any smaller write first gives the frame its own copy back. Two
+//! thousand processes attaching one shared segment build two thousand identical sets of pte
+//! pages; the host holds one. A frame that was never written reads as zero without being
+//! read, and clearing it writes nothing. None of this is visible to the simulated machine:
+//! every frame reads back exactly the bytes last written to it.
+//!
 //! Every checked accessor refuses an access that reaches past the end of RAM with
 //! [`PhysMemError::OutOfRange`]; none of them can touch host memory outside the mapping.
 //!
@@ -19,7 +27,9 @@
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+
+use crate::phys_store::{Page, PageStore};
 
 use highpte_arch::{PAGE_SHIFT, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -87,8 +97,30 @@ pub struct PhysMem {
     base: *mut u8,
     /// Bytes of simulated RAM (the mapping's length).
     size: u64,
+    /// One bit per frame: set once the frame's own host page may hold a non-zero byte (it was
+    /// written since the mapping was made, or since it was last zeroed or released). A frame
+    /// with the bit clear reads as zero without being read, and is cleared without being
+    /// written, so a frame the simulated machine never writes costs the host nothing.
+    dirty: Box<[Cell<u64>]>,
+    /// One bit per frame: set while the frame's content lives in `store` (under the id in
+    /// `ids`) rather than in its own host page. Whole-page writes put it there; the first
+    /// smaller write copies it back (`unshare`).
+    shared: Box<[Cell<u64>]>,
+    /// The store id of each shared frame (0 for the others). Committed by the host only where
+    /// frames were shared, like the bitmaps.
+    ids: Box<[Cell<u32>]>,
+    /// The distinct contents of the shared frames.
+    store: RefCell<PageStore>,
     /// Interior mutability through `base` must stay on one thread at a time.
     _not_sync: PhantomData<Cell<u8>>,
+}
+
+/// `n` cells of zero, allocated zeroed so the host commits only the parts that are written.
+fn zeroed_cells<T: Copy + Default>(n: usize) -> Box<[Cell<T>]> {
+    let v: Box<[T]> = vec![T::default(); n].into_boxed_slice();
+    // SAFETY: `Cell<T>` has the same in-memory representation as `T` (it is
+    // `repr(transparent)`), so the allocation is a valid `[Cell<T>]` of the same length.
+    unsafe { Box::from_raw(Box::into_raw(v) as *mut [Cell<T>]) }
 }
 
 // SAFETY: `PhysMem` exclusively owns its mapping and never shares the pointer; moving the whole
@@ -139,10 +171,15 @@ impl PhysMem {
                 return Err(map_err(std::io::Error::last_os_error()));
             }
         }
+        let frames = (size_bytes >> PAGE_SHIFT) as usize;
         let mem = PhysMem {
             _map: map,
             base,
             size: size_bytes,
+            dirty: zeroed_cells(frames.div_ceil(64)),
+            shared: zeroed_cells(frames.div_ceil(64)),
+            ids: zeroed_cells(frames),
+            store: RefCell::new(PageStore::default()),
             _not_sync: PhantomData,
         };
         // Best effort: without it the host may back a 2 MB range on first touch, which only
@@ -204,6 +241,109 @@ impl PhysMem {
         Ok(pfn << PAGE_SHIFT)
     }
 
+    /// True if bit `pfn` of `bits` is set (`pfn` inside RAM).
+    #[inline(always)]
+    fn bit(bits: &[Cell<u64>], pfn: u64) -> bool {
+        bits[(pfn >> 6) as usize].get() & (1 << (pfn & 63)) != 0
+    }
+
+    /// Set or clear bit `pfn` of `bits`.
+    #[inline(always)]
+    fn set_bit(bits: &[Cell<u64>], pfn: u64, on: bool) {
+        let w = &bits[(pfn >> 6) as usize];
+        let m = 1 << (pfn & 63);
+        w.set(if on { w.get() | m } else { w.get() & !m });
+    }
+
+    /// True if a frame of the `len` bytes at `pa` (at most one page long, inside RAM) is
+    /// shared: its bytes are in the store, not in the host mapping.
+    #[inline(always)]
+    fn any_shared(&self, pa: u64, len: u64) -> bool {
+        Self::bit(&self.shared, pa >> PAGE_SHIFT)
+            || Self::bit(&self.shared, (pa + len - 1) >> PAGE_SHIFT)
+    }
+
+    /// Give shared frame `pfn` its own copy of its content again, in its host page.
+    #[cold]
+    #[inline(never)]
+    fn unshare(&self, pfn: u64) {
+        let id = self.ids[pfn as usize].replace(0);
+        Self::set_bit(&self.shared, pfn, false);
+        let mut store = self.store.borrow_mut();
+        // SAFETY: frame `pfn` is inside RAM (every caller checked it); the store's page is a
+        // distinct host allocation, so the ranges do not overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                store.get(id).as_ptr(),
+                self.base.add((pfn << PAGE_SHIFT) as usize),
+                PAGE_SIZE as usize,
+            )
+        };
+        store.release(id);
+        Self::set_bit(&self.dirty, pfn, true);
+    }
+
+    /// Drop frame `pfn`'s reference to the store, if it has one; its content is then
+    /// whatever its host page holds.
+    #[inline]
+    fn drop_shared(&self, pfn: u64) {
+        if Self::bit(&self.shared, pfn) {
+            Self::set_bit(&self.shared, pfn, false);
+            let id = self.ids[pfn as usize].replace(0);
+            self.store.borrow_mut().release(id);
+        }
+    }
+
+    /// Make the frames of the `len` bytes at `pa` (inside RAM, at most one page) ready for a
+    /// write into the host mapping: own copies, marked dirty.
+    #[inline(always)]
+    fn prepare_write(&self, pa: u64, len: u64) {
+        let (first, last) = (pa >> PAGE_SHIFT, (pa + len - 1) >> PAGE_SHIFT);
+        for pfn in [first, last] {
+            if Self::bit(&self.shared, pfn) {
+                self.unshare(pfn);
+            }
+            Self::set_bit(&self.dirty, pfn, true);
+        }
+    }
+
+    /// Read `buf.len()` bytes (at most a page) at `pa` where a frame of them is shared.
+    #[cold]
+    #[inline(never)]
+    fn read_shared(&self, pa: u64, buf: &mut [u8]) {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pa + done as u64;
+            let (pfn, off) = (at >> PAGE_SHIFT, (at & (PAGE_SIZE - 1)) as usize);
+            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
+            self.read_frame(pfn, off, &mut buf[done..done + n]);
+            done += n;
+        }
+    }
+
+    /// Copy `out.len()` bytes of frame `pfn` from byte `off` (inside the frame) into `out`.
+    #[inline]
+    fn read_frame(&self, pfn: u64, off: usize, out: &mut [u8]) {
+        if Self::bit(&self.shared, pfn) {
+            let store = self.store.borrow();
+            let page = store.get(self.ids[pfn as usize].get());
+            out.copy_from_slice(&page[off..off + out.len()]);
+        } else if !Self::bit(&self.dirty, pfn) {
+            // Never written: zero, without making the host map anything.
+            out.fill(0);
+        } else {
+            // SAFETY: the bytes lie inside frame `pfn`, inside the mapping; `out` is a distinct
+            // host allocation (no reference into RAM is ever handed out).
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    self.base.add(((pfn << PAGE_SHIFT) as usize) + off),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            };
+        }
+    }
+
     /// Read a little-endian u32 at `pa` (any alignment).
     #[inline]
     pub fn read_u32(&self, pa: u64) -> Result<u32, PhysMemError> {
@@ -245,6 +385,11 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn read_u32_unchecked(&self, pa: u64) -> u32 {
         debug_assert!(pa + 4 <= self.size);
+        if self.any_shared(pa, 4) {
+            let mut b = [0u8; 4];
+            self.read_shared(pa, &mut b);
+            return u32::from_le_bytes(b);
+        }
         // SAFETY: the caller guarantees the 4 bytes are inside the live mapping; unaligned reads
         // are allowed by `read_unaligned`; no reference into RAM exists that could alias.
         u32::from_le(unsafe { ptr::read_unaligned(self.base.add(pa as usize).cast::<u32>()) })
@@ -257,6 +402,11 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn read_u64_unchecked(&self, pa: u64) -> u64 {
         debug_assert!(pa + 8 <= self.size);
+        if self.any_shared(pa, 8) {
+            let mut b = [0u8; 8];
+            self.read_shared(pa, &mut b);
+            return u64::from_le_bytes(b);
+        }
         // SAFETY: as in `read_u32_unchecked`, for 8 bytes.
         u64::from_le(unsafe { ptr::read_unaligned(self.base.add(pa as usize).cast::<u64>()) })
     }
@@ -268,6 +418,7 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn write_u32_unchecked(&self, pa: u64, value: u32) {
         debug_assert!(pa + 4 <= self.size);
+        self.prepare_write(pa, 4);
         // SAFETY: the caller guarantees the bytes are inside the live, writable mapping; the
         // type is !Sync and hands out no references, so nothing else reads or writes them now.
         unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u32>(), value.to_le()) }
@@ -280,6 +431,7 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn write_u64_unchecked(&self, pa: u64, value: u64) {
         debug_assert!(pa + 8 <= self.size);
+        self.prepare_write(pa, 8);
         // SAFETY: as in `write_u32_unchecked`, for 8 bytes.
         unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u64>(), value.to_le()) }
     }
@@ -287,21 +439,88 @@ impl PhysMem {
     /// Copy `buf.len()` bytes of RAM starting at `pa` into `buf`.
     pub fn read_bytes(&self, pa: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
         self.check(pa, buf.len() as u64)?;
-        // SAFETY: the source range is inside the mapping (checked); `buf` is a distinct host
-        // allocation (no reference into RAM is ever handed out), so the ranges do not overlap.
-        unsafe {
-            ptr::copy_nonoverlapping(self.base.add(pa as usize), buf.as_mut_ptr(), buf.len())
-        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pa + done as u64;
+            let (pfn, off) = (at >> PAGE_SHIFT, (at & (PAGE_SIZE - 1)) as usize);
+            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
+            self.read_frame(pfn, off, &mut buf[done..done + n]);
+            done += n;
+        }
         Ok(())
     }
 
-    /// Copy `buf` into RAM starting at `pa`.
+    /// Copy `buf` into RAM starting at `pa`. A whole frame written at once is kept in the
+    /// content store, once per distinct content (see the module docs); an all-zero one is
+    /// cleared.
     pub fn write_bytes(&self, pa: u64, buf: &[u8]) -> Result<(), PhysMemError> {
         self.check(pa, buf.len() as u64)?;
-        // SAFETY: the destination range is inside the mapping (checked) and cannot overlap
-        // `buf`, as in `read_bytes`.
-        unsafe { ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(pa as usize), buf.len()) };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = pa + done as u64;
+            let (pfn, off) = (at >> PAGE_SHIFT, (at & (PAGE_SIZE - 1)) as usize);
+            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
+            let chunk = &buf[done..done + n];
+            if let Ok(page) = <&Page>::try_from(chunk) {
+                self.write_page(pfn, page);
+            } else {
+                self.prepare_write(at, n as u64);
+                // SAFETY: the chunk lies inside frame `pfn` (checked above) and cannot overlap
+                // `buf`, a distinct host allocation.
+                unsafe { ptr::copy_nonoverlapping(chunk.as_ptr(), self.base.add(at as usize), n) };
+            }
+            done += n;
+        }
         Ok(())
+    }
+
+    /// Frame `pfn` (inside RAM) now holds `page`: shared through the store, or cleared.
+    fn write_page(&self, pfn: u64, page: &Page) {
+        if page.iter().all(|&b| b == 0) {
+            self.clear_frame(pfn);
+            return;
+        }
+        let id = self.store.borrow_mut().intern(page);
+        self.drop_shared(pfn);
+        self.ids[pfn as usize].set(id);
+        Self::set_bit(&self.shared, pfn, true);
+    }
+
+    /// Frame `pfn` (inside RAM) reads as zero from now on.
+    #[inline]
+    fn clear_frame(&self, pfn: u64) {
+        self.drop_shared(pfn);
+        if Self::bit(&self.dirty, pfn) {
+            // SAFETY: the frame lies inside the mapping; nothing aliases it.
+            unsafe {
+                ptr::write_bytes(
+                    self.base.add((pfn << PAGE_SHIFT) as usize),
+                    0,
+                    PAGE_SIZE as usize,
+                )
+            };
+            Self::set_bit(&self.dirty, pfn, false);
+        }
+    }
+
+    /// True if every byte of frame `pfn` is zero. A never-written frame is answered without
+    /// reading it.
+    pub fn page_is_zero(&self, pfn: u64) -> Result<bool, PhysMemError> {
+        self.check_pages(pfn, 1)?;
+        if Self::bit(&self.shared, pfn) {
+            // the store never holds an all-zero page (`write_page` clears the frame instead)
+            return Ok(false);
+        }
+        if !Self::bit(&self.dirty, pfn) {
+            return Ok(true);
+        }
+        let p = self.page_ptr(pfn)?;
+        // SAFETY: `p` points at 4096 readable bytes of our mapping, 8-byte aligned (the mapping
+        // is page aligned); no `&mut` into RAM exists while this shared slice lives, and this
+        // thread writes nothing until it is dropped at the end of this function.
+        let words =
+            unsafe { core::slice::from_raw_parts(p.cast::<u64>(), (PAGE_SIZE / 8) as usize) };
+        Ok(words.iter().all(|&w| w == 0))
     }
 
     /// The 4 KB frame `pfn` as a raw pointer, after checking it is inside RAM.
@@ -312,40 +531,36 @@ impl PhysMem {
         Ok(unsafe { self.base.add(pa as usize) })
     }
 
-    /// True if every byte of frame `pfn` is zero. Reading a never-written frame commits no host
-    /// memory (the host maps its shared zero page).
-    pub fn page_is_zero(&self, pfn: u64) -> Result<bool, PhysMemError> {
-        let p = self.page_ptr(pfn)?;
-        // SAFETY: `p` points at 4096 readable bytes of our mapping, 8-byte aligned (the mapping
-        // is page aligned); no `&mut` into RAM exists while this shared slice lives, and this
-        // thread writes nothing until it is dropped at the end of this function.
-        let words =
-            unsafe { core::slice::from_raw_parts(p.cast::<u64>(), (PAGE_SIZE / 8) as usize) };
-        Ok(words.iter().all(|&w| w == 0))
-    }
-
-    /// Fill frame `pfn` with zeros. This writes the frame even if it already reads as zero:
-    /// the kernel clears a page because it is about to write it, so a never-written frame is
-    /// committed here rather than at that write (see the comment inside).
+    /// Fill frame `pfn` with zeros. A frame never written (or cleared since) is left alone:
+    /// it already reads as zero, and the host commits nothing for it.
     pub fn zero_page(&self, pfn: u64) -> Result<(), PhysMemError> {
-        // No zero check first: a page is cleared because it is about to be written, and
-        // reading it first would make the host map its zero page and then copy-on-write it,
-        // two host faults instead of one.
-        let p = self.page_ptr(pfn)?;
-        // SAFETY: `p` points at 4096 writable bytes of our mapping; nothing aliases them.
-        unsafe { ptr::write_bytes(p, 0, PAGE_SIZE as usize) };
+        self.check_pages(pfn, 1)?;
+        self.clear_frame(pfn);
         Ok(())
     }
 
-    /// Copy frame `src_pfn` to frame `dst_pfn` (copying a frame onto itself does nothing).
+    /// Copy frame `src_pfn` to frame `dst_pfn` (copying a frame onto itself does nothing). A
+    /// shared source is shared with the destination, not copied.
     pub fn copy_page(&self, dst_pfn: u64, src_pfn: u64) -> Result<(), PhysMemError> {
         let dst = self.page_ptr(dst_pfn)?;
         let src = self.page_ptr(src_pfn)?;
         if dst_pfn == src_pfn {
             return Ok(());
         }
-        // SAFETY: two distinct page-aligned frames inside the mapping never overlap.
-        unsafe { ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
+        if Self::bit(&self.shared, src_pfn) {
+            let id = self.ids[src_pfn as usize].get();
+            self.store.borrow_mut().retain(id);
+            self.drop_shared(dst_pfn);
+            self.ids[dst_pfn as usize].set(id);
+            Self::set_bit(&self.shared, dst_pfn, true);
+        } else if !Self::bit(&self.dirty, src_pfn) {
+            self.clear_frame(dst_pfn);
+        } else {
+            self.drop_shared(dst_pfn);
+            Self::set_bit(&self.dirty, dst_pfn, true);
+            // SAFETY: two distinct page-aligned frames inside the mapping never overlap.
+            unsafe { ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
+        }
         Ok(())
     }
 
@@ -366,11 +581,14 @@ impl PhysMem {
                 libc::MADV_DONTNEED,
             )
         };
-        if rc != 0 {
-            // Cannot happen for a valid range of our own mapping; fall back to zeroing so the
-            // documented "reads back as zero" still holds.
-            for pfn in pfn_start..pfn_start + npages {
-                self.zero_page(pfn)?;
+        for pfn in pfn_start..pfn_start + npages {
+            if rc == 0 {
+                self.drop_shared(pfn);
+                Self::set_bit(&self.dirty, pfn, false);
+            } else {
+                // Cannot happen for a valid range of our own mapping; zero instead so the
+                // documented "reads back as zero" still holds.
+                self.clear_frame(pfn);
             }
         }
         Ok(())
@@ -386,6 +604,12 @@ impl PhysMem {
     pub fn resident_bytes(&self) -> u64 {
         self.resident_bytes_smaps()
             .unwrap_or_else(|| self.resident_bytes_mincore())
+            + self.shared_bytes()
+    }
+
+    /// Host bytes held by the content store: one page per distinct shared content.
+    pub fn shared_bytes(&self) -> u64 {
+        self.store.borrow().bytes()
     }
 
     fn resident_bytes_smaps(&self) -> Option<u64> {
@@ -563,9 +787,18 @@ mod tests {
             m.write_u32(pfn * 4096 * 1000, 1).unwrap();
         }
         assert_eq!(m.resident_bytes(), 10 * 4096);
-        // zeroing writes (a cleared page is about to be used): it commits exactly that page
+        // clearing a never-written frame commits nothing: it already reads as zero
+        m.zero_page(3).unwrap();
+        assert_eq!(m.resident_bytes(), 10 * 4096);
+        // a copy of such a frame commits nothing either
+        m.copy_page(4, 3).unwrap();
+        assert_eq!(m.resident_bytes(), 10 * 4096);
+        // a written frame that is cleared stays committed and reads as zero
+        m.write_u32(3 * 4096 + 4092, 7).unwrap();
+        assert_eq!(m.resident_bytes(), 11 * 4096);
         m.zero_page(3).unwrap();
         assert_eq!(m.resident_bytes(), 11 * 4096);
+        assert_eq!(m.read_u32(3 * 4096 + 4092).unwrap(), 0);
         assert!(m.page_is_zero(3).unwrap());
         m.release_range(3, 1).unwrap();
         assert_eq!(m.resident_bytes(), 10 * 4096);
@@ -573,5 +806,141 @@ mod tests {
         assert_eq!(m.resident_bytes(), 5 * 4096);
         assert_eq!(m.read_u32(0).unwrap(), 0);
         assert_eq!(m.read_u32(5000 * 4096).unwrap(), 1);
+    }
+
+    #[test]
+    fn whole_page_writes_are_shared_on_the_host() {
+        let m = PhysMem::new(1 << 30).unwrap();
+        let mut page = [0u8; 4096];
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = (i % 251) as u8 + 1;
+        }
+        // 200 frames written with the same 4 KB: one page of store, nothing in the mapping
+        for pfn in 1000..1200 {
+            m.write_bytes(pfn * 4096, &page).unwrap();
+        }
+        assert_eq!(m.shared_bytes(), 4096);
+        assert_eq!(m.resident_bytes(), 4096);
+        assert_eq!(
+            m.read_u32(1100 * 4096 + 8).unwrap(),
+            u32::from_le_bytes([9, 10, 11, 12])
+        );
+        // a small write gives that frame its own copy; the others keep sharing
+        m.write_u64(1100 * 4096 + 4088, 0).unwrap();
+        assert_eq!(m.resident_bytes(), 2 * 4096);
+        assert_eq!(m.read_u64(1100 * 4096 + 4088).unwrap(), 0);
+        let mut last = [0u8; 1];
+        m.read_bytes(1101 * 4096 + 4095, &mut last).unwrap();
+        assert_eq!(last[0], page[4095]);
+        // a copy of a shared frame shares too
+        m.copy_page(5, 1000).unwrap();
+        assert_eq!(m.resident_bytes(), 2 * 4096);
+        assert!(!m.page_is_zero(5).unwrap());
+        // an all-zero whole-page write clears: the store lets go with the last sharer
+        for pfn in (1000..1200).chain([5]) {
+            m.write_bytes(pfn * 4096, &[0u8; 4096]).unwrap();
+        }
+        assert_eq!(m.shared_bytes(), 0);
+        assert!(m.page_is_zero(1000).unwrap());
+        assert!(m.page_is_zero(1100).unwrap());
+    }
+
+    /// Sharing and the written-frame bits are host-side only: any mix of accessors reads
+    /// back exactly what a plain byte array would hold.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PAGES: u64 = 6;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            U32(u64, u32),
+            U64(u64, u64),
+            Bytes(u64, Vec<u8>),
+            Page(u64, u8, u16),
+            Zero(u64),
+            Copy(u64, u64),
+            Release(u64, u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let pa = 0..PAGES * 4096 - 8;
+            let pfn = 0..PAGES;
+            prop_oneof![
+                (pa.clone(), any::<u32>()).prop_map(|(a, v)| Op::U32(a, v)),
+                (pa.clone(), any::<u64>()).prop_map(|(a, v)| Op::U64(a, v)),
+                (pa, prop::collection::vec(any::<u8>(), 0..9000))
+                    .prop_map(|(a, b)| Op::Bytes(a, b)),
+                // whole pages from a few contents, so that frames share
+                (pfn.clone(), 0..3u8, 0..4096u16).prop_map(|(p, v, at)| Op::Page(p, v, at)),
+                pfn.clone().prop_map(Op::Zero),
+                (pfn.clone(), pfn.clone()).prop_map(|(d, s)| Op::Copy(d, s)),
+                (pfn, 0..3u64).prop_map(|(p, n)| Op::Release(p, n)),
+            ]
+        }
+
+        fn frame(model: &mut [u8], p: u64) -> &mut [u8] {
+            &mut model[(p * 4096) as usize..((p + 1) * 4096) as usize]
+        }
+
+        proptest! {
+            #[test]
+            fn reads_match_a_byte_array(ops in prop::collection::vec(op(), 1..60)) {
+                let m = PhysMem::new(PAGES * 4096).unwrap();
+                let mut model = vec![0u8; (PAGES * 4096) as usize];
+                for op in ops {
+                    match op {
+                        Op::U32(a, v) => {
+                            m.write_u32(a, v).unwrap();
+                            model[a as usize..a as usize + 4].copy_from_slice(&v.to_le_bytes());
+                        }
+                        Op::U64(a, v) => {
+                            m.write_u64(a, v).unwrap();
+                            model[a as usize..a as usize + 8].copy_from_slice(&v.to_le_bytes());
+                        }
+                        Op::Bytes(a, b) => {
+                            let n = b.len().min(model.len() - a as usize);
+                            m.write_bytes(a, &b[..n]).unwrap();
+                            model[a as usize..a as usize + n].copy_from_slice(&b[..n]);
+                        }
+                        Op::Page(p, v, at) => {
+                            let mut page = [0u8; 4096];
+                            page[at as usize % (64 * (v as usize + 1))] = v;
+                            m.write_bytes(p * 4096, &page).unwrap();
+                            frame(&mut model, p).copy_from_slice(&page);
+                        }
+                        Op::Zero(p) => {
+                            m.zero_page(p).unwrap();
+                            frame(&mut model, p).fill(0);
+                        }
+                        Op::Copy(d, s) => {
+                            m.copy_page(d, s).unwrap();
+                            let src = frame(&mut model, s).to_vec();
+                            frame(&mut model, d).copy_from_slice(&src);
+                        }
+                        Op::Release(p, n) => {
+                            let n = n.min(PAGES - p);
+                            m.release_range(p, n).unwrap();
+                            model[(p * 4096) as usize..((p + n) * 4096) as usize].fill(0);
+                        }
+                    }
+                }
+                let mut got = vec![0u8; model.len()];
+                m.read_bytes(0, &mut got).unwrap();
+                prop_assert_eq!(&got, &model);
+                for a in (0..PAGES * 4096 - 8).step_by(4093) {
+                    let want = u64::from_le_bytes(model[a as usize..a as usize + 8].try_into().unwrap());
+                    prop_assert_eq!(m.read_u64(a).unwrap(), want);
+                }
+                for p in 0..PAGES {
+                    let zero = frame(&mut model, p).iter().all(|&b| b == 0);
+                    prop_assert_eq!(m.page_is_zero(p).unwrap(), zero);
+                }
+                // every store page is still referenced by some frame
+                let shared = (0..PAGES).filter(|&p| PhysMem::bit(&m.shared, p)).count() as u64;
+                prop_assert!(m.shared_bytes() <= shared * 4096);
+            }
+        }
     }
 }
