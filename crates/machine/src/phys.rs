@@ -97,15 +97,15 @@ pub struct PhysMem {
     base: *mut u8,
     /// Bytes of simulated RAM (the mapping's length).
     size: u64,
-    /// One bit per frame: set once the frame's own host page may hold a non-zero byte (it was
-    /// written since the mapping was made, or since it was last zeroed or released). A frame
-    /// with the bit clear reads as zero without being read, and is cleared without being
-    /// written, so a frame the simulated machine never writes costs the host nothing.
-    dirty: Box<[Cell<u64>]>,
-    /// One bit per frame: set while the frame's content lives in `store` (under the id in
-    /// `ids`) rather than in its own host page. Whole-page writes put it there; the first
-    /// smaller write copies it back (`unshare`).
-    shared: Box<[Cell<u64>]>,
+    /// Per frame, [`DIRTY`] and [`SHARED`]. `DIRTY`: the frame's own host page may hold a
+    /// non-zero byte (it was written since the mapping was made, or since it was last zeroed
+    /// or released); a frame without it reads as zero without being read, and is cleared
+    /// without being written, so a frame the simulated machine never writes costs the host
+    /// nothing. `SHARED`: the frame's content lives in `store` (under the id in `ids`), not in
+    /// its own host page; whole-page writes put it there, the first smaller write copies it
+    /// back (`unshare`). One byte per frame, so an access tests one byte; allocated zeroed,
+    /// the host commits it only where frames are written.
+    state: Box<[Cell<u8>]>,
     /// The store id of each shared frame (0 for the others). Committed by the host only where
     /// frames were shared, like the bitmaps.
     ids: Box<[Cell<u32>]>,
@@ -114,6 +114,11 @@ pub struct PhysMem {
     /// Interior mutability through `base` must stay on one thread at a time.
     _not_sync: PhantomData<Cell<u8>>,
 }
+
+/// [`PhysMem`]'s state bit: the frame's host page may hold a non-zero byte.
+const DIRTY: u8 = 1;
+/// [`PhysMem`]'s state bit: the frame's content is in the store.
+const SHARED: u8 = 2;
 
 /// `n` cells of zero, allocated zeroed so the host commits only the parts that are written.
 fn zeroed_cells<T: Copy + Default>(n: usize) -> Box<[Cell<T>]> {
@@ -176,8 +181,7 @@ impl PhysMem {
             _map: map,
             base,
             size: size_bytes,
-            dirty: zeroed_cells(frames.div_ceil(64)),
-            shared: zeroed_cells(frames.div_ceil(64)),
+            state: zeroed_cells(frames),
             ids: zeroed_cells(frames),
             store: RefCell::new(PageStore::default()),
             _not_sync: PhantomData,
@@ -241,26 +245,45 @@ impl PhysMem {
         Ok(pfn << PAGE_SHIFT)
     }
 
-    /// True if bit `pfn` of `bits` is set (`pfn` inside RAM).
+    /// The state byte of frame `pfn` (inside RAM: every caller checked it).
     #[inline(always)]
-    fn bit(bits: &[Cell<u64>], pfn: u64) -> bool {
-        bits[(pfn >> 6) as usize].get() & (1 << (pfn & 63)) != 0
+    fn state(&self, pfn: u64) -> u8 {
+        debug_assert!(pfn < self.nr_pages());
+        // SAFETY: `state` has one byte per frame and `pfn` is inside RAM (callers check).
+        unsafe { self.state.get_unchecked(pfn as usize) }.get()
     }
 
-    /// Set or clear bit `pfn` of `bits`.
+    /// True if frame `pfn`'s content is in the store.
     #[inline(always)]
-    fn set_bit(bits: &[Cell<u64>], pfn: u64, on: bool) {
-        let w = &bits[(pfn >> 6) as usize];
-        let m = 1 << (pfn & 63);
-        w.set(if on { w.get() | m } else { w.get() & !m });
+    fn is_shared(&self, pfn: u64) -> bool {
+        self.state(pfn) & SHARED != 0
     }
 
-    /// True if a frame of the `len` bytes at `pa` (at most one page long, inside RAM) is
-    /// shared: its bytes are in the store, not in the host mapping.
+    /// True if frame `pfn`'s host page may hold a non-zero byte.
     #[inline(always)]
-    fn any_shared(&self, pa: u64, len: u64) -> bool {
-        Self::bit(&self.shared, pa >> PAGE_SHIFT)
-            || Self::bit(&self.shared, (pa + len - 1) >> PAGE_SHIFT)
+    fn is_dirty(&self, pfn: u64) -> bool {
+        self.state(pfn) & DIRTY != 0
+    }
+
+    /// Set or clear `flag` of frame `pfn` (inside RAM).
+    #[inline(always)]
+    fn set_flag(&self, flag: u8, pfn: u64, on: bool) {
+        let c = &self.state[pfn as usize];
+        c.set(if on { c.get() | flag } else { c.get() & !flag });
+    }
+
+    /// True if the `len` bytes at `pa` (inside RAM) lie in one frame whose content is in the
+    /// host mapping: a read can go straight there.
+    #[inline(always)]
+    fn direct_read(&self, pa: u64, len: u64) -> bool {
+        pa & (PAGE_SIZE - 1) <= PAGE_SIZE - len && !self.is_shared(pa >> PAGE_SHIFT)
+    }
+
+    /// True if the `len` bytes at `pa` (inside RAM) lie in one frame that is dirty and not
+    /// shared: a write can go straight to the host mapping with nothing to record.
+    #[inline(always)]
+    fn direct_write(&self, pa: u64, len: u64) -> bool {
+        pa & (PAGE_SIZE - 1) <= PAGE_SIZE - len && self.state(pa >> PAGE_SHIFT) == DIRTY
     }
 
     /// Give shared frame `pfn` its own copy of its content again, in its host page.
@@ -268,7 +291,7 @@ impl PhysMem {
     #[inline(never)]
     fn unshare(&self, pfn: u64) {
         let id = self.ids[pfn as usize].replace(0);
-        Self::set_bit(&self.shared, pfn, false);
+        self.set_flag(SHARED, pfn, false);
         let mut store = self.store.borrow_mut();
         // SAFETY: frame `pfn` is inside RAM (every caller checked it); the store's page is a
         // distinct host allocation, so the ranges do not overlap.
@@ -280,15 +303,15 @@ impl PhysMem {
             )
         };
         store.release(id);
-        Self::set_bit(&self.dirty, pfn, true);
+        self.set_flag(DIRTY, pfn, true);
     }
 
     /// Drop frame `pfn`'s reference to the store, if it has one; its content is then
     /// whatever its host page holds.
     #[inline]
     fn drop_shared(&self, pfn: u64) {
-        if Self::bit(&self.shared, pfn) {
-            Self::set_bit(&self.shared, pfn, false);
+        if self.is_shared(pfn) {
+            self.set_flag(SHARED, pfn, false);
             let id = self.ids[pfn as usize].replace(0);
             self.store.borrow_mut().release(id);
         }
@@ -296,18 +319,19 @@ impl PhysMem {
 
     /// Make the frames of the `len` bytes at `pa` (inside RAM, at most one page) ready for a
     /// write into the host mapping: own copies, marked dirty.
-    #[inline(always)]
+    #[inline(never)]
     fn prepare_write(&self, pa: u64, len: u64) {
         let (first, last) = (pa >> PAGE_SHIFT, (pa + len - 1) >> PAGE_SHIFT);
         for pfn in [first, last] {
-            if Self::bit(&self.shared, pfn) {
+            if self.is_shared(pfn) {
                 self.unshare(pfn);
             }
-            Self::set_bit(&self.dirty, pfn, true);
+            self.set_flag(DIRTY, pfn, true);
         }
     }
 
-    /// Read `buf.len()` bytes (at most a page) at `pa` where a frame of them is shared.
+    /// Read `buf.len()` bytes (at most a page) at `pa` frame by frame: the general case
+    /// (a shared frame, or bytes across two frames) of the small reads.
     #[cold]
     #[inline(never)]
     fn read_shared(&self, pa: u64, buf: &mut [u8]) {
@@ -324,11 +348,11 @@ impl PhysMem {
     /// Copy `out.len()` bytes of frame `pfn` from byte `off` (inside the frame) into `out`.
     #[inline]
     fn read_frame(&self, pfn: u64, off: usize, out: &mut [u8]) {
-        if Self::bit(&self.shared, pfn) {
+        if self.is_shared(pfn) {
             let store = self.store.borrow();
             let page = store.get(self.ids[pfn as usize].get());
             out.copy_from_slice(&page[off..off + out.len()]);
-        } else if !Self::bit(&self.dirty, pfn) {
+        } else if !self.is_dirty(pfn) {
             // Never written: zero, without making the host map anything.
             out.fill(0);
         } else {
@@ -385,7 +409,7 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn read_u32_unchecked(&self, pa: u64) -> u32 {
         debug_assert!(pa + 4 <= self.size);
-        if self.any_shared(pa, 4) {
+        if !self.direct_read(pa, 4) {
             let mut b = [0u8; 4];
             self.read_shared(pa, &mut b);
             return u32::from_le_bytes(b);
@@ -402,7 +426,7 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn read_u64_unchecked(&self, pa: u64) -> u64 {
         debug_assert!(pa + 8 <= self.size);
-        if self.any_shared(pa, 8) {
+        if !self.direct_read(pa, 8) {
             let mut b = [0u8; 8];
             self.read_shared(pa, &mut b);
             return u64::from_le_bytes(b);
@@ -418,7 +442,9 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn write_u32_unchecked(&self, pa: u64, value: u32) {
         debug_assert!(pa + 4 <= self.size);
-        self.prepare_write(pa, 4);
+        if !self.direct_write(pa, 4) {
+            self.prepare_write(pa, 4);
+        }
         // SAFETY: the caller guarantees the bytes are inside the live, writable mapping; the
         // type is !Sync and hands out no references, so nothing else reads or writes them now.
         unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u32>(), value.to_le()) }
@@ -431,7 +457,9 @@ impl PhysMem {
     #[inline(always)]
     pub unsafe fn write_u64_unchecked(&self, pa: u64, value: u64) {
         debug_assert!(pa + 8 <= self.size);
-        self.prepare_write(pa, 8);
+        if !self.direct_write(pa, 8) {
+            self.prepare_write(pa, 8);
+        }
         // SAFETY: as in `write_u32_unchecked`, for 8 bytes.
         unsafe { ptr::write_unaligned(self.base.add(pa as usize).cast::<u64>(), value.to_le()) }
     }
@@ -483,14 +511,14 @@ impl PhysMem {
         let id = self.store.borrow_mut().intern(page);
         self.drop_shared(pfn);
         self.ids[pfn as usize].set(id);
-        Self::set_bit(&self.shared, pfn, true);
+        self.set_flag(SHARED, pfn, true);
     }
 
     /// Frame `pfn` (inside RAM) reads as zero from now on.
     #[inline]
     fn clear_frame(&self, pfn: u64) {
         self.drop_shared(pfn);
-        if Self::bit(&self.dirty, pfn) {
+        if self.is_dirty(pfn) {
             // SAFETY: the frame lies inside the mapping; nothing aliases it.
             unsafe {
                 ptr::write_bytes(
@@ -499,7 +527,7 @@ impl PhysMem {
                     PAGE_SIZE as usize,
                 )
             };
-            Self::set_bit(&self.dirty, pfn, false);
+            self.set_flag(DIRTY, pfn, false);
         }
     }
 
@@ -507,11 +535,11 @@ impl PhysMem {
     /// reading it.
     pub fn page_is_zero(&self, pfn: u64) -> Result<bool, PhysMemError> {
         self.check_pages(pfn, 1)?;
-        if Self::bit(&self.shared, pfn) {
+        if self.is_shared(pfn) {
             // the store never holds an all-zero page (`write_page` clears the frame instead)
             return Ok(false);
         }
-        if !Self::bit(&self.dirty, pfn) {
+        if !self.is_dirty(pfn) {
             return Ok(true);
         }
         let p = self.page_ptr(pfn)?;
@@ -547,17 +575,17 @@ impl PhysMem {
         if dst_pfn == src_pfn {
             return Ok(());
         }
-        if Self::bit(&self.shared, src_pfn) {
+        if self.is_shared(src_pfn) {
             let id = self.ids[src_pfn as usize].get();
             self.store.borrow_mut().retain(id);
             self.drop_shared(dst_pfn);
             self.ids[dst_pfn as usize].set(id);
-            Self::set_bit(&self.shared, dst_pfn, true);
-        } else if !Self::bit(&self.dirty, src_pfn) {
+            self.set_flag(SHARED, dst_pfn, true);
+        } else if !self.is_dirty(src_pfn) {
             self.clear_frame(dst_pfn);
         } else {
             self.drop_shared(dst_pfn);
-            Self::set_bit(&self.dirty, dst_pfn, true);
+            self.set_flag(DIRTY, dst_pfn, true);
             // SAFETY: two distinct page-aligned frames inside the mapping never overlap.
             unsafe { ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
         }
@@ -584,7 +612,7 @@ impl PhysMem {
         for pfn in pfn_start..pfn_start + npages {
             if rc == 0 {
                 self.drop_shared(pfn);
-                Self::set_bit(&self.dirty, pfn, false);
+                self.set_flag(DIRTY, pfn, false);
             } else {
                 // Cannot happen for a valid range of our own mapping; zero instead so the
                 // documented "reads back as zero" still holds.
@@ -938,7 +966,7 @@ mod tests {
                     prop_assert_eq!(m.page_is_zero(p).unwrap(), zero);
                 }
                 // every store page is still referenced by some frame
-                let shared = (0..PAGES).filter(|&p| PhysMem::bit(&m.shared, p)).count() as u64;
+                let shared = (0..PAGES).filter(|&p| m.is_shared(p)).count() as u64;
                 prop_assert!(m.shared_bytes() <= shared * 4096);
             }
         }

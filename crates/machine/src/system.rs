@@ -535,22 +535,9 @@ impl<'a, M: PagingMode> User<'a, M> {
         }
     }
 
-    /// Run one user access, faulting pages in as needed. The first try is inline (a TLB hit
-    /// is a few instructions); a fault and the retries after it go out of line, so a caller's
-    /// loop of accesses stays small.
-    #[inline(always)]
-    fn user_op<T>(
-        &mut self,
-        op: impl Fn(&TaskHandle<M>) -> Result<T, crate::mmu::PageFault>,
-    ) -> Result<T, Signal> {
-        match op(&self.h) {
-            Ok(v) => Ok(v),
-            Err(pf) => self.user_op_faulted(pf, op),
-        }
-    }
-
-    /// The rest of [`User::user_op`] after its first try faulted: handle the fault and retry
-    /// until the access succeeds or the task gets a signal.
+    /// A user access whose first try (inline in the accessors below, so that a TLB hit is a
+    /// few instructions in the caller's loop) faulted: handle the fault and retry until the
+    /// access succeeds or the task gets a signal. Out of line, so callers' loops stay small.
     #[inline(never)]
     fn user_op_faulted<T>(
         &mut self,
@@ -570,21 +557,33 @@ impl<'a, M: PagingMode> User<'a, M> {
     /// Load 4 bytes from a user address (faulting pages in as needed).
     #[inline]
     pub fn load_u32(&mut self, va: u32) -> Result<u32, Signal> {
-        self.user_op(|h| h.user_read_u32(VirtAddr::new(va)))
+        match self.h.user_read_u32(VirtAddr::new(va)) {
+            Ok(v) => Ok(v),
+            Err(pf) => self.user_op_faulted(pf, |h| h.user_read_u32(VirtAddr::new(va))),
+        }
     }
     /// Load 8 bytes from a user address.
     #[inline]
     pub fn load_u64(&mut self, va: u32) -> Result<u64, Signal> {
-        self.user_op(|h| h.user_read_u64(VirtAddr::new(va)))
+        match self.h.user_read_u64(VirtAddr::new(va)) {
+            Ok(v) => Ok(v),
+            Err(pf) => self.user_op_faulted(pf, |h| h.user_read_u64(VirtAddr::new(va))),
+        }
     }
     /// Store 4 bytes at a user address.
     #[inline]
     pub fn store_u32(&mut self, va: u32, v: u32) -> Result<(), Signal> {
-        self.user_op(|h| h.user_write_u32(VirtAddr::new(va), v))
+        match self.h.user_write_u32(VirtAddr::new(va), v) {
+            Ok(v) => Ok(v),
+            Err(pf) => self.user_op_faulted(pf, |h| h.user_write_u32(VirtAddr::new(va), v)),
+        }
     }
     /// Store 8 bytes at a user address.
     #[inline]
     pub fn store_u64(&mut self, va: u32, v: u64) -> Result<(), Signal> {
-        self.user_op(|h| h.user_write_u64(VirtAddr::new(va), v))
+        match self.h.user_write_u64(VirtAddr::new(va), v) {
+            Ok(v) => Ok(v),
+            Err(pf) => self.user_op_faulted(pf, |h| h.user_write_u64(VirtAddr::new(va), v)),
+        }
     }
 }

@@ -400,25 +400,25 @@ impl<M: PagingMode> TaskHandle<M> {
     }
 
     /// A user-mode 4-byte read.
-    #[inline]
+    #[inline(always)]
     pub fn user_read_u32(&self, va: VirtAddr) -> Result<u32, PageFault> {
         self.user_access(va, Access::Read, |m, pa| m.read_u32(pa))
     }
 
     /// A user-mode 8-byte read.
-    #[inline]
+    #[inline(always)]
     pub fn user_read_u64(&self, va: VirtAddr) -> Result<u64, PageFault> {
         self.user_access(va, Access::Read, |m, pa| m.read_u64(pa))
     }
 
     /// A user-mode 4-byte write.
-    #[inline]
+    #[inline(always)]
     pub fn user_write_u32(&self, va: VirtAddr, v: u32) -> Result<(), PageFault> {
         self.user_access(va, Access::Write, |m, pa| m.write_u32(pa, v))
     }
 
     /// A user-mode 8-byte write.
-    #[inline]
+    #[inline(always)]
     pub fn user_write_u64(&self, va: VirtAddr, v: u64) -> Result<(), PageFault> {
         self.user_access(va, Access::Write, |m, pa| m.write_u64(pa, v))
     }
