@@ -547,7 +547,7 @@ impl<'a, M: PagingMode> User<'a, M> {
         let mut tries = 0;
         loop {
             self.fault(pf, &mut tries)?;
-            match op(&self.h) {
+            match op(self.h) {
                 Ok(v) => return Ok(v),
                 Err(p) => pf = p,
             }
