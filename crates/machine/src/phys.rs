@@ -504,7 +504,14 @@ impl PhysMem {
 
     /// Frame `pfn` (inside RAM) now holds `page`: shared through the store, or cleared.
     fn write_page(&self, pfn: u64, page: &Page) {
-        if page.iter().all(|&b| b == 0) {
+        // 64 bytes at a time, without a branch per byte: a filled pte page stops at its first
+        // line, a cleared one costs a few hundred instructions
+        let zero = page.chunks_exact(64).all(|line| {
+            line.chunks_exact(8)
+                .fold(0u64, |acc, w| acc | u64::from_ne_bytes(w.try_into().unwrap_or([1; 8])))
+                == 0
+        });
+        if zero {
             self.clear_frame(pfn);
             return;
         }
