@@ -38,38 +38,77 @@ fn with_config(mut s: WorkloadSpec, v: MemoryVariant) -> WorkloadSpec {
     s
 }
 
-fn pair(
-    spec: &WorkloadSpec,
+/// Host threads the demo runs simulations on: two (or one on a one-CPU host). Two keep the
+/// peak host memory to two runs' worth.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+/// Run the four simulations (sga and wli, each on `64g` and `64g-highpte`) on [`workers`]
+/// threads, the longest first so that the threads finish together: sga on `64g-highpte`
+/// (2,000 processes) on one, then the wli runs and sga on `64g` (which stops near 500) on
+/// the other. Returns `[sga 64g, sga 64g-highpte, wli 64g, wli 64g-highpte]`.
+fn run_four(
+    sga: &WorkloadSpec,
+    wli: &WorkloadSpec,
     bars: &crate::progress::Bars,
-) -> anyhow::Result<(RunReport, RunReport)> {
-    let a = with_config(spec.clone(), MemoryVariant::Highmem64g);
-    let b = with_config(spec.clone(), MemoryVariant::Highmem64gHighpte);
-    let ba = bars.bar(&a, &format!("{} on 64g", spec.name));
-    let bb = bars.bar(&b, &format!("{} on 64g-highpte", spec.name));
-    let (ra, rb) = std::thread::scope(|s| {
-        let ha = s.spawn(move || {
-            let mut o = RunOptions::default();
-            crate::progress::attach(&mut o, ba);
-            runner::run(&a, &o)
-                .map(crate::report::scrub)
-                .map_err(|e| e.to_string())
-        });
-        let hb = s.spawn(move || {
-            let mut o = RunOptions::default();
-            crate::progress::attach(&mut o, bb);
-            runner::run(&b, &o)
-                .map(crate::report::scrub)
-                .map_err(|e| e.to_string())
-        });
-        (ha.join(), hb.join())
+) -> anyhow::Result<[RunReport; 4]> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let (low, high) = (MemoryVariant::Highmem64g, MemoryVariant::Highmem64gHighpte);
+    // (slot in the result, workload, configuration), in the order the threads take them
+    let order = [(1, sga, high), (3, wli, high), (2, wli, low), (0, sga, low)];
+    let mut labels: [String; 4] = Default::default();
+    let queue: Vec<Mutex<Option<_>>> = order
+        .into_iter()
+        .map(|(slot, spec, v)| {
+            labels[slot] = format!("{} on {}", spec.name, v.name());
+            let spec = with_config(spec.clone(), v);
+            let bar = bars.bar(&spec, &labels[slot]);
+            Mutex::new(Some((slot, spec, bar)))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<[Option<Result<RunReport, String>>; 4]> = Mutex::default();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..workers())
+            .map(|_| {
+                s.spawn(|| {
+                    while let Some(job) = queue.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let Some((slot, spec, bar)) = job.lock().ok().and_then(|mut j| j.take())
+                        else {
+                            continue;
+                        };
+                        let mut o = RunOptions::default();
+                        crate::progress::attach(&mut o, bar);
+                        let r = runner::run(&spec, &o)
+                            .map(crate::report::scrub)
+                            .map_err(|e| e.to_string());
+                        if let Ok(mut out) = results.lock() {
+                            out[slot] = Some(r);
+                        }
+                    }
+                })
+            })
+            .collect();
+        // joined here, so a run's panic is reported below rather than re-raised by the scope
+        for t in threads {
+            let _ = t.join();
+        }
     });
-    let ra = ra
-        .map_err(|_| anyhow::anyhow!("the 64g run panicked"))?
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let rb = rb
-        .map_err(|_| anyhow::anyhow!("the 64g-highpte run panicked"))?
-        .map_err(|e| anyhow::anyhow!(e))?;
-    Ok((ra, rb))
+    // a run that panicked took its thread with it (the panic message is on stderr); the
+    // other thread went on with the rest of the queue
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = Vec::with_capacity(4);
+    for (r, label) in results.into_iter().zip(&labels) {
+        match r {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => anyhow::bail!("{label}: {e}"),
+            None => anyhow::bail!("the {label} run panicked"),
+        }
+    }
+    out.try_into()
+        .map_err(|_| anyhow::anyhow!("the demo lost a run's report"))
 }
 
 pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
@@ -86,10 +125,9 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<u8> {
         wli.machine.ram = highpte_workload::Size(3 << 30);
     }
     let bars = crate::progress::Bars::new(progress);
-    let (s64, shp) = pair(&sga, &bars)?;
-    let wli_runs = pair(&wli, &bars);
+    let runs = run_four(&sga, &wli, &bars);
     bars.clear();
-    let (w64, whp) = wli_runs?;
+    let [s64, shp, w64, whp] = runs?;
     if let Some(p) = &a.plot {
         crate::plot::steps_plot(
             p,

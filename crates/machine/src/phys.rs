@@ -507,9 +507,9 @@ impl PhysMem {
         // 64 bytes at a time, without a branch per byte: a filled pte page stops at its first
         // line, a cleared one costs a few hundred instructions
         let zero = page.chunks_exact(64).all(|line| {
-            line.chunks_exact(8)
-                .fold(0u64, |acc, w| acc | u64::from_ne_bytes(w.try_into().unwrap_or([1; 8])))
-                == 0
+            line.chunks_exact(8).fold(0u64, |acc, w| {
+                acc | u64::from_ne_bytes(w.try_into().unwrap_or([1; 8]))
+            }) == 0
         });
         if zero {
             self.clear_frame(pfn);
