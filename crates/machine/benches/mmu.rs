@@ -1,5 +1,6 @@
 //! Host cost of the simulated MMU: TLB-hit translations, misses with a full page walk (both
-//! paging modes) and raw physical-memory accesses.
+//! paging modes) and raw physical-memory accesses: words, and whole pages through the content
+//! store that shares identical frames.
 //!
 //! Run with `cargo bench -p highpte-machine --bench mmu` (add `-- --quick` for a short run).
 
@@ -147,6 +148,48 @@ fn bench_phys(c: &mut Criterion) {
         b.iter(|| {
             pa = (pa + 72) & ((1 << 20) - 8);
             m.write_u64(black_box(pa), pa)
+        })
+    });
+    // whole-page writes (a pte page filled or cleared by the kernel's block walk): the
+    // content store's hash, lookup and compare
+    let mut page = [0u8; 4096];
+    for (i, w) in page.chunks_exact_mut(8).enumerate() {
+        w.copy_from_slice(&(((0x4_0000 + i as u64) << 12) | 0x25).to_le_bytes());
+    }
+    let shared_base = 1u64 << 28;
+    for f in 0..64 {
+        m.write_bytes(shared_base + f * 4096, &page)
+            .expect("in RAM");
+    }
+    let mut f = 0u64;
+    g.throughput(Throughput::Bytes(4096));
+    g.bench_function("write_page_shared", |b| {
+        b.iter(|| {
+            f = (f + 1) & 63;
+            m.write_bytes(black_box(shared_base + f * 4096), &page)
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("write_page_unique", |b| {
+        b.iter(|| {
+            // a new content each time: stored, then let go when the frame is cleared
+            n += 1;
+            page[0] = n as u8;
+            page[1] = (n >> 8) as u8;
+            m.write_bytes(black_box(shared_base), &page)
+        })
+    });
+    g.bench_function("write_page_zero", |b| {
+        b.iter(|| {
+            f = (f + 1) & 63;
+            m.write_bytes(black_box(shared_base + (64 + f) * 4096), &[0u8; 4096])
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("read_u64_shared", |b| {
+        b.iter(|| {
+            pa = (pa + 72) & ((1 << 18) - 8);
+            m.read_u64(black_box(shared_base + 4096 + pa))
         })
     });
     g.finish();
