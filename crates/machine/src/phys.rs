@@ -29,7 +29,7 @@ use core::marker::PhantomData;
 use core::ptr;
 use std::cell::{Cell, RefCell};
 
-use crate::phys_store::{Page, PageStore};
+use crate::phys_store::{page_hash, Page, PageStore};
 
 use highpte_arch::{PAGE_SHIFT, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -97,7 +97,7 @@ pub struct PhysMem {
     base: *mut u8,
     /// Bytes of simulated RAM (the mapping's length).
     size: u64,
-    /// Per frame, [`DIRTY`] and [`SHARED`]. `DIRTY`: the frame's own host page may hold a
+    /// Per frame, [`DIRTY`], [`SHARED`] and [`COMMITTED`]. `DIRTY`: the frame's own host page may hold a
     /// non-zero byte (it was written since the mapping was made, or since it was last zeroed
     /// or released); a frame without it reads as zero without being read, and is cleared
     /// without being written, so a frame the simulated machine never writes costs the host
@@ -111,6 +111,11 @@ pub struct PhysMem {
     ids: Box<[Cell<u32>]>,
     /// The distinct contents of the shared frames.
     store: RefCell<PageStore>,
+    /// Frames written whole with a content not in the store, by content hash (modulo
+    /// [`CANDIDATES`]; pfn + 1, 0 for none): when a second frame is written with the same
+    /// bytes, the content moves into the store and both share it. A later write may have
+    /// changed the remembered frame; the bytes are compared before sharing.
+    cands: Box<[Cell<u64>]>,
     /// Interior mutability through `base` must stay on one thread at a time.
     _not_sync: PhantomData<Cell<u8>>,
 }
@@ -119,6 +124,12 @@ pub struct PhysMem {
 const DIRTY: u8 = 1;
 /// [`PhysMem`]'s state bit: the frame's content is in the store.
 const SHARED: u8 = 2;
+/// [`PhysMem`]'s state bit: the frame's host page has been written (the host has committed
+/// memory for it) since the mapping was made or the frame released. Set with every `DIRTY`,
+/// kept when a frame is cleared.
+const COMMITTED: u8 = 4;
+/// Entries of [`PhysMem`]'s table of frames that may be shared next.
+const CANDIDATES: u64 = 1 << 16;
 
 /// `n` cells of zero, allocated zeroed so the host commits only the parts that are written.
 fn zeroed_cells<T: Copy + Default>(n: usize) -> Box<[Cell<T>]> {
@@ -184,6 +195,7 @@ impl PhysMem {
             state: zeroed_cells(frames),
             ids: zeroed_cells(frames),
             store: RefCell::new(PageStore::default()),
+            cands: zeroed_cells(CANDIDATES as usize),
             _not_sync: PhantomData,
         };
         // Best effort: without it the host may back a 2 MB range on first touch, which only
@@ -283,7 +295,8 @@ impl PhysMem {
     /// shared: a write can go straight to the host mapping with nothing to record.
     #[inline(always)]
     fn direct_write(&self, pa: u64, len: u64) -> bool {
-        pa & (PAGE_SIZE - 1) <= PAGE_SIZE - len && self.state(pa >> PAGE_SHIFT) == DIRTY
+        pa & (PAGE_SIZE - 1) <= PAGE_SIZE - len
+            && self.state(pa >> PAGE_SHIFT) & (DIRTY | SHARED) == DIRTY
     }
 
     /// Give shared frame `pfn` its own copy of its content again, in its host page.
@@ -303,7 +316,7 @@ impl PhysMem {
             )
         };
         store.release(id);
-        self.set_flag(DIRTY, pfn, true);
+        self.set_flag(DIRTY | COMMITTED, pfn, true);
     }
 
     /// Drop frame `pfn`'s reference to the store, if it has one; its content is then
@@ -326,7 +339,7 @@ impl PhysMem {
             if self.is_shared(pfn) {
                 self.unshare(pfn);
             }
-            self.set_flag(DIRTY, pfn, true);
+            self.set_flag(DIRTY | COMMITTED, pfn, true);
         }
     }
 
@@ -502,7 +515,8 @@ impl PhysMem {
         Ok(())
     }
 
-    /// Frame `pfn` (inside RAM) now holds `page`: shared through the store, or cleared.
+    /// Frame `pfn` (inside RAM) now holds `page`: shared through the store, written to its
+    /// host page, or cleared.
     fn write_page(&self, pfn: u64, page: &Page) {
         // 64 bytes at a time, without a branch per byte: a filled pte page stops at its first
         // line, a cleared one costs a few hundred instructions
@@ -515,10 +529,63 @@ impl PhysMem {
             self.clear_frame(pfn);
             return;
         }
-        let id = self.store.borrow_mut().intern(page);
+        let h = page_hash(page);
+        let found = self.store.borrow_mut().find(h, page);
+        let id = found.or_else(|| self.promote_candidate(pfn, h, page));
         self.drop_shared(pfn);
-        self.ids[pfn as usize].set(id);
-        self.set_flag(SHARED, pfn, true);
+        match id {
+            Some(id) => {
+                self.ids[pfn as usize].set(id);
+                self.set_flag(SHARED, pfn, true);
+            }
+            None => {
+                // the first frame with this content keeps it in its own host page, as any
+                // frame does, and is remembered in case an equal page is written next
+                self.set_flag(DIRTY | COMMITTED, pfn, true);
+                // SAFETY: frame `pfn` is inside the mapping; `page` is a distinct host
+                // allocation, so the ranges do not overlap.
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        page.as_ptr(),
+                        self.base.add((pfn << PAGE_SHIFT) as usize),
+                        PAGE_SIZE as usize,
+                    )
+                };
+                self.cands[(h % CANDIDATES) as usize].set(pfn + 1);
+            }
+        }
+    }
+
+    /// The second frame written with a content: if the frame remembered for hash `h` still
+    /// holds exactly `page` in its own host page, move that content into the store, make the
+    /// remembered frame share it, and return its id with a reference for frame `pfn`.
+    fn promote_candidate(&self, pfn: u64, h: u64, page: &Page) -> Option<u32> {
+        let slot = &self.cands[(h % CANDIDATES) as usize];
+        let q = slot.get().checked_sub(1)?;
+        if q == pfn || q >= self.nr_pages() || self.state(q) & (DIRTY | SHARED) != DIRTY {
+            return None;
+        }
+        // SAFETY: frame `q` is inside the mapping (checked above) and not shared, so its
+        // bytes are its own; no reference into RAM is ever handed out, so nothing aliases them.
+        let held = unsafe {
+            core::slice::from_raw_parts(
+                self.base.add((q << PAGE_SHIFT) as usize),
+                PAGE_SIZE as usize,
+            )
+        };
+        if held != page.as_slice() {
+            return None;
+        }
+        slot.set(0);
+        let id = {
+            let mut store = self.store.borrow_mut();
+            let id = store.insert(h, page);
+            store.retain(id);
+            id
+        };
+        self.ids[q as usize].set(id);
+        self.set_flag(SHARED, q, true);
+        Some(id)
     }
 
     /// Frame `pfn` (inside RAM) reads as zero from now on.
@@ -592,7 +659,7 @@ impl PhysMem {
             self.clear_frame(dst_pfn);
         } else {
             self.drop_shared(dst_pfn);
-            self.set_flag(DIRTY, dst_pfn, true);
+            self.set_flag(DIRTY | COMMITTED, dst_pfn, true);
             // SAFETY: two distinct page-aligned frames inside the mapping never overlap.
             unsafe { ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
         }
@@ -619,7 +686,7 @@ impl PhysMem {
         for pfn in pfn_start..pfn_start + npages {
             if rc == 0 {
                 self.drop_shared(pfn);
-                self.set_flag(DIRTY, pfn, false);
+                self.set_flag(DIRTY | COMMITTED, pfn, false);
             } else {
                 // Cannot happen for a valid range of our own mapping; zero instead so the
                 // documented "reads back as zero" still holds.
@@ -850,29 +917,44 @@ mod tests {
         for (i, b) in page.iter_mut().enumerate() {
             *b = (i % 251) as u8 + 1;
         }
-        // 200 frames written with the same 4 KB: one page of store, nothing in the mapping
-        for pfn in 1000..1200 {
+        // the first frame written with a content keeps it in its own host page
+        m.write_bytes(1000 * 4096, &page).unwrap();
+        assert_eq!((m.shared_bytes(), m.resident_bytes()), (0, 4096));
+        // 199 more with the same 4 KB: the content moves into the store at the second, and
+        // the host holds two pages for all 200 (the store's and the first frame's, now stale)
+        for pfn in 1001..1200 {
             m.write_bytes(pfn * 4096, &page).unwrap();
         }
-        assert_eq!(m.shared_bytes(), 4096);
-        assert_eq!(m.resident_bytes(), 4096);
+        assert_eq!((m.shared_bytes(), m.resident_bytes()), (4096, 2 * 4096));
         assert_eq!(
             m.read_u32(1100 * 4096 + 8).unwrap(),
             u32::from_le_bytes([9, 10, 11, 12])
         );
         // a small write gives that frame its own copy; the others keep sharing
         m.write_u64(1100 * 4096 + 4088, 0).unwrap();
-        assert_eq!(m.resident_bytes(), 2 * 4096);
+        assert_eq!(m.resident_bytes(), 3 * 4096);
         assert_eq!(m.read_u64(1100 * 4096 + 4088).unwrap(), 0);
         let mut last = [0u8; 1];
         m.read_bytes(1101 * 4096 + 4095, &mut last).unwrap();
         assert_eq!(last[0], page[4095]);
         // a copy of a shared frame shares too
         m.copy_page(5, 1000).unwrap();
-        assert_eq!(m.resident_bytes(), 2 * 4096);
+        assert_eq!(m.resident_bytes(), 3 * 4096);
         assert!(!m.page_is_zero(5).unwrap());
+        // a unique content stays in the frame's own page; a stored one is shared
+        let mut other = page;
+        other[0] = 0xee;
+        m.write_bytes(7 * 4096, &other).unwrap();
+        assert_eq!((m.shared_bytes(), m.resident_bytes()), (4096, 4 * 4096));
+        assert_eq!(m.read_u32(7 * 4096).unwrap() & 0xff, 0xee);
+        m.write_bytes(7 * 4096, &page).unwrap();
+        assert_eq!((m.shared_bytes(), m.resident_bytes()), (4096, 4 * 4096));
+        assert_eq!(m.read_u32(7 * 4096).unwrap() & 0xff, 1);
+        // the remembered frame changed since: no sharing with its old content
+        m.write_bytes(8 * 4096, &other).unwrap();
+        assert_eq!(m.shared_bytes(), 4096);
         // an all-zero whole-page write clears: the store lets go with the last sharer
-        for pfn in (1000..1200).chain([5]) {
+        for pfn in (1000..1200).chain([5, 7, 8]) {
             m.write_bytes(pfn * 4096, &[0u8; 4096]).unwrap();
         }
         assert_eq!(m.shared_bytes(), 0);

@@ -37,7 +37,7 @@ pub(crate) struct PageStore {
 /// A hash of a page's bytes: four independent multiply-rotate lanes over its 64-bit words
 /// (about 0.1 us for 4 KB), folded together. Equal content gives an equal hash; the store
 /// compares the bytes before sharing, so a collision only costs a missed share.
-fn page_hash(p: &Page) -> u64 {
+pub(crate) fn page_hash(p: &Page) -> u64 {
     const K: [u64; 4] = [
         0x9E37_79B9_7F4A_7C15,
         0xC2B2_AE3D_27D4_EB4F,
@@ -58,17 +58,20 @@ fn page_hash(p: &Page) -> u64 {
 }
 
 impl PageStore {
-    /// The id of a stored page equal to `content`, with one more reference; stored now if
-    /// no equal page is held.
-    pub(crate) fn intern(&mut self, content: &Page) -> u32 {
-        let h = page_hash(content);
-        if let Some(&id) = self.index.get(&h) {
-            let i = (id - 1) as usize;
-            if self.pages[i].as_deref() == Some(content) {
-                self.refs[i] += 1;
-                return id;
-            }
+    /// The id of a stored page equal to `content` (whose [`page_hash`] is `h`), with one more
+    /// reference; `None` (and nothing stored) if no equal page is held.
+    pub(crate) fn find(&mut self, h: u64, content: &Page) -> Option<u32> {
+        let id = *self.index.get(&h)?;
+        let i = (id - 1) as usize;
+        if self.pages[i].as_deref() != Some(content) {
+            return None;
         }
+        self.refs[i] += 1;
+        Some(id)
+    }
+
+    /// Store `content` (whose [`page_hash`] is `h`) with one reference; returns its id.
+    pub(crate) fn insert(&mut self, h: u64, content: &Page) -> u32 {
         let id = match self.free.pop() {
             Some(id) => {
                 let i = (id - 1) as usize;
@@ -136,12 +139,17 @@ mod tests {
         p
     }
 
+    fn intern(s: &mut PageStore, p: &Page) -> u32 {
+        let h = page_hash(p);
+        s.find(h, p).unwrap_or_else(|| s.insert(h, p))
+    }
+
     #[test]
     fn equal_content_is_stored_once() {
         let mut s = PageStore::default();
-        let a = s.intern(&page(1, 0));
-        let b = s.intern(&page(1, 0));
-        let c = s.intern(&page(1, 4095));
+        let a = intern(&mut s, &page(1, 0));
+        let b = intern(&mut s, &page(1, 0));
+        let c = intern(&mut s, &page(1, 4095));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(s.bytes(), 2 * 4096);
@@ -151,14 +159,18 @@ mod tests {
         s.release(b);
         assert_eq!(s.bytes(), 4096);
         // the freed id is reused, and the old content is not found any more
-        let d = s.intern(&page(2, 7));
+        assert_eq!(s.find(page_hash(&page(1, 0)), &page(1, 0)), None);
+        let d = intern(&mut s, &page(2, 7));
         assert_eq!(d, a);
         assert_eq!(s.get(d)[7], 2);
-        let e = s.intern(&page(1, 0));
+        let e = intern(&mut s, &page(1, 0));
         assert_ne!(e, d);
         s.retain(e);
         s.release(e);
         assert_eq!(s.get(e)[0], 1);
+        assert_eq!(s.bytes(), 3 * 4096);
+        // a hash that names another content finds nothing
+        assert_eq!(s.find(page_hash(&page(1, 0)), &page(3, 3)), None);
     }
 
     #[test]
