@@ -5,13 +5,14 @@
 //! frames that are written; a frame never written reads as zero. Page tables live here in their
 //! real x86 format, little-endian, and user data too.
 //!
-//! Frames are also shared on the host: a whole frame written at once (a pte page the kernel
-//! fills or clears in one block walk, a page read from disk) is kept in a content store once
-//! per distinct content, and any smaller write first gives the frame its own copy back. Two
-//! thousand processes attaching one shared segment build two thousand identical sets of pte
-//! pages; the host holds one. A frame that was never written reads as zero without being
-//! read, and clearing it writes nothing. None of this is visible to the simulated machine:
-//! every frame reads back exactly the bytes last written to it.
+//! Frames are also shared on the host. When a whole frame is written at once (a pte page the
+//! kernel fills or clears in one block walk, a page read from disk) with the same bytes as
+//! another frame written that way, the content moves into a store and both frames refer to it;
+//! the first smaller write gives a frame its own copy back. Two thousand processes attaching
+//! one shared segment build two thousand identical sets of pte pages; the host holds about two
+//! (the store's and the first process's own). A frame that was never written reads as zero
+//! without being read, and clearing it writes nothing. None of this is visible to the
+//! simulated machine: every frame reads back exactly the bytes last written to it.
 //!
 //! Every checked accessor refuses an access that reaches past the end of RAM with
 //! [`PhysMemError::OutOfRange`]; none of them can touch host memory outside the mapping.
@@ -343,11 +344,10 @@ impl PhysMem {
         }
     }
 
-    /// Read `buf.len()` bytes (at most a page) at `pa` frame by frame: the general case
-    /// (a shared frame, or bytes across two frames) of the small reads.
-    #[cold]
+    /// Read `buf.len()` bytes at `pa` (inside RAM) frame by frame: block reads, and the
+    /// general case of the small ones (a shared frame, or bytes across two frames).
     #[inline(never)]
-    fn read_shared(&self, pa: u64, buf: &mut [u8]) {
+    fn read_frames(&self, pa: u64, buf: &mut [u8]) {
         let mut done = 0usize;
         while done < buf.len() {
             let at = pa + done as u64;
@@ -424,7 +424,7 @@ impl PhysMem {
         debug_assert!(pa + 4 <= self.size);
         if !self.direct_read(pa, 4) {
             let mut b = [0u8; 4];
-            self.read_shared(pa, &mut b);
+            self.read_frames(pa, &mut b);
             return u32::from_le_bytes(b);
         }
         // SAFETY: the caller guarantees the 4 bytes are inside the live mapping; unaligned reads
@@ -441,7 +441,7 @@ impl PhysMem {
         debug_assert!(pa + 8 <= self.size);
         if !self.direct_read(pa, 8) {
             let mut b = [0u8; 8];
-            self.read_shared(pa, &mut b);
+            self.read_frames(pa, &mut b);
             return u64::from_le_bytes(b);
         }
         // SAFETY: as in `read_u32_unchecked`, for 8 bytes.
@@ -480,20 +480,13 @@ impl PhysMem {
     /// Copy `buf.len()` bytes of RAM starting at `pa` into `buf`.
     pub fn read_bytes(&self, pa: u64, buf: &mut [u8]) -> Result<(), PhysMemError> {
         self.check(pa, buf.len() as u64)?;
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = pa + done as u64;
-            let (pfn, off) = (at >> PAGE_SHIFT, (at & (PAGE_SIZE - 1)) as usize);
-            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
-            self.read_frame(pfn, off, &mut buf[done..done + n]);
-            done += n;
-        }
+        self.read_frames(pa, buf);
         Ok(())
     }
 
-    /// Copy `buf` into RAM starting at `pa`. A whole frame written at once is kept in the
-    /// content store, once per distinct content (see the module docs); an all-zero one is
-    /// cleared.
+    /// Copy `buf` into RAM starting at `pa`. A whole frame written at once shares its host
+    /// page with the frames written with the same bytes (see the module docs); an all-zero
+    /// one is cleared.
     pub fn write_bytes(&self, pa: u64, buf: &[u8]) -> Result<(), PhysMemError> {
         self.check(pa, buf.len() as u64)?;
         let mut done = 0usize;

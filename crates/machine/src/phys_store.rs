@@ -1,11 +1,12 @@
 //! Host-side sharing of identical simulated pages: the content store behind [`crate::phys`].
 //!
 //! When the simulated machine writes a whole 4 KB frame in one go (a pte page filled or
-//! cleared by the kernel's block walk, a page read from disk), the frame's bytes are kept here,
-//! once per distinct content, and the frame refers to them. Two thousand processes attaching
-//! the same shared segment fill two thousand identical sets of pte pages: on the host they
-//! are one set. Nothing simulated changes; the frame reads the same bytes either way, and the
-//! first small write to it gives it its own copy again (see `PhysMem::unshare`).
+//! cleared by the kernel's block walk, a page read from disk) with bytes that another frame
+//! was written with, the bytes are kept here, once, and both frames refer to them. Two
+//! thousand processes attaching the same shared segment fill two thousand identical sets of
+//! pte pages: on the host they are one set. Nothing simulated changes; a frame reads the same
+//! bytes either way, and the first small write to it gives it its own copy again (see
+//! `PhysMem::unshare`).
 
 use highpte_arch::PAGE_SIZE;
 use std::collections::HashMap;
