@@ -7,9 +7,9 @@
 //! every probe's outcome (physical address reached or page-fault error code, and the A/D
 //! flags of the PDE and PTE on its path afterwards) and a hash of every table page at the end.
 //!
-//! This side loads the tables into a simulator [`PhysMem`], sets up [`MmuRegs`] as the
+//! This side loads the tables into a simulator [`PhysMem`](highpte_machine::phys::PhysMem), sets up [`MmuRegs`](highpte_machine::mmu::MmuRegs) as the
 //! kernel had the CPU (PG, WP, PSE, PGE, PAE per mode, NXE clear), and replays every probe
-//! with [`mmu::translate`] from the same state: the A/D flags of the path's entries cleared
+//! with [`mmu::translate`](highpte_machine::mmu::translate) from the same state: the A/D flags of the path's entries cleared
 //! and the address flushed from the TLB first. Physical address, fault and error code, CR2 and
 //! the A/D flags must be identical, and so must the table pages' hashes at the end.
 //!
