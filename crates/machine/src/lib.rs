@@ -14,7 +14,6 @@ pub mod events;
 pub mod machine;
 pub mod mmu;
 pub mod phys;
-mod phys_store;
 mod platform_impl;
 pub mod sched;
 mod stack;

@@ -1,4 +1,4 @@
-//! Host-side sharing of identical simulated pages: the content store behind [`crate::phys`].
+//! Host-side sharing of identical simulated pages: the content store behind [`super`] (`crate::phys`).
 //!
 //! When the simulated machine writes a whole 4 KB frame in one go (a pte page filled or
 //! cleared by the kernel's block walk, a page read from disk) with bytes that another frame
